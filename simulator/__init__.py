@@ -1,0 +1,1 @@
+"""Event-driven NPU simulator (pure Python; torch only in frontends)."""
