@@ -1,0 +1,262 @@
+"""The search space: every block position of the supernet and every distinct option it can take.
+
+Built from the `supernet` and `candidates` configs. Positions carry their shape context at the
+*deployment* input size (``in_hw``; the training resolution may differ), so the latency table can
+simulate each (position, option) once. An option is a canonical tuple of ``Branch`` (same-kernel
+branches merged with expansions added, 0-expansion branches dropped, sorted by kernel; paper Fig. 8);
+``()`` is the skip, allowed only where a residual exists (stride 1 and in == out channels).
+
+MixConv (paper Fig. 6-7): superkernel j has a max kernel K_j and picks a kernel in min_kernel..K_j
+(step 2) and an expansion from the candidates' list (0 = off). The superkernel with the largest max
+kernel may switch off only where the block may be skipped, so a non-residual block never vanishes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
+from s3nas.config.supernet_schema import check_candidates, check_supernet, linear_depths
+from s3nas.errors import ConfigError
+
+Option = tuple[Branch, ...]
+
+__all__ = ["BlockPosition", "Option", "SearchSpace", "canonical", "linear_depths"]
+
+
+def canonical(branches: Iterable[Branch | tuple[int, float]]) -> Option:
+    """Merge same-kernel branches (expansions added), drop 0-expansion branches, sort by kernel."""
+    merged: dict[int, float] = {}
+    for b in branches:
+        kernel, expansion = (b.kernel, b.expansion) if isinstance(b, Branch) else b
+        if expansion:
+            merged[int(kernel)] = merged.get(int(kernel), 0.0) + float(expansion)
+    return tuple(Branch(k, merged[k]) for k in sorted(merged))
+
+
+def conv_out_hw(hw: int, kernel: int, stride: int) -> int:
+    """Spatial size after a 'same'-padded (k//2) conv."""
+    return (hw + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class BlockPosition:
+    """One searchable block of the supernet with its shape context and candidates."""
+
+    index: int
+    stage: int
+    type: str  # "mbconv" | "mixconv" | "fused"
+    in_channels: int
+    out_channels: int
+    stride: int
+    in_hw: int  # input height = width at the deployment input size
+    has_residual: bool
+    kernels: tuple[int, ...] = ()  # mbconv/fused kernel choices
+    expansions: tuple[float, ...] = ()  # mbconv/fused expansion choices
+    mix_max_kernels: tuple[int, ...] = ()  # mixconv: max kernel of each superkernel
+    mix_expansions: tuple[float, ...] = ()  # mixconv: expansion choices of each superkernel (0 = off)
+    mix_min_kernel: int = 3
+    allow_skip: bool = False
+    se_ratio: float = 0.0
+    act: str = "relu"
+
+    @property
+    def out_hw(self) -> int:
+        return -(-self.in_hw // self.stride)
+
+    @property
+    def largest_superkernel(self) -> int:
+        """Index of the superkernel with the largest max kernel (the last one on ties)."""
+        best = 0
+        for j, k in enumerate(self.mix_max_kernels):
+            if k >= self.mix_max_kernels[best]:
+                best = j
+        return best
+
+    def superkernel_choices(self) -> list[list[Branch | None]]:
+        """MixConv: per superkernel, its raw choices (None = off), before merging."""
+        choices = []
+        for j, max_kernel in enumerate(self.mix_max_kernels):
+            kernels = range(self.mix_min_kernel, max_kernel + 1, 2)
+            states: list[Branch | None] = []
+            for e in self.mix_expansions:
+                if e == 0:
+                    if j != self.largest_superkernel or self.allow_skip:
+                        states.append(None)
+                else:
+                    states.extend(Branch(k, float(e)) for k in kernels)
+            choices.append(states)
+        return choices
+
+
+@dataclass
+class SearchSpace:
+    """Supernet positions plus stem/head; enumerates canonical options and builds ArchSpecs."""
+
+    positions: list[BlockPosition]
+    stem_channels: int = 32
+    stem_kernel: int = 7
+    stem_stride: int = 2
+    head_channels: int = 1280
+    num_classes: int = 1000
+    in_channels: int = 3
+    input_size: int = 224
+    act: str = "relu"
+    dropout: float = 0.2
+    name: str = "s3nas_mixconv"
+    supernet_cfg: dict = field(default_factory=dict, repr=False)  # validated, for hashing/logging
+    candidates_cfg: dict = field(default_factory=dict, repr=False)
+    _options: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    # ------------------------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, supernet_cfg: Any, candidates_cfg: Any, *, num_classes: int = 1000,
+                    input_size: int = 224, in_channels: int = 3) -> "SearchSpace":
+        """Build from the `supernet` and `candidates` config nodes (DictConfig, dataclass or dict)."""
+        sup = check_supernet(supernet_cfg)
+        cand = check_candidates(candidates_cfg)
+        for key, value in (("num_classes", num_classes), ("input_size", input_size),
+                           ("in_channels", in_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"deploy.{key}: must be a positive integer, got {value!r}")
+        hw = conv_out_hw(input_size, sup["stem_kernel"], sup["stem_stride"])
+        positions: list[BlockPosition] = []
+        channels = sup["stem_channels"]
+        for stage, (width, depth, first_stride, btype, se) in enumerate(
+                zip(sup["widths"], sup["depths"], sup["strides"], sup["block_type"], sup["se_ratio"])):
+            for d in range(depth):
+                stride = first_stride if d == 0 else 1
+                residual = stride == 1 and channels == width
+                kw: dict[str, Any] = {}
+                if btype == "mixconv":
+                    kw = dict(mix_max_kernels=tuple(cand["mixconv"]["max_kernels"]),
+                              mix_expansions=tuple(cand["mixconv"]["expansions"]),
+                              mix_min_kernel=cand["mixconv"]["min_kernel"])
+                else:
+                    kw = dict(kernels=tuple(cand[btype]["kernels"]), expansions=tuple(cand[btype]["expansions"]))
+                positions.append(BlockPosition(
+                    index=len(positions), stage=stage, type=btype, in_channels=channels, out_channels=width,
+                    stride=stride, in_hw=hw, has_residual=residual,
+                    allow_skip=residual and cand["allow_skip"], se_ratio=se, act=sup["act"], **kw))
+                hw = -(-hw // stride)
+                channels = width
+        return cls(positions=positions, stem_channels=sup["stem_channels"], stem_kernel=sup["stem_kernel"],
+                   stem_stride=sup["stem_stride"], head_channels=sup["head_channels"], num_classes=num_classes,
+                   in_channels=in_channels, input_size=input_size, act=sup["act"], dropout=float(sup["dropout"]),
+                   name=str(sup["name"]), supernet_cfg=sup, candidates_cfg=cand)
+
+    # ------------------------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.supernet_cfg.get("widths", [])) or (max(p.stage for p in self.positions) + 1)
+
+    @property
+    def final_hw(self) -> int:
+        """Spatial size entering the head at the deployment input size."""
+        last = self.positions[-1] if self.positions else None
+        return last.out_hw if last else conv_out_hw(self.input_size, self.stem_kernel, self.stem_stride)
+
+    @property
+    def final_channels(self) -> int:
+        return self.positions[-1].out_channels if self.positions else self.stem_channels
+
+    @staticmethod
+    def canonical(branches: Iterable[Branch | tuple[int, float]]) -> Option:
+        """Merge same-kernel branches (expansions added), drop 0-expansion branches, sort by kernel."""
+        return canonical(branches)
+
+    def options(self, i: int) -> list[Option]:
+        """Every distinct canonical option of position ``i``; ``()`` (skip) first when allowed."""
+        if i not in self._options:
+            self._options[i] = self._enumerate(self.positions[i])
+        return list(self._options[i])
+
+    @staticmethod
+    def _enumerate(pos: BlockPosition) -> list[Option]:
+        found: set[Option] = set()
+        if pos.type == "mixconv":
+            for combo in itertools.product(*pos.superkernel_choices()):
+                found.add(canonical(b for b in combo if b is not None))
+        else:
+            found.update((Branch(k, float(e)),) for k in pos.kernels for e in pos.expansions)
+            if pos.allow_skip:
+                found.add(())
+        if not pos.allow_skip:
+            found.discard(())
+        return sorted(found, key=lambda opt: (sum(b.expansion for b in opt), len(opt),
+                                              tuple((b.kernel, b.expansion) for b in opt)))
+
+    def num_options(self) -> list[int]:
+        """Number of distinct canonical options per position."""
+        return [len(self.options(i)) for i in range(len(self.positions))]
+
+    def size(self) -> int:
+        """Number of distinct architectures (product of per-position option counts)."""
+        total = 1
+        for n in self.num_options():
+            total *= n
+        return total
+
+    def block_spec(self, i: int, option: Sequence[Branch]) -> BlockSpec:
+        """The BlockSpec of position ``i`` with ``option`` (canonicalised; () gives an empty skip block)."""
+        pos = self.positions[i]
+        opt = canonical(option)
+        if opt not in set(self.options(i)):
+            raise ValueError(f"position {i} ({pos.type}, stage {pos.stage}): {option!r} is not one of its options")
+        return BlockSpec(type=pos.type, branches=opt, out_channels=pos.out_channels, stride=pos.stride,
+                         stage=pos.stage, se_ratio=pos.se_ratio, act=pos.act)
+
+    def arch_spec(self, options: Sequence[Sequence[Branch]], name: str | None = None) -> ArchSpec:
+        """ArchSpec of one option per position; skipped blocks dropped."""
+        if len(options) != len(self.positions):
+            raise ValueError(f"expected {len(self.positions)} options (one per position), got {len(options)}")
+        blocks = tuple(self.block_spec(i, opt) for i, opt in enumerate(options))
+        return ArchSpec(blocks=tuple(b for b in blocks if b.branches), stem_channels=self.stem_channels,
+                        stem_kernel=self.stem_kernel, stem_stride=self.stem_stride,
+                        head_channels=self.head_channels, num_classes=self.num_classes,
+                        in_channels=self.in_channels, input_size=self.input_size, act=self.act,
+                        dropout=self.dropout, name=name or self.name)
+
+    def options_of(self, spec: ArchSpec) -> list[Option]:
+        """Map an ArchSpec of this space back to one option per position (skips where blocks are missing)."""
+        result: list[Option] = []
+        blocks = list(spec.blocks)
+        j = 0
+        for i, pos in enumerate(self.positions):
+            b = blocks[j] if j < len(blocks) else None
+            if (b is not None and b.stage == pos.stage and b.out_channels == pos.out_channels
+                    and b.stride == pos.stride and canonical(b.branches) in set(self.options(i))
+                    and canonical(b.branches)):
+                # a block is placed at the earliest position of its stage that is still free; a skip
+                # is only allowed where a residual exists, so non-residual positions always match first
+                result.append(canonical(b.branches))
+                j += 1
+            elif pos.allow_skip:
+                result.append(())
+            else:
+                raise ValueError(f"ArchSpec block {j} does not fit position {i} of the search space")
+        if j != len(blocks):
+            raise ValueError(f"ArchSpec has {len(blocks) - j} blocks more than the search space can hold")
+        return result
+
+    def random_options(self, rng: Any) -> list[Option]:
+        """One uniformly random option per position (``rng``: random.Random or numpy Generator)."""
+        out = []
+        for i in range(len(self.positions)):
+            opts = self.options(i)
+            out.append(opts[int(rng.integers(len(opts))) if hasattr(rng, "integers") else rng.randrange(len(opts))])
+        return out
+
+    def min_options(self) -> list[Option]:
+        """Smallest option (by total expansion, then kernel) per position."""
+        return [self.options(i)[0] for i in range(len(self.positions))]
+
+    def to_dict(self) -> dict:
+        """JSON-able description (validated configs + deployment shape), used for cache keys and logs."""
+        return {"supernet": self.supernet_cfg, "candidates": self.candidates_cfg, "num_classes": self.num_classes,
+                "input_size": self.input_size, "in_channels": self.in_channels}
