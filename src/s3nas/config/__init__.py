@@ -1,1 +1,129 @@
-"""s3nas.config"""
+"""Config plumbing: the conf/ directory, schema registration, resolvers, latency-target resolution.
+
+``register_configs()`` must run before any composition (entry points do it through
+``s3nas.utils.entry.run``; tests through ``tests/conftest.py``). It stores BASE's schemas and those of
+every ``s3nas/config/*_schema.py`` module that defines ``register(cs)``, and registers the ``s3nas.*``
+OmegaConf resolvers. ``compose_config`` composes a config outside a Hydra run (tests, notebooks).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from s3nas.config.units import format_ms, is_cycles, parse_latency_ms, split_latency
+from s3nas.errors import ConfigError
+
+__all__ = [
+    "CONF_DIR",
+    "compose_config",
+    "format_ms",
+    "hardware_clock_hz",
+    "parse_latency_ms",
+    "register_configs",
+    "resolve_target_ms",
+    "split_latency",
+]
+
+#: The repository root (src/s3nas/config/__init__.py -> three levels up from s3nas/).
+REPO_ROOT = Path(__file__).resolve().parents[3]
+#: Hydra's config directory; S3NAS_CONFIG_DIR overrides it.
+CONF_DIR = Path(os.environ.get("S3NAS_CONFIG_DIR", REPO_ROOT / "conf")).resolve()
+
+#: Clock of each profile while the simulator does not provide load_profile (fallback only).
+_FALLBACK_CLOCK_HZ = {"midap": 1e9}
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Store every structured-config schema in Hydra's ConfigStore and register resolvers (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from s3nas.config import schema
+
+    cs = ConfigStore.instance()
+    schema.register(cs)
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name.endswith("_schema"):
+            module = importlib.import_module(f"{__name__}.{module_info.name}")
+            if hasattr(module, "register"):
+                module.register(cs)
+    OmegaConf.register_new_resolver("s3nas.repo_root", lambda: str(REPO_ROOT), replace=True)
+    OmegaConf.register_new_resolver(
+        "s3nas.user_cache",
+        lambda: str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "s3nas"),
+        replace=True,
+    )
+    _registered = True
+
+
+def hardware_clock_hz(hardware_cfg: Any) -> float:
+    """Clock of the configured hardware (``hardware.profile`` path if set, else ``hardware.name``)."""
+    name = hardware_cfg.get("profile") or hardware_cfg.get("name")
+    try:
+        import simulator
+    except ImportError:  # pragma: no cover - simulator ships with s3nas
+        simulator = None
+    if simulator is not None and hasattr(simulator, "load_profile"):
+        try:
+            return float(simulator.load_profile(str(name)).clock_hz)
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            raise ConfigError(f"hardware: cannot load profile {name!r}: {_first_line(err)}") from None
+    return _clock_from_profile_yaml(str(name))
+
+
+def _clock_from_profile_yaml(name: str) -> float:
+    """Fallback while simulator.load_profile is missing: read clock_hz from the profile YAML."""
+    import yaml
+
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"hardware.profile: no such file {name!r}; give a profile YAML path")
+    else:
+        path = REPO_ROOT / "simulator" / "profiles" / f"{name}.yaml"
+    if path.is_file():
+        data = yaml.safe_load(path.read_text()) or {}
+        if "clock_hz" in data:
+            return float(data["clock_hz"])
+    if name in _FALLBACK_CLOCK_HZ:
+        return _FALLBACK_CLOCK_HZ[name]
+    raise ConfigError(f"hardware.name: no clock_hz known for profile {name!r}; use midap, systolic, eyeriss "
+                      "or hardware.profile=<profile.yaml>")
+
+
+def resolve_target_ms(cfg: Any) -> float:
+    """The latency target of ``cfg`` (``cfg.latency``) in ms; cycles use the hardware's clock."""
+    value = cfg.latency
+    if is_cycles(value):
+        return parse_latency_ms(value, hardware_clock_hz(cfg.hardware))
+    return parse_latency_ms(value)
+
+
+def compose_config(
+    config_name: str = "search",
+    overrides: Iterable[str] = (),
+    output_dir: Optional[str | Path] = None,
+) -> Any:
+    """Compose ``conf/<config_name>.yaml`` outside a Hydra run; ``output_dir`` fills paths.output_dir."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    overrides = list(overrides)
+    if output_dir is not None:
+        overrides.append(f"paths.output_dir={Path(output_dir).as_posix()}")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

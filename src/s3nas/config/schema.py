@@ -1,0 +1,269 @@
+"""Structured-config schemas (dataclasses) of the entry points and of BASE's config groups.
+
+Each group yaml lists its schema first in its defaults list (``- digits_schema``, ``- trainer_schema``,
+...), the Hydra "structured config schema" pattern, so a wrong type or an unknown key fails at
+composition naming the key. The top-level schemas (``search_schema``, ``train_schema``) type the
+top-level keys; groups are ``Any`` there because their own schema validates them.
+``register(cs)`` stores everything in Hydra's ConfigStore (``s3nas.config.register_configs`` calls it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+
+# ----------------------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    """Fields common to every dataset of the `data` group."""
+
+    name: str = MISSING  # digits | cifar10 | cifar100 | imagenet
+    root: Optional[str] = None  # dataset directory (unused by digits)
+    download: bool = False  # fetch with torchvision when the files are missing (CIFAR only)
+    image_size: int = 32  # training/eval resolution (square)
+    batch_size: int = 64
+    eval_batch_size: Optional[int] = None  # null: same as batch_size
+    num_workers: int = 0
+    pin_memory: bool = False
+    split_seed: int = 0  # fixed train/val split, independent of the global seed
+
+
+@dataclass
+class DigitsDataConfig(DataConfig):
+    """scikit-learn's bundled 8x8 digits, upsampled; stratified train/val/test split."""
+
+    name: str = "digits"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@dataclass
+class CifarDataConfig(DataConfig):
+    """CIFAR-10/100 python-pickle batches; val held out from the training batches."""
+
+    name: str = "cifar10"
+    val_size: int = 5000  # images held out of the 50000 training images (stratified)
+    augment: bool = True  # random crop (padding 4) + horizontal flip
+
+
+@dataclass
+class ImageNetDataConfig(DataConfig):
+    """Class-folder train/ and val/ trees; timm (Inception-style) transforms."""
+
+    name: str = "imagenet"
+    image_size: int = 224
+    batch_size: int = 256
+    num_workers: int = 8
+    train_dir: str = "train"
+    val_dir: str = "val"
+    crop_pct: float = 0.875  # eval: resize to image_size / crop_pct, center crop
+    interpolation: str = "bicubic"
+    color_jitter: float = 0.4
+    auto_augment: Optional[str] = None  # e.g. "rand-m9-mstd0.5" (timm syntax)
+    scale_min: float = 0.08  # RandomResizedCrop lower area bound (Inception)
+
+
+# -------------------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    """Keyword arguments of ``pytorch_lightning.Trainer`` (instantiated with ``_target_``)."""
+
+    _target_: str = "pytorch_lightning.Trainer"
+    accelerator: str = "cpu"
+    devices: Any = 1  # int, list of ids, or "auto"
+    strategy: Any = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    max_epochs: Optional[int] = None
+    min_epochs: Optional[int] = None
+    max_steps: int = -1
+    limit_train_batches: Optional[Any] = None  # float fraction or int count
+    limit_val_batches: Optional[Any] = None
+    limit_test_batches: Optional[Any] = None
+    val_check_interval: Optional[Any] = None
+    check_val_every_n_epoch: Optional[int] = 1
+    num_sanity_val_steps: Optional[int] = None
+    log_every_n_steps: Optional[int] = None
+    fast_dev_run: Any = False  # bool or number of batches
+    gradient_clip_val: Optional[float] = None
+    accumulate_grad_batches: int = 1
+    deterministic: Any = None
+    benchmark: Optional[bool] = None
+    sync_batchnorm: bool = False
+    enable_checkpointing: Optional[bool] = None
+    enable_progress_bar: Optional[bool] = None
+    enable_model_summary: Optional[bool] = None
+    default_root_dir: Optional[str] = None
+    profiler: Optional[str] = None
+    detect_anomaly: bool = False
+
+
+# --------------------------------------------------------------------------------------- logger
+@dataclass
+class LoggerConfig:
+    """Fields common to the `logger` group; ``kind`` picks the Lightning logger."""
+
+    kind: str = MISSING  # wandb | csv | none
+    name: Optional[str] = None  # run name (null: from the command-line overrides, else W&B's)
+    group: Optional[str] = None  # groups runs, e.g. the jobs of one multirun
+    save_dir: Optional[str] = None
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    """Weights & Biases; offline (under save_dir) unless the user has logged in."""
+
+    kind: str = "wandb"
+    project: str = "s3nas"
+    entity: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    job_type: Optional[str] = None
+    mode: str = "auto"  # auto (online when logged in, else offline) | online | offline | disabled
+    log_model: bool = False  # upload checkpoints as artifacts
+
+
+@dataclass
+class CSVLoggerConfig(LoggerConfig):
+    """Lightning's CSVLogger (metrics.csv + hparams.yaml)."""
+
+    kind: str = "csv"
+
+
+@dataclass
+class NoLoggerConfig(LoggerConfig):
+    """No logger."""
+
+    kind: str = "none"
+
+
+# ------------------------------------------------------------------------------------ callbacks
+@dataclass
+class ModelCheckpointConfig:
+    """``pytorch_lightning.callbacks.ModelCheckpoint``."""
+
+    _target_: str = "pytorch_lightning.callbacks.ModelCheckpoint"
+    dirpath: Optional[str] = None
+    filename: Optional[str] = None
+    monitor: Optional[str] = None
+    mode: str = "min"
+    save_last: Optional[bool] = None
+    save_top_k: int = 1
+    every_n_epochs: Optional[int] = None
+    save_weights_only: bool = False
+    auto_insert_metric_name: bool = True
+
+
+@dataclass
+class LearningRateMonitorConfig:
+    """``pytorch_lightning.callbacks.LearningRateMonitor`` (dropped when no logger is configured)."""
+
+    _target_: str = "pytorch_lightning.callbacks.LearningRateMonitor"
+    logging_interval: Optional[str] = None  # step | epoch | null (per scheduler)
+
+
+@dataclass
+class RichProgressBarConfig:
+    """``pytorch_lightning.callbacks.RichProgressBar``."""
+
+    _target_: str = "pytorch_lightning.callbacks.RichProgressBar"
+    refresh_rate: int = 1
+    leave: bool = False
+
+
+@dataclass
+class CallbacksConfig:
+    """The `callbacks` group: each entry is a callback or null (off)."""
+
+    model_checkpoint: Optional[ModelCheckpointConfig] = None
+    lr_monitor: Optional[LearningRateMonitorConfig] = None
+    rich_progress_bar: Optional[RichProgressBarConfig] = None
+
+
+# ---------------------------------------------------------------------------- paths, hardware
+@dataclass
+class PathsConfig:
+    """Where things live: project root, datasets, this run's outputs, LUT caches."""
+
+    root: str = MISSING
+    data_dir: str = MISSING
+    output_dir: str = MISSING  # the Hydra run dir (${hydra:runtime.output_dir})
+    cache_dir: str = MISSING  # latency-table caches
+
+
+@dataclass
+class HardwareConfig:
+    """The `hardware` group: a simulator profile name; ``profile`` (a YAML path) overrides it."""
+
+    name: str = "midap"
+    profile: Optional[str] = None
+
+
+# ------------------------------------------------------------------------------------ top level
+@dataclass
+class DeployConfig:
+    """Deployment shape the latency is simulated at (the paper's ImageNet setting)."""
+
+    input_size: int = 224
+    num_classes: int = 1000
+
+
+@dataclass
+class SearchConfig:
+    """Top-level keys of conf/search.yaml (groups are validated by their own schemas)."""
+
+    data: Any = MISSING
+    supernet: Any = MISSING
+    candidates: Any = MISSING
+    hardware: Any = MISSING
+    loss: Any = MISSING
+    schedule: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    callbacks: Any = MISSING
+    paths: Any = MISSING
+    latency: str = "2.5ms"  # target with a unit; see s3nas.config.units
+    latency_ms: Optional[float] = None  # resolved from `latency` at startup (what code reads/logs)
+    seed: int = 42
+    task_name: str = "search"
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    ckpt_path: Optional[str] = None
+    optimized_metric: Optional[str] = None  # returned to sweepers (hparams_search)
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    """Top-level keys of conf/train.yaml (retraining an ArchSpec)."""
+
+    data: Any = MISSING
+    hardware: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    callbacks: Any = MISSING
+    paths: Any = MISSING
+    arch: Optional[str] = None  # path of an ArchSpec JSON (arch.json of a search run)
+    seed: int = 42
+    task_name: str = "train"
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    ckpt_path: Optional[str] = None
+    optimized_metric: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+def register(cs: Any) -> None:
+    """Store BASE's schemas in Hydra's ConfigStore ``cs``."""
+    cs.store(name="search_schema", node=SearchConfig)
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="data", name="digits_schema", node=DigitsDataConfig)
+    cs.store(group="data", name="cifar_schema", node=CifarDataConfig)
+    cs.store(group="data", name="imagenet_schema", node=ImageNetDataConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="wandb_schema", node=WandbLoggerConfig)
+    cs.store(group="logger", name="csv_schema", node=CSVLoggerConfig)
+    cs.store(group="logger", name="none_schema", node=NoLoggerConfig)
+    cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
+    cs.store(group="paths", name="paths_schema", node=PathsConfig)
+    cs.store(group="hardware", name="hardware_schema", node=HardwareConfig)

@@ -1,0 +1,205 @@
+"""Entry-point runner: every command (search.py, train.py, ...) is ``run(main_fn, config_name)``.
+
+``run`` registers the config schemas, lets Hydra compose ``conf/<config_name>.yaml`` with the
+command-line overrides, and calls ``main_fn(cfg)`` with a resolved config in which ``latency_ms`` holds
+the latency target in ms. Errors a user can cause (``UserError``, bad overrides, unknown keys, wrong
+types, missing config options) print one line ``error: <message>`` on stderr and exit with code 2, no
+traceback (``HYDRA_FULL_ERROR=1`` brings tracebacks back). W&B is always finished, so in a multirun a
+failed job does not break the next ones. The resolved config is printed (rich) and saved as
+``config_resolved.yaml`` in the run's output dir.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from s3nas.errors import ConfigError, UserError
+
+#: Exit status of every user-caused error.
+USER_ERROR_EXIT = 2
+
+
+def run(main_fn: Callable[[Any], Any], config_name: str = "search") -> None:
+    """Run ``main_fn(cfg)`` as a Hydra app on ``conf/<config_name>.yaml`` (see the module docstring)."""
+    import hydra
+
+    from s3nas.config import CONF_DIR, register_configs
+
+    register_configs()
+    full_error = _env_flag("HYDRA_FULL_ERROR")
+    # Let Hydra re-raise instead of printing its own multi-line report; we print one line below.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    state = {"task_started": False, "full_error": full_error}
+    task = make_task(main_fn, state)
+    hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
+    try:
+        hydra_main()
+    except UserError as err:
+        if full_error:
+            raise
+        if not getattr(err, "reported", False):
+            print_error(str(err))
+        sys.exit(getattr(err, "exit_code", USER_ERROR_EXIT))
+    except Exception as err:  # composition errors happen before the task starts
+        if full_error or state["task_started"] or not _is_config_error(err):
+            raise
+        print_error(format_config_error(err))
+        sys.exit(USER_ERROR_EXIT)
+
+
+def make_task(main_fn: Callable[[Any], Any], state: Optional[dict] = None) -> Callable[[Any], Any]:
+    """Wrap ``main_fn`` as a Hydra task: resolve + print + save the config, report errors, finish W&B."""
+
+    def task(cfg: Any) -> Any:
+        if state is not None:
+            state["task_started"] = True
+        failed = True
+        try:
+            prepare_config(cfg)
+            _print_and_save(cfg)
+            result = main_fn(cfg)
+            failed = False
+            return result
+        except UserError as err:
+            if state is not None and state.get("full_error"):
+                raise
+            prefix = _job_prefix()
+            print_error(f"{prefix}{err}")
+            err.reported = True  # type: ignore[attr-defined]
+            if not prefix:
+                # single run: exit here, before Hydra adds its own "Error executing job" line
+                sys.exit(getattr(err, "exit_code", USER_ERROR_EXIT))
+            raise  # multirun: Hydra marks this job failed and goes on with the next ones
+        finally:
+            finish_wandb(exit_code=1 if failed else 0)
+
+    task.__name__ = getattr(main_fn, "__name__", "task")
+    task.__module__ = getattr(main_fn, "__module__", __name__)
+    return task
+
+
+def prepare_config(cfg: Any) -> Any:
+    """Resolve every interpolation in place and write the latency target in ms into ``latency_ms``."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from s3nas.config import resolve_target_ms
+
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(format_config_error(err)) from None
+    if "latency" in cfg:
+        cfg.latency_ms = resolve_target_ms(cfg)
+    return cfg
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Finish the active W&B run, if any (without importing wandb when nothing used it)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=exit_code)
+
+
+def print_error(message: str) -> None:
+    """Print ``error: <message>`` as one line on stderr."""
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    sys.stderr.write(f"error: {one_line}\n")
+    sys.stderr.flush()
+
+
+def format_config_error(err: BaseException) -> str:
+    """One line for a Hydra/OmegaConf composition error: what failed, which key, what is accepted."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException):
+        return _format_missing_config(err)
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    head = lines[0].rstrip(".") if lines else type(err).__name__
+    cause = err.__cause__ if err.__cause__ is not None else err
+    detail = _omegaconf_detail(cause)
+    if detail and cause is not err:
+        return f"{head}: {detail}"
+    if detail:
+        return detail
+    hints = [line for line in lines[1:] if not line.startswith(("full_key:", "object_type=", "See https"))]
+    return "; ".join([head] + hints)
+
+
+def _omegaconf_detail(err: BaseException) -> str:
+    """Message of an OmegaConf error plus its key and, for unknown keys, the accepted keys."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    if not isinstance(err, OmegaConfBaseException):
+        return ""
+    msg = (getattr(err, "msg", None) or str(err)).splitlines()[0].strip()
+    full_key = getattr(err, "full_key", None)
+    detail = msg
+    if full_key and full_key not in msg:
+        detail += f" (key: {full_key})"
+    object_type = getattr(err, "object_type", None)
+    if isinstance(err, (ConfigAttributeError, ConfigKeyError)) and object_type is not None:
+        import dataclasses
+
+        if dataclasses.is_dataclass(object_type):
+            names = [f.name for f in dataclasses.fields(object_type) if not f.name.startswith("_")]
+            detail += f"; accepted keys: {', '.join(names)}"
+    return detail
+
+
+def _format_missing_config(err: BaseException) -> str:
+    """'Could not find data/nope; available options in data: cifar10, digits, ...' (schemas hidden)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    head = lines[0] if lines else "config not found"
+    options = [o for o in (getattr(err, "options", None) or []) if not str(o).endswith("_schema")]
+    if not options:
+        # fall back to parsing Hydra's "Available options in 'group':" block
+        collecting = False
+        for line in lines[1:]:
+            if line.startswith("Available options"):
+                collecting = True
+                continue
+            if collecting and (not line or line.startswith("Config search path")):
+                break
+            if collecting and not line.endswith("_schema"):
+                options.append(line)
+    group = head.split("'")[-2].rsplit("/", 1)[0] if head.count("'") >= 2 else ""
+    if options:
+        return f"{head}; available options{f' in {group!r}' if group else ''}: {', '.join(options)}"
+    return head
+
+
+def _is_config_error(err: BaseException) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(err, (HydraException, OmegaConfBaseException))
+
+
+def _job_prefix() -> str:
+    """'job 3 (latency=fast): ' inside a multirun, '' otherwise."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task)}): "
+    except Exception:  # noqa: BLE001 - no Hydra context: no prefix
+        pass
+    return ""
+
+
+def _print_and_save(cfg: Any) -> None:
+    from s3nas.utils.rich_utils import print_config_tree
+
+    output_dir = cfg.paths.output_dir if "paths" in cfg and "output_dir" in cfg.paths else None
+    save_to = Path(output_dir) / "config_resolved.yaml" if output_dir else None
+    print_config_tree(cfg, save_to=save_to)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
