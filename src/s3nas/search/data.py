@@ -1,0 +1,77 @@
+"""Resume-safe training loader: shuffling and augmentation are functions of (seed, epoch, index) only.
+
+Lightning restores model, optimizer and loop state from a checkpoint but not the global RNG, so a
+resumed run would shuffle and augment differently from an uninterrupted one. The search therefore
+re-wraps the DataModule's training loader: an epoch-seeded sampler (Lightning calls ``set_epoch``) and
+a dataset wrapper that seeds torch/random/numpy before each item (augmentations are reproducible with
+or without workers).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Random permutation drawn from ``seed + epoch``; yields ``epoch * n + index`` (decoded later)."""
+
+    def __init__(self, num_items: int, seed: int, shuffle: bool = True) -> None:
+        self.num_items = num_items
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+            order = torch.randperm(self.num_items, generator=generator).tolist()
+        else:
+            order = list(range(self.num_items))
+        base = self.epoch * self.num_items
+        return iter([base + i for i in order])
+
+
+class ItemSeededDataset(Dataset):
+    """Wraps a dataset; item ``epoch * n + i`` seeds the RNGs from (seed, epoch, i), then returns item i."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.num_items = len(dataset)
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __getitem__(self, key: int):
+        index = key % self.num_items
+        item_seed = (self.seed * 1_000_003 + key) % (2**31)
+        torch.manual_seed(item_seed)
+        random.seed(item_seed)
+        np.random.seed(item_seed)
+        return self.dataset[index]
+
+
+def resume_safe_loader(loader: DataLoader, seed: int) -> DataLoader:
+    """Same dataset/batching as ``loader`` but reproducible across interruptions."""
+    dataset = ItemSeededDataset(loader.dataset, seed)
+    sampler = EpochSeededSampler(len(dataset), seed, shuffle=True)
+    return DataLoader(
+        dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        persistent_workers=loader.persistent_workers if loader.num_workers > 0 else False,
+    )

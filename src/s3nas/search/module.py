@@ -1,0 +1,210 @@
+"""Lightning modules of the two search phases: warm-up (CE only) and latency-aware search.
+
+Both share ``SupernetModule``: one supernet, timm's RMSpropTF with two parameter groups (weights with
+weight decay, thresholds without, optionally a larger learning rate), a per-step exponential decay
+(x0.97 every 2.4 epochs, counted over both phases so the search continues the warm-up's schedule),
+gradient clipping of the weights, label-smoothed CE and per-step reseeding so that a resumed run draws
+the same random sub-paths and dropout masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from timm.optim import RMSpropTF
+
+PHASES = ("warmup", "search")
+
+
+@dataclass
+class OptimSettings:
+    """Optimizer and schedule numbers (paper defaults); ``lr`` is already scaled by batch size."""
+
+    lr: float = 0.016
+    alpha: float = 0.9
+    momentum: float = 0.9
+    eps: float = 1e-3
+    weight_decay: float = 1e-5
+    threshold_lr_scale: float = 1.0
+    threshold_eps: float | None = None
+    decay_rate: float = 0.97
+    decay_steps: int = 1  # optimizer steps between two x decay_rate
+    gradient_clip_val: float | None = 10.0
+
+
+def lr_factor(step: int, decay_rate: float, decay_steps: int) -> float:
+    """Staircase decay: decay_rate ** floor(step / decay_steps)."""
+    return decay_rate ** (step // max(1, decay_steps))
+
+
+class SupernetModule(pl.LightningModule):
+    """Shared base: supernet forward, CE, optimizer, schedule, logging and reseeding."""
+
+    phase: str = "warmup"
+
+    def __init__(
+        self,
+        supernet: torch.nn.Module,
+        optim: OptimSettings,
+        *,
+        label_smoothing: float = 0.1,
+        seed: int = 42,
+        step_offset: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.supernet = supernet
+        self.optim = optim
+        self.label_smoothing = label_smoothing
+        self.seed = seed
+        self.step_offset = step_offset  # optimizer steps done by earlier phases (schedule + seeds)
+        self.channels_last = channels_last
+        if channels_last:
+            self.supernet.to(memory_format=torch.channels_last)
+
+    # ---- helpers -------------------------------------------------------------------------------
+    @property
+    def total_step(self) -> int:
+        """Optimizer steps over both phases."""
+        return self.step_offset + int(self.global_step)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def _ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+    def extra_loss(self) -> dict[str, torch.Tensor]:
+        """Phase-specific terms added to CE (none in warm-up)."""
+        return {}
+
+    # ---- Lightning hooks -----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self.supernet.set_phase(self.phase)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Seed by step: sub-path sampling and dropout do not depend on how the run got here (resume).
+        torch.manual_seed((self.seed * 1_000_003 + self.total_step) % (2**62))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.supernet(self._prepare(images))
+
+    def training_step(self, batch, batch_idx: int):
+        images, labels = batch[0], batch[1]
+        logits = self(images)
+        ce = self._ce(logits, labels)
+        extra = self.extra_loss()
+        loss = ce + sum(extra.get("loss_terms", [])) if extra else ce
+        acc = (logits.argmax(dim=1) == labels).float().mean()
+        batch_size = images.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/ce", ce, prog_bar=True, batch_size=batch_size)
+        self.log("train/acc", acc, batch_size=batch_size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
+        self.log("train/total_step", float(self.total_step), batch_size=batch_size)
+        out = {"loss": loss, "ce": ce.detach(), "acc": acc.detach()}
+        for key, value in extra.items():
+            if key == "loss_terms":
+                continue
+            out[key] = value.detach() if torch.is_tensor(value) else value
+            self.log(f"train/{key}", value, prog_bar=key == "latency_ms", batch_size=batch_size)
+        return out
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch[0], batch[1]
+        logits = self(images)
+        self.log("val/ce", self._ce(logits, labels), batch_size=images.shape[0], sync_dist=True)
+        acc = (logits.argmax(dim=1) == labels).float().mean()
+        self.log("val/acc", acc, prog_bar=True, batch_size=images.shape[0], sync_dist=True)
+
+    def configure_optimizers(self):
+        o = self.optim
+        thresholds = list(self.supernet.threshold_parameters())
+        threshold_ids = {id(p) for p in thresholds}
+        weights = [p for p in self.supernet.parameters() if id(p) not in threshold_ids]
+        groups = [
+            {"params": weights, "lr": o.lr, "weight_decay": o.weight_decay, "name": "weights"},
+            {
+                "params": thresholds,
+                "lr": o.lr * o.threshold_lr_scale,
+                "weight_decay": 0.0,
+                "name": "thresholds",
+                "eps": o.threshold_eps if o.threshold_eps is not None else o.eps,
+            },
+        ]
+        optimizer = RMSpropTF(groups, lr=o.lr, alpha=o.alpha, eps=o.eps, momentum=o.momentum,
+                              weight_decay=o.weight_decay)
+        offset, rate, every = self.step_offset, o.decay_rate, o.decay_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step + offset, rate, every))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # Clip the weights only (paper: clipping 10 in warm-up); thresholds' latency gradients are not
+        # clipped away, RMSProp normalises their scale anyway.
+        clip = self.optim.gradient_clip_val
+        if clip:
+            params = [p for p in optimizer.param_groups[0]["params"] if p.grad is not None]
+            if params:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["s3nas"] = {"phase": self.phase, "step_offset": self.step_offset,
+                               "total_step": self.total_step}
+
+
+class WarmupModule(SupernetModule):
+    """Phase 1: supergraph training, CE only, every sub-path sampled with equal probability."""
+
+    phase = "warmup"
+
+
+class SearchModule(SupernetModule):
+    """Phase 2: CE + lambda1 * log(1 + lambda2 * relu(latency - target)); thresholds learn."""
+
+    phase = "search"
+
+    def __init__(
+        self,
+        supernet: torch.nn.Module,
+        optim: OptimSettings,
+        *,
+        estimator,
+        target_ms: float,
+        loss_target_ms: float | None = None,
+        lambda1: float = 15.0,
+        lambda2: float = 100.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(supernet, optim, **kwargs)
+        self.estimator = estimator
+        self.target_ms = float(target_ms)
+        self.loss_target_ms = float(loss_target_ms if loss_target_ms is not None else target_ms)
+        self.lambda1 = float(lambda1)
+        self.lambda2 = float(lambda2)
+        self.initial_optimizer_state: dict | None = None  # warm-up's final optimizer state
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        # Continue the warm-up's optimizer (RMSProp averages, momentum) unless Lightning restores one.
+        if self.initial_optimizer_state is not None and self.trainer.ckpt_path is None:
+            optimizer = self.trainer.optimizers[0]
+            keep = [(g["lr"], g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+            optimizer.load_state_dict(self.initial_optimizer_state)
+            for group, (lr, initial_lr) in zip(optimizer.param_groups, keep):
+                group["lr"], group["initial_lr"] = lr, initial_lr
+
+    def extra_loss(self) -> dict:
+        from s3nas.latency.loss import latency_loss
+
+        latency_ms = self.estimator(self.supernet)
+        term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
+        return {
+            "loss_terms": [term],
+            "latency_loss": term,
+            "latency_ms": latency_ms,
+            "target_ms": torch.tensor(self.target_ms),
+        }

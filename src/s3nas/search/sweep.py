@@ -1,0 +1,87 @@
+"""Hydra callback: after a multirun, collect every job's summary.json into one sweep table.
+
+Writes ``sweep_summary.csv`` and ``sweep_summary.md`` in the sweep dir and prints the table (lambda
+values and other overrides vs simulated latency vs accuracy). Registered in conf/hydra/default.yaml.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+COLUMNS = ("target_ms", "estimated_ms", "simulated_ms", "val_acc", "lambda1", "lambda2", "repaired",
+           "search_seconds")
+
+
+def collect_sweep(sweep_dir: str | Path) -> list[dict]:
+    """One row per job dir holding a summary.json: job, overrides, the summary's main figures."""
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for summary_path in sorted(sweep_dir.glob("*/summary.json"), key=lambda p: _job_key(p.parent.name)):
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            continue
+        overrides = ""
+        overrides_path = summary_path.parent / ".hydra" / "overrides.yaml"
+        if overrides_path.exists():
+            import yaml
+
+            overrides = " ".join(yaml.safe_load(overrides_path.read_text()) or [])
+        row = {"job": summary_path.parent.name, "overrides": overrides}
+        row.update({key: summary.get(key) for key in COLUMNS})
+        rows.append(row)
+    return rows
+
+
+def _job_key(name: str):
+    return (0, int(name)) if name.isdigit() else (1, name)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_sweep_summary(sweep_dir: str | Path) -> list[dict]:
+    """Write sweep_summary.csv/.md into ``sweep_dir``, print the table, return the rows."""
+    from s3nas.utils.io import atomic_write_text
+
+    sweep_dir = Path(sweep_dir)
+    rows = collect_sweep(sweep_dir)
+    if not rows:
+        return rows
+    fields = ["job", "overrides", *COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(sweep_dir / "sweep_summary.csv", buffer.getvalue())
+    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
+    lines += ["| " + " | ".join(_fmt(row[f]) for f in fields) + " |" for row in rows]
+    atomic_write_text(sweep_dir / "sweep_summary.md", "\n".join(lines) + "\n")
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"Sweep summary ({len(rows)} jobs): {sweep_dir}")
+        for field_name in fields:
+            table.add_column(field_name)
+        for row in rows:
+            table.add_row(*(_fmt(row[f]) for f in fields))
+        Console(width=160).print(table)
+    except Exception:
+        print("\n".join(lines))
+    return rows
+
+
+class SweepSummaryCallback(Callback):
+    """Collects the jobs' summary.json files at the end of a multirun."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_sweep_summary(config.hydra.sweep.dir)
