@@ -1,1 +1,17 @@
-"""Event-driven NPU simulator (pure Python; torch only in frontends)."""
+"""Event-driven NPU simulator (pure Python; torch only in ``simulator.frontends``).
+
+``simulate(graph, load_profile("midap"))`` -> :class:`Report` with per-layer and total cycles, traffic,
+utilisation and roofline. Graphs are built with :class:`GraphBuilder` or a frontend.
+"""
+
+from .api import SIMULATOR_VERSION, simulate
+from .costs import UnsupportedOpError, graph_compute_cycles
+from .graph import Graph, GraphBuilder, Layer
+from .hardware import HardwareProfile, ProfileError, list_profiles, load_profile, unlimited_bandwidth
+from .report import LayerReport, Report
+
+__all__ = [
+    "SIMULATOR_VERSION", "simulate", "load_profile", "list_profiles", "HardwareProfile", "Report",
+    "LayerReport", "UnsupportedOpError", "ProfileError", "Graph", "GraphBuilder", "Layer",
+    "graph_compute_cycles", "unlimited_bandwidth",
+]

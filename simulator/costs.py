@@ -1,0 +1,150 @@
+"""Closed-form compute cost of one layer on a profile's compute modules (no memory effects).
+
+Each dataflow has its own conv model; depthwise (except on spatial arrays), pooling and element-wise ops
+use the depthwise/element-wise path, global pooling the reduction unit; activations are in the pipeline
+(free); concat/split/reshape are addressing only (free). The event engine splits these cycles over tiles,
+so with unlimited bandwidth its result equals :func:`graph_compute_cycles` exactly.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .graph import ACTIVATIONS, Layer
+
+FREE_OPS = ("concat", "split", "reshape")
+KNOWN_OPS = ("conv", "fc", "maxpool", "avgpool", "gap", "add", "mul", "act") + FREE_OPS
+
+
+class UnsupportedOpError(ValueError):
+    """An operation (or activation) the simulator does not model; names the module and the op."""
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@lru_cache(maxsize=4096)
+def valid_taps(in_size: int, out_size: int, kernel: int, stride: int, padding: int) -> int:
+    """Sum over output positions of kernel taps that fall inside the (unpadded) input, one dimension."""
+    total = 0
+    for o in range(out_size):
+        start = o * stride - padding
+        lo = -start if start < 0 else 0
+        hi = in_size - start
+        if hi > kernel:
+            hi = kernel
+        if hi > lo:
+            total += hi - lo
+    return total
+
+
+def _where(layer: Layer) -> str:
+    return f"module '{layer.module or layer.name}' (layer {layer.name})"
+
+
+def check_supported(layer: Layer) -> None:
+    """Raise UnsupportedOpError for an op or activation the simulator does not model."""
+    if layer.op not in KNOWN_OPS:
+        raise UnsupportedOpError(f"{_where(layer)}: unsupported op '{layer.op}' "
+                                 f"(supported: {', '.join(KNOWN_OPS)})")
+    if layer.act not in ACTIVATIONS:
+        raise UnsupportedOpError(f"{_where(layer)}: unsupported activation '{layer.act}' of op '{layer.op}'")
+
+
+def layer_compute(layer: Layer, profile, graph_input: bool = False, fused_reduction: bool = False
+                  ) -> tuple[str, int, int]:
+    """(module, compute_cycles, weight_tile_count_hint) of one layer; module '' = free."""
+    check_supported(layer)
+    op = layer.op
+    p = profile
+    if op in FREE_OPS or (op == "gap" and fused_reduction):
+        return "", 0, 0
+    c_out, h_out, w_out = layer.out_shape
+    if op == "conv":
+        c_in, h_in, w_in = layer.in_shapes[0]
+        kh, kw = layer.kernel
+        sh, sw = layer.stride
+        ph, pw = layer.padding
+        g = layer.groups
+        if c_in % g or c_out % g:
+            raise UnsupportedOpError(f"{_where(layer)}: conv groups={g} do not divide channels {c_in}->{c_out}")
+        cin_g, cout_g = c_in // g, c_out // g
+        if p.dataflow == "spatial_rs":
+            return "conv", _spatial_conv(p, g * cin_g * cout_g, kh, kw, h_out, w_out), _cdiv(c_out, p.conv_units)
+        if layer.is_depthwise:
+            taps = valid_taps(h_in, h_out, kh, sh, ph) * valid_taps(w_in, w_out, kw, sw, pw)
+            return "dw", _cdiv(c_out, p.dw_lanes) * taps, _cdiv(c_out, p.dw_lanes)
+        hw = h_out * w_out
+        if p.dataflow == "adder_tree":
+            if graph_input and g == 1 and p.first_layer_gemm:
+                cycles = _cdiv(kh * kw * c_in, p.conv_lanes) * _cdiv(c_out, p.conv_units) * hw
+            else:
+                cycles = g * kw * _cdiv(kh * cin_g, p.conv_lanes) * _cdiv(cout_g, p.conv_units) * hw
+            return "conv", cycles, g * _cdiv(cout_g, p.conv_units)
+        # systolic_ws: one pass of hw input vectors per weight tile, plus fill/drain of the array
+        tiles = _cdiv(kh * kw * cin_g, p.conv_lanes) * _cdiv(cout_g, p.conv_units)
+        return "conv", g * tiles * (hw + p.conv_lanes + p.conv_units), g * tiles
+    if op == "fc":
+        c, h, w = layer.in_shapes[0]
+        c_in = c * h * w
+        if p.dataflow == "spatial_rs":
+            return "conv", _spatial_conv(p, c_in * c_out, 1, 1, 1, 1), _cdiv(c_out, p.conv_units)
+        if p.dataflow == "adder_tree":
+            return "conv", _cdiv(c_in, p.conv_lanes) * _cdiv(c_out, p.conv_units), _cdiv(c_out, p.conv_units)
+        tiles = _cdiv(c_in, p.conv_lanes) * _cdiv(c_out, p.conv_units)
+        return "conv", tiles * (1 + p.conv_lanes + p.conv_units), tiles
+    if op in ("maxpool", "avgpool"):
+        c_in, h_in, w_in = layer.in_shapes[0]
+        taps = (valid_taps(h_in, h_out, layer.kernel[0], layer.stride[0], layer.padding[0])
+                * valid_taps(w_in, w_out, layer.kernel[1], layer.stride[1], layer.padding[1]))
+        return "dw", _cdiv(c_out, p.dw_lanes) * taps, 1
+    if op == "gap":
+        c, h, w = layer.in_shapes[0]
+        return "reduction", _cdiv(c, p.reduction_lanes) * h * w, 1
+    if op == "add":
+        return "dw", max(1, len(layer.inputs) - 1) * _cdiv(c_out, p.dw_lanes) * h_out * w_out, 1
+    if op in ("mul", "act"):
+        return "dw", _cdiv(c_out, p.dw_lanes) * h_out * w_out, 1
+    raise UnsupportedOpError(f"{_where(layer)}: unsupported op '{op}'")  # pragma: no cover
+
+
+def _spatial_conv(p, pairs: int, kh: int, kw: int, h_out: int, w_out: int) -> int:
+    """Row-stationary: a PE does a 1-D row convolution; filter rows stack vertically, output rows across."""
+    sets = max(1, p.conv_lanes // kh)
+    folds = _cdiv(kh, p.conv_lanes)
+    return _cdiv(pairs, sets) * _cdiv(h_out, p.conv_units) * w_out * kw * folds
+
+
+def pipeline_cycles(module: str, profile) -> int:
+    """Pipeline depth paid once per layer on a module."""
+    if module == "conv":
+        return profile.conv_pipeline_cycles
+    if module == "dw":
+        return profile.dw_pipeline_cycles
+    if module == "reduction":
+        return profile.reduction_pipeline_cycles
+    return 0
+
+
+COMPUTE_PRODUCERS = ("conv", "fc", "maxpool", "avgpool", "add", "mul", "act")
+
+
+def fused_gaps(graph, profile) -> set[str]:
+    """Names of GAP layers that run in their producer's pipeline (free)."""
+    if not profile.fuse_reduction:
+        return set()
+    ops = {layer.name: layer.op for layer in graph.layers}
+    return {layer.name for layer in graph.layers
+            if layer.op == "gap" and ops.get(layer.inputs[0]) in COMPUTE_PRODUCERS}
+
+
+def graph_compute_cycles(graph, profile) -> int:
+    """Closed-form compute-only cycles of a graph: sum of layer compute + pipeline depth per layer."""
+    fused = fused_gaps(graph, profile)
+    total = 0
+    for layer in graph.layers:
+        module, cycles, _ = layer_compute(layer, profile, layer.inputs[0] == "input", layer.name in fused)
+        if module:
+            total += cycles + pipeline_cycles(module, profile)
+    return total

@@ -1,0 +1,452 @@
+"""The discrete-event engine: a heap of timed events over compute tiles and DRAM transfers.
+
+Planning: each layer gets a compute module and closed-form compute cycles (``costs.py``); feature maps
+are placed in FMEM while they fit (else the rest is spilled to DRAM and re-read by consumers); the layer
+is split into tiles (row bands of DRAM-streamed features x weight filter groups), each tile with its
+compute share and the weight/feature loads it needs. Simulation: weight tiles stream through the
+weight memory (a ring of ``wmem_bytes``, a tile at most half, so it double-buffers) in global order and
+may prefetch across layers (HIDE_DRAM_LATENCY); feature bands use ``feature_stream_buffers`` slots and
+load once their layer has started. Each request takes a free DRAM channel for its latency
+(``base + page * floor(size/page) + refresh * ceil(size/refresh_bytes)``), then the one shared bus for
+its transfer (``ceil(size / bytes_per_cycle)``); the bus and channels arbitrate weights first or FIFO.
+Tiles compute in order on their module; a layer ends after its last tile plus the module's pipeline
+depth, and the next layer starts then (layers run one at a time, as on MIDAP).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from .costs import FREE_OPS, fused_gaps, layer_compute, pipeline_cycles
+from .graph import Graph
+
+_W, _F, _WR = 0, 1, 2  # load kinds: weight read, feature read, feature write
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _align(c: int, a: int) -> int:
+    return -(-c // a) * a
+
+
+class LayerPlan:
+    """Planned work of one layer (before timing)."""
+
+    __slots__ = ("layer", "module", "compute_cycles", "pipeline_cycles", "weight_bytes", "feature_read_bytes",
+                 "write_bytes", "n_tiles", "n_bands", "n_groups", "fmem_out_bytes")
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.module = ""
+        self.compute_cycles = 0
+        self.pipeline_cycles = 0
+        self.weight_bytes = 0
+        self.feature_read_bytes = 0
+        self.write_bytes = 0
+        self.n_tiles = 0
+        self.n_bands = 0
+        self.n_groups = 0
+        self.fmem_out_bytes = 0
+
+
+def weight_bytes(layer, profile, graph_input: bool) -> int:
+    """DRAM bytes of a layer's weights as stored (input channels padded)."""
+    p = profile
+    if layer.op == "conv":
+        c_in = layer.in_shapes[0][0]
+        kh, kw = layer.kernel
+        c_out = layer.out_shape[0]
+        if layer.is_depthwise:
+            n = _align(c_out, p.channel_align) * kh * kw
+        elif layer.groups == 1:
+            if graph_input and p.first_layer_gemm and p.dataflow == "adder_tree":
+                n = kh * kw * c_in * c_out
+            else:
+                n = _align(c_in, p.channel_align) * kh * kw * c_out
+        else:
+            n = (c_in // layer.groups) * kh * kw * c_out
+        return n * p.bytes_per_element
+    if layer.op == "fc":
+        c, h, w = layer.in_shapes[0]
+        return _align(c * h * w, p.channel_align) * layer.out_shape[0] * p.bytes_per_element
+    return 0
+
+
+def feature_bytes(shape, profile, align: int | None = None) -> int:
+    """Bytes of a (C, H, W) feature map as stored (channels padded)."""
+    c, h, w = shape
+    return _align(c, align or profile.channel_align) * h * w * profile.bytes_per_element
+
+
+def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerPlan]:
+    """Place feature maps, count DRAM traffic and compute per layer (no timing)."""
+    p = profile
+    layers = graph.layers
+    fused = fused_gaps(graph, p)
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    # --- aliases (split/reshape are views of a base tensor) and tensor sizes
+    base_of: dict[str, tuple[str, float]] = {"input": ("input", 1.0)}
+    size: dict[str, int] = {"input": feature_bytes(graph.input_shape, p, p.input_channel_align)}
+    for layer in layers:
+        if layer.op in ("split", "reshape"):
+            b, frac = base_of[layer.inputs[0]]
+            if layer.op == "split":
+                lo, hi = layer.split_range or (0, layer.out_shape[0])
+                frac *= (hi - lo) / max(1, layer.in_shapes[0][0])
+            base_of[layer.name] = (b, frac)
+        else:
+            base_of[layer.name] = (layer.name, 1.0)
+            size[layer.name] = feature_bytes(layer.out_shape, p)
+    # --- which inputs are streamed from DRAM as element-wise operands; last on-chip use of each tensor
+    dram_operand: dict[tuple[int, int], bool] = {}
+    last_use: dict[str, int] = {}
+    needs_dram_copy: set[str] = set()
+    for i, layer in enumerate(layers):
+        if layer.op in ("split", "reshape"):
+            continue
+        primary = 0
+        if p.eltwise_operand_from_dram and layer.op in ("add", "mul") and len(layer.inputs) > 1:
+            key = [(size.get(base_of[x][0], 0) * base_of[x][1], index.get(base_of[x][0], -1))
+                   for x in layer.inputs]
+            primary = max(range(len(key)), key=lambda j: key[j])
+        for j, x in enumerate(layer.inputs):
+            b = base_of[x][0]
+            streamed = p.eltwise_operand_from_dram and layer.op in ("add", "mul") and len(layer.inputs) > 1 \
+                and j != primary
+            dram_operand[(i, j)] = streamed
+            if streamed:
+                needs_dram_copy.add(b)
+            else:
+                last_use[b] = i
+    # --- placement and traffic
+    plans: list[LayerPlan] = []
+    input_on = 0 if input_in_dram else min(size["input"], p.fmem_bytes)
+    onchip: dict[str, int] = {"input": input_on}
+    live: dict[str, int] = {"input": input_on} if "input" in last_use else {}
+    live_sum = sum(live.values())
+    for i, layer in enumerate(layers):
+        plan = LayerPlan(layer)
+        plans.append(plan)
+        if layer.op in ("split", "reshape"):
+            continue
+        graph_input = layer.inputs[0] == "input"
+        module, cycles, groups_hint = layer_compute(layer, p, graph_input, layer.name in fused)
+        plan.module = module
+        plan.compute_cycles = cycles
+        plan.pipeline_cycles = pipeline_cycles(module, p) if module else 0
+        out = size[layer.name]
+        stream = 0.0
+        if module:
+            for j, x in enumerate(layer.inputs):
+                b, frac = base_of[x]
+                if dram_operand[(i, j)]:
+                    stream += frac * size[b]
+                else:
+                    stream += frac * (size[b] - onchip.get(b, 0))
+        if layer.op == "concat":
+            out_on = min(out, int(sum(base_of[x][1] * onchip.get(base_of[x][0], 0) for x in layer.inputs)))
+            writes = 0
+        else:
+            out_on = max(0, min(out, p.fmem_bytes - live_sum)) if layer.name in last_use else 0
+            writes = out - out_on
+            if layer.name in needs_dram_copy:
+                writes += out_on
+        onchip[layer.name] = out_on
+        if out_on:
+            live[layer.name] = out_on
+            live_sum += out_on
+        for b in [b for b in live if last_use.get(b, -1) <= i]:
+            live_sum -= live.pop(b)
+        plan.fmem_out_bytes = out_on
+        plan.feature_read_bytes = int(round(stream))
+        plan.write_bytes = writes
+        if module:
+            plan.weight_bytes = weight_bytes(layer, p, graph_input)
+            _tile_layer(plan, groups_hint, p)
+    return plans
+
+
+def _tile_layer(plan: LayerPlan, groups_hint: int, p) -> None:
+    half = p.wmem_bytes // 2
+    w = plan.weight_bytes
+    n_g = max(1, groups_hint) if w else 1
+    if w:
+        n_g = max(n_g, _cdiv(w, half))
+    n_b = 1
+    if plan.feature_read_bytes:
+        h_out = plan.layer.out_shape[1]
+        n_b = max(1, min(16, h_out, _cdiv(plan.feature_read_bytes, p.feature_band_bytes)))
+    cap = max(1, p.max_tiles_per_layer // n_b)
+    if n_g > cap:
+        n_g = max(cap, _cdiv(w, half) if w else 1)
+    plan.n_groups = n_g
+    plan.n_bands = n_b
+    plan.n_tiles = n_g * n_b
+
+
+def _split(total: int, n: int) -> list[int]:
+    q, r = divmod(total, n)
+    return [q + 1] * r + [q] * (n - r)
+
+
+def _latency(p, nbytes: int) -> int:
+    lat = (p.dram_latency_base_cycles + p.dram_latency_page_cycles * (nbytes // p.dram_page_bytes)
+           + p.dram_latency_refresh_cycles * _cdiv(nbytes, p.dram_refresh_bytes))
+    return math.ceil(lat)
+
+
+def _transfer(p, nbytes: int) -> int:
+    bpc = p.dram_bytes_per_cycle
+    return 0 if math.isinf(bpc) else math.ceil(nbytes / bpc)
+
+
+class Timeline:
+    """Result of the event simulation, per layer and in total."""
+
+    def __init__(self, n_layers: int):
+        self.layer_start = [0] * n_layers
+        self.layer_end = [0] * n_layers
+        self.layer_compute = [0] * n_layers
+        self.layer_bus_busy = [0] * n_layers
+        self.weight_read_bytes = [0] * n_layers
+        self.end_cycles = 0
+        self.bus_busy_cycles = 0
+        self.trace_events: list[dict] | None = None
+
+
+def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
+    """Simulate the planned tiles and transfers with an event heap; returns the timeline."""
+    n_layers = len(plans)
+    tl = Timeline(n_layers)
+    # ---- build tiles and loads (flat lists for speed)
+    t_cycles: list[int] = []
+    t_layer: list[int] = []
+    t_wait: list[int] = []
+    t_release: list[list[int]] = []
+    t_write: list[int] = []
+    ld_kind: list[int] = []
+    ld_bytes: list[int] = []
+    ld_layer: list[int] = []
+    ld_tile: list[int] = []
+    wq: list[int] = []
+    fq: list[int] = []
+    active: list[int] = []  # indices of layers with tiles, in order
+    layer_first_tile: dict[int, int] = {}
+    layer_last_tile: dict[int, int] = {}
+    for li, plan in enumerate(plans):
+        if not plan.module:
+            continue
+        active.append(li)
+        n_b, n_g = plan.n_bands, plan.n_groups
+        cycles = _split(plan.compute_cycles, n_b * n_g)
+        writes = _split(plan.write_bytes, n_b * n_g)
+        keep = plan.weight_bytes <= p.wmem_bytes // 2
+        w_parts = _split(plan.weight_bytes, n_g) if plan.weight_bytes else [0] * n_g
+        f_parts = _split(plan.feature_read_bytes, n_b) if plan.feature_read_bytes else [0] * n_b
+        first = len(t_cycles)
+        layer_first_tile[li] = first
+        kept_loads: list[int] = []
+        read_w = 0
+        for b in range(n_b):
+            f_load = -1
+            if f_parts[b]:
+                f_load = len(ld_kind)
+                ld_kind.append(_F); ld_bytes.append(f_parts[b]); ld_layer.append(li); ld_tile.append(-1)
+                fq.append(f_load)
+            for g in range(n_g):
+                t = len(t_cycles)
+                t_cycles.append(cycles[b * n_g + g])
+                t_layer.append(li)
+                t_write.append(writes[b * n_g + g])
+                wait = 0
+                release: list[int] = []
+                if f_load >= 0 and g == 0:
+                    ld_tile[f_load] = t
+                    wait += 1
+                if w_parts[g] and (b == 0 or not keep):
+                    wl = len(ld_kind)
+                    ld_kind.append(_W); ld_bytes.append(w_parts[g]); ld_layer.append(li); ld_tile.append(t)
+                    wq.append(wl)
+                    read_w += w_parts[g]
+                    wait += 1
+                    if keep:
+                        kept_loads.append(wl)
+                    else:
+                        release.append(wl)
+                t_wait.append(wait)
+                t_release.append(release)
+            if f_load >= 0:
+                t_release[-1].append(f_load)
+        t_release[-1].extend(kept_loads)
+        layer_last_tile[li] = len(t_cycles) - 1
+        tl.weight_read_bytes[li] = read_w
+    n_tiles = len(t_cycles)
+    tile_is_first = [False] * n_tiles
+    for li in active:
+        tile_is_first[layer_first_tile[li]] = True
+    next_active = {active[k]: active[k + 1] for k in range(len(active) - 1)}
+
+    # ---- state
+    weights_first = p.bus_arbitration == "weights_first"
+    started = [False] * n_layers
+    if active:
+        started[active[0]] = True
+    ring_used = 0
+    f_used = 0
+    wq_i = 0
+    fq_i = 0
+    pending: list[tuple] = []  # heap of (priority, seq, load)
+    bus_pending: list[tuple] = []
+    free_channels = p.dram_channels
+    bus_busy = False
+    compute_busy = False
+    ct = 0  # next tile to compute
+    seq = 0
+    events: list[tuple] = []  # (time, seq, type, arg)
+    bus_intervals: list[tuple[int, int]] = []
+    trace_ev: list[dict] | None = [] if trace else None
+    tile_start = [0] * n_tiles if trace else None
+    ld_lat_start: dict[int, int] = {}
+    now = 0
+    last_write_end = 0
+    layer_prev_end = 0
+    EV_LAT, EV_XFER, EV_TILE, EV_LAYER = 0, 1, 2, 3
+
+    def prio(kind: int) -> int:
+        return kind if weights_first else 0
+
+    def push(time: int, typ: int, arg: int) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (time, seq, typ, arg))
+
+    def issue(load: int) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(pending, (prio(ld_kind[load]), seq, load))
+
+    def kick() -> None:
+        nonlocal wq_i, fq_i, ring_used, f_used, free_channels, bus_busy, compute_busy, ct, seq
+        # DMA issue, in order per queue
+        while wq_i < len(wq):
+            ld = wq[wq_i]
+            if ring_used + ld_bytes[ld] > p.wmem_bytes and ring_used > 0:
+                break
+            if not p.cross_layer_prefetch and not started[ld_layer[ld]]:
+                break
+            ring_used += ld_bytes[ld]
+            issue(ld)
+            wq_i += 1
+        while fq_i < len(fq):
+            ld = fq[fq_i]
+            if f_used >= p.feature_stream_buffers or not started[ld_layer[ld]]:
+                break
+            f_used += 1
+            issue(ld)
+            fq_i += 1
+        # channels take pending requests (latency phase)
+        while free_channels and pending:
+            _, _, ld = heapq.heappop(pending)
+            free_channels -= 1
+            if trace_ev is not None:
+                ld_lat_start[ld] = now
+            push(now + _latency(p, ld_bytes[ld]), EV_LAT, ld)
+        # the bus transfers one request at a time
+        if not bus_busy and bus_pending:
+            _, _, ld = heapq.heappop(bus_pending)
+            bus_busy = True
+            dur = _transfer(p, ld_bytes[ld])
+            bus_intervals.append((now, now + dur))
+            if trace_ev is not None:
+                trace_ev.append({"name": ("weights", "features", "write")[ld_kind[ld]] + f" {ld_bytes[ld]} B",
+                                 "ph": "X", "ts": now, "dur": dur, "pid": 1, "tid": "bus",
+                                 "args": {"layer": plans[ld_layer[ld]].layer.name}})
+            push(now + dur, EV_XFER, ld)
+        # compute: tiles in order
+        if not compute_busy and ct < n_tiles and t_wait[ct] == 0:
+            li = t_layer[ct]
+            if not tile_is_first[ct] or started[li]:
+                compute_busy = True
+                if tile_start is not None:
+                    tile_start[ct] = now
+                if tile_is_first[ct]:
+                    tl.layer_start[li] = layer_prev_end
+                push(now + t_cycles[ct], EV_TILE, ct)
+
+    kick()
+    while events:
+        now, _, typ, arg = heapq.heappop(events)
+        if typ == EV_LAT:
+            seq += 1
+            heapq.heappush(bus_pending, (prio(ld_kind[arg]), seq, arg))
+            if trace_ev is not None:
+                trace_ev.append({"name": f"latency {ld_bytes[arg]} B", "ph": "X", "ts": ld_lat_start[arg],
+                                 "dur": now - ld_lat_start[arg], "pid": 1, "tid": "dram request",
+                                 "args": {"layer": plans[ld_layer[arg]].layer.name}})
+        elif typ == EV_XFER:
+            bus_busy = False
+            free_channels += 1
+            if ld_kind[arg] == _WR:
+                if now > last_write_end:
+                    last_write_end = now
+            else:
+                t_wait[ld_tile[arg]] -= 1
+        elif typ == EV_TILE:
+            compute_busy = False
+            t = arg
+            li = t_layer[t]
+            tl.layer_compute[li] += t_cycles[t]
+            if trace_ev is not None:
+                trace_ev.append({"name": plans[li].layer.name, "ph": "X", "ts": tile_start[t],
+                                 "dur": t_cycles[t], "pid": 0, "tid": plans[li].module,
+                                 "args": {"tile": t - layer_first_tile[li]}})
+            for ld in t_release[t]:
+                if ld_kind[ld] == _W:
+                    ring_used -= ld_bytes[ld]
+                else:
+                    f_used -= 1
+            if t_write[t] and p.dram_writes_use_bus:
+                wl = len(ld_kind)
+                ld_kind.append(_WR); ld_bytes.append(t_write[t]); ld_layer.append(li); ld_tile.append(-1)
+                issue(wl)
+            ct += 1
+            if t == layer_last_tile[li]:
+                push(now + plans[li].pipeline_cycles, EV_LAYER, li)
+                compute_busy = True  # pipeline drain: the next layer waits for it
+        else:  # EV_LAYER
+            compute_busy = False
+            tl.layer_end[arg] = now
+            layer_prev_end = now
+            nxt = next_active.get(arg)
+            if nxt is not None:
+                started[nxt] = True
+        kick()
+    if ct != n_tiles:  # pragma: no cover - would be an engine bug (deadlock)
+        raise RuntimeError(f"simulation stalled at tile {ct} of {n_tiles}")
+    # free layers: zero time at the end of the previous layer
+    prev_end = 0
+    for li in range(n_layers):
+        if plans[li].module:
+            prev_end = tl.layer_end[li]
+        else:
+            tl.layer_start[li] = tl.layer_end[li] = prev_end
+    tl.end_cycles = max(prev_end, last_write_end)
+    # bus busy cycles per layer window (intervals are disjoint and sorted)
+    tl.bus_busy_cycles = sum(e - s for s, e in bus_intervals)
+    k = 0
+    for li in active:
+        s0, e0 = tl.layer_start[li], tl.layer_end[li]
+        while k < len(bus_intervals) and bus_intervals[k][1] <= s0:
+            k += 1
+        busy = 0
+        j = k
+        while j < len(bus_intervals) and bus_intervals[j][0] < e0:
+            s, e = bus_intervals[j]
+            busy += min(e, e0) - max(s, s0) if min(e, e0) > max(s, s0) else 0
+            j += 1
+        tl.layer_bus_busy[li] = busy
+    tl.trace_events = trace_ev
+    return tl
