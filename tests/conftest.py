@@ -1,0 +1,46 @@
+"""Shared test setup: schemas registered before any composition, W&B never online, small helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests never talk to the W&B servers, even on a machine that is logged in.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from s3nas.config import CONF_DIR, compose_config, register_configs  # noqa: E402
+
+register_configs()
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose_cfg(overrides, config_name="search") -> DictConfig with paths.output_dir = tmp_path."""
+
+    def _compose(overrides=(), config_name: str = "search"):
+        return compose_config(config_name, list(overrides), output_dir=tmp_path)
+
+    return _compose
+
+
+@pytest.fixture(scope="session")
+def cli_env() -> dict:
+    """Environment for CLI subprocess tests: offline W&B, no inherited HYDRA_FULL_ERROR."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@pytest.fixture(scope="session")
+def python_exe() -> str:
+    return sys.executable
+
+
+__all__ = ["CONF_DIR", "REPO_ROOT"]
