@@ -1,0 +1,56 @@
+"""Small layers of s3nas networks: conv-BN-act, activations by name, SE (timm's SqueezeExcite), h-swish.
+
+Activation names follow ``ArchSpec`` (relu, relu6, swish, hswish) and map to timm's activation factory;
+h-swish is x * relu6(x + 3) / 6 (``nn.Hardswish``). SE is GAP -> 1x1 reduce (ReLU) -> 1x1 expand
+(sigmoid) -> channel multiply, reduced channels relative to the block's input channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import create_act_layer, create_conv2d, get_act_layer
+from timm.models._efficientnet_blocks import SqueezeExcite as _TimmSqueezeExcite
+from torch import nn
+
+_ACT_NAMES = {"relu": "relu", "relu6": "relu6", "swish": "swish", "hswish": "hard_swish"}
+
+
+def act_layer(name: str | None) -> type[nn.Module] | None:
+    """timm activation class for an ArchSpec activation name (None -> None)."""
+    if name is None:
+        return None
+    if name not in _ACT_NAMES:
+        raise ValueError(f"act: {name!r} is not an activation; use one of {', '.join(_ACT_NAMES)}")
+    return get_act_layer(_ACT_NAMES[name])
+
+
+def make_act(name: str | None) -> nn.Module:
+    """An activation module (nn.Identity for None)."""
+    layer = act_layer(name)
+    return create_act_layer(layer, inplace=True) if layer is not None else nn.Identity()
+
+
+class HardSwish(nn.Module):
+    """h-swish(x) = x * relu6(x + 3) / 6."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * nn.functional.relu6(x + 3.0) / 6.0
+
+
+class ConvBnAct(nn.Module):
+    """conv (k//2 padding, no bias) -> BatchNorm -> activation; submodules ``conv``, ``bn``, ``act``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1,
+                 act: str | None = "relu") -> None:
+        super().__init__()
+        self.conv = create_conv2d(in_channels, out_channels, kernel, stride=stride, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = make_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def squeeze_excite(channels: int, reduced_channels: int) -> nn.Module:
+    """timm SqueezeExcite: ``conv_reduce`` (ReLU) -> ``conv_expand`` (sigmoid) on GAP, then multiply."""
+    return _TimmSqueezeExcite(channels, rd_channels=reduced_channels, act_layer=nn.ReLU, gate_layer=nn.Sigmoid)
