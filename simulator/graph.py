@@ -112,6 +112,88 @@ class Graph:
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
+    def to_dict(self) -> dict:
+        """JSON-able form (``{"format": "simulator.graph", ...}``); ``Graph.from_dict`` reads it back."""
+        return {
+            "format": GRAPH_FORMAT, "version": 1, "name": self.name, "input_shape": list(self.input_shape),
+            "layers": [_layer_to_dict(layer) for layer in self.layers],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Graph":
+        """Inverse of ``to_dict``; raises ValueError naming the bad field (ops, shapes, topological order)."""
+        if not isinstance(data, dict) or data.get("format") != GRAPH_FORMAT:
+            raise ValueError(f"format: expected {GRAPH_FORMAT!r}")
+        try:
+            input_shape = _shape(data["input_shape"])
+            layers_data = list(data["layers"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"input_shape/layers: missing or malformed ({exc})") from None
+        graph = cls(input_shape=input_shape, name=str(data.get("name", "graph")))
+        known = {"input"}
+        for index, item in enumerate(layers_data):
+            layer = _layer_from_dict(item, f"layers[{index}]")
+            missing = [x for x in layer.inputs if x not in known]
+            if missing:
+                raise ValueError(f"layers[{index}].inputs: {missing} not defined earlier (topological order)")
+            if layer.name in known:
+                raise ValueError(f"layers[{index}].name: duplicate {layer.name!r}")
+            known.add(layer.name)
+            graph.layers.append(layer)
+        return graph
+
+
+GRAPH_FORMAT = "simulator.graph"
+
+
+def _shape(value) -> Shape:
+    shape = tuple(int(v) for v in value)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"expected (C, H, W) of positive ints, got {value!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _layer_to_dict(layer: Layer) -> dict:
+    return {
+        "name": layer.name, "op": layer.op, "inputs": list(layer.inputs),
+        "in_shapes": [list(s) for s in layer.in_shapes], "out_shape": list(layer.out_shape),
+        "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding),
+        "groups": layer.groups, "act": layer.act, "bias": layer.bias,
+        "split_range": list(layer.split_range) if layer.split_range else None, "module": layer.module,
+    }
+
+
+def _layer_from_dict(item: dict, where: str) -> Layer:
+    def pair(key: str, default: tuple[int, int]) -> tuple[int, int]:
+        value = item.get(key, default)
+        try:
+            a, b = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}.{key}: expected two ints, got {value!r}") from None
+        return a, b
+
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected an object")
+    if item.get("op") not in OPS:
+        raise ValueError(f"{where}.op: {item.get('op')!r} not one of {', '.join(OPS)}")
+    if item.get("act") not in ACTIVATIONS:
+        raise ValueError(f"{where}.act: {item.get('act')!r} not one of {ACTIVATIONS}")
+    try:
+        in_shapes = tuple(_shape(s) for s in item["in_shapes"])
+        out_shape = _shape(item["out_shape"])
+        name, inputs = str(item["name"]), tuple(str(x) for x in item["inputs"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: name/inputs/in_shapes/out_shape missing or malformed ({exc})") from None
+    if len(in_shapes) != len(inputs):
+        raise ValueError(f"{where}.in_shapes: {len(in_shapes)} shapes for {len(inputs)} inputs")
+    split = item.get("split_range")
+    return Layer(
+        name=name, op=item["op"], inputs=inputs, in_shapes=in_shapes, out_shape=out_shape,
+        kernel=pair("kernel", (1, 1)), stride=pair("stride", (1, 1)), padding=pair("padding", (0, 0)),
+        groups=int(item.get("groups", 1)), act=item.get("act"), bias=bool(item.get("bias", False)),
+        split_range=pair("split_range", (0, 0)) if split is not None else None, module=str(item.get("module", "")),
+    )
+
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """Standard convolution output size."""
