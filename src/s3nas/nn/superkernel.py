@@ -1,0 +1,223 @@
+"""Superkernel (paper 3.1, Eq. 1-3): one conv weight holding every kernel-size and expansion choice.
+
+The kernel options are nested rings of one ``K_max x K_max`` weight (3x3 core, 5x5 ring minus the core,
+7x7 ring minus 5x5, ...); the expansion options are nested, contiguous output-channel slices. Every
+optional ring/slice has one trainable threshold (initialised to 0) and an indicator
+``u = step(x) + (sigmoid(x) - sigmoid(x).detach())`` with ``x = ||w_subset||_2 - t``: a hard 0/1 choice in
+the forward pass and the sigmoid's gradient in the backward pass. Choices compose as nested products,
+``w = w0 + u1 * (w1 + u2 * (w2 + ...))``; the innermost ring is always on and so is the first channel
+slice unless it is optional (the block may become a skip / a MixConv branch may switch off), in which
+case its indicator is ``gate`` and multiplies everything. The expansion indicators are computed on the
+weight *after* kernel selection, as in Eq. (3).
+
+Warm-up ("supergraph training", the paper's footnote): every nested choice is sampled with equal
+probability by dropping the i-th optional indicator (0-based) with rate ``1 / (n + 1 - i)`` given that
+the previous ones were kept -- the authors' rule, which is uniform over the ``n + 1`` nested levels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["indicator", "chain_probs", "nested_levels", "sample_nested", "SuperKernel", "SuperKernelState"]
+
+
+def indicator(x: Tensor) -> Tensor:
+    """Hard step ``1[x > 0]`` forward, sigmoid gradient backward (exact 0/1 values in the forward)."""
+    soft = torch.sigmoid(x)
+    # parenthesised so the forward value is exactly step(x): (s - s) == 0 in floating point
+    return (x > 0).to(x.dtype) + (soft - soft.detach())
+
+
+def chain_probs(u: Tensor) -> Tensor:
+    """Probabilities of the ``n + 1`` levels of a nested chain of indicators ``u`` (shape (n,)).
+
+    Level ``l`` = the first ``l`` optional parts are on and part ``l + 1`` is off:
+    ``P_l = prod_{i<l} u_i * (1 - u_l)`` (``u_n`` := 0). They telescope to 1; with hard indicators exactly
+    one level has probability 1 (paper Eq. 7's F/G terms).
+    """
+    one = u.new_ones(1)
+    kept = torch.cat([one, torch.cumprod(u, 0)])  # (n+1,) prod of the first l indicators
+    next_off = 1 - torch.cat([u, u.new_zeros(1)])  # (n+1,)
+    return kept * next_off
+
+
+def nested_levels(u: Tensor) -> int:
+    """The hard level of a nested chain: number of leading indicators that are on."""
+    level = 0
+    for value in u.detach().tolist():
+        if value < 0.5:
+            break
+        level += 1
+    return level
+
+
+def sample_nested(n: int, generator: torch.Generator | None = None) -> Tensor:
+    """Warm-up sample of ``n`` nested indicators by the authors' drop rule (uniform over n+1 levels)."""
+    if n == 0:
+        return torch.zeros(0)
+    rates = torch.tensor([1.0 / (n + 1 - i) for i in range(n)])
+    dropped = torch.rand(n, generator=generator) < rates
+    kept = torch.cumprod((~dropped).float(), 0)  # once an indicator is dropped, all outer ones are off
+    return kept
+
+
+def _nest(parts: Tensor, u: Tensor) -> Tensor:
+    """``parts[0] + u[0] * (parts[1] + u[1] * (parts[2] + ...))`` over the leading dim of ``parts``."""
+    out = parts[-1]
+    for i in range(len(parts) - 2, -1, -1):
+        out = parts[i] + u[i] * out
+    return out
+
+
+class SuperKernelState(NamedTuple):
+    """One evaluation of a superkernel: the masked weight and the masks/indicators that produced it."""
+
+    weight: Tensor  # (C, C_in/groups, K, K): outer rings masked by the kernel indicators
+    channel_mask: Tensor | None  # (C,) nested slice mask without the gate; None if only one slice
+    gate: Tensor | None  # scalar indicator of the first slice when it is optional, else None
+    kernel_u: Tensor  # (n_kernels - 1,) indicators of the outer rings
+    channel_u: Tensor  # indicators of the optional slices (gate first when the first slice is optional)
+
+
+class SuperKernel(nn.Module):
+    """A conv weight with nested kernel rings and nested output-channel slices, each behind an indicator.
+
+    ``slice_channels`` are cumulative channel counts of the expansion choices (e.g. ``[64, 128, 192]`` for
+    e in {2, 4, 6} with 32 input channels); the weight has ``slice_channels[-1]`` output channels and
+    ``in_channels_per_group`` input channels (1 = depthwise).
+    """
+
+    def __init__(self, slice_channels: Sequence[int], in_channels_per_group: int, kernels: Sequence[int],
+                 *, first_optional: bool = False) -> None:
+        super().__init__()
+        kernels = sorted(int(k) for k in kernels)
+        bounds = [int(c) for c in slice_channels]
+        if any(k % 2 == 0 or k < 1 for k in kernels) or len(set(kernels)) != len(kernels):
+            raise ValueError(f"kernels must be distinct odd sizes, got {kernels}")
+        if not bounds or any(b <= a for a, b in zip([0] + bounds, bounds)):
+            raise ValueError(f"slice_channels must be increasing positive counts, got {bounds}")
+        self.kernels = tuple(kernels)
+        self.slice_channels = tuple(bounds)
+        self.first_optional = bool(first_optional)
+        self.phase = "search"
+        channels, k_max = bounds[-1], kernels[-1]
+        self.out_channels, self.in_channels_per_group, self.max_kernel = channels, in_channels_per_group, k_max
+
+        self.weight = nn.Parameter(torch.empty(channels, in_channels_per_group, k_max, k_max))
+        # timm / TF EfficientNet init: normal(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups
+        fan_out = k_max * k_max * (1 if in_channels_per_group == 1 else channels)
+        nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / fan_out))
+
+        rings = torch.zeros(len(kernels), k_max, k_max)
+        for i, k in enumerate(kernels):
+            lo = (k_max - k) // 2
+            rings[i, lo:lo + k, lo:lo + k] = 1.0
+        rings[1:] -= rings[:-1].clone()  # ring i = k_i square minus k_{i-1} square
+        self.register_buffer("ring_masks", rings, persistent=False)
+        slices = torch.zeros(len(bounds), channels)
+        for i, (a, b) in enumerate(zip([0] + bounds[:-1], bounds)):
+            slices[i, a:b] = 1.0
+        self.register_buffer("slice_masks", slices, persistent=False)
+
+        n_kernel_t = len(kernels) - 1
+        n_channel_t = len(bounds) - 1 + int(self.first_optional)
+        self.kernel_thresholds = nn.Parameter(torch.zeros(n_kernel_t)) if n_kernel_t else None
+        self.channel_thresholds = nn.Parameter(torch.zeros(n_channel_t)) if n_channel_t else None
+
+    # ---------------------------------------------------------------------------------------- counts
+    @property
+    def num_kernel_indicators(self) -> int:
+        return len(self.kernels) - 1
+
+    @property
+    def num_channel_indicators(self) -> int:
+        return len(self.slice_channels) - 1 + int(self.first_optional)
+
+    def channel_levels(self) -> list[int]:
+        """Output-channel count of each nested channel level (0 first when the first slice is optional)."""
+        return ([0] if self.first_optional else []) + list(self.slice_channels)
+
+    # ---------------------------------------------------------------------------------------- indicators
+    def kernel_indicators(self) -> Tensor:
+        """Search-mode indicators of the outer rings: ``step(||w_ring||_2 - t)``, sigmoid gradient."""
+        if self.kernel_thresholds is None:
+            return self.weight.new_zeros(0)
+        sq = self.weight.pow(2).sum(dim=(0, 1))  # (K, K)
+        ring_norm = (self.ring_masks[1:] * sq).sum(dim=(1, 2)).clamp_min(1e-24).sqrt()
+        return indicator(ring_norm - self.kernel_thresholds)
+
+    def kernel_mask(self, kernel_u: Tensor) -> Tensor:
+        """(K, K) nested ring mask ``core + u1 * (ring1 + u2 * (ring2 + ...))``."""
+        if kernel_u.numel() == 0:
+            return self.ring_masks[0]
+        return _nest(self.ring_masks, kernel_u)
+
+    def channel_indicators(self, weight_k: Tensor) -> Tensor:
+        """Search-mode indicators of the optional channel slices, on the kernel-selected weight (Eq. 3)."""
+        if self.channel_thresholds is None:
+            return weight_k.new_zeros(0)
+        per_channel = weight_k.pow(2).sum(dim=(1, 2, 3))  # (C,)
+        slice_norm = (self.slice_masks @ per_channel).clamp_min(1e-24).sqrt()  # (n_slices,)
+        if not self.first_optional:
+            slice_norm = slice_norm[1:]
+        return indicator(slice_norm - self.channel_thresholds)
+
+    def channel_mask(self, channel_u: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """(mask over channels without the gate, gate) from the channel indicators."""
+        gate = channel_u[0] if self.first_optional else None
+        inner = channel_u[1:] if self.first_optional else channel_u
+        if len(self.slice_channels) == 1:
+            return None, gate
+        return _nest(self.slice_masks, inner), gate
+
+    def _sampled(self) -> tuple[Tensor, Tensor]:
+        """Warm-up: constant indicators sampled uniformly over the nested choices."""
+        dev, dt = self.weight.device, self.weight.dtype
+        ku = sample_nested(self.num_kernel_indicators).to(dev, dt)
+        cu = sample_nested(self.num_channel_indicators).to(dev, dt)
+        return ku, cu
+
+    def state(self, *, sample: bool | None = None) -> SuperKernelState:
+        """Masked weight, channel mask and gate; sampled in warm-up training, thresholded otherwise."""
+        if sample is None:
+            sample = self.phase == "warmup" and self.training
+        if sample:
+            kernel_u, channel_u = self._sampled()
+            weight = self.weight * self.kernel_mask(kernel_u) if kernel_u.numel() else self.weight
+        else:
+            kernel_u = self.kernel_indicators()
+            weight = self.weight * self.kernel_mask(kernel_u) if kernel_u.numel() else self.weight
+            channel_u = self.channel_indicators(weight)
+        cmask, gate = self.channel_mask(channel_u)
+        return SuperKernelState(weight, cmask, gate, kernel_u, channel_u)
+
+    def indicators(self) -> tuple[Tensor, Tensor]:
+        """Thresholded (search-mode) kernel and channel indicators, differentiable w.r.t. thresholds."""
+        kernel_u = self.kernel_indicators()
+        weight = self.weight * self.kernel_mask(kernel_u) if kernel_u.numel() else self.weight
+        return kernel_u, self.channel_indicators(weight)
+
+    def level_probs(self) -> tuple[Tensor, Tensor]:
+        """Differentiable probabilities of each kernel and each channel level (threshold state)."""
+        kernel_u, channel_u = self.indicators()
+        return chain_probs(kernel_u), chain_probs(channel_u)
+
+    def choice_levels(self) -> tuple[int, int]:
+        """Hard (kernel level, channel level) of the current threshold state."""
+        with torch.no_grad():
+            kernel_u, channel_u = self.indicators()
+        return nested_levels(kernel_u), nested_levels(channel_u)
+
+    def choice(self) -> tuple[int, int]:
+        """Hard (kernel, output channels) of the current threshold state; channels 0 = off."""
+        kernel_level, channel_level = self.choice_levels()
+        return self.kernels[kernel_level], self.channel_levels()[channel_level]
+
+    def extra_repr(self) -> str:
+        return (f"kernels={self.kernels}, slice_channels={self.slice_channels}, "
+                f"in_per_group={self.in_channels_per_group}, first_optional={self.first_optional}")

@@ -1,0 +1,246 @@
+"""The S3NAS supernet: stem -> one searchable block per SearchSpace position -> head (paper 4.1).
+
+Single-path (paper 3.1): each block holds one weight per superkernel at its largest kernel/expansion,
+masked by indicators. Phases: ``warmup`` samples every nested choice with equal probability on each
+training forward (paper's supergraph training; thresholds get no gradient), ``search`` uses the
+thresholded indicators (hard forward, sigmoid backward). Evaluation-mode forwards, ``decode`` and the
+latency estimator always use the thresholded state. ``extract_child`` copies the weights of the decoded
+architecture into a plain network from ``s3nas.nn.builder.build_model`` (same outputs in eval mode).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from s3nas.arch.spec import ArchSpec, Branch
+from s3nas.nn.blocks import SearchableBlock, build_searchable_block, make_act
+from s3nas.nn.superkernel import SuperKernel
+
+__all__ = ["Supernet", "PHASES"]
+
+PHASES = ("warmup", "search")
+Option = tuple[Branch, ...]
+
+
+def _init_weights(module: nn.Module) -> None:
+    """TF/timm EfficientNet init: conv normal(0, sqrt(2/fan_out)), BN (1, 0), FC uniform(1/sqrt(out))."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.weight.shape[0])
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
+
+class Supernet(nn.Module):
+    """Searchable network over a SearchSpace; built for the training resolution (any HxW input)."""
+
+    def __init__(self, space, num_classes: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.space = space
+        self.num_classes = int(num_classes)
+        self.dropout_rate = float(dropout)
+        act = space.act
+        self.conv_stem = nn.Conv2d(space.in_channels, space.stem_channels, space.stem_kernel, space.stem_stride,
+                                   space.stem_kernel // 2, bias=False)
+        self.bn1 = nn.BatchNorm2d(space.stem_channels)
+        self.act1 = make_act(act)
+        self.blocks = nn.ModuleList(build_searchable_block(pos, space.options(i))
+                                    for i, pos in enumerate(space.positions))
+        final_channels = space.positions[-1].out_channels if space.positions else space.stem_channels
+        self.conv_head = nn.Conv2d(final_channels, space.head_channels, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(space.head_channels)
+        self.act2 = make_act(act)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(self.dropout_rate)
+        self.classifier = nn.Linear(space.head_channels, self.num_classes)
+        _init_weights(self)
+        self.phase = "search"
+        self.set_phase("search")
+
+    # ------------------------------------------------------------------------------------ forward
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.act1(self.bn1(self.conv_stem(x)))
+        for block in self.blocks:
+            x = block(x)
+        return self.act2(self.bn2(self.conv_head(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.global_pool(self.forward_features(x)).flatten(1)
+        return self.classifier(self.dropout(x))
+
+    # ------------------------------------------------------------------------------------ phases
+    def set_phase(self, phase: str) -> None:
+        """``warmup``: uniform sub-path sampling in training forwards; ``search``: thresholded indicators."""
+        if phase not in PHASES:
+            raise ValueError(f"phase: {phase!r} is not a phase; use one of {', '.join(PHASES)}")
+        self.phase = phase
+        for sk in self.superkernels():
+            sk.phase = phase
+
+    def superkernels(self) -> list[SuperKernel]:
+        return [m for m in self.modules() if isinstance(m, SuperKernel)]
+
+    def threshold_parameters(self) -> list[nn.Parameter]:
+        """The trainable thresholds of every optional ring/slice."""
+        return [p for n, p in self.named_parameters() if n.endswith("_thresholds")]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that is not a threshold (conv/BN/FC weights)."""
+        return [p for n, p in self.named_parameters() if not n.endswith("_thresholds")]
+
+    # ------------------------------------------------------------------------------------ choices
+    def indicator_state(self) -> list[tuple[Branch, ...]]:
+        """Per block, the hard raw choice of each superkernel (expansion 0 = off), for logging."""
+        return [block.raw_choice() for block in self.blocks]
+
+    def chosen_options(self) -> list[Option]:
+        """Per block, the canonical option of the thresholded state (``()`` = skip)."""
+        return [block.chosen_option() for block in self.blocks]
+
+    def decode(self, name: str | None = None) -> ArchSpec:
+        """ArchSpec of the current indicator state (same-kernel branches merged, skips dropped)."""
+        return self.space.arch_spec(self.chosen_options(), name=name)
+
+    def option_probability_tensors(self) -> list[tuple[list[Option], Tensor]]:
+        """Per block: its options and their differentiable probabilities as one tensor (sums to 1)."""
+        return [(block.options, block.option_probs()) for block in self.blocks]
+
+    def option_probabilities(self) -> list[list[tuple[Option, Tensor]]]:
+        """Per block: (canonical option, differentiable probability = product of its indicators)."""
+        return [list(zip(options, probs.unbind(0))) for options, probs in self.option_probability_tensors()]
+
+    def extract_child(self, name: str | None = None) -> tuple[ArchSpec, nn.Module]:
+        """(decoded ArchSpec, plain child network from ``build_model`` carrying this supernet's weights)."""
+        return extract_child(self, name=name)
+
+    def set_choice(self, options: Sequence[Sequence[Branch]] | None = None, *, margin: float = 1e4) -> None:
+        """Set thresholds so the hard state is the given raw per-superkernel choice (None = all on).
+
+        ``options[i]`` lists one Branch per superkernel of block i (expansion 0 = off), as
+        ``indicator_state`` returns it. Used by tests, benchmarks and to resume a decoded state.
+        """
+        with torch.no_grad():
+            for i, block in enumerate(self.blocks):
+                sks = block.superkernels()
+                choice = options[i] if options is not None else [None] * len(sks)
+                if len(choice) != len(sks):
+                    raise ValueError(f"block {i}: expected {len(sks)} branch choices, got {len(choice)}")
+                for sk, branch in zip(sks, choice):
+                    if branch is None:
+                        kernel_level, channel_level = len(sk.kernels) - 1, sk.num_channel_indicators
+                    else:
+                        kernel_level = sk.kernels.index(int(branch.kernel))
+                        levels = _channel_levels(block, sk)
+                        channel_level = levels.index(float(branch.expansion))
+                    if sk.kernel_thresholds is not None:
+                        sk.kernel_thresholds.copy_(torch.tensor(
+                            [-margin if i < kernel_level else margin for i in range(sk.num_kernel_indicators)]))
+                    if sk.channel_thresholds is not None:
+                        sk.channel_thresholds.copy_(torch.tensor(
+                            [-margin if i < channel_level else margin for i in range(sk.num_channel_indicators)]))
+
+
+def _channel_levels(block: SearchableBlock, sk: SuperKernel) -> list[float]:
+    """Expansion ratio of each channel level of a block's superkernel."""
+    nonzero = sorted(float(e) for e in (block.expansions if hasattr(block, "expansions") else []) if e > 0)
+    return ([0.0] if sk.first_optional else []) + nonzero
+
+
+# ------------------------------------------------------------------------------------------ child export
+def _copy(dst: Tensor, src: Tensor) -> None:
+    if dst.shape != src.shape:
+        raise ValueError(f"cannot copy supernet weight of shape {tuple(src.shape)} into {tuple(dst.shape)}")
+    dst.copy_(src)
+
+
+def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, idx: Tensor | None = None) -> None:
+    """Copy affine parameters and running statistics (channels ``idx`` of ``src``; all if None)."""
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        value = getattr(src, name)
+        _copy(getattr(dst, name), value if idx is None else value.index_select(0, idx))
+    if dst.num_batches_tracked is not None and src.num_batches_tracked is not None:
+        dst.num_batches_tracked.copy_(src.num_batches_tracked)
+
+
+def _crop(weight: Tensor, kernel: int) -> Tensor:
+    """Centre ``kernel x kernel`` part of a (C, Cin, K, K) superkernel weight."""
+    lo = (weight.shape[-1] - kernel) // 2
+    return weight[..., lo:lo + kernel, lo:lo + kernel]
+
+
+def _block_channel_groups(block: SearchableBlock) -> list[tuple[int, Tensor]]:
+    """Per child branch (sorted by kernel): its kernel and the supernet channel indices it consists of."""
+    groups: dict[int, list[Tensor]] = {}
+    offset = 0
+    for sk in block.superkernels():
+        kernel_level, channel_level = sk.choice_levels()
+        channels = sk.channel_levels()[channel_level]
+        if channels:
+            groups.setdefault(sk.kernels[kernel_level], []).append(torch.arange(offset, offset + channels))
+        offset += sk.out_channels
+    return [(k, torch.cat(groups[k])) for k in sorted(groups)]
+
+
+def _copy_block(dst: nn.Module, src: SearchableBlock) -> None:
+    """Copy the chosen slices/rings of a searchable block into a plain child block (builder layout)."""
+    groups = _block_channel_groups(src)
+    device = src.conv_pwl.weight.device
+    idx = torch.cat([g for _, g in groups]).to(device)  # child's channel order: branches sorted by kernel
+    if src.type == "fused":
+        kernel = groups[0][0]
+        _copy(dst.expand.conv.weight, _crop(src.sk.weight.index_select(0, idx), kernel))
+        _copy_bn(dst.expand.bn, src.bn1, idx)
+    else:
+        _copy(dst.expand.conv.weight, src.conv_pw.weight.index_select(0, idx))
+        _copy_bn(dst.expand.bn, src.bn1, idx)
+        sks = src.superkernels()
+        for (kernel, g), dw in zip(groups, dst.dw):
+            g = g.to(device)
+            # every superkernel cropped to this branch's kernel, in supernet channel order, then pick
+            full = torch.cat([_crop(sk.weight, kernel) if sk.max_kernel >= kernel
+                              else sk.weight.new_zeros(sk.out_channels, 1, kernel, kernel) for sk in sks])
+            _copy(dw.conv.weight, full.index_select(0, g))
+            _copy_bn(dw.bn, src.bn2, g)
+    if src.se is not None:
+        _copy(dst.se.conv_reduce.weight, src.se.conv_reduce.weight.index_select(1, idx))
+        _copy(dst.se.conv_reduce.bias, src.se.conv_reduce.bias)
+        _copy(dst.se.conv_expand.weight, src.se.conv_expand.weight.index_select(0, idx))
+        _copy(dst.se.conv_expand.bias, src.se.conv_expand.bias.index_select(0, idx))
+    _copy(dst.project.conv.weight, src.conv_pwl.weight.index_select(1, idx))
+    _copy_bn(dst.project.bn, src.bn3)
+
+
+def extract_child(supernet: Supernet, name: str | None = None) -> tuple[ArchSpec, nn.Module]:
+    """Decode the supernet and build the plain child network carrying the supernet's weights."""
+    from s3nas.nn.builder import build_model
+
+    spec = supernet.decode(name=name)
+    child = build_model(spec, num_classes=supernet.num_classes, dropout=supernet.dropout_rate)
+    child.to(next(supernet.parameters()).device)
+    with torch.no_grad():
+        _copy(child.stem.conv.weight, supernet.conv_stem.weight)
+        _copy_bn(child.stem.bn, supernet.bn1)
+        kept = [b for b, opt in zip(supernet.blocks, supernet.chosen_options()) if opt]
+        if len(kept) != len(child.blocks):
+            raise ValueError(f"decoded {len(kept)} blocks but the child has {len(child.blocks)}")
+        for dst, src in zip(child.blocks, kept):
+            _copy_block(dst, src)
+        _copy(child.head.conv.weight, supernet.conv_head.weight)
+        _copy_bn(child.head.bn, supernet.bn2)
+        _copy(child.classifier.weight, supernet.classifier.weight)
+        _copy(child.classifier.bias, supernet.classifier.bias)
+    child.train(supernet.training)
+    return spec, child
+

@@ -1,0 +1,78 @@
+"""Differentiable latency estimator (paper Eq. 7-8) against a latency table."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import torch
+
+from s3nas.latency.estimator import LatencyEstimator
+from s3nas.nn.supernet import Supernet
+from s3nas.space import SearchSpace
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscription on the shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+SMALL = dict(widths=[8, 16, 16], depths=[2, 2, 2], strides=[2, 1, 2], stem_channels=8, head_channels=32,
+             block_type=["fused", "mbconv", "mixconv"])
+
+
+class MonotoneTable:
+    """Stand-in LatencyTable: block latency grows with kernel area and expansion, differs per position."""
+
+    fixed_ms = 0.25
+
+    def block_ms(self, i, option):
+        assert option, "the estimator must not look up skips"
+        # deliberately non-additive over branches, so an unmerged lookup would give a different value
+        return 0.01 * (i + 1) * sum(b.kernel ** 2 * b.expansion for b in option) + 0.05 * len(option) ** 2
+
+    def estimate_ms(self, options):
+        return self.fixed_ms + sum(self.block_ms(i, o) for i, o in enumerate(options) if o)
+
+
+def _hard_random(net, rng):
+    with torch.no_grad():
+        for sk in net.superkernels():
+            for t in (sk.kernel_thresholds, sk.channel_thresholds):
+                if t is not None:
+                    t.copy_(torch.tensor([rng.choice([-1e4, 1e4]) for _ in range(t.numel())]))
+
+
+def test_estimate_equals_table_latency_of_the_decoded_architecture():
+    torch.manual_seed(0)
+    net = Supernet(SearchSpace.from_config(SMALL, {}, num_classes=10), num_classes=10)
+    table = MonotoneTable()
+    estimator = LatencyEstimator(table)
+    rng = random.Random(0)
+    for _ in range(10):
+        _hard_random(net, rng)
+        expected = table.estimate_ms(net.chosen_options())
+        assert abs(float(estimator(net)) - expected) < 1e-5 * max(1.0, expected)
+
+
+def test_gradients_reach_every_threshold_with_the_right_sign():
+    torch.manual_seed(0)
+    net = Supernet(SearchSpace.from_config(SMALL, {}, num_classes=10), num_classes=10)
+    with torch.no_grad():  # near the decision boundary, so the sigmoid slopes are not negligible
+        for sk in net.superkernels():
+            ku, cu = sk.indicators()
+            if sk.kernel_thresholds is not None:
+                sk.kernel_thresholds.copy_(sk.kernel_thresholds - 0.5)
+            if sk.channel_thresholds is not None:
+                sk.channel_thresholds.copy_(sk.channel_thresholds - 0.5)
+        for sk in net.superkernels():
+            sk.weight.mul_(0.5 / sk.weight.norm())
+    latency = LatencyEstimator(MonotoneTable())(net)
+    grads = torch.autograd.grad(latency, net.threshold_parameters())
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    # raising a threshold switches an option off, which can only lower a monotone table's latency
+    assert bool((flat <= 0).all()) and bool((flat < 0).all())
