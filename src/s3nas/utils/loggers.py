@@ -1,0 +1,169 @@
+"""Lightning loggers from ``cfg.logger``: W&B (default; offline without a login), CSV, or none.
+
+``build_loggers(cfg)`` returns a list of Lightning loggers that already hold the resolved config as
+hyper-parameters. With ``logger.mode=auto`` W&B runs online only when the user has logged in (W&B's
+stored key, ``WANDB_API_KEY`` or ~/.netrc) and ``WANDB_MODE`` does not say otherwise; offline runs live
+under the run's output dir and are announced once per process with the ``wandb sync`` command to
+upload them. ``run_name_from_overrides()`` names a run after its command-line overrides.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from s3nas.errors import ConfigError
+
+LOGGER_KINDS = ("wandb", "csv", "none")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+#: Override prefixes left out of run names (where things go, not what runs).
+RUN_NAME_EXCLUDE = ("hydra.", "hydra/", "paths.", "logger.", "callbacks.", "debug")
+
+_offline_announced = False
+
+
+def build_loggers(cfg: Any) -> list:
+    """The Lightning loggers of ``cfg.logger`` (empty for ``logger=none``), config already logged."""
+    logger_cfg = cfg.get("logger") if hasattr(cfg, "get") else None
+    if logger_cfg is None:
+        return []
+    kind = str(logger_cfg.get("kind", "none"))
+    if kind not in LOGGER_KINDS:
+        raise ConfigError(f"logger.kind: {kind!r} is not a logger; use {', '.join(LOGGER_KINDS)}")
+    if kind == "none":
+        return []
+    save_dir = Path(str(logger_cfg.get("save_dir") or _output_dir(cfg)))
+    save_dir.mkdir(parents=True, exist_ok=True)
+    name = logger_cfg.get("name") or run_name_from_overrides()
+    if kind == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        loggers = [CSVLogger(save_dir=str(save_dir), name="csv", version=None)]
+    else:
+        loggers = _wandb_loggers(cfg, logger_cfg, save_dir, name)
+    params = resolved_config(cfg)
+    for logger in loggers:
+        logger.log_hyperparams(params)
+    return loggers
+
+
+def _wandb_loggers(cfg: Any, logger_cfg: Any, save_dir: Path, name: Optional[str]) -> list:
+    mode = wandb_mode(str(logger_cfg.get("mode", "auto")))
+    if mode == "disabled":
+        return []
+    from pytorch_lightning.loggers import WandbLogger
+
+    if mode == "offline":
+        _announce_offline(save_dir)
+    group = logger_cfg.get("group") or _multirun_group()
+    tags = [str(t) for t in (logger_cfg.get("tags") or [])]
+    return [WandbLogger(
+        project=str(logger_cfg.get("project", "s3nas")),
+        entity=logger_cfg.get("entity"),
+        name=name,
+        group=group,
+        tags=tags or None,
+        job_type=logger_cfg.get("job_type"),
+        save_dir=str(save_dir),
+        log_model=bool(logger_cfg.get("log_model", False)),
+        mode=mode,  # passed to wandb.init (Lightning's offline=True would set WANDB_MODE process-wide)
+    )]
+
+
+def wandb_mode(configured: str = "auto") -> str:
+    """online / offline / disabled for ``logger.mode`` (``auto``: online only when logged in)."""
+    if configured not in WANDB_MODES:
+        raise ConfigError(f"logger.mode: {configured!r} is not a W&B mode; use {', '.join(WANDB_MODES)}")
+    if configured != "auto":
+        return configured
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env_mode in ("offline", "dryrun"):
+        return "offline"
+    if env_mode == "disabled" or os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
+        return "disabled"
+    return "online" if wandb_logged_in() else "offline"
+
+
+def wandb_logged_in() -> bool:
+    """True if a W&B API key is available (env, W&B settings, or ~/.netrc) — never prompts."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].rstrip("/")
+    netrc_path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if netrc_path.is_file():
+        try:
+            if netrc.netrc(str(netrc_path)).authenticators(host):
+                return True
+        except (netrc.NetrcParseError, OSError):
+            pass
+    try:
+        import warnings
+
+        import wandb
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            api = getattr(wandb, "api", None)
+            return bool(api is not None and getattr(api, "api_key", None))
+    except Exception:  # noqa: BLE001 - any failure means "not logged in"
+        return False
+
+
+def _announce_offline(save_dir: Path) -> None:
+    """Say once per process where offline runs go and how to upload them."""
+    global _offline_announced
+    if _offline_announced:
+        return
+    _offline_announced = True
+    runs = save_dir / "wandb"
+    print(f"W&B: offline run in {runs} (no W&B login); upload with `wandb sync {runs}/offline-run-*`, "
+          f"browse with `wandb leet {runs}`")
+
+
+def resolved_config(cfg: Any) -> dict:
+    """The config as a plain dict with interpolations resolved (what loggers record)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        container = OmegaConf.to_container(cfg, resolve=True)
+        container.pop("hydra", None)  # type: ignore[union-attr]
+        return container  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def run_name_from_overrides(overrides: Optional[Iterable[str]] = None,
+                            exclude: Iterable[str] = RUN_NAME_EXCLUDE) -> Optional[str]:
+    """'latency=2ms,loss.lambda1=5' from the job's command-line overrides (None when there are none)."""
+    if overrides is None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            overrides = list(HydraConfig.get().overrides.task)
+        except (ValueError, ImportError):  # not inside a Hydra run
+            return None
+    exclude = tuple(exclude)
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(exclude)]
+    return ",".join(kept) or None
+
+
+def _multirun_group() -> Optional[str]:
+    """In a multirun, the sweep dir's name (jobs of one sweep share a W&B group); else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return f"{Path(hydra_cfg.sweep.dir).parent.name}/{Path(hydra_cfg.sweep.dir).name}"
+    except (ValueError, ImportError):
+        pass
+    return None
+
+
+def _output_dir(cfg: Any) -> str:
+    paths = cfg.get("paths") if hasattr(cfg, "get") else None
+    if paths is not None and paths.get("output_dir"):
+        return str(paths.get("output_dir"))
+    return os.getcwd()
