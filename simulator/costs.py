@@ -78,9 +78,10 @@ def layer_compute(layer: Layer, profile, graph_input: bool = False, fused_reduct
         hw = h_out * w_out
         if p.dataflow == "adder_tree":
             if graph_input and g == 1 and p.first_layer_gemm:
-                cycles = _cdiv(kh * kw * c_in, p.conv_lanes) * _cdiv(c_out, p.conv_units) * hw
+                cycles = _cdiv(kh * kw * c_in, p.conv_lanes) * _cdiv(c_out, p.conv_units) * h_out * w_out
             else:
-                cycles = g * kw * _cdiv(kh * cin_g, p.conv_lanes) * _cdiv(cout_g, p.conv_units) * hw
+                cycles = _adder_tree_conv(p, cin_g, cout_g, g, (h_in, w_in), (h_out, w_out), layer.kernel,
+                                          layer.stride, layer.padding)
             return "conv", cycles, g * _cdiv(cout_g, p.conv_units)
         # systolic_ws: one pass of hw input vectors per weight tile, plus fill/drain of the array
         tiles = _cdiv(kh * kw * cin_g, p.conv_lanes) * _cdiv(cout_g, p.conv_units)
@@ -107,6 +108,50 @@ def layer_compute(layer: Layer, profile, graph_input: bool = False, fused_reduct
     if op in ("mul", "act"):
         return "dw", _cdiv(c_out, p.dw_lanes) * h_out * w_out, 1
     raise UnsupportedOpError(f"{_where(layer)}: unsupported op '{op}'")  # pragma: no cover
+
+
+@lru_cache(maxsize=4096)
+def valid_taps_per_output(in_size: int, out_size: int, kernel: int, stride: int, padding: int) -> tuple[int, ...]:
+    """Kernel taps inside the input for each output position, one dimension."""
+    out = []
+    for o in range(out_size):
+        start = o * stride - padding
+        out.append(max(0, min(kernel, in_size - start) - max(0, -start)))
+    return tuple(out)
+
+
+def align_stall(p, kh: int, cin: int, stride: int, pad_top: int) -> float:
+    """Adder-tree align-stage stall per kernel column when kh*C_in does not fill whole lane rows.
+
+    The align/broadcast stage feeds ``conv_units``-wide slices; a partial last row costs extra cycles
+    depending on how many slices it fills and on the stride phase (MIDAP's compiler model).
+    """
+    if not p.conv_align_stall:
+        return 0.0
+    u = max(1, p.conv_lanes // 4)
+    if stride % 4 == 0:
+        return 0.0 if pad_top % 4 == 0 else 1.0
+    m = (kh * cin) % p.conv_lanes
+    one_or_three = 0 < m <= u or 2 * u < m <= 3 * u
+    two = u < m <= 2 * u
+    if stride % 2 == 1:
+        return 0.75 if one_or_three else (0.5 if two else 0.0)
+    if one_or_three:
+        return 0.5 if pad_top % 2 == 0 else 1.0
+    if two:
+        return 0.0 if pad_top % 2 == 0 else 1.0
+    return 0.0
+
+
+def _adder_tree_conv(p, cin_g: int, cout_g: int, groups: int, in_hw, out_hw, kernel, stride, padding) -> int:
+    """Adder tree: per output pixel and filter group, each valid kernel column costs
+    ceil(valid_rows * C_in / lanes) cycles (kernel rows folded into the lanes) plus the align stall."""
+    kh, kw = kernel
+    stall = align_stall(p, kh, cin_g, stride[0], padding[0]) if kw != 1 else 0.0
+    cols = valid_taps(in_hw[1], out_hw[1], kw, stride[1], padding[1])
+    rows = sum(_cdiv(v * cin_g, p.conv_lanes) + stall if v else 0.0
+               for v in valid_taps_per_output(in_hw[0], out_hw[0], kh, stride[0], padding[0]))
+    return int(groups * _cdiv(cout_g, p.conv_units) * cols * rows)
 
 
 def _spatial_conv(p, pairs: int, kh: int, kw: int, h_out: int, w_out: int) -> int:

@@ -315,8 +315,17 @@ def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
     layer_prev_end = 0
     EV_LAT, EV_XFER, EV_TILE, EV_LAYER = 0, 1, 2, 3
 
-    def prio(kind: int) -> int:
-        return kind if weights_first else 0
+    big = n_layers + 1
+
+    def prio(load: int) -> tuple[int, int]:
+        # earliest need first (a far prefetch never overtakes the running layer's data); within a
+        # layer weights before features when weights_first; writes gate nothing and go last
+        kind = ld_kind[load]
+        if kind == _WR:
+            return (big, 2)
+        if weights_first:
+            return (ld_layer[load], kind)
+        return (0, 0)
 
     def push(time: int, typ: int, arg: int) -> None:
         nonlocal seq
@@ -326,7 +335,7 @@ def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
     def issue(load: int) -> None:
         nonlocal seq
         seq += 1
-        heapq.heappush(pending, (prio(ld_kind[load]), seq, load))
+        heapq.heappush(pending, (prio(load), seq, load))
 
     def kick() -> None:
         nonlocal wq_i, fq_i, ring_used, f_used, free_channels, bus_busy, compute_busy, ct, seq
@@ -381,7 +390,7 @@ def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
         now, _, typ, arg = heapq.heappop(events)
         if typ == EV_LAT:
             seq += 1
-            heapq.heappush(bus_pending, (prio(ld_kind[arg]), seq, arg))
+            heapq.heappush(bus_pending, (prio(arg), seq, arg))
             if trace_ev is not None:
                 trace_ev.append({"name": f"latency {ld_bytes[arg]} B", "ph": "X", "ts": ld_lat_start[arg],
                                  "dur": now - ld_lat_start[arg], "pid": 1, "tid": "dram request",

@@ -46,6 +46,9 @@ class HardwareProfile:
     conv_lanes: int = _doc("conv array width: input values per cycle per unit (count)", default=64)
     conv_units: int = _doc("conv array units: output channels computed in parallel (count)", default=16)
     conv_pipeline_cycles: int = _doc("conv array pipeline depth, paid once per layer (cycles)", default=6)
+    conv_align_stall: bool = _doc(
+        "adder_tree only: the align stage stalls a fraction of a cycle per kernel column when k_h * C_in is "
+        "not a multiple of conv_lanes (MIDAP's compiler model; bool)", default=False)
     first_layer_gemm: bool = _doc(
         "adder_tree only: run a conv reading the graph input as a GEMM over im2col rows (bool)", default=True)
     # --- depthwise / element-wise path
@@ -82,7 +85,9 @@ class HardwareProfile:
     dram_latency_refresh_cycles: float = _doc("request latency added per refresh window touched (cycles)",
                                               default=235.0)
     dram_refresh_bytes: float = _doc("bytes transferable per refresh window (bytes)", default=1.6 * 56160)
-    bus_arbitration: str = _doc("bus arbitration: weights_first (weight requests before features) | fifo",
+    bus_arbitration: str = _doc(
+        "DRAM channel and bus arbitration: weights_first (earliest-needed layer first, its weight requests "
+        "before its feature requests; writes last) | fifo (issue order)",
                                 default="weights_first")
     dram_writes_use_bus: bool = _doc("DRAM writes occupy the bus (bool; MIDAP does not count them)",
                                      default=False)
@@ -128,7 +133,7 @@ _POSITIVE_INT = ("conv_lanes", "conv_units", "dw_lanes", "reduction_lanes", "fme
                  "channel_align", "input_channel_align", "dram_channels", "dram_page_bytes")
 _NONNEG_INT = ("conv_pipeline_cycles", "dw_pipeline_cycles", "reduction_pipeline_cycles")
 _NONNEG_FLOAT = ("dram_latency_base_cycles", "dram_latency_page_cycles", "dram_latency_refresh_cycles")
-_BOOL = ("first_layer_gemm", "fuse_reduction", "dram_writes_use_bus", "cross_layer_prefetch",
+_BOOL = ("conv_align_stall", "first_layer_gemm", "fuse_reduction", "dram_writes_use_bus", "cross_layer_prefetch",
          "eltwise_operand_from_dram")
 
 
