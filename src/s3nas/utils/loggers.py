@@ -18,8 +18,8 @@ from s3nas.errors import ConfigError
 
 LOGGER_KINDS = ("wandb", "csv", "none")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-#: Override prefixes left out of run names (where things go, not what runs).
-RUN_NAME_EXCLUDE = ("hydra.", "hydra/", "paths.", "logger.", "callbacks.", "debug")
+#: Config keys (and their sub-keys) left out of run names: where things go, not what runs.
+RUN_NAME_EXCLUDE = ("hydra", "paths", "logger", "callbacks", "debug")
 
 _offline_announced = False
 
@@ -143,8 +143,13 @@ def run_name_from_overrides(overrides: Optional[Iterable[str]] = None,
             overrides = list(HydraConfig.get().overrides.task)
         except (ValueError, ImportError):  # not inside a Hydra run
             return None
-    exclude = tuple(exclude)
-    kept = [o for o in overrides if not o.lstrip("+~").startswith(exclude)]
+    excluded = tuple(exclude)
+
+    def key_of(override: str) -> str:
+        return override.lstrip("+~").split("=", 1)[0]
+
+    kept = [o for o in overrides
+            if not any(key_of(o) == k or key_of(o).startswith((k + ".", k + "/")) for k in excluded)]
     return ",".join(kept) or None
 
 
