@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .costs import effective_macs
 from .engine import plan_graph, run_events
 from .graph import Graph
 from .hardware import HardwareProfile, load_profile
@@ -22,7 +23,7 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: boo
     bpc = p.dram_bytes_per_cycle
     ms_per_cycle = 1e3 / p.clock_hz
     layers: list[LayerReport] = []
-    tot_compute = tot_w = tot_f = tot_wr = tot_macs = 0
+    tot_compute = tot_w = tot_f = tot_wr = tot_macs = tot_eff = 0
     for li, plan in enumerate(plans):
         layer = plan.layer
         cycles = tl.layer_end[li] - tl.layer_start[li]
@@ -31,7 +32,8 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: boo
         f_bytes = plan.feature_read_bytes
         bus_bytes = w_bytes + f_bytes + (plan.write_bytes if p.dram_writes_use_bus else 0)
         macs = layer.macs
-        compute_bound = -(-macs // peak)
+        eff_macs = effective_macs(layer)  # padding taps excluded: keeps the roofline a true lower bound
+        compute_bound = -(-eff_macs // peak)
         memory_bound = 0 if bpc == float("inf") else -(-bus_bytes // 1) / bpc
         memory_bound = int(-(-memory_bound // 1))
         roof = max(compute_bound, memory_bound)
@@ -40,7 +42,7 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: boo
             name=layer.name, op=layer.op, module=plan.module, out_shape=tuple(layer.out_shape),
             start_cycles=tl.layer_start[li], cycles=cycles, compute_cycles=compute,
             stall_cycles=cycles - compute, macs=macs,
-            mac_utilisation=macs / (cycles * peak) if cycles else 0.0,
+            mac_utilisation=eff_macs / (cycles * peak) if cycles else 0.0,
             dram_read_weight_bytes=w_bytes, dram_read_feature_bytes=f_bytes, dram_write_bytes=plan.write_bytes,
             dram_busy_fraction=tl.layer_bus_busy[li] / cycles if cycles else 0.0,
             roofline_cycles=roof, bound=bound, latency_ms=cycles * ms_per_cycle, tiles=plan.n_tiles))
@@ -49,9 +51,10 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: boo
         tot_f += f_bytes
         tot_wr += plan.write_bytes
         tot_macs += macs
+        tot_eff += eff_macs
     total = tl.end_cycles
     bus_bytes = tot_w + tot_f + (tot_wr if p.dram_writes_use_bus else 0)
-    compute_bound = -(-tot_macs // peak)
+    compute_bound = -(-tot_eff // peak)
     memory_bound = 0 if bpc == float("inf") else int(-(-(bus_bytes / bpc) // 1))
     return Report(
         graph_name=graph.name, profile_name=p.name, clock_hz=p.clock_hz, total_cycles=total,
@@ -60,5 +63,5 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: boo
         dram_busy_fraction=tl.bus_busy_cycles / total if total else 0.0,
         roofline_cycles=max(compute_bound, memory_bound),
         bound="memory" if memory_bound > compute_bound else "compute",
-        mac_utilisation=tot_macs / (total * peak) if total else 0.0,
+        mac_utilisation=tot_eff / (total * peak) if total else 0.0,
         layers=layers, simulator_version=SIMULATOR_VERSION, trace_events=tl.trace_events)

@@ -77,7 +77,7 @@ def layer_compute(layer: Layer, profile, graph_input: bool = False, fused_reduct
             return "dw", _cdiv(c_out, p.dw_lanes) * taps, _cdiv(c_out, p.dw_lanes)
         hw = h_out * w_out
         if p.dataflow == "adder_tree":
-            if graph_input and g == 1 and p.first_layer_gemm:
+            if graph_input and g == 1 and p.first_layer_gemm and c_in < p.conv_lanes:
                 cycles = _cdiv(kh * kw * c_in, p.conv_lanes) * _cdiv(c_out, p.conv_units) * h_out * w_out
             else:
                 cycles = _adder_tree_conv(p, cin_g, cout_g, g, (h_in, w_in), (h_out, w_out), layer.kernel,
@@ -159,6 +159,17 @@ def _spatial_conv(p, pairs: int, kh: int, kw: int, h_out: int, w_out: int) -> in
     sets = max(1, p.conv_lanes // kh)
     folds = _cdiv(kh, p.conv_lanes)
     return _cdiv(pairs, sets) * _cdiv(h_out, p.conv_units) * w_out * kw * folds
+
+
+def effective_macs(layer: Layer) -> int:
+    """MACs on real (non-padding) inputs: what a machine that skips padding taps must still do."""
+    if layer.op != "conv":
+        return layer.macs
+    c_in, h_in, w_in = layer.in_shapes[0]
+    c_out, h_out, w_out = layer.out_shape
+    taps = (valid_taps(h_in, h_out, layer.kernel[0], layer.stride[0], layer.padding[0])
+            * valid_taps(w_in, w_out, layer.kernel[1], layer.stride[1], layer.padding[1]))
+    return (c_in // layer.groups) * c_out * taps
 
 
 def pipeline_cycles(module: str, profile) -> int:

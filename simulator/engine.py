@@ -178,7 +178,10 @@ def _tile_layer(plan: LayerPlan, groups_hint: int, p) -> None:
     n_b = 1
     if plan.feature_read_bytes:
         h_out = plan.layer.out_shape[1]
-        n_b = max(1, min(16, h_out, _cdiv(plan.feature_read_bytes, p.feature_band_bytes)))
+        # weights that do not fit half of WMEM are re-read once per band: use bands as large as half
+        # of FMEM then; otherwise small bands so that streaming overlaps compute
+        band = p.feature_band_bytes if w <= half else max(p.feature_band_bytes, p.fmem_bytes // 2)
+        n_b = max(1, min(16, h_out, _cdiv(plan.feature_read_bytes, band)))
     cap = max(1, p.max_tiles_per_layer // n_b)
     if n_g > cap:
         n_g = max(cap, _cdiv(w, half) if w else 1)

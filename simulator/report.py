@@ -21,12 +21,12 @@ class LayerReport:
     compute_cycles: int  # tile compute + pipeline depth
     stall_cycles: int  # cycles - compute_cycles (waiting for DRAM)
     macs: int
-    mac_utilisation: float  # macs / (cycles * peak MACs per cycle)
+    mac_utilisation: float  # MACs on real inputs (padding taps excluded) / (cycles * peak MACs per cycle)
     dram_read_weight_bytes: int
     dram_read_feature_bytes: int
     dram_write_bytes: int
     dram_busy_fraction: float  # bus busy cycles in this layer's window / cycles
-    roofline_cycles: int  # max(macs / peak, read bytes / bandwidth)
+    roofline_cycles: int  # max(MACs on real inputs / peak, bus bytes / bandwidth)
     bound: str  # "compute" | "memory" | "free"
     latency_ms: float
     tiles: int
@@ -109,7 +109,7 @@ class Report:
     def to_csv(self, path=None) -> str:
         """Per-layer CSV (plus a TOTAL row); written to ``path`` when given, always returned."""
         buf = io.StringIO()
-        writer = csv.writer(buf)
+        writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(self._COLS)
         for lr in self.layers:
             writer.writerow(["x".join(map(str, v)) if k == "out_shape" else

@@ -1,0 +1,274 @@
+"""A small cycle-stepped reference simulator for single small layers (for tests of the event engine).
+
+Compute cycles are counted by explicit loops over output pixels, kernel taps and channel chunks (not by
+the closed forms of ``costs.py``); timing advances one cycle at a time: DRAM channels count down request
+latency, the bus counts down transfers, the compute unit counts down tiles. Tiling decisions (bands x
+filter groups, weights kept or re-read) come from the engine's plan so both time the same work.
+Slow by design: use it only for layers of a few thousand cycles to a few hundred thousand.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .costs import align_stall, fused_gaps
+from .engine import plan_graph
+from .graph import Graph, Layer
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _inside(o: int, k: int, stride: int, pad: int, size: int) -> bool:
+    pos = o * stride - pad + k
+    return 0 <= pos < size
+
+
+def reference_compute_cycles(layer: Layer, profile, graph_input: bool = False) -> int:
+    """Compute cycles of one layer by explicit enumeration (no pipeline depth)."""
+    p = profile
+    op = layer.op
+    c_out, h_out, w_out = layer.out_shape
+    if op in ("concat", "split", "reshape"):
+        return 0
+    if op == "conv":
+        c_in, h_in, w_in = layer.in_shapes[0]
+        kh, kw = layer.kernel
+        sh, sw = layer.stride
+        ph, pw = layer.padding
+        g = layer.groups
+        cin_g, cout_g = c_in // g, c_out // g
+        if p.dataflow == "spatial_rs":
+            pairs = g * cin_g * cout_g
+            sets = max(1, p.conv_lanes // kh)
+            total = 0
+            for _pass in range(_cdiv(pairs, sets)):
+                for _band in range(_cdiv(h_out, p.conv_units)):
+                    for _fold in range(_cdiv(kh, p.conv_lanes)):
+                        total += w_out * kw  # each PE slides a kw-tap filter row over w_out outputs
+            return total
+        if layer.is_depthwise:
+            total = 0
+            for _chunk in range(_cdiv(c_out, p.dw_lanes)):
+                for oy in range(h_out):
+                    for ox in range(w_out):
+                        for ky in range(kh):
+                            for kx in range(kw):
+                                if _inside(oy, ky, sh, ph, h_in) and _inside(ox, kx, sw, pw, w_in):
+                                    total += 1
+            return total
+        if p.dataflow == "systolic_ws":
+            total = 0
+            for _grp in range(g):
+                for _row_tile in range(_cdiv(kh * kw * cin_g, p.conv_lanes)):
+                    for _col_tile in range(_cdiv(cout_g, p.conv_units)):
+                        total += h_out * w_out + p.conv_lanes + p.conv_units
+            return total
+        # adder tree
+        if graph_input and g == 1 and p.first_layer_gemm and c_in < p.conv_lanes:
+            total = 0
+            for _fg in range(_cdiv(c_out, p.conv_units)):
+                for _pix in range(h_out * w_out):
+                    total += _cdiv(kh * kw * c_in, p.conv_lanes)
+            return total
+        stall = Fraction(align_stall(p, kh, cin_g, sh, ph)).limit_denominator(8) if kw != 1 else Fraction(0)
+        total = Fraction(0)
+        for _grp in range(g):
+            for _fg in range(_cdiv(cout_g, p.conv_units)):
+                for oy in range(h_out):
+                    rows = sum(1 for ky in range(kh) if _inside(oy, ky, sh, ph, h_in))
+                    for ox in range(w_out):
+                        for kx in range(kw):
+                            if rows and _inside(ox, kx, sw, pw, w_in):
+                                total += _cdiv(rows * cin_g, p.conv_lanes) + stall
+        return int(total)
+    if op == "fc":
+        c, h, w = layer.in_shapes[0]
+        c_in = c * h * w
+        if p.dataflow == "spatial_rs":
+            return _cdiv(c_in * c_out, max(1, p.conv_lanes))
+        total = 0
+        for _row in range(_cdiv(c_in, p.conv_lanes)):
+            for _col in range(_cdiv(c_out, p.conv_units)):
+                total += 1 if p.dataflow == "adder_tree" else 1 + p.conv_lanes + p.conv_units
+        return total
+    if op in ("maxpool", "avgpool"):
+        c_in, h_in, w_in = layer.in_shapes[0]
+        kh, kw = layer.kernel
+        total = 0
+        for _chunk in range(_cdiv(c_out, p.dw_lanes)):
+            for oy in range(h_out):
+                for ox in range(w_out):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            if _inside(oy, ky, layer.stride[0], layer.padding[0], h_in) and \
+                                    _inside(ox, kx, layer.stride[1], layer.padding[1], w_in):
+                                total += 1
+        return total
+    if op == "gap":
+        c, h, w = layer.in_shapes[0]
+        return sum(h * w for _ in range(_cdiv(c, p.reduction_lanes)))
+    if op in ("add", "mul", "act"):
+        operands = max(1, len(layer.inputs) - 1) if op == "add" else 1
+        return sum(h_out * w_out for _ in range(_cdiv(c_out, p.dw_lanes)) for _ in range(operands))
+    raise ValueError(f"reference: op {op!r} not modelled")
+
+
+def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> int:
+    """Total cycles of a small graph, stepping one cycle at a time (layers run one after another)."""
+    p = profile
+    plans = plan_graph(graph, p, input_in_dram=input_in_dram)
+    fused = fused_gaps(graph, p)
+    bpc = p.dram_bytes_per_cycle
+    unlimited = math.isinf(bpc)
+    # per-layer tiles: (compute cycles, weight load index or -1, feature load index or -1)
+    tiles: list[list] = []  # [cycles, [load ids needed], [load ids released], layer idx, is_last_of_layer]
+    loads: list[list] = []  # [kind, bytes, layer idx]
+    for li, plan in enumerate(plans):
+        if not plan.module or plan.layer.name in fused:
+            continue
+        n_b, n_g = plan.n_bands, plan.n_groups
+        total = reference_compute_cycles(plan.layer, p, plan.layer.inputs[0] == "input")
+        q, r = divmod(total, n_b * n_g)
+        keep = plan.weight_bytes <= p.wmem_bytes // 2
+        wq, wr = divmod(plan.weight_bytes, n_g)
+        fq_, fr = divmod(plan.feature_read_bytes, n_b)
+        xq, xr = divmod(plan.write_bytes if p.dram_writes_use_bus else 0, n_b * n_g)
+        kept: list[int] = []
+        for b in range(n_b):
+            f_id = -1
+            if plan.feature_read_bytes:
+                f_id = len(loads)
+                loads.append(["f", fq_ + (1 if b < fr else 0), li])
+            for g in range(n_g):
+                k = b * n_g + g
+                need, release = [], []
+                if f_id >= 0 and g == 0:
+                    need.append(f_id)
+                if plan.weight_bytes and (b == 0 or not keep):
+                    w_id = len(loads)
+                    loads.append(["w", wq + (1 if g < wr else 0), li])
+                    need.append(w_id)
+                    (kept if keep else release).append(w_id)
+                tiles.append([q + (1 if k < r else 0), need, release, li, False, xq + (1 if k < xr else 0)])
+            if f_id >= 0:
+                tiles[-1][2].append(f_id)
+        tiles[-1][2].extend(kept)
+        tiles[-1][4] = True
+    # ---- cycle-stepped state
+    n_tiles = len(tiles)
+    done = [False] * len(loads)
+    w_order = [i for i in range(len(loads)) if loads[i][0] == "w"]
+    f_order = [i for i in range(len(loads)) if loads[i][0] == "f"]
+    wi = fi = 0
+    ring_used = f_used = 0
+    pending: list[int] = []
+    chan: list[list] = []  # [load, latency cycles left, moved to bus queue]
+    bus_ready: list[int] = []
+    bus_load, bus_left = None, 0
+    cur, busy, running = 0, 0, False
+    draining, drain_left = False, 0
+    started = {tiles[0][3]} if tiles else set()
+    cycle = 0
+
+    def latency(n: int) -> int:
+        if unlimited:
+            return 0
+        return math.ceil(p.dram_latency_base_cycles + p.dram_latency_page_cycles * (n // p.dram_page_bytes)
+                         + p.dram_latency_refresh_cycles * _cdiv(n, p.dram_refresh_bytes))
+
+    def key(i: int):
+        if loads[i][0] == "x":
+            return (len(plans) + 1, 2, i)
+        if p.bus_arbitration == "weights_first":
+            return (loads[i][2], 0 if loads[i][0] == "w" else 1, i)
+        return (0, 0, i)
+
+    last_write_done = 0
+    compute_end = 0
+    while cur < n_tiles or draining or chan or pending:
+        changed = True
+        while changed:
+            changed = False
+            if bus_load is not None and bus_left == 0:  # transfer finished
+                done[bus_load] = True
+                if loads[bus_load][0] == "x":
+                    last_write_done = cycle
+                chan = [c for c in chan if c[0] != bus_load]
+                bus_load = None
+                changed = True
+            if running and busy == 0:  # tile finished
+                running = False
+                t = tiles[cur]
+                for i in t[2]:
+                    if loads[i][0] == "w":
+                        ring_used -= loads[i][1]
+                    else:
+                        f_used -= 1
+                if t[5]:  # the tile's output spill goes to DRAM
+                    loads.append(["x", t[5], t[3]])
+                    done.append(False)
+                    pending.append(len(loads) - 1)
+                if t[4]:
+                    draining, drain_left = True, plans[t[3]].pipeline_cycles
+                cur += 1
+                changed = True
+            if draining and drain_left == 0:  # layer finished: the next one starts
+                draining = False
+                if cur < n_tiles:
+                    started.add(tiles[cur][3])
+                changed = True
+            while wi < len(w_order):
+                i = w_order[wi]
+                if (ring_used + loads[i][1] > p.wmem_bytes and ring_used > 0) or \
+                        (not p.cross_layer_prefetch and loads[i][2] not in started):
+                    break
+                ring_used += loads[i][1]
+                pending.append(i)
+                wi += 1
+                changed = True
+            while fi < len(f_order):
+                i = f_order[fi]
+                if f_used >= p.feature_stream_buffers or loads[i][2] not in started:
+                    break
+                f_used += 1
+                pending.append(i)
+                fi += 1
+                changed = True
+            while len(chan) < p.dram_channels and pending:
+                pending.sort(key=key)
+                i = pending.pop(0)
+                chan.append([i, latency(loads[i][1]), False])
+                changed = True
+            for c in chan:
+                if c[1] == 0 and not c[2]:
+                    c[2] = True
+                    bus_ready.append(c[0])
+                    changed = True
+            if bus_load is None and bus_ready:
+                bus_ready.sort(key=key)
+                bus_load = bus_ready.pop(0)
+                bus_left = 0 if unlimited else math.ceil(loads[bus_load][1] / bpc)
+                changed = True
+            if not running and not draining and cur < n_tiles:
+                t = tiles[cur]
+                if t[3] in started and all(done[i] for i in t[1]):
+                    running, busy = True, t[0]
+                    changed = True
+        if cur >= n_tiles and not draining and not chan and not pending:
+            break
+        cycle += 1  # one clock
+        for c in chan:
+            if c[1] > 0:
+                c[1] -= 1
+        if bus_load is not None and bus_left > 0:
+            bus_left -= 1
+        if running and busy > 0:
+            busy -= 1
+        if draining and drain_left > 0:
+            drain_left -= 1
+            if drain_left == 0 and cur >= n_tiles:
+                compute_end = cycle
+    return max(compute_end, last_write_done)
