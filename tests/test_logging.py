@@ -158,3 +158,17 @@ def test_atomic_write_text_and_json(tmp_path, monkeypatch):
         atomic_write_text(target, "half")
     assert json.loads(target.read_text())["latency_ms"] == 2.5  # old content intact
     assert [p.name for p in target.parent.iterdir()] == ["summary.json"]  # no temp file left
+
+
+def test_build_callbacks_from_config(compose_cfg, tmp_path):
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+
+    from s3nas.utils.callbacks import build_callbacks
+
+    cfg = compose_cfg([])
+    with_logger = build_callbacks(cfg, loggers=[object()])
+    assert [type(c) for c in with_logger] == [ModelCheckpoint, LearningRateMonitor, RichProgressBar]
+    assert with_logger[0].dirpath == str(tmp_path / "checkpoints")
+    assert [type(c) for c in build_callbacks(cfg, loggers=[])] == [ModelCheckpoint, RichProgressBar]
+    assert build_callbacks(compose_cfg(["callbacks=none"])) == []
+    assert len(build_callbacks(compose_cfg(["callbacks.rich_progress_bar=null"]), loggers=[])) == 1

@@ -68,6 +68,7 @@ def register_configs() -> None:
 def hardware_clock_hz(hardware_cfg: Any) -> float:
     """Clock of the configured hardware (``hardware.profile`` path if set, else ``hardware.name``)."""
     name = hardware_cfg.get("profile") or hardware_cfg.get("name")
+    key = "hardware.profile" if hardware_cfg.get("profile") else "hardware.name"
     try:
         import simulator
     except ImportError:  # pragma: no cover - simulator ships with s3nas
@@ -76,7 +77,7 @@ def hardware_clock_hz(hardware_cfg: Any) -> float:
         try:
             return float(simulator.load_profile(str(name)).clock_hz)
         except (ValueError, FileNotFoundError, KeyError) as err:
-            raise ConfigError(f"hardware: cannot load profile {name!r}: {_first_line(err)}") from None
+            raise ConfigError(f"{key}: {_first_line(err)}") from None
     return _clock_from_profile_yaml(str(name))
 
 

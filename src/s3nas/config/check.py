@@ -12,7 +12,7 @@ from s3nas.utils.entry import run
 
 def main(cfg: Any) -> float:
     """Print the resolved latency target in ms and return it."""
-    print(f"latency: {cfg.latency} -> latency_ms={cfg.latency_ms:.6g} (hardware: {cfg.hardware.name})")
+    print(f"latency: {cfg.latency} -> latency_ms={cfg.latency_ms:.6g} (hardware: {cfg.hardware.profile or cfg.hardware.name})")
     return float(cfg.latency_ms)
 
 
