@@ -146,10 +146,14 @@ def align_stall(p, kh: int, cin: int, stride: int, pad_top: int) -> float:
 def _adder_tree_conv(p, cin_g: int, cout_g: int, groups: int, in_hw, out_hw, kernel, stride, padding) -> int:
     """Adder tree: per output pixel and filter group, each valid kernel column costs
     ceil(valid_rows * C_in / lanes) cycles (kernel rows folded into the lanes) plus the align stall."""
+    # (C_in below one lane row is padded to channel_align before folding; see below)
     kh, kw = kernel
     stall = align_stall(p, kh, cin_g, stride[0], padding[0]) if kw != 1 else 0.0
+    # fewer channels than one lane row: each kernel row occupies the whole padded channel slice, so
+    # rows cannot fold into the lanes; from one lane row up, kernel rows fold (ceil(rows*C/lanes))
+    cin_fold = -(-cin_g // p.channel_align) * p.channel_align if cin_g < p.conv_lanes else cin_g
     cols = valid_taps(in_hw[1], out_hw[1], kw, stride[1], padding[1])
-    rows = sum(_cdiv(v * cin_g, p.conv_lanes) + stall if v else 0.0
+    rows = sum(_cdiv(v * cin_fold, p.conv_lanes) + stall if v else 0.0
                for v in valid_taps_per_output(in_hw[0], out_hw[0], kh, stride[0], padding[0]))
     return int(groups * _cdiv(cout_g, p.conv_units) * cols * rows)
 

@@ -74,6 +74,10 @@ def reference_compute_cycles(layer: Layer, profile, graph_input: bool = False) -
                     total += _cdiv(kh * kw * c_in, p.conv_lanes)
             return total
         stall = Fraction(align_stall(p, kh, cin_g, sh, ph)).limit_denominator(8) if kw != 1 else Fraction(0)
+        slice_channels = cin_g
+        if cin_g < p.conv_lanes:  # a partial lane row is stored padded to channel_align
+            while slice_channels % p.channel_align:
+                slice_channels += 1
         total = Fraction(0)
         for _grp in range(g):
             for _fg in range(_cdiv(cout_g, p.conv_units)):
@@ -82,7 +86,7 @@ def reference_compute_cycles(layer: Layer, profile, graph_input: bool = False) -
                     for ox in range(w_out):
                         for kx in range(kw):
                             if rows and _inside(ox, kx, sw, pw, w_in):
-                                total += _cdiv(rows * cin_g, p.conv_lanes) + stall
+                                total += _cdiv(rows * slice_channels, p.conv_lanes) + stall
         return int(total)
     if op == "fc":
         c, h, w = layer.in_shapes[0]
