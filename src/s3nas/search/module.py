@@ -33,6 +33,7 @@ class OptimSettings:
     decay_rate: float = 0.97
     decay_steps: int = 1  # optimizer steps between two x decay_rate
     gradient_clip_val: float | None = 10.0
+    threshold_square_avg_init: float | None = None  # RMSpropTF starts square_avg at 1; None keeps that
 
 
 def lr_factor(step: int, decay_rate: float, decay_steps: int) -> float:
@@ -196,6 +197,16 @@ class SearchModule(SupernetModule):
             optimizer.load_state_dict(self.initial_optimizer_state)
             for group, (lr, initial_lr) in zip(optimizer.param_groups, keep):
                 group["lr"], group["initial_lr"] = lr, initial_lr
+        if self.trainer.ckpt_path is None and self.optim.threshold_square_avg_init is not None:
+            # Thresholds had no gradient in warm-up: start their RMSProp statistics explicitly, so that
+            # the first latency gradients are normalised instead of divided by sqrt(1).
+            optimizer = self.trainer.optimizers[0]
+            for p in optimizer.param_groups[1]["params"]:
+                optimizer.state[p] = {
+                    "step": torch.tensor(0.0),
+                    "square_avg": torch.full_like(p, float(self.optim.threshold_square_avg_init)),
+                    "momentum_buffer": torch.zeros_like(p),
+                }
 
     def extra_loss(self) -> dict:
         from s3nas.latency.loss import latency_loss
