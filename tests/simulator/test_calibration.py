@@ -1,0 +1,117 @@
+"""Calibration of the midap profile against MidapSim (MobileNetV2 per layer) and the S3NAS paper's Table 6."""
+
+import csv
+import functools
+import time
+from pathlib import Path
+
+import pytest
+
+import simulator
+from simulator.models import mobilenet_v2
+
+TSV = Path(__file__).resolve().parents[3] / "shared" / "reference" / "midap-mobilenetv2-per-layer.tsv"
+MIDAPSIM_TOTAL_CYCLES = 989_902
+MIDAPSIM_DRAM_READ_BYTES = 8_605_200
+
+# S3NAS paper Table 6 (ms on MIDAP at 1 GHz): timm name, official input size, published latency
+TABLE6 = [
+    ("efficientnet_b1", 240, 2.47), ("tf_efficientnet_lite2", 260, 2.51), ("efficientnet_b2", 260, 3.31),
+    ("tf_efficientnet_lite3", 280, 3.50), ("efficientnet_es", 224, 4.41), ("efficientnet_b3", 300, 5.22),
+    ("tf_efficientnet_lite4", 300, 5.84), ("inception_v3", 299, 6.75), ("efficientnet_em", 240, 6.86),
+    ("efficientnet_b4", 380, 11.42), ("efficientnet_el", 300, 15.55),
+]
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def mbv2():
+    report = simulator.simulate(mobilenet_v2(224), simulator.load_profile("midap"))
+    rows = list(csv.DictReader(TSV.open(), delimiter="\t"))[:-1]  # last row is the total
+    layers = [lr for lr in report.layers if lr.module]  # MidapSim lists compute layers only
+    assert len(rows) == len(layers) == 63
+    return report, rows, layers
+
+
+@pytest.mark.skipif(not TSV.exists(), reason="reference TSV not available")
+def test_mobilenetv2_total_within_10_percent(mbv2):
+    report, _, _ = mbv2
+    assert abs(report.total_cycles / MIDAPSIM_TOTAL_CYCLES - 1) <= 0.10
+    assert abs(report.dram_read_bytes / MIDAPSIM_DRAM_READ_BYTES - 1) <= 0.25
+    assert report.macs == 300_774_272
+
+
+@pytest.mark.skipif(not TSV.exists(), reason="reference TSV not available")
+def test_mobilenetv2_per_layer_compute_matches_midapsim(mbv2):
+    _, rows, layers = mbv2
+    for row, lr in zip(rows, layers):
+        midapsim_compute = _int(row["cycles"]) - _int(row["dram_stall_cycles"])
+        assert abs(lr.compute_cycles / midapsim_compute - 1) <= 0.01, (row["layer"], lr.name)
+    # depthwise layers are expensive on MIDAP: DWConv1 costs more than the 6x larger Conv3
+    by_ref = {row["layer"]: lr for row, lr in zip(rows, layers)}
+    assert by_ref["DWConv1"].cycles > by_ref["Conv3"].cycles > 0
+    assert by_ref["DWConv1"].macs < by_ref["Conv3"].macs
+
+
+@pytest.mark.skipif(not TSV.exists(), reason="reference TSV not available")
+def test_mobilenetv2_dram_bound_layers_match_midapsim(mbv2):
+    _, rows, layers = mbv2
+    for row, lr in zip(rows, layers):
+        ref_stall = _int(row["dram_stall_cycles"]) / _int(row["cycles"])
+        ours = lr.stall_cycles / lr.cycles
+        if ref_stall > 0.75:  # the residual adds (operand streamed from DRAM) and the classifier
+            assert ours > 0.5, (row["layer"], ours)
+        if ref_stall == 0 and row["layer"].startswith("DW"):
+            assert ours < 0.15, (row["layer"], ours)
+    classifier = layers[-1]
+    assert classifier.bound == "memory" and classifier.dram_read_weight_bytes >= 1_280_000
+
+
+def _table6_graph(name, size):
+    timm = pytest.importorskip("timm")
+    frontend = pytest.importorskip("simulator.frontends.torch")
+    model = timm.create_model(name, pretrained=False)
+    return frontend.graph_from_module(model.eval(), (3, size, size), name=name)
+
+
+@functools.lru_cache(maxsize=None)
+def _table6_latency_ms(name, size):
+    return simulator.simulate(_table6_graph(name, size), simulator.load_profile("midap")).latency_ms
+
+
+@pytest.mark.parametrize("name, size, published_ms", [TABLE6[0], TABLE6[1]], ids=["b1", "lite2"])
+def test_table6_fast_subset_within_10_percent(name, size, published_ms):
+    assert abs(_table6_latency_ms(name, size) / published_ms - 1) <= 0.10
+
+
+@pytest.mark.slow
+def test_table6_all_within_15_percent():
+    start = time.perf_counter()
+    sims = {name: _table6_latency_ms(name, size) for name, size, _ in TABLE6}
+    errors = {name: sims[name] / published - 1 for name, _, published in TABLE6}
+    print({name: f"{sims[name]:.2f} ms ({100 * err:+.1f}%)" for name, err in errors.items()},
+          f"{time.perf_counter() - start:.0f} s")
+    assert all(abs(err) <= 0.15 for err in errors.values()), errors
+    within_10 = [name for name, err in errors.items() if abs(err) <= 0.10]
+    assert len(within_10) >= 9, errors  # efficientnet_es / _el are ~12% low (see the report)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="inception_v3 (+7%) and efficientnet_em (-2%) swap: published 6.75 vs 6.86 ms",
+                   strict=False)
+def test_table6_keeps_published_order():
+    sims = [_table6_latency_ms(name, size) for name, size, _ in TABLE6]
+    assert sims == sorted(sims)
+
+
+@pytest.mark.slow
+def test_table6_order_except_near_ties():
+    """Published order holds for every pair whose published latencies differ by more than 5%."""
+    sims = {name: _table6_latency_ms(name, size) for name, size, _ in TABLE6}
+    for i, (a, _, pa) in enumerate(TABLE6):
+        for b, _, pb in TABLE6[i + 1:]:
+            if pb > 1.05 * pa:
+                assert sims[a] < sims[b], (a, b)
