@@ -1,7 +1,8 @@
 """torch ``nn.Module`` -> simulator ``Graph``, by running the model once and recording its operations.
 
-The model runs once on a zero tensor (batch 1, eval mode, no grad) under a ``TorchFunctionMode`` that sees
-every torch function call; module hooks keep the current module path so each op is named after the module
+The model runs once (batch 1, eval mode, no grad) under a ``TorchFunctionMode`` that sees every torch
+function call: on the meta device (shapes only, no arithmetic, weights untouched), or, when the model cannot
+run there (data-dependent control flow, tensors made in forward), on a real zero tensor; module hooks keep the current module path so each op is named after the module
 that issued it (``blocks.2.0.conv_pw``). Every tensor produced from the input is mapped to the raw node that
 produced it, so control flow, timm's MixedConv2d split/cat, Inception branches and tf-"same" padding need no
 symbolic tracing. A post-pass folds BatchNorm into its conv, fuses activations into their producer when
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from simulator.frontends import UnsupportedOpError
@@ -222,15 +224,26 @@ class _Recorder(TorchFunctionMode):
         if not any(self.meta(t) is not None for t in _tensors((args, kwargs))):
             return out
         name = getattr(func, "__name__", repr(func))
-        if name == "__setitem__":
-            raise self.error(name, "in-place writes into feature maps")
+        if name == "__setitem__":  # an in-place write: the target tensor now holds something unmodelled
+            self.poison(self.error(name, "in-place writes into feature maps"), (args, kwargs), args[0])
+            return out
         if not any(True for _ in _tensors(out)):
             return out  # size(), dim(), shape, asserts: metadata only
         handler = self.handlers.get(name)
-        if handler is None:
-            raise self.error(name)
-        handler(name, args, kwargs, out)
+        try:
+            if handler is None:
+                raise self.error(name)
+            handler(name, args, kwargs, out)
+        except UnsupportedOpError as exc:
+            self.poison(exc, (args, kwargs), out)
         return out
+
+    def poison(self, exc: UnsupportedOpError, inputs: Any, out: Any) -> None:
+        """Bind ``out`` to a node that raises ``exc`` if it feeds the model output (control flow may not)."""
+        sources = [m.node for m in (self.meta(t) for t in _tensors(inputs)) if m is not None]
+        for tensor in _tensors(out):
+            self.nodes.append(_Node("unsupported", sources, (0, 0, 0), self.path, {"error": exc}))
+            self.bind(tensor, len(self.nodes) - 1)
 
     # --- op handlers --------------------------------------------------------------------------------
     def _conv(self, op: str, args: tuple, kwargs: dict, out: Any) -> None:
@@ -519,6 +532,9 @@ def _emit(nodes: list[_Node], outputs: list[int], input_shape: Shape, name: str)
     names = {0: builder.input}
     live = _live(nodes, outputs)
     for index, node in enumerate(nodes):
+        if live[index] and node.kind == "unsupported":
+            raise node.attrs["error"]
+    for index, node in enumerate(nodes):
         if index == 0 or node.alias is not None or not live[index]:
             continue
         xs = [names[_resolve(nodes, source)] for source in node.inputs]
@@ -570,7 +586,20 @@ def graph_from_module(module: nn.Module, input_shape: tuple[int, int, int] = (3,
     input_shape = tuple(int(d) for d in input_shape)  # type: ignore[assignment]
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape: expected (C, H, W) with positive sizes, got {input_shape}")
-    recorder = _Recorder(input_shape)  # type: ignore[arg-type]
+    try:  # shapes only: weights and activations on the meta device, no arithmetic at all
+        recorder, outputs = _record(module, input_shape, meta=True)  # type: ignore[arg-type]
+    except UnsupportedOpError:
+        raise
+    except Exception:  # e.g. data-dependent control flow or tensors made in forward: run it for real
+        recorder, outputs = _record(module, input_shape, meta=False)  # type: ignore[arg-type]
+    nodes = recorder.nodes
+    _fold(nodes, outputs)
+    return _emit(nodes, outputs, input_shape, name or _model_name(module))  # type: ignore[arg-type]
+
+
+def _record(module: nn.Module, input_shape: Shape, meta: bool) -> tuple[_Recorder, list[int]]:
+    """One batch-1 forward in eval mode under the recorder; restores training flags, removes hooks."""
+    recorder = _Recorder(input_shape)
     handles = []
     for path, child in module.named_modules():
         act = _act_module_name(child)
@@ -578,13 +607,21 @@ def graph_from_module(module: nn.Module, input_shape: tuple[int, int, int] = (3,
         handles.append(child.register_forward_hook(_post_hook(recorder, act)))
     modes = {m: m.training for m in module.modules()}
     param = next(iter(module.parameters()), None)
-    x = torch.zeros((1, *input_shape), dtype=param.dtype if param is not None and param.is_floating_point()
-                    else torch.float32, device=param.device if param is not None else "cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device = "meta" if meta else (param.device if param is not None else "cpu")
+    x = torch.zeros((1, *input_shape), dtype=dtype, device=device)
     recorder.bind(x, 0)
     try:
         module.eval()
-        with torch.no_grad(), recorder:
-            result = module(x)
+        with torch.no_grad():
+            if meta:
+                state = {key: torch.empty_like(value, device="meta") for key, value in
+                         [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]}
+                with recorder:
+                    result = functional_call(module, state, (x,), strict=False)
+            else:
+                with recorder:
+                    result = module(x)
     finally:
         for handle in handles:
             handle.remove()
@@ -593,9 +630,7 @@ def graph_from_module(module: nn.Module, input_shape: tuple[int, int, int] = (3,
     outputs = [m.node for m in (recorder.meta(t) for t in _tensors(result)) if m is not None]
     if not outputs:
         raise UnsupportedOpError(f"module '{_model_name(module)}': its output does not depend on its input")
-    nodes = recorder.nodes
-    _fold(nodes, outputs)
-    return _emit(nodes, outputs, input_shape, name or _model_name(module))  # type: ignore[arg-type]
+    return recorder, outputs
 
 
 def _pre_hook(recorder: _Recorder, path: str, module: nn.Module, act: str | None) -> Callable:
