@@ -29,7 +29,7 @@ def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: boo
         cycles = tl.layer_end[li] - tl.layer_start[li]
         compute = (plan.compute_cycles + plan.pipeline_cycles) if plan.module else 0
         w_bytes = tl.weight_read_bytes[li]
-        f_bytes = plan.feature_read_bytes
+        f_bytes = tl.feature_read_bytes[li]
         bus_bytes = w_bytes + f_bytes + (plan.write_bytes if p.dram_writes_use_bus else 0)
         macs = layer.macs
         eff_macs = effective_macs(layer)  # padding taps excluded: keeps the roofline a true lower bound

@@ -36,7 +36,7 @@ class LayerPlan:
     """Planned work of one layer (before timing)."""
 
     __slots__ = ("layer", "module", "compute_cycles", "pipeline_cycles", "weight_bytes", "feature_read_bytes",
-                 "write_bytes", "n_tiles", "n_bands", "n_groups", "fmem_out_bytes")
+                 "write_bytes", "n_tiles", "n_bands", "n_groups", "fmem_out_bytes", "weights_outer")
 
     def __init__(self, layer):
         self.layer = layer
@@ -50,6 +50,7 @@ class LayerPlan:
         self.n_bands = 0
         self.n_groups = 0
         self.fmem_out_bytes = 0
+        self.weights_outer = False  # loop order when weights exceed half of WMEM and features stream
 
 
 def weight_bytes(layer, profile, graph_input: bool) -> int:
@@ -170,24 +171,84 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
 
 
 def _tile_layer(plan: LayerPlan, groups_hint: int, p) -> None:
+    """Choose bands (DRAM-streamed feature rows) x weight granules (filter groups) for one layer."""
     half = p.wmem_bytes // 2
     w = plan.weight_bytes
+    f = plan.feature_read_bytes
     n_g = max(1, groups_hint) if w else 1
     if w:
         n_g = max(n_g, _cdiv(w, half))
     n_b = 1
-    if plan.feature_read_bytes:
-        h_out = plan.layer.out_shape[1]
-        # weights that do not fit half of WMEM are re-read once per band: use bands as large as half
-        # of FMEM then; otherwise small bands so that streaming overlaps compute
-        band = p.feature_band_bytes if w <= half else max(p.feature_band_bytes, p.fmem_bytes // 2)
-        n_b = max(1, min(16, h_out, _cdiv(plan.feature_read_bytes, band)))
+    if f:
+        n_b = max(1, min(16, plan.layer.out_shape[1], _cdiv(f, p.feature_band_bytes)))
+    if w > half and n_b > 1:
+        # weights do not stay on chip: either re-read them per band, or keep one WMEM half of them
+        # and re-stream the features once per half; take the order with less DRAM traffic
+        n_halves = _cdiv(w, half)
+        if w + f * n_halves < f + w * n_b:
+            plan.weights_outer = True
+            n_g = n_halves
     cap = max(1, p.max_tiles_per_layer // n_b)
     if n_g > cap:
         n_g = max(cap, _cdiv(w, half) if w else 1)
     plan.n_groups = n_g
     plan.n_bands = n_b
     plan.n_tiles = n_g * n_b
+
+
+def tile_program(plan: LayerPlan, p, compute_cycles: int | None = None
+                 ) -> tuple[list[tuple[int, int, list[int], list[int]]], list[tuple[int, int]]]:
+    """The ordered tiles of one layer and the DRAM loads they need.
+
+    Returns (tiles, loads): tiles are (compute cycles, write bytes, loads needed, loads released when
+    done), loads are (kind, bytes) with kind 0 = weights, 1 = features; indices are local to the layer.
+    """
+    n_b, n_g = plan.n_bands, plan.n_groups
+    total = plan.compute_cycles if compute_cycles is None else compute_cycles
+    cycles = _split(total, n_b * n_g)
+    writes = _split(plan.write_bytes, n_b * n_g)
+    w_parts = _split(plan.weight_bytes, n_g) if plan.weight_bytes else [0] * n_g
+    f_parts = _split(plan.feature_read_bytes, n_b) if plan.feature_read_bytes else [0] * n_b
+    tiles: list[tuple[int, int, list[int], list[int]]] = []
+    loads: list[tuple[int, int]] = []
+    if plan.weights_outer:  # one WMEM half of weights at a time, features re-streamed for each
+        for g in range(n_g):
+            w_load = len(loads)
+            loads.append((_W, w_parts[g]))
+            for b in range(n_b):
+                need, release = [], []
+                if b == 0:
+                    need.append(w_load)
+                if f_parts[b]:
+                    need.append(len(loads))
+                    release.append(len(loads))
+                    loads.append((_F, f_parts[b]))
+                if b == n_b - 1:
+                    release.append(w_load)
+                k = g * n_b + b
+                tiles.append((cycles[k], writes[k], need, release))
+        return tiles, loads
+    keep = plan.weight_bytes <= p.wmem_bytes // 2  # weights stay on chip across bands
+    kept: list[int] = []
+    for b in range(n_b):
+        f_load = -1
+        if f_parts[b]:
+            f_load = len(loads)
+            loads.append((_F, f_parts[b]))
+        for g in range(n_g):
+            need, release = [], []
+            if f_load >= 0 and g == 0:
+                need.append(f_load)
+            if w_parts[g] and (b == 0 or not keep):
+                need.append(len(loads))
+                (kept if keep else release).append(len(loads))
+                loads.append((_W, w_parts[g]))
+            k = b * n_g + g
+            tiles.append((cycles[k], writes[k], need, release))
+        if f_load >= 0:
+            tiles[-1][3].append(f_load)
+    tiles[-1][3].extend(kept)
+    return tiles, loads
 
 
 def _split(total: int, n: int) -> list[int]:
@@ -215,6 +276,7 @@ class Timeline:
         self.layer_compute = [0] * n_layers
         self.layer_bus_busy = [0] * n_layers
         self.weight_read_bytes = [0] * n_layers
+        self.feature_read_bytes = [0] * n_layers
         self.end_cycles = 0
         self.bus_busy_cycles = 0
         self.trace_events: list[dict] | None = None
@@ -243,47 +305,27 @@ def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
         if not plan.module:
             continue
         active.append(li)
-        n_b, n_g = plan.n_bands, plan.n_groups
-        cycles = _split(plan.compute_cycles, n_b * n_g)
-        writes = _split(plan.write_bytes, n_b * n_g)
-        keep = plan.weight_bytes <= p.wmem_bytes // 2
-        w_parts = _split(plan.weight_bytes, n_g) if plan.weight_bytes else [0] * n_g
-        f_parts = _split(plan.feature_read_bytes, n_b) if plan.feature_read_bytes else [0] * n_b
-        first = len(t_cycles)
-        layer_first_tile[li] = first
-        kept_loads: list[int] = []
-        read_w = 0
-        for b in range(n_b):
-            f_load = -1
-            if f_parts[b]:
-                f_load = len(ld_kind)
-                ld_kind.append(_F); ld_bytes.append(f_parts[b]); ld_layer.append(li); ld_tile.append(-1)
-                fq.append(f_load)
-            for g in range(n_g):
-                t = len(t_cycles)
-                t_cycles.append(cycles[b * n_g + g])
-                t_layer.append(li)
-                t_write.append(writes[b * n_g + g])
-                wait = 0
-                release: list[int] = []
-                if f_load >= 0 and g == 0:
-                    ld_tile[f_load] = t
-                    wait += 1
-                if w_parts[g] and (b == 0 or not keep):
-                    wl = len(ld_kind)
-                    ld_kind.append(_W); ld_bytes.append(w_parts[g]); ld_layer.append(li); ld_tile.append(t)
-                    wq.append(wl)
-                    read_w += w_parts[g]
-                    wait += 1
-                    if keep:
-                        kept_loads.append(wl)
-                    else:
-                        release.append(wl)
-                t_wait.append(wait)
-                t_release.append(release)
-            if f_load >= 0:
-                t_release[-1].append(f_load)
-        t_release[-1].extend(kept_loads)
+        tiles, loads = tile_program(plan, p)
+        base = len(ld_kind)
+        read_w = read_f = 0
+        for kind, nbytes in loads:
+            ld_kind.append(kind); ld_bytes.append(nbytes); ld_layer.append(li); ld_tile.append(-1)
+            (wq if kind == _W else fq).append(len(ld_kind) - 1)
+            if kind == _W:
+                read_w += nbytes
+            else:
+                read_f += nbytes
+        layer_first_tile[li] = len(t_cycles)
+        for cycles, write, need, release in tiles:
+            t = len(t_cycles)
+            t_cycles.append(cycles)
+            t_layer.append(li)
+            t_write.append(write)
+            t_wait.append(len(need))
+            for i in need:
+                ld_tile[base + i] = t
+            t_release.append([base + i for i in release])
+        tl.feature_read_bytes[li] = read_f
         layer_last_tile[li] = len(t_cycles) - 1
         tl.weight_read_bytes[li] = read_w
     n_tiles = len(t_cycles)

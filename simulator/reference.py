@@ -13,7 +13,7 @@ import math
 from fractions import Fraction
 
 from .costs import align_stall, fused_gaps
-from .engine import plan_graph
+from .engine import plan_graph, tile_program
 from .graph import Graph, Layer
 
 
@@ -133,33 +133,13 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
     for li, plan in enumerate(plans):
         if not plan.module or plan.layer.name in fused:
             continue
-        n_b, n_g = plan.n_bands, plan.n_groups
         total = reference_compute_cycles(plan.layer, p, plan.layer.inputs[0] == "input")
-        q, r = divmod(total, n_b * n_g)
-        keep = plan.weight_bytes <= p.wmem_bytes // 2
-        wq, wr = divmod(plan.weight_bytes, n_g)
-        fq_, fr = divmod(plan.feature_read_bytes, n_b)
-        xq, xr = divmod(plan.write_bytes if p.dram_writes_use_bus else 0, n_b * n_g)
-        kept: list[int] = []
-        for b in range(n_b):
-            f_id = -1
-            if plan.feature_read_bytes:
-                f_id = len(loads)
-                loads.append(["f", fq_ + (1 if b < fr else 0), li])
-            for g in range(n_g):
-                k = b * n_g + g
-                need, release = [], []
-                if f_id >= 0 and g == 0:
-                    need.append(f_id)
-                if plan.weight_bytes and (b == 0 or not keep):
-                    w_id = len(loads)
-                    loads.append(["w", wq + (1 if g < wr else 0), li])
-                    need.append(w_id)
-                    (kept if keep else release).append(w_id)
-                tiles.append([q + (1 if k < r else 0), need, release, li, False, xq + (1 if k < xr else 0)])
-            if f_id >= 0:
-                tiles[-1][2].append(f_id)
-        tiles[-1][2].extend(kept)
+        layer_tiles, layer_loads = tile_program(plan, p, compute_cycles=total)
+        base = len(loads)
+        loads.extend(["w" if kind == 0 else "f", nbytes, li] for kind, nbytes in layer_loads)
+        for cycles, write, need, release in layer_tiles:
+            tiles.append([cycles, [base + i for i in need], [base + i for i in release], li, False,
+                          write if p.dram_writes_use_bus else 0])
         tiles[-1][4] = True
     # ---- cycle-stepped state
     n_tiles = len(tiles)
