@@ -8,7 +8,7 @@ from .graph import Graph
 from .hardware import HardwareProfile, load_profile
 from .report import LayerReport, Report
 
-SIMULATOR_VERSION = "1.0.0"
+SIMULATOR_VERSION = "1.1.0"
 
 
 def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: bool = True,

@@ -47,3 +47,29 @@ def test_invariants(profile_name, graph_name):
         assert faster <= report.total_cycles, f"{what}: {faster} > {report.total_cycles}"
     # deterministic
     assert simulator.simulate(g, p).to_dict() == report.to_dict()
+
+
+ZOO = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+       "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "tf_efficientnet_lite3",
+       "tf_efficientnet_lite4", "efficientnet_es", "efficientnet_em", "efficientnet_el", "mobilenetv2_100",
+       "mobilenetv3_large_100", "mixnet_s", "mixnet_m", "mixnet_l", "resnet50", "seresnet50", "inception_v3")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ZOO)
+def test_invariants_model_zoo(model_name):
+    """The same invariants on every timm model the frontend supports (at 224, inception_v3 at 299)."""
+    timm = pytest.importorskip("timm")
+    frontend = pytest.importorskip("simulator.frontends.torch")
+    size = 299 if model_name == "inception_v3" else 224
+    g = frontend.graph_from_module(timm.create_model(model_name, pretrained=False).eval(), (3, size, size))
+    for profile_name in PROFILES:
+        p = simulator.load_profile(profile_name)
+        report = simulator.simulate(g, p)
+        assert report.total_cycles >= report.roofline_cycles > 0
+        unlimited = simulator.simulate(g, simulator.unlimited_bandwidth(p))
+        assert unlimited.total_cycles == simulator.graph_compute_cycles(g, p) == report.compute_cycles
+        for what, better in _faster_variants(p).items():
+            faster = simulator.simulate(g, better).total_cycles
+            assert faster <= report.total_cycles, f"{profile_name} {what}: {faster} > {report.total_cycles}"
+        assert simulator.simulate(g, p).to_dict() == report.to_dict()
