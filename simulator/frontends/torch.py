@@ -154,6 +154,7 @@ class _Recorder(TorchFunctionMode):
         for names, handler in (
             (("conv2d",), self._conv), (("linear",), self._linear), (("batch_norm",), self._batch_norm),
             (tuple(_ACT_FUNCS), self._act), (("hardtanh", "hardtanh_"), self._hardtanh),
+            (("clamp", "clamp_", "clip", "clip_"), self._clamp),
             (("max_pool2d", "avg_pool2d"), self._pool), (("adaptive_avg_pool2d",), self._adaptive_avg_pool),
             (("mean",), self._mean), (tuple(_ADD_OPS), self._add), (tuple(_MUL_OPS), self._mul),
             (tuple(_CAT_OPS), self._cat), (tuple(_SPLIT_OPS), self._split), (("__getitem__",), self._getitem),
@@ -303,6 +304,14 @@ class _Recorder(TorchFunctionMode):
         if bounds != (0.0, 6.0):
             raise self.error(op, f"hardtanh{bounds} (only relu6 = hardtanh(0, 6))")
         self.record_act(args[0], out, "relu6", op)
+
+    def _clamp(self, op: str, args: tuple, kwargs: dict, out: Any) -> None:
+        low, high = _arg(args, kwargs, 1, "min"), _arg(args, kwargs, 2, "max")
+        bounds = tuple(None if b is None else float(b) for b in (low, high))
+        acts = {(0.0, 6.0): "relu6", (0.0, None): "relu"}
+        if bounds not in acts:
+            raise self.error(op, f"clamp{bounds} (only clamp(0, 6) = relu6 and clamp(min=0) = relu)")
+        self.record_act(args[0], out, acts[bounds], op)
 
     def _pool(self, op: str, args: tuple, kwargs: dict, out: Any) -> None:
         if not isinstance(out, torch.Tensor):

@@ -225,6 +225,33 @@ def test_composite_activation_module_is_one_act():
     assert graph.layer("a").act == "hswish"
 
 
+def test_torchvision_mobilenet_v2_matches_the_midap_reference_macs():
+    torchvision = pytest.importorskip("torchvision")
+    graph = graph_from_module(torchvision.models.mobilenet_v2(weights=None), (3, 224, 224))
+    assert_valid_dag(graph)
+    assert graph.macs == KNOWN_MACS["mobilenetv2_100"]  # the TSV's 300,774,272 for torchvision's MobileNetV2
+    assert {layer.act for layer in graph if layer.op == "conv"} == {"relu6", None}
+
+
+def test_linear_squeeze_excite_and_clamp_activations():
+    class LinearSE(nn.Module):  # SE with nn.Linear on a flattened squeeze, torchvision/Keras style
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, padding=1)
+            self.fc1, self.fc2 = nn.Linear(16, 4), nn.Linear(4, 16)
+
+        def forward(self, x):
+            x = self.conv(x).clamp(0, 6)
+            s = F.adaptive_avg_pool2d(x, 1).flatten(1)
+            s = torch.sigmoid(self.fc2(torch.clamp(self.fc1(s), min=0)))
+            return x * s.view(1, 16, 1, 1)
+
+    graph = graph_from_module(LinearSE(), (3, 8, 8))
+    assert [(layer.op, layer.act) for layer in graph] == [
+        ("conv", "relu6"), ("gap", None), ("fc", "relu"), ("fc", "sigmoid"), ("mul", None)]
+    assert graph.layers[-1].in_shapes == ((16, 8, 8), (16, 1, 1))
+
+
 def test_standalone_batchnorm_becomes_depthwise_1x1():
     class PreAct(nn.Module):
         def __init__(self):
