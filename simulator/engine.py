@@ -3,14 +3,16 @@
 Planning: each layer gets a compute module and closed-form compute cycles (``costs.py``); feature maps
 are placed in FMEM while they fit (else the rest is spilled to DRAM and re-read by consumers); the layer
 is split into tiles (row bands of DRAM-streamed features x weight filter groups), each tile with its
-compute share and the weight/feature loads it needs. Simulation: weight tiles stream through the
-weight memory (a ring of ``wmem_bytes``, a tile at most half, so it double-buffers) in global order and
-may prefetch across layers (HIDE_DRAM_LATENCY); feature bands use ``feature_stream_buffers`` slots and
-load once their layer has started. Each request takes a free DRAM channel for its latency
+compute share and the weight/feature loads it needs (``tile_program``). Simulation: weight tiles stream
+through the weight memory (a ring of ``wmem_bytes``, a tile at most half, so it double-buffers and the
+next tile prefetches while the current one computes) in global order; with ``cross_layer_prefetch`` they
+may also load during earlier layers. Feature bands use ``feature_stream_buffers`` slots and load once
+their layer has started. Each request takes a free DRAM channel for its latency
 (``base + page * floor(size/page) + refresh * ceil(size/refresh_bytes)``), then the one shared bus for
-its transfer (``ceil(size / bytes_per_cycle)``); the bus and channels arbitrate weights first or FIFO.
-Tiles compute in order on their module; a layer ends after its last tile plus the module's pipeline
-depth, and the next layer starts then (layers run one at a time, as on MIDAP).
+its transfer (``ceil(size / bytes_per_cycle)``); channels and bus serve the earliest-needed layer first
+(its weights before its features) or plain FIFO. Tiles compute in order on their module; a layer ends
+after its last tile plus the module's pipeline depth, and the next layer starts then (layers run one at
+a time, as on MIDAP).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from .costs import FREE_OPS, fused_gaps, layer_compute, pipeline_cycles
+from .costs import fused_gaps, layer_compute, pipeline_cycles
 from .graph import Graph
 
 _W, _F, _WR = 0, 1, 2  # load kinds: weight read, feature read, feature write
@@ -176,6 +178,11 @@ def _tile_layer(plan: LayerPlan, groups_hint: int, p) -> None:
     w = plan.weight_bytes
     f = plan.feature_read_bytes
     n_g = max(1, groups_hint) if w else 1
+    if w and p.weight_request_bytes:
+        # one DMA request carries as many whole filter groups as fit in weight_request_bytes
+        group_bytes = _cdiv(w, n_g)
+        per_request = max(1, p.weight_request_bytes // group_bytes)
+        n_g = _cdiv(n_g, per_request)
     if w:
         n_g = max(n_g, _cdiv(w, half))
     n_b = 1

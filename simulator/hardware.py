@@ -66,6 +66,9 @@ class HardwareProfile:
     wmem_bytes: int = _doc(
         "weight memory incl. both halves of the double buffer (bytes); weight tiles stream through it as a "
         "ring, a tile is at most half of it", default=256 << 10)
+    weight_request_bytes: int = _doc(
+        "largest weight DMA request (bytes): whole filter groups are merged up to this size (at most half "
+        "of WMEM); 0 = one request per filter group", default=0)
     feature_stream_buffers: int = _doc(
         "feature bands from DRAM in flight or resident at once (count, 2 = double buffered)", default=2)
     feature_band_bytes: int = _doc("target size of one feature band streamed from DRAM (bytes)", default=16384)
@@ -131,7 +134,7 @@ FIELD_DOCS = {f.name: f.metadata.get("doc", "") for f in fields(HardwareProfile)
 _POSITIVE_INT = ("conv_lanes", "conv_units", "dw_lanes", "reduction_lanes", "fmem_bytes", "wmem_bytes",
                  "feature_stream_buffers", "feature_band_bytes", "max_tiles_per_layer", "bytes_per_element",
                  "channel_align", "input_channel_align", "dram_channels", "dram_page_bytes")
-_NONNEG_INT = ("conv_pipeline_cycles", "dw_pipeline_cycles", "reduction_pipeline_cycles")
+_NONNEG_INT = ("weight_request_bytes", "conv_pipeline_cycles", "dw_pipeline_cycles", "reduction_pipeline_cycles")
 _NONNEG_FLOAT = ("dram_latency_base_cycles", "dram_latency_page_cycles", "dram_latency_refresh_cycles")
 _BOOL = ("conv_align_stall", "first_layer_gemm", "fuse_reduction", "dram_writes_use_bus", "cross_layer_prefetch",
          "eltwise_operand_from_dram")

@@ -127,8 +127,8 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
     fused = fused_gaps(graph, p)
     bpc = p.dram_bytes_per_cycle
     unlimited = math.isinf(bpc)
-    # per-layer tiles: (compute cycles, weight load index or -1, feature load index or -1)
-    tiles: list[list] = []  # [cycles, [load ids needed], [load ids released], layer idx, is_last_of_layer]
+    # tiles: [cycles, [load ids needed], [load ids released], layer idx, is last of layer, write bytes]
+    tiles: list[list] = []
     loads: list[list] = []  # [kind, bytes, layer idx]
     for li, plan in enumerate(plans):
         if not plan.module or plan.layer.name in fused:

@@ -41,3 +41,14 @@ def test_engine_matches_reference(profile_name, graph):
         engine = simulator.simulate(graph, p, input_in_dram=input_in_dram).total_cycles
         ref = reference_simulate(graph, p, input_in_dram=input_in_dram)
         assert abs(engine - ref) <= 0.02 * ref, (engine, ref)
+
+
+@pytest.mark.parametrize("graph", [g for g in SMALL if g.name in ("pw", "fc", "conv3")], ids=lambda g: g.name)
+def test_engine_matches_reference_with_merged_weight_requests(graph):
+    import dataclasses
+
+    p = dataclasses.replace(simulator.load_profile("midap"), weight_request_bytes=65536, cross_layer_prefetch=True)
+    engine = simulator.simulate(graph, p).total_cycles
+    ref = reference_simulate(graph, p)
+    assert abs(engine - ref) <= 0.02 * ref
+    assert simulator.simulate(graph, unlimited_bandwidth(p)).total_cycles == simulator.graph_compute_cycles(graph, p)
