@@ -149,7 +149,8 @@ class _Recorder(TorchFunctionMode):
         self.nodes: list[_Node] = [_Node("input", [], tuple(input_shape), "")]
         self._live: dict[int, tuple[weakref.ref, _Meta]] = {}
         self.stack: list[tuple[str, nn.Module]] = []
-        self.suppress = 0
+        self.suppress = 0  # > 0 inside an activation module recorded as one op
+        self.act_inputs: list[Any] = []  # input of each activation module being run
         self.handlers: dict[str, Callable[[str, tuple, dict, Any], None]] = {}
         for names, handler in (
             (("conv2d",), self._conv), (("linear",), self._linear), (("batch_norm",), self._batch_norm),
@@ -646,8 +647,7 @@ def _pre_hook(recorder: _Recorder, path: str, module: nn.Module, act: str | None
     def hook(mod: nn.Module, inputs: tuple) -> None:
         recorder.stack.append((path, module))
         if act is not None:
-            recorder._act_inputs = getattr(recorder, "_act_inputs", [])
-            recorder._act_inputs.append(inputs[0] if inputs else None)
+            recorder.act_inputs.append(inputs[0] if inputs else None)
             recorder.suppress += 1
     return hook
 
@@ -656,9 +656,12 @@ def _post_hook(recorder: _Recorder, act: str | None) -> Callable:
     def hook(mod: nn.Module, inputs: tuple, output: Any) -> None:
         if act is not None:
             recorder.suppress -= 1
-            x = recorder._act_inputs.pop()
+            x = recorder.act_inputs.pop()
             if not recorder.suppress and recorder.meta(x) is not None and isinstance(output, torch.Tensor):
                 with torch._C.DisableTorchFunction():
-                    recorder.record_act(x, output, act, type(mod).__name__)
+                    try:
+                        recorder.record_act(x, output, act, type(mod).__name__)
+                    except UnsupportedOpError as exc:
+                        recorder.poison(exc, x, output)
         recorder.stack.pop()
     return hook

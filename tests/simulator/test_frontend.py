@@ -325,3 +325,12 @@ def test_module_state_restored_and_hooks_removed():
     graph_from_module(model, (3, 64, 64))
     assert model.training and not model.fc.training and model.stem.training
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_models_convert_like_cpu_ones():
+    model = _Plain()
+    on_cpu = graph_from_module(model, (3, 64, 64))
+    assert graph_from_module(model.cuda(), (3, 64, 64)) == on_cpu
+    assert next(model.parameters()).is_cuda
