@@ -52,3 +52,12 @@ def test_engine_matches_reference_with_merged_weight_requests(graph):
     ref = reference_simulate(graph, p)
     assert abs(engine - ref) <= 0.02 * ref
     assert simulator.simulate(graph, unlimited_bandwidth(p)).total_cycles == simulator.graph_compute_cycles(graph, p)
+
+
+@pytest.mark.parametrize("graph", [g for g in SMALL if g.name in ("pw", "block", "stem")], ids=lambda g: g.name)
+def test_engine_matches_reference_with_fifo_bus(graph):
+    import dataclasses
+
+    p = dataclasses.replace(simulator.load_profile("systolic"), bus_arbitration="fifo")
+    engine = simulator.simulate(graph, p).total_cycles
+    assert abs(engine - reference_simulate(graph, p)) <= 0.02 * engine
