@@ -304,7 +304,7 @@ def save_json(spec: ArchSpec, path: str | os.PathLike) -> Path:
     """Write the spec as JSON atomically (temp file in the same folder + os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_dict(validate(spec)), indent=2) + "\n"
+    text = json.dumps(to_dict(validate(spec)), indent=2, default=str) + "\n"  # meta may hold odd values
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
