@@ -135,3 +135,19 @@ def test_parallel_build_matches_serial(space, profile, table):
         parallel = build_latency_table(space, profile, cache_dir=None, workers=2, progress=True,
                                        samples_per_option=4)
     assert parallel.entries == table.entries and parallel.fixed_cycles == table.fixed_cycles
+
+
+def test_context_entries_beat_isolated_blocks_where_prefetch_overlaps(space):
+    """On a profile with cross-layer weight prefetch, in-network entries track full simulation better."""
+    eyeriss = simulator.load_profile("eyeriss")
+    assert eyeriss.cross_layer_prefetch
+    ctx = build_latency_table(space, eyeriss, cache_dir=None, workers=1, progress=False, samples_per_option=4)
+    iso = build_latency_table(space, eyeriss, cache_dir=None, workers=1, progress=False, method="isolated")
+    rng = random.Random(5)
+    err_ctx = err_iso = 0.0
+    for _ in range(15):
+        options = space.random_options(rng)
+        full = simulator.simulate(archspec_to_graph(space.arch_spec(options)), eyeriss).total_cycles
+        err_ctx += abs(ctx.estimate_cycles(options) - full) / full
+        err_iso += abs(iso.estimate_cycles(options) - full) / full
+    assert err_ctx < err_iso
