@@ -163,12 +163,20 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
         return math.ceil(p.dram_latency_base_cycles + p.dram_latency_page_cycles * (n // p.dram_page_bytes)
                          + p.dram_latency_refresh_cycles * _cdiv(n, p.dram_refresh_bytes))
 
+    order_seq: dict[int, int] = {}  # when a request entered the queue it waits in (FIFO order)
+    counter = [0]
+
+    def enqueue(queue: list[int], i: int) -> None:
+        counter[0] += 1
+        order_seq[i] = counter[0]
+        queue.append(i)
+
     def key(i: int):
         if loads[i][0] == "x":
-            return (len(plans) + 1, 2, i)
+            return (len(plans) + 1, 2, order_seq[i])
         if p.bus_arbitration == "weights_first":
-            return (loads[i][2], 0 if loads[i][0] == "w" else 1, i)
-        return (0, 0, i)
+            return (loads[i][2], 0 if loads[i][0] == "w" else 1, order_seq[i])
+        return (0, 0, order_seq[i])
 
     last_write_done = 0
     compute_end = 0
@@ -194,7 +202,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
                 if t[5]:  # the tile's output spill goes to DRAM
                     loads.append(["x", t[5], t[3]])
                     done.append(False)
-                    pending.append(len(loads) - 1)
+                    enqueue(pending, len(loads) - 1)
                 if t[4]:
                     draining, drain_left = True, plans[t[3]].pipeline_cycles
                 cur += 1
@@ -210,7 +218,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
                         (not p.cross_layer_prefetch and loads[i][2] not in started):
                     break
                 ring_used += loads[i][1]
-                pending.append(i)
+                enqueue(pending, i)
                 wi += 1
                 changed = True
             while fi < len(f_order):
@@ -218,7 +226,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
                 if f_used >= p.feature_stream_buffers or loads[i][2] not in started:
                     break
                 f_used += 1
-                pending.append(i)
+                enqueue(pending, i)
                 fi += 1
                 changed = True
             while len(chan) < p.dram_channels and pending:
@@ -229,7 +237,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
             for c in chan:
                 if c[1] == 0 and not c[2]:
                     c[2] = True
-                    bus_ready.append(c[0])
+                    enqueue(bus_ready, c[0])
                     changed = True
             if bus_load is None and bus_ready:
                 bus_ready.sort(key=key)
