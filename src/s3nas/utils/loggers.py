@@ -1,9 +1,9 @@
 """Lightning loggers from ``cfg.logger``: W&B (default; offline without a login), CSV, or none.
 
 ``build_loggers(cfg)`` returns a list of Lightning loggers that already hold the resolved config as
-hyper-parameters. With ``logger.mode=auto`` W&B runs online only when the user has logged in (W&B's
-stored key, ``WANDB_API_KEY`` or ~/.netrc) and ``WANDB_MODE`` does not say otherwise; offline runs live
-under the run's output dir and are announced once per process with the ``wandb sync`` command to
+hyper-parameters. With ``logger.mode=auto`` W&B runs online only when the user has logged in
+(``WANDB_API_KEY``, or the ~/.netrc entry of ``wandb login``) and ``WANDB_MODE`` does not say otherwise;
+offline runs live under the run's output dir and are announced once per process with the ``wandb sync`` command to
 upload them. ``run_name_from_overrides()`` names a run after its command-line overrides.
 """
 
@@ -87,28 +87,18 @@ def wandb_mode(configured: str = "auto") -> str:
 
 
 def wandb_logged_in() -> bool:
-    """True if a W&B API key is available (env, W&B settings, or ~/.netrc) — never prompts."""
+    """True if a W&B API key is available: WANDB_API_KEY, or the ~/.netrc entry `wandb login` writes."""
     if os.environ.get("WANDB_API_KEY"):
         return True
+    # (wandb.api.api_key would also answer this, but it is deprecated and prints a warning)
     host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].rstrip("/")
-    netrc_path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    netrc_path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
     if netrc_path.is_file():
         try:
-            if netrc.netrc(str(netrc_path)).authenticators(host):
-                return True
+            return bool(netrc.netrc(str(netrc_path)).authenticators(host))
         except (netrc.NetrcParseError, OSError):
-            pass
-    try:
-        import warnings
-
-        import wandb
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            api = getattr(wandb, "api", None)
-            return bool(api is not None and getattr(api, "api_key", None))
-    except Exception:  # noqa: BLE001 - any failure means "not logged in"
-        return False
+            return False
+    return False
 
 
 def _announce_offline(save_dir: Path) -> None:
