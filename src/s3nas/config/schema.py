@@ -208,6 +208,7 @@ class DeployConfig:
 
     input_size: int = 224
     num_classes: int = 1000
+    in_channels: int = 3
 
 
 @dataclass
