@@ -134,13 +134,10 @@ def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers:
     """pl.Trainer from cfg.trainer with the phase's epochs, our callbacks and loggers."""
     from hydra.utils import instantiate
 
-    extra_callbacks = []
-    cb_cfg = cfg.get("callbacks") or {}
-    if cb_cfg.get("lr_monitor") is not None and loggers:
-        extra_callbacks.append(pl.callbacks.LearningRateMonitor(
-            logging_interval=cb_cfg.lr_monitor.get("logging_interval") or "step"))
-    if cb_cfg.get("rich_progress_bar") is not None:
-        extra_callbacks.append(pl.callbacks.RichProgressBar(leave=bool(cb_cfg.rich_progress_bar.get("leave", False))))
+    from s3nas.utils.callbacks import build_callbacks
+
+    # cfg.callbacks (progress bar, LR monitor, ...) except its ModelCheckpoint: each phase has its own.
+    extra_callbacks = [c for c in build_callbacks(cfg, loggers) if not isinstance(c, pl.callbacks.ModelCheckpoint)]
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.pop("max_epochs", None)
     trainer_cfg.setdefault("_target_", "pytorch_lightning.Trainer")
@@ -206,6 +203,8 @@ def run_search(cfg: DictConfig) -> dict:
     from s3nas.search.history import SearchRecorder
     from s3nas.utils.loggers import build_loggers
 
+    if schedule.get("num_threads"):
+        torch.set_num_threads(int(schedule.num_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     supernet = Supernet(train_space, num_classes=datamodule.num_classes, dropout=float(schedule.get("dropout", 0.2)))
     train_loader = resume_safe_loader(datamodule.train_dataloader(), int(cfg.seed))
