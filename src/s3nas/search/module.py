@@ -157,6 +157,21 @@ class SupernetModule(pl.LightningModule):
                                "total_step": self.total_step}
 
 
+class SearchInterrupted(RuntimeError):
+    """Raised by ``InterruptAfter`` (fault injection: simulates a crash for resume tests)."""
+
+
+class InterruptAfter(pl.Callback):
+    """Raise ``SearchInterrupted`` once ``total_step`` reaches ``steps`` (``schedule.interrupt_after_steps``)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = int(steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.total_step >= self.steps:
+            raise SearchInterrupted(f"interrupted after {pl_module.total_step} steps (schedule.interrupt_after_steps)")
+
+
 class WarmupModule(SupernetModule):
     """Phase 1: supergraph training, CE only, every sub-path sampled with equal probability."""
 

@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from s3nas.errors import ConfigError
-from s3nas.search.module import OptimSettings, SearchModule, WarmupModule
+from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule, WarmupModule
 
 WARMUP_DONE = "warmup.ckpt"
 WARMUP_LAST = "warmup-last"
@@ -225,6 +225,7 @@ def run_search(cfg: DictConfig) -> dict:
     every_n = schedule.get("checkpoint_every_n_steps")
     warmup_epochs, search_epochs = int(schedule.warmup_epochs), int(schedule.search_epochs)
     _log_config(loggers, cfg, target_ms, table)
+    faults = [InterruptAfter(schedule.interrupt_after_steps)] if schedule.get("interrupt_after_steps") else []
 
     # 4. warm-up (skipped when its end checkpoint exists or the search phase is being resumed).
     warmup_done = plan.get("warmup_done") or (ckpt_dir / WARMUP_DONE if (ckpt_dir / WARMUP_DONE).exists() else None)
@@ -233,7 +234,7 @@ def run_search(cfg: DictConfig) -> dict:
         if plan["warmup"] is not None:
             recorder.truncate(int(read_checkpoint_meta(plan["warmup"])["total_step"]))
         trainer = build_trainer(cfg, max_epochs=warmup_epochs, loggers=loggers,
-                                callbacks=[recorder, phase_checkpoint(ckpt_dir, WARMUP_LAST, every_n)])
+                                callbacks=[recorder, phase_checkpoint(ckpt_dir, WARMUP_LAST, every_n), *faults])
         trainer.fit(warmup, train_dataloaders=train_loader,
                     val_dataloaders=val_loader if schedule.get("validate_warmup", False) else None,
                     ckpt_path=str(plan["warmup"]) if plan["warmup"] else None)
@@ -262,7 +263,7 @@ def run_search(cfg: DictConfig) -> dict:
         recorder.truncate(int(meta["total_step"]))
         resume_from = None
     trainer = build_trainer(cfg, max_epochs=search_epochs, loggers=loggers,
-                            callbacks=[recorder, phase_checkpoint(ckpt_dir, SEARCH_LAST, every_n)])
+                            callbacks=[recorder, phase_checkpoint(ckpt_dir, SEARCH_LAST, every_n), *faults])
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=resume_from)
     if trainer.interrupted:
         raise KeyboardInterrupt
@@ -284,9 +285,8 @@ def _strip_estimator(state_dict: dict, module: torch.nn.Module) -> dict:
 
 
 def _log_config(loggers: list, cfg: DictConfig, target_ms: float, table) -> None:
-    """Resolved config + target as hyper-parameters of every logger."""
-    params = OmegaConf.to_container(cfg, resolve=True)
-    params["target_ms"] = target_ms
+    """Target and the space's latency range as hyper-parameters (BASE's loggers log the config)."""
+    params: dict = {"target_ms": target_ms}
     params["lut_min_ms"] = float(table.min_ms)
     params["lut_max_ms"] = float(table.max_ms)
     for logger in loggers:

@@ -1,0 +1,66 @@
+"""Bad input to `python search.py`: one line naming the problem, non-zero exit, no traceback, no arch.json.
+
+All cases start at once (module fixture) so the suite pays the interpreter start-up about once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "bad_latency": (["latency=fast"], "latency"),
+    "negative_latency": (["latency=-3ms"], "latency"),
+    "unknown_hardware_name": (["hardware.name=tpu9000"], "hardware"),
+    "unknown_hardware_group": (["hardware=tpu9000"], "hardware"),
+    "missing_data_root": (["data=imagenet", "data.root=/nonexistent/imagenet"], "/nonexistent/imagenet"),
+    "corrupt_ckpt_path": (["ckpt_path={corrupt}"], "ckpt_path"),
+    "corrupt_last_ckpt": ([], "not a readable checkpoint"),
+    "unreachable_target": (["latency=0.01ms"], "0.01"),
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    base = tmp_path_factory.mktemp("search_cli")
+    corrupt = base / "corrupt.ckpt"
+    corrupt.write_bytes(b"\x80\x02truncated pickle")
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    env.pop("HYDRA_FULL_ERROR")
+    procs = {}
+    for name, (overrides, _) in CASES.items():
+        run_dir = base / name
+        if name == "corrupt_last_ckpt":
+            (run_dir / "checkpoints").mkdir(parents=True)
+            (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"garbage")
+        args = [a.format(corrupt=corrupt) for a in overrides]
+        cmd = [sys.executable, "search.py", *args, "logger=none", f"hydra.run.dir={run_dir}"]
+        procs[name] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True), run_dir)
+    out = {}
+    for name, (proc, run_dir) in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        out[name] = (proc.returncode, stdout, stderr, run_dir)
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_stops_with_one_line(results, case):
+    returncode, stdout, stderr, run_dir = results[case]
+    expected = CASES[case][1]
+    assert returncode != 0, f"{case}: exit 0\n{stdout[-2000:]}"
+    assert "Traceback" not in stderr and "Traceback" not in stdout, stderr[-3000:]
+    error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, stderr[-3000:]
+    assert expected in error_lines[0], error_lines[0]
+    assert not (run_dir / "arch.json").exists()
+    assert not (run_dir / "summary.json").exists()
+    # stopped before training: no checkpoint was written
+    assert not any(p.name != "last.ckpt" for p in (run_dir / "checkpoints").glob("*.ckpt")) if (
+        run_dir / "checkpoints").exists() else True
