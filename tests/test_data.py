@@ -198,3 +198,33 @@ def test_cli_missing_data_root_is_one_line(tmp_path, cli_env):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: data.root") and "cifar-10-batches-py" in lines[0]
+
+
+def test_cifar_download_failure_says_where_to_put_files(tmp_path, monkeypatch):
+    import torchvision
+
+    calls = []
+
+    def offline_cifar(root, train=True, download=False):
+        calls.append((root, download))
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline_cifar)
+    dm = CifarDataModule({"name": "cifar10", "root": str(tmp_path / "dl"), "download": True})
+    with pytest.raises(DataError) as info:
+        dm.prepare_data()
+    assert calls == [(str(tmp_path / "dl"), True)]
+    message = str(info.value)
+    assert message.startswith("data.download") and "\n" not in message
+    assert str(tmp_path / "dl" / "cifar-10-batches-py") in message
+
+
+def test_cifar_download_skipped_when_files_exist(tmp_path, monkeypatch):
+    import torchvision
+
+    _write_cifar(tmp_path, "cifar10")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", lambda *a, **k: pytest.fail("downloaded again"))
+    dm = CifarDataModule({"name": "cifar10", "root": str(tmp_path), "download": True, "batch_size": 2})
+    dm.prepare_data()
+    dm.setup()
+    assert len(dm.test_dataset) == 10
