@@ -76,3 +76,38 @@ def test_gradients_reach_every_threshold_with_the_right_sign():
     flat = torch.cat([g.reshape(-1) for g in grads])
     # raising a threshold switches an option off, which can only lower a monotone table's latency
     assert bool((flat <= 0).all()) and bool((flat < 0).all())
+
+
+def _synthetic_table(space, seed=0):
+    """A real LatencyTable with random cycles per (position, option) -- no simulator needed."""
+    from s3nas.latency.lut import LatencyTable
+
+    rng = random.Random(seed)
+    entries = [{opt: (rng.randint(10_000, 200_000) if opt else 0) for opt in space.options(i)}
+               for i in range(len(space.positions))]
+    return LatencyTable(entries, fixed_cycles=123_456, clock_hz=1e9, space=space)
+
+
+def test_estimate_equals_latency_table_of_the_decoded_spec():
+    torch.manual_seed(0)
+    space = SearchSpace.from_config(SMALL, {}, num_classes=10)
+    net = Supernet(space, num_classes=10)
+    table = _synthetic_table(space)
+    estimator = LatencyEstimator(table)
+    rng = random.Random(1)
+    for _ in range(10):
+        _hard_random(net, rng)
+        latency = estimator(net)
+        expected = table.estimate_ms(net.decode())
+        assert abs(float(latency) - expected) <= 1e-6 * expected
+        grads = torch.autograd.grad(latency, net.threshold_parameters(), allow_unused=False)
+        assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_estimate_at_initialisation_is_the_largest_architecture():
+    torch.manual_seed(0)
+    space = SearchSpace.from_config(SMALL, {}, num_classes=10)
+    net = Supernet(space, num_classes=10)
+    table = _synthetic_table(space, seed=2)
+    assert float(LatencyEstimator(table)(net)) == pytest.approx(table.estimate_ms(net.chosen_options()), rel=1e-6)
+    assert float(LatencyEstimator(table)(net)) <= table.max_ms + 1e-9

@@ -152,3 +152,35 @@ def test_search_phase_gives_threshold_gradients_from_the_task_loss():
     loss.backward()
     grads = [p.grad for p in net.threshold_parameters()]
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_estimator_reuses_forward_indicators_only_while_parameters_are_unchanged():
+    import copy
+
+    from s3nas.latency.estimator import LatencyEstimator
+
+    class Table:
+        fixed_ms = 0.0
+
+        def block_ms(self, i, option):
+            return sum(b.kernel * b.expansion for b in option) * 0.01
+
+    torch.manual_seed(0)
+    net = Supernet(small_space(), num_classes=10)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    estimator = LatencyEstimator(Table())
+    x = torch.randn(2, 3, 32, 32)
+    for _ in range(2):  # forward -> estimator -> backward -> step, twice: no stale graph is reused
+        optimizer.zero_grad()
+        loss = net(x).square().mean() + estimator(net)
+        loss.backward()
+        optimizer.step()
+        fresh = [torch.cat([u.reshape(-1) for u in sk.indicators()]) for sk in net.superkernels()]
+        with torch.no_grad():
+            for sk in net.superkernels():
+                sk.__dict__.pop("_cached", None)
+        recomputed = [torch.cat([u.reshape(-1) for u in sk.indicators()]) for sk in net.superkernels()]
+        assert all(torch.equal(a, b) for a, b in zip(fresh, recomputed))
+    assert float(estimator(net)) >= 0  # after the step: recomputed, still differentiable
+    net(x)
+    copy.deepcopy(net)  # cached graph tensors are not copied

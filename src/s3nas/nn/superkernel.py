@@ -162,7 +162,8 @@ class SuperKernel(nn.Module):
         if self.channel_thresholds is None:
             return weight_k.new_zeros(0)
         per_channel = weight_k.pow(2).sum(dim=(1, 2, 3))  # (C,)
-        slice_norm = (self.slice_masks @ per_channel).clamp_min(1e-24).sqrt()  # (n_slices,)
+        # elementwise rather than a matmul: autocast would run a matmul in half precision
+        slice_norm = (self.slice_masks * per_channel).sum(1).clamp_min(1e-24).sqrt()  # (n_slices,)
         if not self.first_optional:
             slice_norm = slice_norm[1:]
         return indicator(slice_norm - self.channel_thresholds)
@@ -193,11 +194,31 @@ class SuperKernel(nn.Module):
             kernel_u = self.kernel_indicators()
             weight = self.weight * self.kernel_mask(kernel_u) if kernel_u.numel() else self.weight
             channel_u = self.channel_indicators(weight)
+            # the latency estimator of the same step reuses these (see ``indicators``)
+            self._cached = (self._cache_key(), kernel_u, channel_u)
         cmask, gate = self.channel_mask(channel_u)
         return SuperKernelState(weight, cmask, gate, kernel_u, channel_u)
 
+    def __getstate__(self) -> dict:
+        # the cached indicators belong to one autograd graph: never copy or pickle them
+        state = self.__dict__.copy()
+        state.pop("_cached", None)
+        return state
+
+    def _cache_key(self) -> tuple:
+        """Identifies the parameter values and grad mode the thresholded indicators were computed with."""
+        params = [p for p in (self.weight, self.kernel_thresholds, self.channel_thresholds) if p is not None]
+        return (torch.is_grad_enabled(), *((p.data_ptr(), p._version) for p in params))
+
     def indicators(self) -> tuple[Tensor, Tensor]:
-        """Thresholded (search-mode) kernel and channel indicators, differentiable w.r.t. thresholds."""
+        """Thresholded (search-mode) kernel and channel indicators, differentiable w.r.t. thresholds.
+
+        Reuses those of the last thresholded forward while no parameter changed in place since (same
+        training step, before the optimizer step) and the grad mode is the same.
+        """
+        cached = getattr(self, "_cached", None)
+        if cached is not None and cached[0] == self._cache_key():
+            return cached[1], cached[2]
         kernel_u = self.kernel_indicators()
         weight = self.weight * self.kernel_mask(kernel_u) if kernel_u.numel() else self.weight
         return kernel_u, self.channel_indicators(weight)
