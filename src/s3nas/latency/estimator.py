@@ -42,8 +42,27 @@ class LatencyEstimator:
         sizes = [len(p) for p in probs]
         return torch.stack([(p * v).sum() for p, v in zip(probs, lut.split(sizes))])
 
+    def combo_lut(self, supernet, device, dtype) -> Tensor:
+        """(n_blocks, n_combos) LUT latency of every raw combination (0 for skips and padding; cached)."""
+        combo_options = supernet.combo_options()
+        key = ("combo", str(device), dtype, id(combo_options))
+        if key not in self._lut:
+            rows = []
+            for i, options in enumerate(combo_options):
+                ms = {opt: self.block_ms(i, opt) for opt in set(options) if opt is not None}
+                rows.append([ms[opt] if opt is not None else 0.0 for opt in options])
+            self._lut[key] = torch.tensor(rows, device=device, dtype=dtype)
+        return self._lut[key]
+
     def __call__(self, supernet) -> Tensor:
         """Estimated network latency in ms: fixed parts + expected latency of every block."""
+        if hasattr(supernet, "combo_probabilities") and len(supernet.blocks):
+            probs = supernet.combo_probabilities()  # (n_blocks, n_combos), a few batched ops
+            return (probs * self.combo_lut(supernet, probs.device, probs.dtype)).sum() + float(self.table.fixed_ms)
+        return self.per_block(supernet)
+
+    def per_block(self, supernet) -> Tensor:
+        """Eq. 8 through ``option_probability_tensors`` (block by block; same value as ``__call__``)."""
         per_block = supernet.option_probability_tensors()
         if not per_block:
             return torch.tensor(float(self.table.fixed_ms))

@@ -132,6 +132,10 @@ class SearchableBlock(nn.Module):
     def superkernels(self) -> list[SuperKernel]:
         return [m for m in self.modules() if isinstance(m, SuperKernel)]
 
+    def expansion_levels(self, sk: SuperKernel) -> list[float]:
+        """Expansion ratio of each channel level of one of this block's superkernels (0 = off)."""
+        return _levels(sk, self.in_channels, self.expansions)
+
     # ------------------------------------------------------------------------ shared forward parts
     def _project(self, d: Tensor, cmask: Tensor | None, gate: Tensor | None, x: Tensor) -> Tensor:
         """(SE) -> 1x1 project with masked input channels -> gated BN -> residual."""

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from s3nas.arch.spec import ArchSpec, Branch
-from s3nas.nn.blocks import SearchableBlock, build_searchable_block, make_act
+from s3nas.nn.blocks import SearchableBlock, build_searchable_block, canonical_option as _canonical, make_act
 from s3nas.nn.superkernel import SuperKernel
 
 __all__ = ["Supernet", "PHASES"]
@@ -125,6 +125,92 @@ class Supernet(nn.Module):
         """(decoded ArchSpec, plain child network from ``build_model`` carrying this supernet's weights)."""
         return extract_child(self, name=name)
 
+    # ---------------------------------------------------------------- vectorised option probabilities
+    def combo_probabilities(self) -> Tensor:
+        """(n_blocks, n_combos) probability of every raw combination of superkernel states (Eq. 7).
+
+        The same quantity as ``option_probabilities`` before merging into canonical options, computed
+        for the whole network in a few batched tensor ops (the per-block path costs thousands of tiny
+        ops per step). ``combo_options()[i][c]`` is the canonical option of combination ``c`` of block
+        ``i`` (None for padding combinations, whose probability is exactly 0).
+        """
+        t = self._combo_tables()
+        sks = t["sks"]
+        ref = sks[0].weight
+        kernel_u, channel_u = zip(*(sk.indicators() for sk in sks))
+        pad = ref.new_zeros(1)
+        ku = torch.cat([*kernel_u, pad]).index_select(0, t["k_gather"].to(ref.device)).view(len(sks), t["k_levels"] - 1)
+        cu = torch.cat([*channel_u, pad]).index_select(0, t["c_gather"].to(ref.device)).view(len(sks), t["c_levels"] - 1)
+        kp, cp = _batched_chain_probs(ku), _batched_chain_probs(cu)  # (n_sk, KL), (n_sk, CL)
+        states = (kp[:, :, None] * cp[:, None, :]).reshape(len(sks), -1)  # (n_sk, M)
+        dummy = torch.zeros_like(states[:1])
+        dummy[0, 0] = 1.0  # blocks with fewer superkernels: a padding superkernel always in state 0
+        states = torch.cat([states, dummy]).index_select(0, t["block_sk"].reshape(-1).to(ref.device))
+        states = states.view(len(self.blocks), t["width"], -1)  # (n_blocks, B, M)
+        combos = states[:, 0]
+        for j in range(1, t["width"]):
+            combos = (combos[:, :, None] * states[:, j, None, :]).reshape(len(self.blocks), -1)
+        return combos
+
+    def combo_options(self) -> list[list[Option | None]]:
+        """Canonical option of every combination of ``combo_probabilities`` (None = impossible padding)."""
+        return self._combo_tables()["options"]
+
+    def _combo_tables(self) -> dict:
+        """Gather indices and combination -> option maps of ``combo_probabilities`` (built once)."""
+        cached = getattr(self, "_combo_cache", None)
+        if cached is not None:
+            return cached
+        import itertools
+
+        per_block = [block.superkernels() for block in self.blocks]
+        sks = [sk for group in per_block for sk in group]
+        k_levels = max(len(sk.kernels) for sk in sks)
+        c_levels = max(len(sk.channel_levels()) for sk in sks)
+        width = max(len(group) for group in per_block)
+        total_k = sum(sk.num_kernel_indicators for sk in sks)
+        total_c = sum(sk.num_channel_indicators for sk in sks)
+        k_gather, c_gather, k_off, c_off = [], [], 0, 0
+        for sk in sks:  # padded rows; missing indicators point at the trailing 0 (their levels get P = 0)
+            k_gather += [k_off + j if j < sk.num_kernel_indicators else total_k for j in range(k_levels - 1)]
+            c_gather += [c_off + j if j < sk.num_channel_indicators else total_c for j in range(c_levels - 1)]
+            k_off += sk.num_kernel_indicators
+            c_off += sk.num_channel_indicators
+        block_sk, options, start = [], [], 0
+        n_states = k_levels * c_levels
+        for block, group in zip(self.blocks, per_block):
+            block_sk.append([start + j if j < len(group) else len(sks) for j in range(width)])
+            start += len(group)
+            states = []  # per superkernel: branch of each padded state (None = impossible)
+            for j in range(width):
+                if j >= len(group):
+                    states.append([()] + [None] * (n_states - 1))
+                    continue
+                sk, levels = group[j], block.expansion_levels(group[j])
+                row = []
+                for s in range(n_states):
+                    kl, cl = divmod(s, c_levels)
+                    ok = kl < len(sk.kernels) and cl < len(levels)
+                    row.append(((Branch(sk.kernels[kl], levels[cl]),) if levels[cl] else ()) if ok else None)
+                states.append(row)
+            block_options = []
+            for combo in itertools.product(*states):
+                block_options.append(None if any(b is None for b in combo)
+                                     else _canonical([x for b in combo for x in b]))
+            options.append(block_options)
+        self._combo_cache = {
+            "sks": sks, "width": width, "options": options, "k_levels": k_levels, "c_levels": c_levels,
+            "k_gather": torch.tensor(k_gather if k_levels > 1 else [], dtype=torch.long),
+            "c_gather": torch.tensor(c_gather if c_levels > 1 else [], dtype=torch.long),
+            "block_sk": torch.tensor(block_sk, dtype=torch.long),
+        }
+        return self._combo_cache
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_combo_cache", None)  # holds references to submodules: rebuilt on demand
+        return state
+
     def set_choice(self, options: Sequence[Sequence[Branch]] | None = None, *, margin: float = 1e4) -> None:
         """Set thresholds so the hard state is the given raw per-superkernel choice (None = all on).
 
@@ -142,7 +228,7 @@ class Supernet(nn.Module):
                         kernel_level, channel_level = len(sk.kernels) - 1, sk.num_channel_indicators
                     else:
                         kernel_level = sk.kernels.index(int(branch.kernel))
-                        levels = _channel_levels(block, sk)
+                        levels = block.expansion_levels(sk)
                         channel_level = levels.index(float(branch.expansion))
                     if sk.kernel_thresholds is not None:
                         sk.kernel_thresholds.copy_(torch.tensor(
@@ -152,10 +238,12 @@ class Supernet(nn.Module):
                             [-margin if i < channel_level else margin for i in range(sk.num_channel_indicators)]))
 
 
-def _channel_levels(block: SearchableBlock, sk: SuperKernel) -> list[float]:
-    """Expansion ratio of each channel level of a block's superkernel."""
-    nonzero = sorted(float(e) for e in (block.expansions if hasattr(block, "expansions") else []) if e > 0)
-    return ([0.0] if sk.first_optional else []) + nonzero
+def _batched_chain_probs(u: Tensor) -> Tensor:
+    """Row-wise ``chain_probs``: (n, L-1) nested indicators -> (n, L) level probabilities."""
+    ones = u.new_ones(u.shape[0], 1)
+    kept = torch.cat([ones, torch.cumprod(u, 1)], 1)
+    next_off = 1 - torch.cat([u, u.new_zeros(u.shape[0], 1)], 1)
+    return kept * next_off
 
 
 # ------------------------------------------------------------------------------------------ child export
