@@ -37,6 +37,13 @@ TABLE6 = [
     ("tf_efficientnet_lite4", 300, 5.84), ("inception_v3", 299, 6.75), ("efficientnet_em", 240, 6.86),
     ("efficientnet_b4", 380, 11.42), ("efficientnet_el", 300, 15.55),
 ]
+# the same table's "#FLOPS" column (billions of MACs) of the networks the paper measured
+TABLE6_GMACS = {
+    "efficientnet_b1": 0.69, "tf_efficientnet_lite2": 0.86, "efficientnet_b2": 0.99, "tf_efficientnet_lite3": 1.38,
+    "efficientnet_es": 2.35, "efficientnet_b3": 1.83, "tf_efficientnet_lite4": 2.55, "inception_v3": 5.71,
+    "efficientnet_em": 3.66, "efficientnet_b4": 4.39, "efficientnet_el": 9.66,
+}
+EDGETPU = ("efficientnet_es", "efficientnet_em", "efficientnet_el")
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +112,14 @@ def test_table6_all_within_15_percent():
           f"{time.perf_counter() - start:.0f} s")
     assert all(abs(err) <= 0.15 for err in errors.values()), errors
     within_10 = [name for name, err in errors.items() if abs(err) <= 0.10]
-    assert len(within_10) >= 9, errors  # efficientnet_es / _el are ~12% low (see the report)
+    # efficientnet_es / _el are ~12% low: timm's EdgeTPU graphs have 18-24% fewer MACs than the networks
+    # the paper measured (test_table6_workloads_match_the_paper), not a cost-model gap
+    assert len(within_10) >= 9, errors
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="inception_v3 (+7%) and efficientnet_em (-2%) swap: published 6.75 vs 6.86 ms",
+@pytest.mark.xfail(reason="inception_v3 (+7%) and efficientnet_em (-2%) swap: published 6.75 vs 6.86 ms, but "
+                          "timm's efficientnet_em at 240 has 18% fewer MACs than the paper's EdgeTPU-M",
                    strict=False)
 def test_table6_keeps_published_order():
     sims = [_table6_latency_ms(name, size) for name, size, _ in TABLE6]
@@ -124,6 +134,20 @@ def test_table6_order_except_near_ties():
         for b, _, pb in TABLE6[i + 1:]:
             if pb > 1.05 * pa:
                 assert sims[a] < sims[b], (a, b)
+
+
+@pytest.mark.slow
+def test_table6_workloads_match_the_paper():
+    """timm's graphs at the official sizes carry Table 6's MAC counts, except EdgeTPU-S/M/L (18-24% fewer).
+
+    So the EdgeTPU rows compare different workloads: their latency gap is not a cost-model error.
+    """
+    for name, size, _ in TABLE6:
+        ratio = sum(layer.macs for layer in _table6_graph(name, size).layers) / (TABLE6_GMACS[name] * 1e9)
+        if name in EDGETPU:
+            assert 0.74 <= ratio <= 0.84, (name, ratio)
+        else:
+            assert abs(ratio - 1) <= 0.01, (name, ratio)
 
 
 def test_reference_table_is_complete():
