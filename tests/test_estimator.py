@@ -132,3 +132,48 @@ def test_vectorised_and_per_block_estimates_agree_in_soft_states():
     for a, b in zip(g_fast, g_slow):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
     assert any(float(g.abs().sum()) > 0 for g in g_fast)
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """A small space at 32x32 and its latency table simulated on midap (takes well under a second)."""
+    from s3nas.latency.lut import compute_latency_table
+
+    space = SearchSpace.from_config(SMALL, {}, num_classes=10, input_size=32)
+    table = compute_latency_table(space, "midap", workers=1, progress=False, method="context",
+                                  samples_per_option=2)
+    return space, table
+
+
+def test_latency_loss_alone_drives_the_thresholds_under_a_feasible_target(simulated):
+    from s3nas.latency.feasibility import check_target
+    from s3nas.latency.loss import latency_loss
+
+    space, table = simulated
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10)
+    estimator = LatencyEstimator(table)
+    target = table.min_ms + 0.4 * (table.max_ms - table.min_ms)
+    check_target(target, table)  # feasible: no error, no warning
+    assert float(estimator(net)) > target  # all options on at initialisation
+    optimizer = torch.optim.Adam(net.threshold_parameters(), lr=0.2)
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss = latency_loss(estimator(net), target)
+        if float(loss.detach()) == 0.0:
+            break
+        loss.backward()
+        optimizer.step()
+    assert table.estimate_ms(net.chosen_options()) <= target
+    assert float(estimator(net).detach()) == pytest.approx(table.estimate_ms(net.chosen_options()), rel=1e-6)
+
+
+def test_feasibility_bounds_of_a_simulated_table(simulated):
+    from s3nas.errors import InfeasibleTargetError
+    from s3nas.latency.feasibility import LatencyTargetWarning, check_target
+
+    _, table = simulated
+    with pytest.raises(InfeasibleTargetError, match="latency"):
+        check_target(table.min_ms * 0.9, table)
+    with pytest.warns(LatencyTargetWarning):
+        check_target(table.max_ms * 1.1, table)
