@@ -23,7 +23,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["indicator", "chain_probs", "nested_levels", "sample_nested", "SuperKernel", "SuperKernelState"]
+__all__ = ["indicator", "chain_probs", "nested_levels", "drop_rates", "sample_nested", "SuperKernel",
+           "SuperKernelState"]
 
 
 def indicator(x: Tensor) -> Tensor:
@@ -56,14 +57,21 @@ def nested_levels(u: Tensor) -> int:
     return level
 
 
-def sample_nested(n: int, generator: torch.Generator | None = None) -> Tensor:
-    """Warm-up sample of ``n`` nested indicators by the authors' drop rule (uniform over n+1 levels)."""
+def drop_rates(n: int) -> Tensor:
+    """The authors' warm-up drop rate of each of ``n`` nested indicators: ``1 / (n + 1 - i)``."""
+    return torch.tensor([1.0 / (n + 1 - i) for i in range(n)])
+
+
+def sample_nested(n: int, generator: torch.Generator | None = None, *, rates: Tensor | None = None) -> Tensor:
+    """Warm-up sample of ``n`` nested indicators by the authors' drop rule (uniform over n+1 levels).
+
+    Sampled on the device of ``rates`` (no host-device copy, no synchronisation on GPUs).
+    """
     if n == 0:
-        return torch.zeros(0)
-    rates = torch.tensor([1.0 / (n + 1 - i) for i in range(n)])
-    dropped = torch.rand(n, generator=generator) < rates
-    kept = torch.cumprod((~dropped).float(), 0)  # once an indicator is dropped, all outer ones are off
-    return kept
+        return torch.zeros(0) if rates is None else rates.new_zeros(0)
+    rates = drop_rates(n) if rates is None else rates
+    dropped = torch.rand(n, generator=generator, device=rates.device) < rates
+    return torch.cumprod((~dropped).to(rates.dtype), 0)  # once one is dropped, all outer ones are off
 
 
 def _nest(parts: Tensor, u: Tensor) -> Tensor:
@@ -123,6 +131,9 @@ class SuperKernel(nn.Module):
         for i, (a, b) in enumerate(zip([0] + bounds[:-1], bounds)):
             slices[i, a:b] = 1.0
         self.register_buffer("slice_masks", slices, persistent=False)
+        self.register_buffer("kernel_drop_rates", drop_rates(len(kernels) - 1), persistent=False)
+        self.register_buffer("channel_drop_rates", drop_rates(len(bounds) - 1 + int(first_optional)),
+                             persistent=False)
 
         n_kernel_t = len(kernels) - 1
         n_channel_t = len(bounds) - 1 + int(self.first_optional)
@@ -178,9 +189,8 @@ class SuperKernel(nn.Module):
 
     def _sampled(self) -> tuple[Tensor, Tensor]:
         """Warm-up: constant indicators sampled uniformly over the nested choices."""
-        dev, dt = self.weight.device, self.weight.dtype
-        ku = sample_nested(self.num_kernel_indicators).to(dev, dt)
-        cu = sample_nested(self.num_channel_indicators).to(dev, dt)
+        ku = sample_nested(self.num_kernel_indicators, rates=self.kernel_drop_rates).to(self.weight.dtype)
+        cu = sample_nested(self.num_channel_indicators, rates=self.channel_drop_rates).to(self.weight.dtype)
         return ku, cu
 
     def state(self, *, sample: bool | None = None) -> SuperKernelState:
