@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from s3nas.arch.spec import Branch
 from s3nas.arch.shapes import branch_channels, se_channels
-from s3nas.nn.superkernel import SuperKernel, chain_probs
+from s3nas.nn.superkernel import SuperKernel
 
 __all__ = ["make_act", "expanded_channels", "canonical_option", "SearchableBlock", "SearchableMBConv",
            "SearchableMixConv", "SearchableFused", "SqueezeExcite", "build_searchable_block"]
@@ -258,9 +258,9 @@ class SearchableMixConv(SearchableBlock):
         states = [sk.state() for sk in self.sks]
         h = self.act1(self.bn1(self.conv_pw(x)))
         parts = torch.split(h, self.branch_channels, dim=1) if len(self.sks) > 1 else (h,)
-        d = torch.cat([F.conv2d(p, st.weight, None, self.stride, sk.max_kernel // 2, 1, sk.out_channels)
-                       for p, st, sk in zip(parts, states, self.sks)], dim=1) if len(self.sks) > 1 else \
-            F.conv2d(h, states[0].weight, None, self.stride, self.sks[0].max_kernel // 2, 1, self.sks[0].out_channels)
+        outs = [F.conv2d(p, st.weight, None, self.stride, sk.max_kernel // 2, 1, sk.out_channels)
+                for p, st, sk in zip(parts, states, self.sks)]
+        d = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]  # (B, M, H/s, W/s)
         d = self.act2(self.bn2(d))
         cmask, gate = self._masks(states)
         return self._project(d, cmask, gate, x)
