@@ -137,15 +137,18 @@ class Supernet(nn.Module):
         t = self._combo_tables()
         sks = t["sks"]
         ref = sks[0].weight
+        if t["block_sk"].device != ref.device:  # move the index tensors once, not every step
+            for name in ("k_gather", "c_gather", "block_sk"):
+                t[name] = t[name].to(ref.device)
         kernel_u, channel_u = zip(*(sk.indicators() for sk in sks))
         pad = ref.new_zeros(1)
-        ku = torch.cat([*kernel_u, pad]).index_select(0, t["k_gather"].to(ref.device)).view(len(sks), t["k_levels"] - 1)
-        cu = torch.cat([*channel_u, pad]).index_select(0, t["c_gather"].to(ref.device)).view(len(sks), t["c_levels"] - 1)
+        ku = torch.cat([*kernel_u, pad]).index_select(0, t["k_gather"]).view(len(sks), t["k_levels"] - 1)
+        cu = torch.cat([*channel_u, pad]).index_select(0, t["c_gather"]).view(len(sks), t["c_levels"] - 1)
         kp, cp = _batched_chain_probs(ku), _batched_chain_probs(cu)  # (n_sk, KL), (n_sk, CL)
         states = (kp[:, :, None] * cp[:, None, :]).reshape(len(sks), -1)  # (n_sk, M)
         dummy = torch.zeros_like(states[:1])
         dummy[0, 0] = 1.0  # blocks with fewer superkernels: a padding superkernel always in state 0
-        states = torch.cat([states, dummy]).index_select(0, t["block_sk"].reshape(-1).to(ref.device))
+        states = torch.cat([states, dummy]).index_select(0, t["block_sk"].reshape(-1))
         states = states.view(len(self.blocks), t["width"], -1)  # (n_blocks, B, M)
         combos = states[:, 0]
         for j in range(1, t["width"]):
