@@ -184,3 +184,31 @@ def test_estimator_reuses_forward_indicators_only_while_parameters_are_unchanged
     assert float(estimator(net)) >= 0  # after the step: recomputed, still differentiable
     net(x)
     copy.deepcopy(net)  # cached graph tensors are not copied
+
+
+def test_paper_supernet_child_export_and_estimator_paths_agree():
+    """The full s3nas_mixconv supernet (29 blocks): random hard state -> child == supernet, estimates agree."""
+    from s3nas.config.supernet_schema import CandidatesConfig, SupernetConfig
+    from s3nas.latency.estimator import LatencyEstimator
+
+    space = SearchSpace.from_config(SupernetConfig(), CandidatesConfig(), num_classes=10)
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10, dropout=0.0)
+    randomize(net, random.Random(7))
+    net.eval()
+    spec, child = net.extract_child()
+    child.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(child(x), net(x), atol=1e-4, rtol=1e-4)
+
+    class Table:
+        fixed_ms = 0.1
+
+        def block_ms(self, i, option):
+            return 0.001 * (i + 1) * sum(b.kernel ** 2 * b.expansion for b in option) + 0.01 * len(option) ** 2
+
+    estimator = LatencyEstimator(Table())
+    expected = Table.fixed_ms + sum(Table().block_ms(i, o) for i, o in enumerate(net.chosen_options()) if o)
+    assert float(estimator(net)) == pytest.approx(expected, rel=1e-5)
+    assert float(estimator.per_block(net)) == pytest.approx(expected, rel=1e-5)

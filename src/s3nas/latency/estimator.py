@@ -4,7 +4,11 @@ latency_ms = table.fixed_ms + sum over blocks i, sum over canonical options o of
 P_i(o) is the sum, over the raw per-superkernel combinations that merge into o (same-kernel branches
 merged, off branches dropped, sorted; paper Fig. 8), of the product of the indicators selecting exactly
 that combination. In the hard forward exactly one option per block has P = 1, so the estimate equals the
-table's latency of the decoded architecture; gradients reach the thresholds through the sigmoid relaxation.
+table's latency of the supernet's per-position choice (``table.estimate_ms(supernet.chosen_options())``;
+a decoded ArchSpec has dropped its skips, and mapping it back may move a block to another same-stage
+position whose table entry differs slightly); gradients reach the thresholds through the sigmoid relaxation.
+``__call__`` evaluates Eq. 7-8 for the whole network in a few batched ops (``combo_probabilities``);
+``per_block`` is the same sum block by block (reference, slower).
 """
 
 from __future__ import annotations
