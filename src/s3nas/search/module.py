@@ -34,6 +34,7 @@ class OptimSettings:
     decay_steps: int = 1  # optimizer steps between two x decay_rate
     gradient_clip_val: float | None = 10.0
     threshold_square_avg_init: float | None = None  # RMSpropTF starts square_avg at 1; None keeps that
+    threshold_init_margin: float | None = None  # None: thresholds start at 0; else at (norm - margin)
 
 
 def lr_factor(step: int, decay_rate: float, decay_steps: int) -> float:
@@ -157,6 +158,32 @@ class SupernetModule(pl.LightningModule):
                                "total_step": self.total_step}
 
 
+@torch.no_grad()
+def init_thresholds_below_norms(supernet: torch.nn.Module, margin: float) -> int:
+    """Set every threshold to (its ring/slice weight norm - margin): all options stay on, but within reach.
+
+    The paper starts thresholds at 0 while the norms are ~10: with its thousands of ImageNet steps the
+    thresholds get there; a short search would spend its budget travelling. Returns thresholds set.
+    """
+    count = 0
+    for sk in supernet.superkernels():
+        if getattr(sk, "kernel_thresholds", None) is not None:
+            sq = sk.weight.pow(2).sum(dim=(0, 1))
+            ring_norm = (sk.ring_masks[1:] * sq).sum(dim=(1, 2)).clamp_min(1e-24).sqrt()
+            sk.kernel_thresholds.copy_(ring_norm - margin)
+            count += ring_norm.numel()
+        if getattr(sk, "channel_thresholds", None) is not None:
+            kernel_u = sk.kernel_indicators()
+            weight = sk.weight * sk.kernel_mask(kernel_u) if kernel_u.numel() else sk.weight
+            per_channel = weight.pow(2).sum(dim=(1, 2, 3))
+            slice_norm = (sk.slice_masks @ per_channel).clamp_min(1e-24).sqrt()
+            if not sk.first_optional:
+                slice_norm = slice_norm[1:]
+            sk.channel_thresholds.copy_(slice_norm - margin)
+            count += slice_norm.numel()
+    return count
+
+
 class SearchInterrupted(RuntimeError):
     """Raised by ``InterruptAfter`` (fault injection: simulates a crash for resume tests)."""
 
@@ -212,6 +239,8 @@ class SearchModule(SupernetModule):
             optimizer.load_state_dict(self.initial_optimizer_state)
             for group, (lr, initial_lr) in zip(optimizer.param_groups, keep):
                 group["lr"], group["initial_lr"] = lr, initial_lr
+        if self.trainer.ckpt_path is None and self.optim.threshold_init_margin is not None:
+            init_thresholds_below_norms(self.supernet, float(self.optim.threshold_init_margin))
         if self.trainer.ckpt_path is None and self.optim.threshold_square_avg_init is not None:
             # Thresholds had no gradient in warm-up: start their RMSProp statistics explicitly, so that
             # the first latency gradients are normalised instead of divided by sqrt(1).

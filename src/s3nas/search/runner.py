@@ -114,6 +114,7 @@ def optim_settings(schedule: DictConfig, batch_size: int, world_size: int, steps
         decay_steps=max(1, round(float(opt.decay_epochs) * steps_per_epoch)),
         gradient_clip_val=schedule.get("gradient_clip_val"),
         threshold_square_avg_init=schedule.get("threshold_square_avg_init"),
+        threshold_init_margin=schedule.get("threshold_init_margin"),
     )
 
 
