@@ -57,3 +57,17 @@ def test_target_above_max_warns_and_feasible_target_is_silent():
         warnings.simplefilter("error")
         check_target(2.5, _Table())
         check_target(1.25, _Table())
+
+
+def test_loss_configs_compose_and_the_schema_rejects_bad_values():
+    from hydra.errors import ConfigCompositionException
+
+    from s3nas.config import compose_config
+
+    cfg = compose_config("search", [])
+    assert check_loss(cfg.loss) == {"name": "s3nas", "lambda1": 15.0, "lambda2": 100.0, "label_smoothing": 0.1}
+    assert check_loss(compose_config("search", ["loss=ce_only"]).loss)["lambda1"] == 0.0
+    with pytest.raises(ConfigCompositionException):
+        compose_config("search", ["loss.lambda1=fast"])  # typed by the loss_schema
+    with pytest.raises(ConfigCompositionException):
+        compose_config("search", ["loss.lamda1=1"])  # unknown key
