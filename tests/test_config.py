@@ -142,6 +142,7 @@ BAD_CLI = [
     ("data.nope=1", ["data.nope", "batch_size"]),
     ("seed=abc", ["seed", "Integer"]),
     ("data=nope", ["data/nope", "digits", "cifar10"]),
+    ("+data.nope=1", ["data.nope", "unknown key", "batch_size"]),  # '+' bypasses struct; the runner does not
 ]
 
 

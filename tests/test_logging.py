@@ -172,3 +172,12 @@ def test_build_callbacks_from_config(compose_cfg, tmp_path):
     assert [type(c) for c in build_callbacks(cfg, loggers=[])] == [ModelCheckpoint, RichProgressBar]
     assert build_callbacks(compose_cfg(["callbacks=none"])) == []
     assert len(build_callbacks(compose_cfg(["callbacks.rich_progress_bar=null"]), loggers=[])) == 1
+
+
+def test_check_known_keys_catches_plus_overrides(compose_cfg):
+    from s3nas.utils.entry import check_known_keys
+
+    check_known_keys(compose_cfg([]))  # the shipped configs declare every key
+    for override, key in (("+foo=1", "foo"), ("+trainer.nope=1", "trainer.nope"), ("+deploy.x=1", "deploy.x")):
+        with pytest.raises(ConfigError, match=f"^{key}: unknown key; accepted keys: "):
+            check_known_keys(compose_cfg([override]))

@@ -88,6 +88,7 @@ def prepare_config(cfg: Any) -> Any:
 
     from s3nas.config import resolve_target_ms
 
+    check_known_keys(cfg)
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
@@ -95,6 +96,29 @@ def prepare_config(cfg: Any) -> Any:
     if "latency" in cfg:
         cfg.latency_ms = resolve_target_ms(cfg)
     return cfg
+
+
+def check_known_keys(cfg: Any, prefix: str = "") -> None:
+    """ConfigError for keys a schema does not declare (``+key=value`` bypasses Hydra's struct check)."""
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(cfg, DictConfig):
+        return
+    object_type = OmegaConf.get_type(cfg)
+    declared = ({f.name for f in dataclasses.fields(object_type)}
+                if object_type is not None and dataclasses.is_dataclass(object_type) else None)
+    for key in cfg.keys():
+        if prefix == "" and key == "hydra":
+            continue
+        if declared is not None and key not in declared:
+            accepted = ", ".join(sorted(k for k in declared if not k.startswith("_")))
+            raise ConfigError(f"{prefix}{key}: unknown key; accepted keys: {accepted}")
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none() \
+                and not node._is_interpolation():
+            check_known_keys(node, f"{prefix}{key}.")
 
 
 def finish_wandb(exit_code: int = 0) -> None:
