@@ -190,9 +190,10 @@ def peak_memory(kind: str, args) -> int:
     return int(out.strip().splitlines()[-1])
 
 
-def time_steps(models: dict, args) -> tuple[dict, dict]:
-    """Median wall and process-CPU step times, steps interleaved so load changes hit both models alike."""
-    steps = {k: make_step(m, args)[0] for k, m in models.items()}
+def time_steps(models: dict, args, ce_only: set = frozenset()) -> tuple[dict, dict]:
+    """Median wall and process-CPU step times, steps interleaved so load changes hit all models alike."""
+    no_latency = argparse.Namespace(**{**vars(args), "latency_loss": False})
+    steps = {k: make_step(m, no_latency if k in ce_only else args)[0] for k, m in models.items()}
     for step in steps.values():  # warm-up (allocator, kernels, first-call overheads)
         for _ in range(2):
             step()
@@ -273,7 +274,9 @@ def main() -> None:
     for k, m in models.items():
         step_x = make_step(m, args)[1]
         saved[k] = saved_bytes(lambda: m(step_x), list(m.parameters()))
-    wall, cpu = time_steps(models, args)
+    warmup = build("supernet", args)
+    warmup.set_phase("warmup")  # phase 1: random sub-paths, CE only
+    wall, cpu = time_steps({**models, "warmup": warmup}, args, ce_only={"warmup"})
     # on a shared CPU, process CPU time (one intra-op thread) is robust to other jobs; wall time on CUDA
     times = wall if args.device.startswith("cuda") else cpu
     peaks = {k: peak_memory(k, args) for k in models}
@@ -295,12 +298,15 @@ def main() -> None:
           f"time_ratio from {'wall' if times is wall else 'process CPU'} time")
     for r in rows:
         print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+    print(f"warm-up step (random sub-paths, CE only) vs child: {cpu['warmup'] / cpu['child']:.3f} (CPU time), "
+          f"{wall['warmup'] / wall['child']:.3f} (wall)")
     print(f"multi-path (DARTS-style, {mp['options']} paths) vs single-path block at position {mp['position']} "
           f"({mp['hw']}x{mp['hw']}): saved activations {mp['multi_bytes'] / mib:.1f} MiB vs "
           f"{mp['single_bytes'] / mib:.1f} MiB = {mp['multi_bytes'] / mp['single_bytes']:.2f}x")
     result = {
         "time_ratio": round(times["supernet"] / times["child"], 4),
         "wall_time_ratio": round(wall["supernet"] / wall["child"], 4),
+        "warmup_time_ratio": round(times["warmup"] / times["child"], 4),
         "mem_ratio": round(peaks["supernet"] / peaks["child"], 4),
         "saved_mem_ratio": round(saved["supernet"] / saved["child"], 4),
         "multipath_mem_ratio": round(mp["multi_bytes"] / mp["single_bytes"], 3),
