@@ -125,6 +125,8 @@ class SearchRecorder(pl.Callback):
                          "search/total_step": step})
         if pl_module.phase == "search" and step % self.choices_every_n_steps == 0:
             self.record_choices(step, pl_module.phase, pl_module.supernet)
+        if step % 10 == 0:  # keep the files fresh for live analysis
+            self.flush()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.flush()

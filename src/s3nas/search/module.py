@@ -35,6 +35,7 @@ class OptimSettings:
     gradient_clip_val: float | None = 10.0
     threshold_square_avg_init: float | None = None  # RMSpropTF starts square_avg at 1; None keeps that
     threshold_init_margin: float | None = None  # None: thresholds start at 0; else at (norm - margin)
+    threshold_momentum: float | None = None  # None: the optimizer's momentum
 
 
 def lr_factor(step: int, decay_rate: float, decay_steps: int) -> float:
@@ -135,6 +136,7 @@ class SupernetModule(pl.LightningModule):
                 "weight_decay": 0.0,
                 "name": "thresholds",
                 "eps": o.threshold_eps if o.threshold_eps is not None else o.eps,
+                "momentum": o.threshold_momentum if o.threshold_momentum is not None else o.momentum,
             },
         ]
         optimizer = RMSpropTF(groups, lr=o.lr, alpha=o.alpha, eps=o.eps, momentum=o.momentum,

@@ -115,6 +115,7 @@ def optim_settings(schedule: DictConfig, batch_size: int, world_size: int, steps
         gradient_clip_val=schedule.get("gradient_clip_val"),
         threshold_square_avg_init=schedule.get("threshold_square_avg_init"),
         threshold_init_margin=schedule.get("threshold_init_margin"),
+        threshold_momentum=schedule.get("threshold_momentum"),
     )
 
 
