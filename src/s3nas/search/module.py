@@ -186,6 +186,31 @@ def init_thresholds_below_norms(supernet: torch.nn.Module, margin: float) -> int
     return count
 
 
+class _FeasibleTracking:
+    """Mixin: remember the largest-latency architecture under the target met during the search."""
+
+    def _track_feasible(self, latency_ms: float) -> None:
+        if latency_ms <= self.target_ms and (self.best_feasible is None or latency_ms >= self.best_feasible[0]):
+            options = [tuple(o) for o in self.supernet.chosen_options()]
+            self.best_feasible = (latency_ms, self.total_step, options)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.best_feasible is not None:
+            latency_ms, step, options = self.best_feasible
+            checkpoint["s3nas"]["best_feasible"] = {
+                "latency_ms": latency_ms, "step": step,
+                "options": [[[b.kernel, b.expansion] for b in o] for o in options]}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        from s3nas.arch.spec import Branch
+
+        best = (checkpoint.get("s3nas") or {}).get("best_feasible")
+        if best:
+            options = [tuple(Branch(int(k), float(e)) for k, e in o) for o in best["options"]]
+            self.best_feasible = (float(best["latency_ms"]), int(best["step"]), options)
+
+
 class SearchInterrupted(RuntimeError):
     """Raised by ``InterruptAfter`` (fault injection: simulates a crash for resume tests)."""
 
@@ -207,7 +232,7 @@ class WarmupModule(SupernetModule):
     phase = "warmup"
 
 
-class SearchModule(SupernetModule):
+class SearchModule(_FeasibleTracking, SupernetModule):
     """Phase 2: CE + lambda1 * log(1 + lambda2 * relu(latency - target)); thresholds learn."""
 
     phase = "search"
@@ -231,6 +256,8 @@ class SearchModule(SupernetModule):
         self.lambda1 = float(lambda1)
         self.lambda2 = float(lambda2)
         self.initial_optimizer_state: dict | None = None  # warm-up's final optimizer state
+        # Largest hard-state LUT latency <= target seen during the search: (latency_ms, step, options).
+        self.best_feasible: tuple[float, int, list] | None = None
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
@@ -258,6 +285,7 @@ class SearchModule(SupernetModule):
         from s3nas.latency.loss import latency_loss
 
         latency_ms = self.estimator(self.supernet)
+        self._track_feasible(float(latency_ms.detach()))
         term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
         return {
             "loss_terms": [term],

@@ -13,7 +13,8 @@ from s3nas.search.history import option_expansions, option_kernels
 
 
 def finish_search(cfg: DictConfig, *, run_dir: Path, supernet, deploy_space, table, profile, target_ms: float,
-                  val_acc: float, started: float, loggers: list, trainer, total_steps: int) -> dict:
+                  val_acc: float, started: float, loggers: list, trainer, total_steps: int,
+                  best_feasible: tuple | None = None) -> dict:
     """Decode the supernet, check it on the simulator, write arch.json/summary.json, log, print."""
     import simulator
     from s3nas.arch import codec
@@ -22,6 +23,11 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, supernet, deploy_space, tab
     from s3nas.utils.io import atomic_write_json
 
     options = [tuple(o) for o in supernet.chosen_options()]
+    final_state_ms = float(table.estimate_ms(options))
+    decode_step = int(total_steps)
+    if best_feasible is not None:
+        # schedule.decode=best_feasible: the largest-latency state under the target met during the search
+        options, decode_step = [tuple(o) for o in best_feasible[2]], int(best_feasible[1])
     decoded_estimated_ms = float(table.estimate_ms(options))
 
     def simulate_ms(opts) -> float:
@@ -54,6 +60,9 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, supernet, deploy_space, tab
         "data": str(cfg.data.get("name", "")),
         "schedule": str(cfg.schedule.get("name", "")),
         "total_steps": int(total_steps),
+        "decode": "best_feasible" if best_feasible is not None else "final",
+        "decode_step": decode_step,
+        "final_state_estimated_ms": final_state_ms,
         "decoded_estimated_ms": decoded_estimated_ms,
         "decoded_simulated_ms": decoded_simulated_ms,
         "repaired": bool(repair_steps),

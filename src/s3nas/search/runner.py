@@ -277,7 +277,8 @@ def run_search(cfg: DictConfig) -> dict:
 
     return finish_search(cfg, run_dir=run_dir, supernet=supernet, deploy_space=deploy_space, table=table,
                          profile=profile, target_ms=target_ms, val_acc=val_acc, started=started,
-                         loggers=loggers, trainer=trainer, total_steps=module.total_step)
+                         loggers=loggers, trainer=trainer, total_steps=module.total_step,
+                         best_feasible=module.best_feasible if schedule.get("decode", "final") == "best_feasible" else None)
 
 
 def _strip_estimator(state_dict: dict, module: torch.nn.Module) -> dict:

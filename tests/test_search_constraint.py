@@ -1,0 +1,73 @@
+"""The latency constraint works: for 1.5/2/2.5/3 ms on midap the decoded network's simulated latency is
+<= target, >= 85% of it, and grows with the target (short schedule: the search phase of each target
+starts from one shared tiny warm-up; two searches run at a time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS_MS = (1.5, 2.0, 2.5, 3.0)
+SHORT = ["logger=none", "callbacks=none", "data.image_size=16", "data.batch_size=32",
+         "trainer.limit_train_batches=10", "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
+         "schedule.warmup_epochs=1", "schedule.search_epochs=5"]
+
+
+def _start(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "search.py", *SHORT, *overrides, f"hydra.run.dir={run_dir}"]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(proc: subprocess.Popen) -> None:
+    stdout, stderr = proc.communicate(timeout=1200)
+    assert proc.returncode == 0, stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def summaries(tmp_path_factory) -> dict[float, dict]:
+    base = tmp_path_factory.mktemp("constraint")
+    warm = base / "warmup"
+    _wait(_start(warm, "schedule.search_epochs=0"))
+    run_dirs = {}
+    for target in TARGETS_MS:
+        run_dir = base / f"t{target}"
+        (run_dir / "checkpoints").mkdir(parents=True)
+        shutil.copy(warm / "checkpoints" / "warmup.ckpt", run_dir / "checkpoints" / "warmup.ckpt")
+        run_dirs[target] = run_dir
+    targets = list(TARGETS_MS)
+    while targets:  # two at a time
+        batch, targets = targets[:2], targets[2:]
+        procs = [_start(run_dirs[t], f"latency={t}ms") for t in batch]
+        for proc in procs:
+            _wait(proc)
+    return {t: json.loads((d / "summary.json").read_text()) for t, d in run_dirs.items()}
+
+
+@pytest.mark.slow
+def test_simulated_latency_within_85_to_100_percent_of_target(summaries):
+    for target, summary in summaries.items():
+        assert summary["simulated_ms"] <= target, summary
+        assert summary["simulated_ms"] >= 0.85 * target, summary
+
+
+@pytest.mark.slow
+def test_latency_grows_with_target(summaries):
+    simulated = [summaries[t]["simulated_ms"] for t in TARGETS_MS]
+    assert simulated == sorted(simulated) and len(set(simulated)) == len(simulated)
+
+
+@pytest.mark.slow
+def test_search_itself_does_the_work(summaries):
+    # the decoded network at the end of the search is already near the target; the fit-to-target
+    # repair only trims the last few options
+    for target, summary in summaries.items():
+        assert 0.8 * target <= summary["decoded_simulated_ms"] <= 1.1 * target, summary
+        assert len(summary["repair_steps"]) <= 6, summary
