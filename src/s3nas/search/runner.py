@@ -155,11 +155,11 @@ def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers:
 
 
 def phase_checkpoint(ckpt_dir: Path, last_name: str, every_n_train_steps: int | None) -> pl.callbacks.ModelCheckpoint:
-    """Keeps only ``<last_name>.ckpt``: written at every epoch end (and every N steps if set)."""
+    """Latest checkpoint of a phase at every epoch end (and every N steps if set); ``<last_name>.ckpt`` links to it."""
     callback = pl.callbacks.ModelCheckpoint(
-        dirpath=str(ckpt_dir), filename=last_name + "-{epoch:03d}", save_top_k=0, save_last=True,
-        every_n_train_steps=every_n_train_steps or None, save_on_train_epoch_end=True,
-        enable_version_counter=False)
+        dirpath=str(ckpt_dir), filename=(last_name if last_name != SEARCH_LAST else "search") + "-{epoch:03d}-{step:06d}",
+        monitor=None, save_top_k=1, save_last="link", every_n_train_steps=every_n_train_steps or None,
+        save_on_train_epoch_end=True, enable_version_counter=False)
     callback.CHECKPOINT_NAME_LAST = last_name
     return callback
 
