@@ -51,7 +51,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, supernet, deploy_space, tab
         "latency_gap_ms": abs(simulated_ms - target_ms),
         "target_ratio": simulated_ms / target_ms,
         "meets_target": simulated_ms <= target_ms,
-        "val_acc": val_acc,
+        "val_acc": val_acc,  # supernet with its final hard indicators (weight sharing, no retraining)
         "search_seconds": search_seconds,
         "hardware": profile.name,
         "lambda1": float(cfg.loss.lambda1),
