@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 from s3nas.arch.spec import ACTIVATIONS, BLOCK_TYPES, ArchSpec, BlockSpec, Branch
 from s3nas.errors import ConfigError
+from s3nas.utils.io import atomic_write_text
 
 FORMAT = "s3nas.archspec"
 VERSION = 1
@@ -302,19 +302,8 @@ def from_dict(d: Any) -> ArchSpec:
 
 def save_json(spec: ArchSpec, path: str | os.PathLike) -> Path:
     """Write the spec as JSON atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_dict(validate(spec)), indent=2, default=str) + "\n"  # meta may hold odd values
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_json(path: str | os.PathLike) -> ArchSpec:

@@ -22,7 +22,6 @@ import json
 import multiprocessing
 import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -33,6 +32,7 @@ from simulator.graph import GraphBuilder
 from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
 from s3nas.arch.spec import ArchSpec, Branch
 from s3nas.space import Option, SearchSpace, canonical
+from s3nas.utils.io import atomic_write_text
 
 __all__ = ["LatencyTable", "build_latency_table", "table_key", "LUT_FORMAT"]
 
@@ -177,25 +177,11 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the table as JSON atomically."""
-        return _atomic_write_text(Path(path), json.dumps(self.to_dict()))
+        return atomic_write_text(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> "LatencyTable":
         return cls.from_dict(json.loads(Path(path).read_text()), space)
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # ----------------------------------------------------------------------------------------- building
