@@ -244,6 +244,7 @@ def run_search(cfg: DictConfig) -> dict:
             raise KeyboardInterrupt
         warmup_done = ckpt_dir / WARMUP_DONE
         trainer.save_checkpoint(warmup_done)
+        _remove_phase_checkpoints(ckpt_dir, WARMUP_LAST)  # warmup.ckpt supersedes them (~150 MB each)
 
     # 5. latency-aware search.
     estimator = LatencyEstimator(table)
@@ -279,6 +280,15 @@ def run_search(cfg: DictConfig) -> dict:
                          profile=profile, target_ms=target_ms, val_acc=val_acc, started=started,
                          loggers=loggers, trainer=trainer, total_steps=module.total_step,
                          best_feasible=module.best_feasible if schedule.get("decode", "final") == "best_feasible" else None)
+
+
+def _remove_phase_checkpoints(ckpt_dir: Path, last_name: str) -> None:
+    """Delete a finished phase's rolling checkpoints and its last link."""
+    for path in ckpt_dir.glob(f"{last_name}*.ckpt"):
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def _strip_estimator(state_dict: dict, module: torch.nn.Module) -> dict:
