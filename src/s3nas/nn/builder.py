@@ -21,7 +21,7 @@ from torch import nn
 from s3nas.arch.codec import validate
 from s3nas.arch.shapes import block_mid_channels, has_residual, se_channels
 from s3nas.arch.spec import ArchSpec, BlockSpec
-from s3nas.nn.layers import ConvBnAct, squeeze_excite
+from s3nas.nn.layers import ConvBnAct, init_weights_goog, squeeze_excite
 
 
 class Block(nn.Module):
@@ -78,6 +78,11 @@ class S3Net(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(spec.dropout if dropout is None else dropout)
         self.classifier = nn.Linear(spec.head_channels, self.num_classes)
+        # same init as the supernet: timm EfficientNet init, residual blocks' last BN gamma at 0
+        init_weights_goog(self)
+        for block in self.blocks:
+            if block.has_residual:
+                nn.init.zeros_(block.project.bn.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))  # (B, head_channels, H/32, W/32)

@@ -10,7 +10,6 @@ architecture into a plain network from ``s3nas.nn.builder.build_model`` (same ou
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from s3nas.arch.spec import ArchSpec, Branch
 from s3nas.nn.blocks import SearchableBlock, build_searchable_block, canonical_option as _canonical, make_act
+from s3nas.nn.layers import init_weights_goog
 from s3nas.nn.superkernel import SuperKernel
 
 __all__ = ["Supernet", "PHASES"]
@@ -26,21 +26,17 @@ PHASES = ("warmup", "search")
 Option = tuple[Branch, ...]
 
 
-def _init_weights(module: nn.Module) -> None:
-    """TF/timm EfficientNet init: conv normal(0, sqrt(2/fan_out)), BN (1, 0), FC uniform(1/sqrt(out))."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / math.sqrt(m.weight.shape[0])
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
+def _init_weights(module: "Supernet") -> None:
+    """timm EfficientNet init (see ``init_weights_goog``) + zero gamma of each residual block's last BN.
+
+    Zero-initialised last BN (as timm's ``zero_init_last``): every residual block starts as the identity,
+    so the 20+ block residual stream does not grow with depth at initialisation. The gate of a switched-off
+    block still multiplies this BN's weight and bias (``gated_batch_norm``), unchanged.
+    """
+    init_weights_goog(module)
+    for block in module.blocks:
+        if block.has_residual:
+            nn.init.zeros_(block.bn3.weight)
 
 
 class Supernet(nn.Module):
