@@ -27,11 +27,29 @@ __all__ = ["indicator", "chain_probs", "nested_levels", "drop_rates", "sample_ne
            "SuperKernelState"]
 
 
+class _StepWithSigmoidGrad(torch.autograd.Function):
+    """``1[x > 0]`` forward; ``sigmoid'(x) = sigmoid(x) * sigmoid(-x)`` backward.
+
+    Written out because autograd's ``sigmoid(x) * (1 - sigmoid(x))`` is exactly 0 in float32 once
+    ``|x| > ~16.6`` (sigmoid(x) rounds to 1), and the plain L2 norms of the paper's superkernels sit that far
+    above thresholds initialised at 0: those options could then never switch off. The product form stays
+    non-zero up to ``|x| ~ 87``; RMSProp normalises the small magnitude.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * torch.sigmoid(x) * torch.sigmoid(-x)
+
+
 def indicator(x: Tensor) -> Tensor:
     """Hard step ``1[x > 0]`` forward, sigmoid gradient backward (exact 0/1 values in the forward)."""
-    soft = torch.sigmoid(x)
-    # parenthesised so the forward value is exactly step(x): (s - s) == 0 in floating point
-    return (x > 0).to(x.dtype) + (soft - soft.detach())
+    return _StepWithSigmoidGrad.apply(x)
 
 
 def chain_probs(u: Tensor) -> Tensor:
