@@ -6,12 +6,13 @@ utilisation and roofline. Graphs are built with :class:`GraphBuilder` or a front
 
 from .api import SIMULATOR_VERSION, simulate
 from .costs import UnsupportedOpError, graph_compute_cycles
+from .engine import SimulationLimitError
 from .graph import Graph, GraphBuilder, Layer
 from .hardware import HardwareProfile, ProfileError, list_profiles, load_profile, unlimited_bandwidth
 from .report import LayerReport, Report
 
 __all__ = [
     "SIMULATOR_VERSION", "simulate", "load_profile", "list_profiles", "HardwareProfile", "Report",
-    "LayerReport", "UnsupportedOpError", "ProfileError", "Graph", "GraphBuilder", "Layer",
+    "LayerReport", "UnsupportedOpError", "SimulationLimitError", "ProfileError", "Graph", "GraphBuilder", "Layer",
     "graph_compute_cycles", "unlimited_bandwidth",
 ]

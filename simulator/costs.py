@@ -204,7 +204,8 @@ def graph_compute_cycles(graph, profile) -> int:
     fused = fused_gaps(graph, profile)
     total = 0
     for layer in graph.layers:
-        module, cycles, _ = layer_compute(layer, profile, layer.inputs[0] == "input", layer.name in fused)
+        graph_input = getattr(graph, "image_input", True) and layer.inputs[0] == "input"
+        module, cycles, _ = layer_compute(layer, profile, graph_input, layer.name in fused)
         if module:
             total += cycles + pipeline_cycles(module, profile)
     return total

@@ -25,6 +25,31 @@ from .graph import Graph
 
 _W, _F, _WR = 0, 1, 2  # load kinds: weight read, feature read, feature write
 
+#: Bounds on the work of one simulation (time and memory grow with tiles; cost loops with map sizes).
+#: A graph or profile beyond them is refused with :class:`SimulationLimitError` naming the limit.
+MAX_CHANNELS = 1 << 18  # channels (or FC features) of any tensor
+MAX_SPATIAL = 1 << 15  # height or width of any feature map
+MAX_TILES_PER_LAYER = 1 << 16  # tiles of one layer (weight tiles x feature bands)
+MAX_TILES_TOTAL = 1 << 18  # tiles of the whole graph (~2 s and ~150 MB of events)
+MAX_EVENT_CYCLES = 1 << 60  # duration of one DRAM request or transfer
+
+
+class SimulationLimitError(ValueError):
+    """A graph/profile the simulator refuses because it cannot finish it in bounded time and memory."""
+
+
+def check_graph_limits(graph: Graph) -> None:
+    """Raise SimulationLimitError for a tensor beyond MAX_CHANNELS or MAX_SPATIAL."""
+    shapes = [("input", "graph input", graph.input_shape)]
+    shapes += [(layer.name, layer.op, layer.out_shape) for layer in graph.layers]
+    for name, what, (c, h, w) in shapes:
+        if c > MAX_CHANNELS:
+            raise SimulationLimitError(f"layer '{name}' ({what}) has {c:,} channels; the simulator's limit is "
+                                       f"{MAX_CHANNELS:,} channels per tensor")
+        if max(h, w) > MAX_SPATIAL:
+            raise SimulationLimitError(f"layer '{name}' ({what}) has a {h:,}x{w:,} feature map; the simulator's "
+                                       f"limit is {MAX_SPATIAL:,} pixels per side")
+
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
@@ -87,12 +112,14 @@ def feature_bytes(shape, profile, align: int | None = None) -> int:
 def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerPlan]:
     """Place feature maps, count DRAM traffic and compute per layer (no timing)."""
     p = profile
+    check_graph_limits(graph)
     layers = graph.layers
     fused = fused_gaps(graph, p)
     index = {layer.name: i for i, layer in enumerate(layers)}
     # --- aliases (split/reshape are views of a base tensor) and tensor sizes
     base_of: dict[str, tuple[str, float]] = {"input": ("input", 1.0)}
-    size: dict[str, int] = {"input": feature_bytes(graph.input_shape, p, p.input_channel_align)}
+    image = getattr(graph, "image_input", True)
+    size: dict[str, int] = {"input": feature_bytes(graph.input_shape, p, p.input_channel_align if image else None)}
     for layer in layers:
         if layer.op in ("split", "reshape"):
             b, frac = base_of[layer.inputs[0]]
@@ -126,6 +153,7 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
                 last_use[b] = i
     # --- placement and traffic
     plans: list[LayerPlan] = []
+    total_tiles = 0
     input_on = 0 if input_in_dram else min(size["input"], p.fmem_bytes)
     onchip: dict[str, int] = {"input": input_on}
     live: dict[str, int] = {"input": input_on} if "input" in last_use else {}
@@ -135,7 +163,7 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
         plans.append(plan)
         if layer.op in ("split", "reshape"):
             continue
-        graph_input = layer.inputs[0] == "input"
+        graph_input = image and layer.inputs[0] == "input"
         module, cycles, groups_hint = layer_compute(layer, p, graph_input, layer.name in fused)
         plan.module = module
         plan.compute_cycles = cycles
@@ -169,7 +197,21 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
         if module:
             plan.weight_bytes = weight_bytes(layer, p, graph_input)
             _tile_layer(plan, groups_hint, p)
+            total_tiles += plan.n_tiles
+            if plan.n_tiles > MAX_TILES_PER_LAYER or total_tiles > MAX_TILES_TOTAL:
+                raise _tile_limit_error(plan, p, total_tiles)
     return plans
+
+
+def _tile_limit_error(plan: LayerPlan, p, total_tiles: int) -> SimulationLimitError:
+    half = p.wmem_bytes // 2
+    what = (f"layer '{plan.layer.name}' needs {plan.n_tiles:,} tiles ({plan.weight_bytes:,} weight bytes "
+            f"through half of wmem_bytes = {half:,} B at a time, {plan.n_bands} feature bands)")
+    if plan.n_tiles > MAX_TILES_PER_LAYER:
+        limit = f"the simulator's limit is {MAX_TILES_PER_LAYER:,} tiles per layer"
+    else:
+        limit = f"the graph needs {total_tiles:,}+ tiles; the simulator's limit is {MAX_TILES_TOTAL:,} tiles in all"
+    return SimulationLimitError(f"{what}: {limit} (use a larger wmem_bytes or smaller layers)")
 
 
 def _tile_layer(plan: LayerPlan, groups_hint: int, p) -> None:
@@ -266,12 +308,23 @@ def _split(total: int, n: int) -> list[int]:
 def _latency(p, nbytes: int) -> int:
     lat = (p.dram_latency_base_cycles + p.dram_latency_page_cycles * (nbytes // p.dram_page_bytes)
            + p.dram_latency_refresh_cycles * _cdiv(nbytes, p.dram_refresh_bytes))
+    if not lat <= MAX_EVENT_CYCLES:
+        raise SimulationLimitError(
+            f"a {nbytes:,} B DRAM request has a latency of {lat:.3g} cycles (dram_latency_* fields); the "
+            f"simulator's limit is {MAX_EVENT_CYCLES:.3g} cycles per request")
     return math.ceil(lat)
 
 
 def _transfer(p, nbytes: int) -> int:
     bpc = p.dram_bytes_per_cycle
-    return 0 if math.isinf(bpc) else math.ceil(nbytes / bpc)
+    if math.isinf(bpc):
+        return 0
+    cycles = nbytes / bpc
+    if not cycles <= MAX_EVENT_CYCLES:
+        raise SimulationLimitError(
+            f"a {nbytes:,} B DRAM transfer takes {cycles:.3g} cycles at dram_bytes_per_cycle = {bpc:g}; the "
+            f"simulator's limit is {MAX_EVENT_CYCLES:.3g} cycles per transfer")
+    return math.ceil(cycles)
 
 
 class Timeline:

@@ -91,6 +91,9 @@ class Graph:
     input_shape: Shape
     layers: list[Layer] = field(default_factory=list)
     name: str = "graph"
+    #: the input is the network's image (stored with ``input_channel_align``; a conv reading it may take
+    #: the first-layer GEMM path). False for a block or sub-network whose input is an inner feature map.
+    image_input: bool = True
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
@@ -114,10 +117,13 @@ class Graph:
 
     def to_dict(self) -> dict:
         """JSON-able form (``{"format": "simulator.graph", ...}``); ``Graph.from_dict`` reads it back."""
-        return {
+        data = {
             "format": GRAPH_FORMAT, "version": 1, "name": self.name, "input_shape": list(self.input_shape),
             "layers": [_layer_to_dict(layer) for layer in self.layers],
         }
+        if not self.image_input:  # written only when set: older readers and files stay as they were
+            data["image_input"] = False
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Graph":
@@ -129,7 +135,10 @@ class Graph:
             layers_data = list(data["layers"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"input_shape/layers: missing or malformed ({exc})") from None
-        graph = cls(input_shape=input_shape, name=str(data.get("name", "graph")))
+        image_input = data.get("image_input", True)
+        if not isinstance(image_input, bool):
+            raise ValueError(f"image_input: expected true or false, got {image_input!r}")
+        graph = cls(input_shape=input_shape, name=str(data.get("name", "graph")), image_input=image_input)
         known = {"input"}
         for index, item in enumerate(layers_data):
             layer = _layer_from_dict(item, f"layers[{index}]")
@@ -187,10 +196,16 @@ def _layer_from_dict(item: dict, where: str) -> Layer:
     if len(in_shapes) != len(inputs):
         raise ValueError(f"{where}.in_shapes: {len(in_shapes)} shapes for {len(inputs)} inputs")
     split = item.get("split_range")
+    kernel, stride, padding = pair("kernel", (1, 1)), pair("stride", (1, 1)), pair("padding", (0, 0))
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
+        raise ValueError(f"{where}: kernel and stride must be >= 1 and padding >= 0, got kernel {kernel}, "
+                         f"stride {stride}, padding {padding}")
+    groups = item.get("groups", 1)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{where}.groups: expected an int >= 1, got {groups!r}")
     return Layer(
         name=name, op=item["op"], inputs=inputs, in_shapes=in_shapes, out_shape=out_shape,
-        kernel=pair("kernel", (1, 1)), stride=pair("stride", (1, 1)), padding=pair("padding", (0, 0)),
-        groups=int(item.get("groups", 1)), act=item.get("act"), bias=bool(item.get("bias", False)),
+        kernel=kernel, stride=stride, padding=padding, groups=groups, act=item.get("act"), bias=bool(item.get("bias", False)),
         split_range=pair("split_range", (0, 0)) if split is not None else None, module=str(item.get("module", "")),
     )
 
@@ -209,8 +224,8 @@ class GraphBuilder:
     (32, 112, 112)
     """
 
-    def __init__(self, input_shape: Shape, name: str = "graph") -> None:
-        self.graph = Graph(input_shape=tuple(input_shape), name=name)
+    def __init__(self, input_shape: Shape, name: str = "graph", image_input: bool = True) -> None:
+        self.graph = Graph(input_shape=tuple(input_shape), name=name, image_input=image_input)
         self._shapes: dict[str, Shape] = {"input": tuple(input_shape)}
         self._counter = 0
         self.input = "input"

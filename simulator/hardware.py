@@ -19,6 +19,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 
 DATAFLOWS = ("adder_tree", "systolic_ws", "spatial_rs")
 ARBITRATIONS = ("weights_first", "fifo")
+MAX_CLOCK_HZ = 1e15  # a PHz clock: beyond it latencies in ms underflow to meaningless figures
 
 
 class ProfileError(ValueError):
@@ -165,8 +166,8 @@ def _validate(p: HardwareProfile) -> None:
         v = getattr(p, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise bad(name, "must be a positive number")
-    if math.isinf(p.clock_hz):
-        raise bad("clock_hz", "must be finite")
+    if not 1.0 <= p.clock_hz <= MAX_CLOCK_HZ:
+        raise bad("clock_hz", f"must be between 1 Hz and {MAX_CLOCK_HZ:g} Hz")
     if p.dataflow not in DATAFLOWS:
         raise bad("dataflow", f"must be one of {', '.join(DATAFLOWS)}")
     if p.bus_arbitration not in ARBITRATIONS:

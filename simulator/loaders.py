@@ -1,39 +1,66 @@
-"""Model loaders for the CLI: ``timm:<name>`` or a JSON file -> simulator ``Graph``.
+"""Model loaders for the CLI: ``timm:<name>``, an ONNX file or a JSON file -> simulator ``Graph``.
 
 ``timm:<name>`` builds the timm model (``pretrained=False``, torch and timm imported only then) and converts
-it with the torch frontend at timm's default input size unless one is given. A JSON path is either a
-serialized ``Graph`` (``Graph.to_dict``) or is offered to every loader registered under the Python
-entry-point group ``simulator.model_loaders`` (each returns a ``Graph`` or ``None``); s3nas registers its
-ArchSpec loader there, so the simulator never imports s3nas itself.
+it with the torch frontend at timm's default input size unless one is given; the graph is cached on disk
+(keyed by timm and torch versions and the frontend's source), so a repeated call imports neither.
+``*.onnx`` goes through the ONNX frontend (needs only ``onnx``). A JSON path is either a serialized
+``Graph`` (``Graph.to_dict``) or is offered to every loader registered under the Python entry-point group
+``simulator.model_loaders`` (each returns a ``Graph`` or ``None``); s3nas registers its ArchSpec loader
+there, so the simulator never imports s3nas itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
-from importlib.metadata import EntryPoint, entry_points
+import os
+import tempfile
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any, Callable
 
+from simulator.engine import MAX_SPATIAL
 from simulator.graph import GRAPH_FORMAT, Graph
 
 ENTRY_POINT_GROUP = "simulator.model_loaders"
+CACHE_ENV = "SIMULATOR_CACHE_DIR"  # directory of the timm graph cache; empty = no cache
 
 
 class ModelLoadError(ValueError):
     """A model spec that cannot be loaded (unknown name, unreadable file, no loader); one-line message."""
 
 
-def load_model_graph(spec: str, input_size: int | None = None) -> Graph:
-    """``timm:<name>`` or a JSON path -> Graph; ``input_size`` overrides the model's default H = W."""
-    if input_size is not None and int(input_size) < 1:
-        raise ModelLoadError(f"--input-size: must be a positive int, got {input_size}")
+def load_model_graph(spec: str, input_size: int | None = None, *, use_cache: bool = True) -> Graph:
+    """``timm:<name>``, an ONNX or a JSON path -> Graph; ``input_size`` overrides the model's default H = W."""
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
+                                   or not 1 <= input_size <= MAX_SPATIAL):
+        raise ModelLoadError(f"--input-size: must be an int between 1 and {MAX_SPATIAL} (the simulator's "
+                             f"limit per side), got {input_size}")
     if spec.startswith("timm:"):
-        return _load_timm(spec[len("timm:"):], input_size)
+        return _load_timm(spec[len("timm:"):], input_size, use_cache)
+    if spec.lower().endswith(".onnx"):
+        return _load_onnx(Path(spec), input_size)
     return _load_json(Path(spec), input_size)
 
 
-def _load_timm(name: str, input_size: int | None) -> Graph:
+def _load_onnx(path: Path, input_size: int | None) -> Graph:
+    from simulator.frontends.onnx import OnnxImportError, graph_from_onnx
+
+    if not path.is_file():
+        raise ModelLoadError(f"model '{path}': no such file")
+    try:
+        return graph_from_onnx(path, input_size=input_size)
+    except OnnxImportError as exc:
+        raise ModelLoadError(f"model '{path}': {exc}") from None
+
+
+def _load_timm(name: str, input_size: int | None, use_cache: bool = True) -> Graph:
+    cache = _timm_cache_path(name, input_size) if use_cache and name else None
+    if cache is not None:
+        graph = _read_cached_graph(cache)
+        if graph is not None:
+            return graph
     try:
         import timm
     except ImportError as exc:  # pragma: no cover - timm is a project dependency
@@ -48,7 +75,55 @@ def _load_timm(name: str, input_size: int | None) -> Graph:
     channels, height, width = model.pretrained_cfg.get("input_size", (3, 224, 224))
     if input_size is not None:
         height = width = int(input_size)
-    return graph_from_module(model, (channels, height, width), name=name)
+    graph = graph_from_module(model, (channels, height, width), name=name)
+    if cache is not None:
+        _write_cached_graph(cache, graph)
+    return graph
+
+
+def _cache_root() -> Path | None:
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "s3nas-simulator"
+
+
+def _timm_cache_path(name: str, input_size: int | None) -> Path | None:
+    """Cache file of a timm graph: keyed by timm/torch versions and the frontend and IR sources."""
+    root = _cache_root()
+    if root is None:
+        return None
+    try:
+        versions = [version("timm"), version("torch")]
+    except PackageNotFoundError:
+        return None
+    here = Path(__file__).parent
+    digest = hashlib.sha256(repr((versions, name, input_size)).encode())
+    for source in (here / "frontends" / "torch.py", here / "graph.py"):
+        try:
+            digest.update(source.read_bytes())
+        except OSError:
+            return None
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+    return root / "graphs" / f"{safe}-{input_size or 'default'}-{digest.hexdigest()[:16]}.json"
+
+
+def _read_cached_graph(path: Path) -> Graph | None:
+    try:
+        return Graph.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # missing or unreadable: rebuild it
+
+
+def _write_cached_graph(path: Path, graph: Graph) -> None:
+    from simulator.fileio import write_output
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_output(path, json.dumps(graph.to_dict()))
+    except OSError:
+        pass  # the cache only saves time: an unwritable one is skipped
 
 
 def _load_json(path: Path, input_size: int | None) -> Graph:
@@ -70,7 +145,13 @@ def _load_json(path: Path, input_size: int | None) -> Graph:
             loader = entry_point.load()
         except Exception as exc:  # a broken plug-in must not hide the others
             raise ModelLoadError(f"model loader '{entry_point.value}' failed to import: {exc}") from None
-        graph = _call_loader(loader, path, input_size)
+        try:
+            graph = _call_loader(loader, path, input_size, data)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # a loader's own error about the file: one line, no traceback
+            kind = "" if isinstance(exc, ValueError) else f"{type(exc).__name__}: "
+            raise ModelLoadError(f"model '{path}' (loader {entry_point.name}): {kind}{_one_line(exc)}") from None
         if graph is not None:
             if not isinstance(graph, Graph):
                 raise ModelLoadError(f"model loader '{entry_point.value}' returned {type(graph).__name__}, "
@@ -87,16 +168,27 @@ def _registered_loaders() -> list[EntryPoint]:
     return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
-def _call_loader(loader: Callable[..., Any], path: Path, input_size: int | None) -> Any:
-    """Pass ``input_size`` when the loader takes it (as a keyword or a second positional argument)."""
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _call_loader(loader: Callable[..., Any], path: Path, input_size: int | None, data: Any = None) -> Any:
+    """Pass ``input_size`` when the loader takes it as a keyword. A loader that does not take it gets a
+    copy of the JSON with its top-level ``input_size`` set (when the JSON has that key)."""
     if input_size is None:
         return loader(path)
     try:
         params = inspect.signature(loader).parameters
     except (TypeError, ValueError):
-        return loader(path)
+        params = {}
     if "input_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return loader(path, input_size=input_size)
+    if isinstance(data, dict) and isinstance(data.get("input_size"), int):
+        resized = dict(data, input_size=input_size)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / path.name
+            copy.write_text(json.dumps(resized))
+            return loader(copy)
     return loader(path)
 
 

@@ -133,7 +133,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
     for li, plan in enumerate(plans):
         if not plan.module or plan.layer.name in fused:
             continue
-        total = reference_compute_cycles(plan.layer, p, plan.layer.inputs[0] == "input")
+        total = reference_compute_cycles(plan.layer, p, graph.image_input and plan.layer.inputs[0] == "input")
         layer_tiles, layer_loads = tile_program(plan, p, compute_cycles=total)
         base = len(loads)
         loads.extend(["w" if kind == 0 else "f", nbytes, li] for kind, nbytes in layer_loads)

@@ -121,12 +121,9 @@ class Report:
                          self.roofline_cycles, self.bound, f"{self.latency_ms:.4f}"])
         text = buf.getvalue()
         if path is not None:
-            from pathlib import Path
+            from .fileio import write_output
 
-            target = Path(path)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(target)
+            write_output(path, text)
         return text
 
     def to_table(self, per_layer: bool = True) -> str:
@@ -145,7 +142,7 @@ class Report:
                     f"{lr.dram_busy_fraction:>5.0%} {lr.bound:>7}")
             lines.append("-" * len(head))
         lines.append(
-            f"total: {self.total_cycles:,} cycles = {self.latency_ms:.4f} ms @ {self.clock_hz / 1e6:g} MHz | "
+            f"total: {self.graph_name} on {self.profile_name}: {self.total_cycles:,} cycles = {self.latency_ms:.4f} ms @ {self.clock_hz / 1e6:g} MHz | "
             f"compute {self.compute_cycles:,} + stall {self.stall_cycles:,} | {self.macs:,} MACs, "
             f"util {self.mac_utilisation:.1%} | DRAM read {self.dram_read_bytes:,} B (weights "
             f"{self.dram_read_weight_bytes:,}, features {self.dram_read_feature_bytes:,}), write "
