@@ -101,6 +101,11 @@ class Supernet(nn.Module):
         """Per block, the hard raw choice of each superkernel (expansion 0 = off), for logging."""
         return [block.raw_choice() for block in self.blocks]
 
+    def raw_levels(self) -> list[list[tuple[tuple[int, ...], tuple[float, ...]]]]:
+        """Per block, per superkernel: (kernel sizes, expansion levels) it can take (0.0 = off when allowed)."""
+        return [[(tuple(sk.kernels), tuple(block.expansion_levels(sk))) for sk in block.superkernels()]
+                for block in self.blocks]
+
     def chosen_options(self) -> list[Option]:
         """Per block, the canonical option of the thresholded state (``()`` = skip)."""
         return [block.chosen_option() for block in self.blocks]

@@ -1,8 +1,8 @@
 """Latency-aware architecture search: warm-up and search Lightning modules, the pipeline, outputs."""
 
-from s3nas.search.runner import run_search
+from s3nas.search.runner import check_search, run_search
 
-__all__ = ["run_search", "objective"]
+__all__ = ["check_search", "run_search", "objective"]
 
 
 def objective(summary: dict, metrics: str | None):

@@ -1,10 +1,12 @@
-"""Lightning modules of the two search phases: warm-up (CE only) and latency-aware search.
+"""The Lightning module of the search: one fit, two phases (warm-up, then latency-aware search).
 
-Both share ``SupernetModule``: one supernet, timm's RMSpropTF with two parameter groups (weights with
-weight decay, thresholds without, optionally a larger learning rate), a per-step exponential decay
-(x0.97 every 2.4 epochs, counted over both phases so the search continues the warm-up's schedule),
-gradient clipping of the weights, label-smoothed CE and per-step reseeding so that a resumed run draws
-the same random sub-paths and dropout masks as an uninterrupted one.
+``SearchModule`` trains one supernet with timm's RMSpropTF (two parameter groups: weights with weight decay,
+thresholds without and with their own lr scale / eps / momentum), torch's ``StepLR`` for the paper's
+staircase decay (x0.97 every 2.4 epochs, stepped per optimizer step), gradient clipping of the weights and
+label-smoothed CE. Epochs ``[0, warmup_epochs)`` are the warm-up (CE only, every sub-path sampled with equal
+probability); the later epochs add the latency loss (paper Eq. 9) and train the thresholds. The phase is a
+function of the epoch, so Lightning's own checkpoint/resume covers both phases. Every step reseeds torch from
+(seed, global step): a resumed run draws the same sub-paths and dropout masks as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+import torchmetrics
 from timm.optim import RMSpropTF
 
 PHASES = ("warmup", "search")
@@ -21,107 +24,135 @@ PHASES = ("warmup", "search")
 
 @dataclass
 class OptimSettings:
-    """Optimizer and schedule numbers (paper defaults); ``lr`` is already scaled by batch size."""
+    """The optimizer numbers of one run: ``lr`` already scaled by the global batch, decay in steps."""
 
-    lr: float = 0.016
-    alpha: float = 0.9
-    momentum: float = 0.9
-    eps: float = 1e-3
-    weight_decay: float = 1e-5
-    threshold_lr_scale: float = 1.0
-    threshold_eps: float | None = None
-    decay_rate: float = 0.97
-    decay_steps: int = 1  # optimizer steps between two x decay_rate
-    gradient_clip_val: float | None = 10.0
-    threshold_square_avg_init: float | None = None  # RMSpropTF starts square_avg at 1; None keeps that
-    threshold_init_margin: float | None = None  # None: thresholds start at 0; else at (norm - margin)
-    threshold_momentum: float | None = None  # None: the optimizer's momentum
+    lr: float
+    alpha: float
+    momentum: float
+    eps: float
+    weight_decay: float
+    decay_rate: float
+    decay_steps: int  # optimizer steps between two x decay_rate
+    gradient_clip_val: float | None
+    threshold_lr_scale: float
+    threshold_eps: float | None
+    threshold_momentum: float | None
+    threshold_square_avg_init: float | None
+    threshold_init: str  # zero | below_norm
+    threshold_init_margin: float
+
+    @classmethod
+    def from_schedule(cls, schedule, *, global_batch: int, steps_per_epoch: int) -> "OptimSettings":
+        """Settings from a validated ``schedule`` config (lr = lr_per_256 * global_batch / 256)."""
+        o, t = schedule.optimizer, schedule.thresholds
+        return cls(lr=float(o.lr_per_256) * global_batch / 256.0, alpha=float(o.alpha), momentum=float(o.momentum),
+                   eps=float(o.eps), weight_decay=float(o.weight_decay), decay_rate=float(o.decay_rate),
+                   decay_steps=max(1, round(float(o.decay_epochs) * steps_per_epoch)),
+                   gradient_clip_val=schedule.gradient_clip_val, threshold_lr_scale=float(t.lr_scale),
+                   threshold_eps=t.eps, threshold_momentum=t.momentum, threshold_square_avg_init=t.square_avg_init,
+                   threshold_init=str(t.init), threshold_init_margin=float(t.init_margin))
 
 
-def lr_factor(step: int, decay_rate: float, decay_steps: int) -> float:
-    """Staircase decay: decay_rate ** floor(step / decay_steps)."""
-    return decay_rate ** (step // max(1, decay_steps))
+class SearchModule(pl.LightningModule):
+    """Warm-up then latency-aware search of one supernet in a single Lightning fit."""
 
-
-class SupernetModule(pl.LightningModule):
-    """Shared base: supernet forward, CE, optimizer, schedule, logging and reseeding."""
-
-    phase: str = "warmup"
-
-    def __init__(
-        self,
-        supernet: torch.nn.Module,
-        optim: OptimSettings,
-        *,
-        label_smoothing: float = 0.1,
-        seed: int = 42,
-        step_offset: int = 0,
-        channels_last: bool = False,
-    ) -> None:
+    def __init__(self, supernet: torch.nn.Module, optim: OptimSettings, *, estimator, target_ms: float,
+                 warmup_epochs: int, lambda1: float = 15.0, lambda2: float = 100.0,
+                 loss_target_ms: float | None = None, label_smoothing: float = 0.1, seed: int = 42,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.supernet = supernet
         self.optim = optim
-        self.label_smoothing = label_smoothing
-        self.seed = seed
-        self.step_offset = step_offset  # optimizer steps done by earlier phases (schedule + seeds)
-        self.channels_last = channels_last
-        if channels_last:
+        self.estimator = estimator
+        self.target_ms = float(target_ms)
+        self.loss_target_ms = float(loss_target_ms if loss_target_ms is not None else target_ms)
+        self.warmup_epochs = int(warmup_epochs)
+        self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
+        self.label_smoothing = float(label_smoothing)
+        self.seed = int(seed)
+        self.channels_last = bool(channels_last)
+        num_classes = int(supernet.num_classes)
+        self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro")
+        if self.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
+        # Largest hard-state LUT latency <= target met during the search: (latency_ms, step, raw choice).
+        self.best_feasible: tuple[float, int, list] | None = None
+        self.thresholds_initialised = False  # threshold init happens once, at the first search step
 
-    # ---- helpers -------------------------------------------------------------------------------
+    # ---- phase ---------------------------------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        """``warmup`` during the first ``warmup_epochs`` epochs, ``search`` after."""
+        try:
+            epoch = int(self.trainer.current_epoch)
+        except RuntimeError:  # not attached to a trainer
+            epoch = self.warmup_epochs
+        return "warmup" if epoch < self.warmup_epochs else "search"
+
     @property
     def total_step(self) -> int:
-        """Optimizer steps over both phases."""
-        return self.step_offset + int(self.global_step)
+        """Optimizer steps done (both phases)."""
+        return int(self.global_step)
 
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+    # ---- helpers -------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.supernet(images)
 
     def _ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
 
-    def extra_loss(self) -> dict[str, torch.Tensor]:
-        """Phase-specific terms added to CE (none in warm-up)."""
-        return {}
-
     # ---- Lightning hooks -----------------------------------------------------------------------
-    def on_fit_start(self) -> None:
+    def on_train_epoch_start(self) -> None:
+        self.supernet.set_phase(self.phase)
+        if self.phase == "search" and not self.thresholds_initialised:
+            self._start_thresholds()
+
+    def on_validation_epoch_start(self) -> None:
+        self.supernet.set_phase("search")  # validation always sees the thresholded network
+
+    def on_validation_epoch_end(self) -> None:
         self.supernet.set_phase(self.phase)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Seed by step: sub-path sampling and dropout do not depend on how the run got here (resume).
         torch.manual_seed((self.seed * 1_000_003 + self.total_step) % (2**62))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.supernet(self._prepare(images))
-
     def training_step(self, batch, batch_idx: int):
         images, labels = batch[0], batch[1]
         logits = self(images)
         ce = self._ce(logits, labels)
-        extra = self.extra_loss()
-        loss = ce + sum(extra.get("loss_terms", [])) if extra else ce
-        acc = (logits.argmax(dim=1) == labels).float().mean()
+        loss = ce
         batch_size = images.shape[0]
+        out = {"ce": ce.detach()}
+        if self.phase == "search":
+            from s3nas.latency.loss import latency_loss
+
+            latency_ms = self.estimator(self.supernet)
+            self._track_feasible(float(latency_ms.detach()))
+            term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
+            loss = ce + term
+            out.update(latency_ms=latency_ms.detach(), latency_loss=term.detach())
+            self.log("train/latency_ms", latency_ms, prog_bar=True, batch_size=batch_size)
+            self.log("train/latency_loss", term, batch_size=batch_size)
+            self.log("train/target_ms", self.target_ms, batch_size=batch_size)
+        self.train_acc(logits.detach(), labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/ce", ce, prog_bar=True, batch_size=batch_size)
-        self.log("train/acc", acc, batch_size=batch_size)
+        self.log("train/acc", self.train_acc, batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
-        self.log("train/total_step", float(self.total_step), batch_size=batch_size)
-        out = {"loss": loss, "ce": ce.detach(), "acc": acc.detach()}
-        for key, value in extra.items():
-            if key == "loss_terms":
-                continue
-            out[key] = value.detach() if torch.is_tensor(value) else value
-            self.log(f"train/{key}", value, prog_bar=key == "latency_ms", batch_size=batch_size)
+        self.log("train/phase", float(self.phase == "search"), batch_size=batch_size)
+        out["loss"] = loss
         return out
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch[0], batch[1]
         logits = self(images)
+        self.val_acc(logits, labels)
         self.log("val/ce", self._ce(logits, labels), batch_size=images.shape[0], sync_dist=True)
-        acc = (logits.argmax(dim=1) == labels).float().mean()
-        self.log("val/acc", acc, prog_bar=True, batch_size=images.shape[0], sync_dist=True)
+        self.log("val/acc", self.val_acc, prog_bar=True, batch_size=images.shape[0])
 
     def configure_optimizers(self):
         o = self.optim
@@ -130,43 +161,64 @@ class SupernetModule(pl.LightningModule):
         weights = [p for p in self.supernet.parameters() if id(p) not in threshold_ids]
         groups = [
             {"params": weights, "lr": o.lr, "weight_decay": o.weight_decay, "name": "weights"},
-            {
-                "params": thresholds,
-                "lr": o.lr * o.threshold_lr_scale,
-                "weight_decay": 0.0,
-                "name": "thresholds",
-                "eps": o.threshold_eps if o.threshold_eps is not None else o.eps,
-                "momentum": o.threshold_momentum if o.threshold_momentum is not None else o.momentum,
-            },
+            {"params": thresholds, "lr": o.lr * o.threshold_lr_scale, "weight_decay": 0.0, "name": "thresholds",
+             "eps": o.threshold_eps if o.threshold_eps is not None else o.eps,
+             "momentum": o.threshold_momentum if o.threshold_momentum is not None else o.momentum},
         ]
         optimizer = RMSpropTF(groups, lr=o.lr, alpha=o.alpha, eps=o.eps, momentum=o.momentum,
                               weight_decay=o.weight_decay)
-        offset, rate, every = self.step_offset, o.decay_rate, o.decay_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step + offset, rate, every))
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.decay_steps, gamma=o.decay_rate)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        # Clip the weights only (paper: clipping 10 in warm-up); thresholds' latency gradients are not
-        # clipped away, RMSProp normalises their scale anyway.
-        clip = self.optim.gradient_clip_val
-        if clip:
+        # Clip the weights only (paper: clipping 10); RMSProp normalises the thresholds' gradient scale anyway.
+        if self.optim.gradient_clip_val:
             params = [p for p in optimizer.param_groups[0]["params"] if p.grad is not None]
             if params:
-                torch.nn.utils.clip_grad_norm_(params, clip)
+                torch.nn.utils.clip_grad_norm_(params, self.optim.gradient_clip_val)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["s3nas"] = {"phase": self.phase, "step_offset": self.step_offset,
-                               "total_step": self.total_step}
+        meta = {"phase": self.phase, "total_step": self.total_step, "thresholds_initialised": self.thresholds_initialised}
+        if self.best_feasible is not None:
+            latency_ms, step, raw = self.best_feasible
+            meta["best_feasible"] = {"latency_ms": latency_ms, "step": step,
+                                     "raw": [[[b.kernel, b.expansion] for b in block] for block in raw]}
+        checkpoint["s3nas"] = meta
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        from s3nas.arch.spec import Branch
+
+        meta = checkpoint.get("s3nas") or {}
+        self.thresholds_initialised = bool(meta.get("thresholds_initialised", False))
+        best = meta.get("best_feasible")
+        if best:
+            raw = [tuple(Branch(int(k), float(e)) for k, e in block) for block in best["raw"]]
+            self.best_feasible = (float(best["latency_ms"]), int(best["step"]), raw)
+
+    # ---- search internals ----------------------------------------------------------------------
+    def _track_feasible(self, latency_ms: float) -> None:
+        if latency_ms <= self.target_ms and (self.best_feasible is None or latency_ms >= self.best_feasible[0]):
+            self.best_feasible = (latency_ms, self.total_step, list(self.supernet.indicator_state()))
+
+    def _start_thresholds(self) -> None:
+        """First search step: threshold init (schedule.thresholds.init) and their RMSProp statistics."""
+        if self.optim.threshold_init == "below_norm":
+            init_thresholds_below_norms(self.supernet, self.optim.threshold_init_margin)
+        if self.optim.threshold_square_avg_init is not None:
+            # Thresholds had no gradient in warm-up: start their RMSProp statistics explicitly, so the first
+            # latency gradients are normalised instead of divided by RMSpropTF's sqrt(1).
+            optimizer = self.trainer.optimizers[0]
+            for p in optimizer.param_groups[1]["params"]:
+                if not optimizer.state.get(p):
+                    optimizer.state[p] = {"step": torch.tensor(0.0),
+                                          "square_avg": torch.full_like(p, float(self.optim.threshold_square_avg_init)),
+                                          "momentum_buffer": torch.zeros_like(p)}
+        self.thresholds_initialised = True
 
 
 @torch.no_grad()
 def init_thresholds_below_norms(supernet: torch.nn.Module, margin: float) -> int:
-    """Set every threshold to (its ring/slice weight norm - margin): all options stay on, but within reach.
-
-    The paper starts thresholds at 0 while the norms are ~10: with its thousands of ImageNet steps the
-    thresholds get there; a short search would spend its budget travelling. Returns thresholds set.
-    """
+    """Set every threshold to (its ring/slice weight norm - margin): all options stay on, but within reach."""
     count = 0
     for sk in supernet.superkernels():
         if getattr(sk, "kernel_thresholds", None) is not None:
@@ -186,37 +238,12 @@ def init_thresholds_below_norms(supernet: torch.nn.Module, margin: float) -> int
     return count
 
 
-class _FeasibleTracking:
-    """Mixin: remember the largest-latency architecture under the target met during the search."""
-
-    def _track_feasible(self, latency_ms: float) -> None:
-        if latency_ms <= self.target_ms and (self.best_feasible is None or latency_ms >= self.best_feasible[0]):
-            options = [tuple(o) for o in self.supernet.chosen_options()]
-            self.best_feasible = (latency_ms, self.total_step, options)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        if self.best_feasible is not None:
-            latency_ms, step, options = self.best_feasible
-            checkpoint["s3nas"]["best_feasible"] = {
-                "latency_ms": latency_ms, "step": step,
-                "options": [[[b.kernel, b.expansion] for b in o] for o in options]}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        from s3nas.arch.spec import Branch
-
-        best = (checkpoint.get("s3nas") or {}).get("best_feasible")
-        if best:
-            options = [tuple(Branch(int(k), float(e)) for k, e in o) for o in best["options"]]
-            self.best_feasible = (float(best["latency_ms"]), int(best["step"]), options)
-
-
 class SearchInterrupted(RuntimeError):
     """Raised by ``InterruptAfter`` (fault injection: simulates a crash for resume tests)."""
 
 
 class InterruptAfter(pl.Callback):
-    """Raise ``SearchInterrupted`` once ``total_step`` reaches ``steps`` (``schedule.interrupt_after_steps``)."""
+    """Raise ``SearchInterrupted`` once the global step reaches ``steps`` (``schedule.interrupt_after_steps``)."""
 
     def __init__(self, steps: int) -> None:
         self.steps = int(steps)
@@ -224,72 +251,3 @@ class InterruptAfter(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.total_step >= self.steps:
             raise SearchInterrupted(f"interrupted after {pl_module.total_step} steps (schedule.interrupt_after_steps)")
-
-
-class WarmupModule(SupernetModule):
-    """Phase 1: supergraph training, CE only, every sub-path sampled with equal probability."""
-
-    phase = "warmup"
-
-
-class SearchModule(_FeasibleTracking, SupernetModule):
-    """Phase 2: CE + lambda1 * log(1 + lambda2 * relu(latency - target)); thresholds learn."""
-
-    phase = "search"
-
-    def __init__(
-        self,
-        supernet: torch.nn.Module,
-        optim: OptimSettings,
-        *,
-        estimator,
-        target_ms: float,
-        loss_target_ms: float | None = None,
-        lambda1: float = 15.0,
-        lambda2: float = 100.0,
-        **kwargs,
-    ) -> None:
-        super().__init__(supernet, optim, **kwargs)
-        self.estimator = estimator
-        self.target_ms = float(target_ms)
-        self.loss_target_ms = float(loss_target_ms if loss_target_ms is not None else target_ms)
-        self.lambda1 = float(lambda1)
-        self.lambda2 = float(lambda2)
-        self.initial_optimizer_state: dict | None = None  # warm-up's final optimizer state
-        # Largest hard-state LUT latency <= target seen during the search: (latency_ms, step, options).
-        self.best_feasible: tuple[float, int, list] | None = None
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        # Continue the warm-up's optimizer (RMSProp averages, momentum) unless Lightning restores one.
-        if self.initial_optimizer_state is not None and self.trainer.ckpt_path is None:
-            optimizer = self.trainer.optimizers[0]
-            keep = [(g["lr"], g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
-            optimizer.load_state_dict(self.initial_optimizer_state)
-            for group, (lr, initial_lr) in zip(optimizer.param_groups, keep):
-                group["lr"], group["initial_lr"] = lr, initial_lr
-        if self.trainer.ckpt_path is None and self.optim.threshold_init_margin is not None:
-            init_thresholds_below_norms(self.supernet, float(self.optim.threshold_init_margin))
-        if self.trainer.ckpt_path is None and self.optim.threshold_square_avg_init is not None:
-            # Thresholds had no gradient in warm-up: start their RMSProp statistics explicitly, so that
-            # the first latency gradients are normalised instead of divided by sqrt(1).
-            optimizer = self.trainer.optimizers[0]
-            for p in optimizer.param_groups[1]["params"]:
-                optimizer.state[p] = {
-                    "step": torch.tensor(0.0),
-                    "square_avg": torch.full_like(p, float(self.optim.threshold_square_avg_init)),
-                    "momentum_buffer": torch.zeros_like(p),
-                }
-
-    def extra_loss(self) -> dict:
-        from s3nas.latency.loss import latency_loss
-
-        latency_ms = self.estimator(self.supernet)
-        self._track_feasible(float(latency_ms.detach()))
-        term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
-        return {
-            "loss_terms": [term],
-            "latency_loss": term,
-            "latency_ms": latency_ms,
-            "target_ms": torch.tensor(self.target_ms),
-        }

@@ -1,33 +1,92 @@
-"""End of a search: decode, fit to target if needed, simulate end to end, write and show the results."""
+"""End of a search: decode, fit to target if needed, evaluate the delivered network, simulate, write, show.
+
+The figures written belong to the network in ``arch.json``: its latency is simulated end to end on the
+configured hardware, and its accuracy (``val_acc``, ``test_acc``) is that of the plain child network built from
+the decoded choice with the supernet's weights, after its BatchNorm statistics were re-estimated on training
+batches. ``supernet_val_acc`` is the supernet's own accuracy at the end of the fit (for comparison).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from s3nas.search.history import option_expansions, option_kernels
+from s3nas.space import canonical
 
 
-def finish_search(cfg: DictConfig, *, run_dir: Path, supernet, deploy_space, table, profile, target_ms: float,
-                  val_acc: float, started: float, loggers: list, trainer, total_steps: int,
-                  best_feasible: tuple | None = None) -> dict:
-    """Decode the supernet, check it on the simulator, write arch.json/summary.json, log, print."""
+# ----------------------------------------------------------------------------------- delivered network
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, loader, num_batches: int) -> int:
+    """Re-estimate every BatchNorm's running statistics as a plain average over ``num_batches`` batches."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or num_batches <= 0:
+        return 0
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average
+    device = next(model.parameters()).device
+    model.train()
+    seen = 0
+    for batch in loader:
+        if seen >= num_batches:
+            break
+        model(batch[0].to(device))
+        seen += 1
+    for bn, momentum in zip(norms, momenta):
+        bn.momentum = momentum
+    model.eval()
+    return seen
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: torch.nn.Module, loader, num_classes: int) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) over ``loader`` (torchmetrics)."""
+    import torchmetrics
+
+    metric = torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro")
+    device = next(model.parameters()).device
+    metric = metric.to(device)
+    model.eval()
+    for batch in loader:
+        metric.update(model(batch[0].to(device)), batch[1].to(device))
+    return float(metric.compute())
+
+
+def delivered_child(supernet, raw) -> torch.nn.Module:
+    """The plain child network of the raw per-superkernel choice ``raw``, carrying the supernet's weights."""
+    supernet.set_choice(raw)
+    _, child = supernet.extract_child()
+    return child
+
+
+# ----------------------------------------------------------------------------------- outputs
+def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_space, table, profile,
+                  target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer) -> dict:
+    """Decode, repair if needed, evaluate and simulate the delivered network, write arch.json/summary.json."""
     import simulator
     from s3nas.arch import codec
     from s3nas.arch.graph import archspec_to_graph
     from s3nas.search.repair import fit_to_target
     from s3nas.utils.io import atomic_write_json
 
-    options = [tuple(o) for o in supernet.chosen_options()]
-    final_state_ms = float(table.estimate_ms(options))
-    decode_step = int(total_steps)
-    if best_feasible is not None:
-        # schedule.decode=best_feasible: the largest-latency state under the target met during the search
-        options, decode_step = [tuple(o) for o in best_feasible[2]], int(best_feasible[1])
+    schedule = cfg.schedule
+    supernet = module.supernet
+    total_steps = int(module.total_step)
+    final_raw = list(supernet.indicator_state())
+    final_state_ms = float(table.estimate_ms([canonical(b) for b in final_raw]))
+    raw, decode_step, decode = final_raw, total_steps, "final"
+    if schedule.decode == "best_feasible" and module.best_feasible is not None:
+        # the largest-latency state under the target met during the search
+        raw, decode_step, decode = list(module.best_feasible[2]), int(module.best_feasible[1]), "best_feasible"
+    options = [canonical(b) for b in raw]
     decoded_estimated_ms = float(table.estimate_ms(options))
 
     def simulate_ms(opts) -> float:
@@ -35,36 +94,50 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, supernet, deploy_space, tab
 
     decoded_simulated_ms = simulate_ms(options)
     repair_steps: list[dict] = []
-    if decoded_simulated_ms > target_ms and cfg.schedule.get("fit_to_target", True):
-        result = fit_to_target(options, deploy_space, table, target_ms, simulate_ms=simulate_ms)
-        options, repair_steps = result.options, result.steps
+    if decoded_simulated_ms > target_ms and schedule.fit_to_target:
+        result = fit_to_target(raw, supernet.raw_levels(), deploy_space, table, target_ms, simulate_ms=simulate_ms)
+        raw, repair_steps = result.raw, result.steps
+        options = result.options
     estimated_ms = float(table.estimate_ms(options))
     spec = deploy_space.arch_spec(list(options))
     report = simulator.simulate(archspec_to_graph(spec), profile)
     simulated_ms = float(report.latency_ms)
+
+    # The delivered network's own accuracy: child with the supernet's weights, BN re-estimated.
+    datamodule.setup("test")
+    child = delivered_child(supernet, raw)
+    recal_batches = recalibrate_batchnorm(child, datamodule.train_dataloader(), int(schedule.bn_recalibration_batches))
+    val_acc = evaluate_accuracy(child, datamodule.val_dataloader(), datamodule.num_classes)
+    test_loader = datamodule.test_dataloader() if hasattr(datamodule, "test_dataloader") else None
+    test_acc = evaluate_accuracy(child, test_loader, datamodule.num_classes) if test_loader is not None else None
     search_seconds = time.time() - started
 
     summary = {
         "target_ms": target_ms,
-        "estimated_ms": estimated_ms,
-        "simulated_ms": simulated_ms,
-        "latency_gap_ms": abs(simulated_ms - target_ms),
+        "simulated_ms": simulated_ms,  # end-to-end simulation of the network in arch.json
+        "estimated_ms": estimated_ms,  # LUT sum of the same network
         "target_ratio": simulated_ms / target_ms,
         "meets_target": simulated_ms <= target_ms,
-        "val_acc": val_acc,  # supernet with its final hard indicators (weight sharing, no retraining)
+        "val_acc": val_acc,  # the delivered child (supernet weights, BN re-estimated), val split
+        "test_acc": test_acc,  # same network, test split
+        "supernet_val_acc": supernet_val_acc,  # the supernet at the end of the fit
+        "accuracy_source": f"weight sharing: child of the supernet, BN re-estimated on {recal_batches} training "
+                           "batches, no retraining",
+        "latency_source": f"simulation ({profile.name}, {deploy_space.input_size}x{deploy_space.input_size}, "
+                          f"{deploy_space.num_classes} classes)",
         "search_seconds": search_seconds,
         "hardware": profile.name,
         "lambda1": float(cfg.loss.lambda1),
         "lambda2": float(cfg.loss.lambda2),
         "seed": int(cfg.seed),
         "data": str(cfg.data.get("name", "")),
-        "schedule": str(cfg.schedule.get("name", "")),
-        "total_steps": int(total_steps),
-        "decode": "best_feasible" if best_feasible is not None else "final",
+        "schedule": str(schedule.name),
+        "total_steps": total_steps,
+        "decode": decode,
         "decode_step": decode_step,
-        "final_state_estimated_ms": final_state_ms,
+        "final_state_estimated_ms": final_state_ms,  # where the search itself ended
         "decoded_estimated_ms": decoded_estimated_ms,
-        "decoded_simulated_ms": decoded_simulated_ms,
+        "decoded_simulated_ms": decoded_simulated_ms,  # the search's own result, before any repair
         "repaired": bool(repair_steps),
         "repair_steps": repair_steps,
         "lut_min_ms": float(table.min_ms),
@@ -74,19 +147,21 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, supernet, deploy_space, tab
         "arch": codec.encode(spec),
         "run_dir": str(run_dir),
     }
-    spec = _with_meta(spec, summary)
-    codec.save_json(spec, run_dir / "arch.json")
-    atomic_write_json(run_dir / "summary.json", summary)
-    _log_to_wandb(loggers, summary, run_dir, table)
-    print_summary(summary, spec, options, table, deploy_space)
+    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    if trainer.is_global_zero:
+        spec = _with_meta(spec, summary)
+        codec.save_json(spec, run_dir / "arch.json")
+        atomic_write_json(run_dir / "summary.json", summary)
+        _log_to_wandb(loggers, summary, run_dir, table)
+        print_summary(summary, spec, options, table, deploy_space)
     return summary
 
 
 def _with_meta(spec, summary: dict):
     from dataclasses import replace
 
-    keys = ("target_ms", "estimated_ms", "simulated_ms", "val_acc", "hardware", "lambda1", "lambda2",
-            "repaired", "data")
+    keys = ("target_ms", "estimated_ms", "simulated_ms", "val_acc", "test_acc", "supernet_val_acc", "accuracy_source",
+            "latency_source", "hardware", "lambda1", "lambda2", "repaired", "data")
     return replace(spec, meta={**dict(spec.meta or {}), "search": {k: summary[k] for k in keys}})
 
 
@@ -115,6 +190,10 @@ def _log_to_wandb(loggers: list, summary: dict, run_dir: Path, table) -> None:
             warnings.warn(f"W&B logging of the results failed: {error}")
 
 
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def print_summary(summary: dict, spec, options, table, space=None) -> None:
     """Rich table block by block, then estimated vs simulated vs target and the run dir."""
     from rich.console import Console
@@ -128,14 +207,16 @@ def print_summary(summary: dict, spec, options, table, space=None) -> None:
         position = space.positions[i] if space is not None else None
         blocks.add_row(str(i), str(getattr(position, "stage", "")), str(getattr(position, "type", "")),
                        str(getattr(position, "stride", "")), str(getattr(position, "out_channels", "")),
-                       option_kernels(option), option_expansions(option), f"{table.block_ms(i, option):.4f}")
+                       option_kernels(option), option_expansions(option),
+                       f"{table.block_ms(i, option):.4f}" if option else "0")
     console.print(blocks)
-    latency = Table(title="Latency on " + summary["hardware"])
-    for column in ("target ms", "estimated ms (LUT)", "simulated ms", "simulated/target", "val acc", "repaired"):
+    latency = Table(title="Delivered network on " + summary["hardware"])
+    for column in ("target ms", "estimated ms (LUT)", "simulated ms", "simulated/target", "val acc", "test acc",
+                   "repaired"):
         latency.add_column(column, justify="right")
     latency.add_row(f"{summary['target_ms']:.4f}", f"{summary['estimated_ms']:.4f}", f"{summary['simulated_ms']:.4f}",
-                    f"{summary['target_ratio']:.3f}", f"{summary['val_acc']:.4f}", str(summary["repaired"]))
+                    f"{summary['target_ratio']:.3f}", _fmt(summary["val_acc"], ".4f"), _fmt(summary["test_acc"], ".4f"),
+                    str(summary["repaired"]))
     console.print(latency)
     console.print(f"search took {summary['search_seconds']:.1f} s; arch: {summary['arch']}")
     console.print(f"run dir: {summary['run_dir']}")
-

@@ -22,8 +22,14 @@ from s3nas.errors import ConfigError, UserError
 USER_ERROR_EXIT = 2
 
 
-def run(main_fn: Callable[[Any], Any], config_name: str = "search") -> None:
-    """Run ``main_fn(cfg)`` as a Hydra app on ``conf/<config_name>.yaml`` (see the module docstring)."""
+def run(main_fn: Callable[..., Any], config_name: str = "search",
+        check: Optional[Callable[[Any], Any]] = None) -> None:
+    """Run ``main_fn(cfg)`` as a Hydra app on ``conf/<config_name>.yaml`` (see the module docstring).
+
+    ``check(cfg)``, when given, runs on the resolved config before anything is printed or written; its
+    UserErrors are reported like any other, the (still empty) run dir is removed, and its return value is
+    passed on: ``main_fn(cfg, checked)``.
+    """
     import hydra
 
     from s3nas.config import CONF_DIR, register_configs
@@ -33,7 +39,7 @@ def run(main_fn: Callable[[Any], Any], config_name: str = "search") -> None:
     # Let Hydra re-raise instead of printing its own multi-line report; we print one line below.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     state = {"task_started": False, "full_error": full_error}
-    task = make_task(main_fn, state)
+    task = make_task(main_fn, state, check=check)
     hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
     try:
         hydra_main()
@@ -50,20 +56,26 @@ def run(main_fn: Callable[[Any], Any], config_name: str = "search") -> None:
         sys.exit(USER_ERROR_EXIT)
 
 
-def make_task(main_fn: Callable[[Any], Any], state: Optional[dict] = None) -> Callable[[Any], Any]:
-    """Wrap ``main_fn`` as a Hydra task: resolve + print + save the config, report errors, finish W&B."""
+def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
+              check: Optional[Callable[[Any], Any]] = None) -> Callable[[Any], Any]:
+    """Wrap ``main_fn`` as a Hydra task: resolve, check, print + save the config, report errors, finish W&B."""
 
     def task(cfg: Any) -> Any:
         if state is not None:
             state["task_started"] = True
         failed = True
+        checked_ok = False
         try:
             prepare_config(cfg)
+            checked = check(cfg) if check is not None else None
+            checked_ok = True
             _print_and_save(cfg)
-            result = main_fn(cfg)
+            result = main_fn(cfg, checked) if check is not None else main_fn(cfg)
             failed = False
             return result
         except UserError as err:
+            if not checked_ok:
+                remove_unused_run_dir(cfg)
             if state is not None and state.get("full_error"):
                 raise
             prefix = _job_prefix()
@@ -119,6 +131,25 @@ def check_known_keys(cfg: Any, prefix: str = "") -> None:
         if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none() \
                 and not node._is_interpolation():
             check_known_keys(node, f"{prefix}{key}.")
+
+
+#: What Hydra (and our config printer) put into a run dir before the task does anything.
+_STARTUP_FILES = (".hydra", "config_resolved.yaml")
+
+
+def remove_unused_run_dir(cfg: Any) -> None:
+    """Delete this job's run dir if it holds nothing but Hydra's start-up files (a run that never started)."""
+    import shutil
+
+    try:
+        run_dir = Path(str(cfg.paths.output_dir))
+    except Exception:  # noqa: BLE001 - no output dir in this config
+        return
+    if not run_dir.is_dir():
+        return
+    entries = list(run_dir.iterdir())
+    if all(e.name in _STARTUP_FILES or (e.is_file() and e.suffix == ".log") for e in entries):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def finish_wandb(exit_code: int = 0) -> None:
