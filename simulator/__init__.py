@@ -5,6 +5,7 @@ utilisation and roofline. Graphs are built with :class:`GraphBuilder` or a front
 """
 
 from .api import SIMULATOR_VERSION, simulate
+from .blocks import Block, BlockError, block_graph, parse_block, simulate_block
 from .costs import UnsupportedOpError, graph_compute_cycles
 from .engine import SimulationLimitError
 from .graph import Graph, GraphBuilder, Layer
@@ -14,5 +15,6 @@ from .report import LayerReport, Report
 __all__ = [
     "SIMULATOR_VERSION", "simulate", "load_profile", "list_profiles", "HardwareProfile", "Report",
     "LayerReport", "UnsupportedOpError", "SimulationLimitError", "ProfileError", "Graph", "GraphBuilder", "Layer",
-    "graph_compute_cycles", "unlimited_bandwidth",
+    "graph_compute_cycles", "unlimited_bandwidth", "Block", "BlockError", "parse_block", "block_graph",
+    "simulate_block",
 ]

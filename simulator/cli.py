@@ -30,14 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m simulator",
         description="Simulate one batch-1 inference of CNNs on NPU profiles (cycles, latency, DRAM traffic).")
     parser.add_argument("models", metavar="MODEL", nargs="+",
-                        help="timm:<name> (e.g. timm:efficientnet_b0), a .onnx file, or a JSON file (serialized "
-                             "graph or s3nas arch); several run one after the other")
+                        help="timm:<name> (e.g. timm:efficientnet_b0), a .onnx file, a JSON file (serialized "
+                             "graph or s3nas arch), or block:<block string> (e.g. block:r1_k3_s11_e6_i32_o32_c0, "
+                             "with --input-size); several run one after the other")
     parser.add_argument("--hardware", "-H", default="midap", metavar="NAME[,NAME...]",
                         help="bundled profile name(s) (midap, systolic, eyeriss, ...) or path(s) to YAML profiles, "
                              "comma-separated (default: midap)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="input height = width in pixels (default: the model's own, e.g. timm's pretrained "
                              "cfg; an arch.json is rebuilt at this size)")
+    parser.add_argument("--input-onchip", action="store_true",
+                        help="start with the model input in the feature memory (as for a block inside a network); "
+                             "default: in DRAM")
     parser.add_argument("--per-layer", action="store_true", help="print the per-layer table, not just totals")
     parser.add_argument("--json", action="store_true",
                         help="print JSON (total_cycles, latency_ms, dram_read_bytes, macs, layers, ...): one "
@@ -104,11 +108,11 @@ def _output_path(template: str | None, option: str, model: str, hardware: str, r
         raise CliError(f"{option} {template}: only {{model}} and {{hardware}} may be used ({exc})") from None
 
 
-def _simulate(graph, profile, trace: bool):
+def _simulate(graph, profile, trace: bool, input_in_dram: bool = True):
     import simulator
 
     try:
-        return simulator.simulate(graph, profile, trace=trace)
+        return simulator.simulate(graph, profile, trace=trace, input_in_dram=input_in_dram)
     except (simulator.UnsupportedOpError, simulator.SimulationLimitError) as exc:
         raise CliError(f"{graph.name} on {profile.name}: {_one_line(exc)}") from None
 
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if save:
             _write_text(save, json.dumps(graph.to_dict()))
         for name, profile in zip(names, profiles):
-            report = _simulate(graph, profile, trace=bool(args.trace))
+            report = _simulate(graph, profile, trace=bool(args.trace), input_in_dram=not args.input_onchip)
             csv_path = _output_path(args.csv, "--csv", spec, Path(name).stem, runs)
             if csv_path:
                 _write_text(csv_path, report.to_csv())

@@ -39,6 +39,15 @@ def load_model_graph(spec: str, input_size: int | None = None, *, use_cache: boo
                              f"limit per side), got {input_size}")
     if spec.startswith("timm:"):
         return _load_timm(spec[len("timm:"):], input_size, use_cache)
+    if spec.startswith("block:"):
+        from simulator.blocks import BlockError, block_graph
+
+        if input_size is None:
+            raise ModelLoadError(f"{spec}: a block needs --input-size (its input height = width)")
+        try:
+            return block_graph(spec[len("block:"):], input_size)
+        except BlockError as exc:
+            raise ModelLoadError(str(exc)) from None
     if spec.lower().endswith(".onnx"):
         return _load_onnx(Path(spec), input_size)
     return _load_json(Path(spec), input_size)
