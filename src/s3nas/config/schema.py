@@ -241,11 +241,14 @@ class TrainConfig:
 
     data: Any = MISSING
     hardware: Any = MISSING
+    recipe: Any = MISSING  # s3nas/config/train_schema.py: RecipeConfig
+    export: Any = MISSING  # s3nas/config/train_schema.py: ExportConfig
     trainer: Any = MISSING
     logger: Any = MISSING
     callbacks: Any = MISSING
     paths: Any = MISSING
-    arch: Optional[str] = None  # path of an ArchSpec JSON (arch.json of a search run)
+    # arch.json, a search run dir (its arch.json) or timm:<name>; null: the run dir's checkpoint's arch
+    arch: Optional[str] = None
     seed: int = 42
     task_name: str = "train"
     deploy: DeployConfig = field(default_factory=DeployConfig)

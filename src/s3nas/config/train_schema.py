@@ -1,0 +1,86 @@
+"""Structured-config schemas of train.py's groups: `recipe` (the retraining recipe) and `export` (ONNX).
+
+Every number of the paper's retraining recipe (EfficientNet's, through timm) is a field here, with the
+paper's value as default; conf/recipe/digits.yaml shortens the schedule for the embedded data.
+``register(cs)`` stores the schemas in Hydra's ConfigStore (``s3nas.config.register_configs`` calls it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class RetrainOptimizerConfig:
+    """timm's RMSpropTF (TensorFlow-style RMSProp); lr = lr_per_256 * global batch / 256."""
+
+    name: str = "rmsproptf"  # rmsproptf | any name timm.optim.create_optimizer_v2 accepts
+    lr_per_256: float = 0.016
+    alpha: float = 0.9  # RMSProp decay
+    momentum: float = 0.9
+    eps: float = 1.0e-3
+    weight_decay: float = 1.0e-5
+    filter_bias_and_bn: bool = True  # no weight decay on biases and BatchNorm (timm's default)
+
+
+@dataclass
+class RetrainSchedulerConfig:
+    """Linear warm-up, then lr x decay_rate every decay_epochs (staircase, updated every step)."""
+
+    name: str = "step"  # step (the paper) | cosine
+    warmup_epochs: float = 5.0
+    warmup_lr_init: float = 1.0e-6  # lr at step 0 of the warm-up
+    decay_rate: float = 0.97
+    decay_epochs: float = 2.4
+    min_lr: float = 0.0  # cosine only
+
+
+@dataclass
+class EmaConfig:
+    """Model EMA (timm ModelEmaV3); the EMA weights are evaluated, checkpointed and exported."""
+
+    enabled: bool = True
+    decay: float = 0.9999
+    # tf: decay = min(decay, (1 + step) / (10 + step)), TensorFlow's ExponentialMovingAverage with
+    # num_updates as the paper's code uses it; timm: ModelEmaV3's use_warmup curve; none: constant decay.
+    warmup: str = "tf"
+    warmup_power: float = 0.75  # timm warm-up only
+
+
+@dataclass
+class RecipeConfig:
+    """The `recipe` group: epochs, optimizer, schedule, regularisation, EMA, CPU threads."""
+
+    name: str = "imagenet"
+    epochs: int = 350
+    optimizer: RetrainOptimizerConfig = field(default_factory=RetrainOptimizerConfig)
+    scheduler: RetrainSchedulerConfig = field(default_factory=RetrainSchedulerConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    label_smoothing: float = 0.1
+    drop_path: float = 0.2  # stochastic depth of the last block (linear in depth)
+    dropout: Optional[float] = 0.2  # before the classifier; null: the arch's own value (0.4 in scaled arch.json)
+    channels_last: bool = False
+    validate_raw: bool = True  # also evaluate the raw (non-EMA) weights: val/acc_raw
+    deterministic: bool = True  # Trainer(deterministic=True) on CPU unless trainer.deterministic is set
+    num_threads: Optional[int] = None  # torch CPU threads (null: torch's default)
+    log_every_n_steps: int = 10
+    interrupt_after_steps: Optional[int] = None  # fault injection (tests): crash after N optimizer steps
+
+
+@dataclass
+class ExportConfig:
+    """The `export` group: ONNX of the trained (EMA) network, checked against onnxruntime."""
+
+    onnx: bool = False  # write model.onnx at the end of train.py
+    input_size: Optional[int] = None  # null: the training resolution
+    opset: int = 18
+    dynamic_batch: bool = True
+    check: bool = True  # compare onnxruntime with torch on random and real images
+    atol: float = 1.0e-4  # max abs difference of the logits accepted by the check
+
+
+def register(cs: Any) -> None:
+    """Store the recipe and export schemas in Hydra's ConfigStore ``cs``."""
+    cs.store(group="recipe", name="recipe_schema", node=RecipeConfig)
+    cs.store(group="export", name="export_schema", node=ExportConfig)

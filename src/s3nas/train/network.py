@@ -1,0 +1,146 @@
+"""What train.py trains: an ArchSpec (arch.json, a search run dir) or a timm zoo network (``timm:<name>``).
+
+``resolve_network(text)`` turns the ``arch=`` value into a :class:`NetworkSource` (one-line ``ConfigError``
+for a missing/invalid file or an unknown timm model); ``build_network`` makes the plain, untrained
+nn.Module; ``simulate_network`` runs it through the NPU simulator at the deployment shape. A source
+round-trips through ``to_meta``/``from_meta`` (what checkpoints and weights.pt record).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import nn
+
+from s3nas.arch.spec import ArchSpec
+from s3nas.errors import ConfigError
+
+TIMM_PREFIX = "timm:"
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    """An ArchSpec (``spec``) or a timm model name (``timm_name``); ``origin`` says where it came from."""
+
+    spec: Optional[ArchSpec] = None
+    timm_name: Optional[str] = None
+    origin: str = ""
+
+    @property
+    def is_timm(self) -> bool:
+        return self.timm_name is not None
+
+    @property
+    def label(self) -> str:
+        """``timm:<name>`` or the ArchSpec's compact string (summary.json's ``arch``)."""
+        if self.is_timm:
+            return f"{TIMM_PREFIX}{self.timm_name}"
+        from s3nas.arch import codec
+
+        return codec.encode(self.spec)
+
+    @property
+    def name(self) -> str:
+        return self.timm_name if self.is_timm else (self.spec.name if self.spec else "")
+
+    def to_meta(self) -> dict:
+        """JSON-able description (stored in checkpoints and weights.pt)."""
+        if self.is_timm:
+            return {"timm": self.timm_name, "origin": self.origin}
+        from s3nas.arch import codec
+
+        return {"archspec": codec.to_dict(self.spec), "origin": self.origin}
+
+    @staticmethod
+    def from_meta(meta: dict) -> "NetworkSource":
+        """Inverse of ``to_meta``."""
+        if meta.get("timm"):
+            return NetworkSource(timm_name=str(meta["timm"]), origin=str(meta.get("origin", "")))
+        from s3nas.arch import codec
+
+        return NetworkSource(spec=codec.from_dict(meta["archspec"]), origin=str(meta.get("origin", "")))
+
+
+def resolve_network(text: Any) -> NetworkSource:
+    """``arch=`` value -> NetworkSource; ConfigError naming ``arch`` and what is accepted."""
+    if text is None or str(text).strip() == "":
+        raise ConfigError("arch: not set; pass arch=<arch.json>, arch=<search run dir> or arch=timm:<name> "
+                          "(e.g. timm:efficientnet_b0)")
+    text = str(text).strip()
+    if text.startswith(TIMM_PREFIX):
+        return NetworkSource(timm_name=check_timm_name(text[len(TIMM_PREFIX):]), origin=text)
+    from s3nas.arch import codec
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "arch.json").is_file():
+            raise ConfigError(f"arch: directory '{path}' holds no arch.json (is it a finished search run dir?)")
+        path = path / "arch.json"
+    elif not path.exists():
+        raise ConfigError(f"arch: no file or directory '{path}'; pass arch=<arch.json>, arch=<search run dir> "
+                          f"or arch=timm:<name>")
+    spec = codec.load_json(path)  # ArchSpecError (a ConfigError) naming the file and field
+    return NetworkSource(spec=spec, origin=str(path.resolve()))
+
+
+def check_timm_name(name: str) -> str:
+    """``name`` if timm knows it; ConfigError with the closest names otherwise."""
+    import timm
+
+    name = name.strip()
+    if name and timm.is_model(name):
+        return name
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6) if name else []
+    hint = f"; closest: {', '.join(close)}" if close else "; list them with `python -c \"import timm; print(timm.list_models())\"`"
+    raise ConfigError(f"arch: 'timm:{name}' is not a timm model{hint}")
+
+
+def build_network(source: NetworkSource, num_classes: int, in_channels: int = 3, *, drop_path_rate: float = 0.0,
+                  dropout: Optional[float] = None) -> nn.Module:
+    """Untrained plain network; ``dropout=None`` keeps the ArchSpec's (timm: its default)."""
+    if source.is_timm:
+        import timm
+
+        kwargs: dict = {"num_classes": num_classes, "in_chans": in_channels, "drop_path_rate": drop_path_rate}
+        if dropout is not None:
+            kwargs["drop_rate"] = dropout
+        return timm.create_model(source.timm_name, pretrained=False, **kwargs)
+    from s3nas.nn.builder import build_model
+
+    spec = source.spec if source.spec.in_channels == in_channels else replace(source.spec, in_channels=in_channels)
+    return build_model(spec, num_classes=num_classes, drop_path_rate=drop_path_rate, dropout=dropout)
+
+
+def simulate_network(source: NetworkSource, profile: Any, *, input_size: int, num_classes: int,
+                     in_channels: int = 3) -> Any:
+    """simulator Report of the network at the deployment shape (ConfigError if the simulator cannot map it)."""
+    import simulator
+
+    try:
+        if source.is_timm:
+            import timm
+
+            from simulator.frontends.torch import graph_from_module
+
+            model = timm.create_model(source.timm_name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+            graph = graph_from_module(model, (in_channels, input_size, input_size), name=source.timm_name)
+        else:
+            from s3nas.arch.graph import archspec_to_graph
+
+            spec = replace(source.spec, num_classes=num_classes, in_channels=in_channels)
+            graph = archspec_to_graph(spec, input_size=input_size)
+        return simulator.simulate(graph, profile)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - an op the simulator does not map is the user's model choice
+        raise ConfigError(f"arch: the simulator cannot run '{source.label[:80]}' at {input_size}x{input_size} "
+                          f"on {getattr(profile, 'name', profile)} ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters of ``model``."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))

@@ -1,0 +1,452 @@
+"""The pipeline behind ``python train.py``: check inputs, train, test, write the run dir, log, export.
+
+``check_train(cfg)`` does everything a user can get wrong (network, hardware profile, dataset, resume
+checkpoint and its class count, simulation at the deployment shape) before anything is written; it is
+train.py's ``check=`` hook. ``run_train(cfg, checked)`` then writes ``arch.json`` (the network it trains),
+trains with checkpoints in ``<run dir>/checkpoints`` (``best.ckpt`` by val/acc, ``last.ckpt`` every epoch),
+tests the final EMA weights and writes ``weights.pt``, ``summary.json`` (and ``model.onnx`` with
+``export.onnx=true``) atomically. A run resumes from ``ckpt_path=`` or, without it, from its run dir's
+``last.ckpt``; ``arch=`` may then be left out (the checkpoint records the network).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from s3nas.errors import ConfigError
+from s3nas.train.network import NetworkSource, build_network, count_parameters, resolve_network, simulate_network
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last"
+BEST = "best"
+WEIGHTS = "weights.pt"
+ONNX = "model.onnx"
+
+
+@dataclass
+class CheckedInputs:
+    """What ``check_train`` resolved (passed to ``run_train``)."""
+
+    source: NetworkSource
+    profile: Any
+    report: Any  # simulator Report at the deployment shape
+    datamodule: Any
+    resume_from: Optional[Path]
+    run_dir: Path
+
+
+# ----------------------------------------------------------------------------------------- checks
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The Hydra run dir of this job (paths.output_dir)."""
+    return Path(str(cfg.paths.output_dir))
+
+
+def checkpoint_dir_of(cfg: DictConfig) -> Path:
+    """cfg.callbacks.model_checkpoint.dirpath when set, else <run dir>/checkpoints."""
+    callbacks = cfg.get("callbacks")
+    entry = callbacks.get("model_checkpoint") if callbacks else None
+    if entry is not None and entry.get("dirpath"):
+        return Path(str(entry.dirpath))
+    return run_dir_of(cfg) / CHECKPOINT_DIR
+
+
+def load_hardware(hardware_cfg: Any) -> Any:
+    """Simulator profile from ``hardware.name`` / ``hardware.profile`` (ConfigError when unknown)."""
+    import simulator
+
+    name_or_path = hardware_cfg.get("profile") or hardware_cfg.get("name")
+    key = "hardware.profile" if hardware_cfg.get("profile") else "hardware.name"
+    try:
+        return simulator.load_profile(str(name_or_path))
+    except Exception as error:  # noqa: BLE001 - unknown name, missing or malformed profile file
+        try:
+            known = ", ".join(simulator.list_profiles())
+        except Exception:  # noqa: BLE001
+            known = "midap, systolic, eyeriss"
+        raise ConfigError(f"{key}: unknown hardware '{name_or_path}' ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+                          f"use one of {known} or hardware.profile=<profile.yaml>") from None
+
+
+def read_train_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
+    """The ``s3nas_train`` block of a train.py checkpoint; ConfigError if unreadable or not one."""
+    if not path.is_file():
+        raise ConfigError(f"{key}: no checkpoint file at '{path}'")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - truncated/corrupt files raise many different errors
+        raise ConfigError(f"{key}: '{path}' is not a readable checkpoint ({type(error).__name__}); "
+                          f"delete it or pass another ckpt_path") from None
+    meta = checkpoint.get("s3nas_train") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or "network" not in meta:
+        raise ConfigError(f"{key}: '{path}' is not a train.py checkpoint (no s3nas_train block; "
+                          f"search checkpoints cannot be resumed by train.py)")
+    return meta
+
+
+def check_train(cfg: DictConfig) -> CheckedInputs:
+    """Every user-caused error of train.py, before anything is written (train.py's ``check=``)."""
+    from s3nas.data import build_datamodule
+
+    _check_recipe(cfg)
+    run_dir = run_dir_of(cfg)
+    resume_from: Optional[Path] = None
+    resume_meta: Optional[dict] = None
+    if cfg.get("ckpt_path"):
+        resume_from = Path(str(cfg.ckpt_path)).expanduser()
+        resume_meta = read_train_checkpoint(resume_from)
+    else:
+        last = checkpoint_dir_of(cfg) / f"{LAST}.ckpt"
+        if last.exists():
+            resume_from, resume_meta = last, read_train_checkpoint(last, key=f"run dir checkpoint {last}")
+
+    if cfg.get("arch"):
+        source = resolve_network(cfg.arch)
+        if resume_meta is not None:
+            recorded = NetworkSource.from_meta(resume_meta["network"])
+            if recorded.label != source.label:
+                raise ConfigError(f"arch: '{cfg.arch}' differs from the network of the checkpoint being resumed "
+                                  f"({resume_from}: {recorded.label[:80]}); use another hydra.run.dir or "
+                                  f"ckpt_path, or leave arch out")
+    elif resume_meta is not None:
+        source = NetworkSource.from_meta(resume_meta["network"])
+    else:
+        source = resolve_network(None)  # raises: arch not set
+
+    profile = load_hardware(cfg.hardware)
+    datamodule = build_datamodule(cfg.data)
+    if resume_meta is not None:
+        for key, have in (("num_classes", datamodule.num_classes), ("in_channels", datamodule.in_channels)):
+            recorded = resume_meta.get(key)
+            if recorded is not None and int(recorded) != int(have):
+                raise ConfigError(f"data: {cfg.data.get('name')} has {key}={have} but the checkpoint being resumed "
+                                  f"({resume_from}) was trained with {key}={recorded}; use the same data or "
+                                  f"another hydra.run.dir")
+    deploy = cfg.get("deploy") or {}
+    report = simulate_network(source, profile, input_size=int(deploy.get("input_size", 224)),
+                              num_classes=int(deploy.get("num_classes", 1000)),
+                              in_channels=int(deploy.get("in_channels", 3)))
+    return CheckedInputs(source=source, profile=profile, report=report, datamodule=datamodule,
+                         resume_from=resume_from, run_dir=run_dir)
+
+
+def _check_recipe(cfg: DictConfig) -> None:
+    from s3nas.train.module import EMA_WARMUPS, SCHEDULERS
+
+    recipe = cfg.recipe
+    if int(recipe.epochs) < 1:
+        raise ConfigError(f"recipe.epochs: must be >= 1, got {recipe.epochs}")
+    if str(recipe.scheduler.name) not in SCHEDULERS:
+        raise ConfigError(f"recipe.scheduler.name: {recipe.scheduler.name!r} is not a schedule; use {', '.join(SCHEDULERS)}")
+    if str(recipe.ema.warmup) not in EMA_WARMUPS:
+        raise ConfigError(f"recipe.ema.warmup: {recipe.ema.warmup!r}; use {', '.join(EMA_WARMUPS)}")
+    if not 0.0 <= float(recipe.ema.decay) < 1.0:
+        raise ConfigError(f"recipe.ema.decay: must be in [0, 1), got {recipe.ema.decay}")
+    for key in ("label_smoothing", "drop_path"):
+        if not 0.0 <= float(recipe[key]) < 1.0:
+            raise ConfigError(f"recipe.{key}: must be in [0, 1), got {recipe[key]}")
+    if recipe.dropout is not None and not 0.0 <= float(recipe.dropout) < 1.0:
+        raise ConfigError(f"recipe.dropout: must be in [0, 1) or null, got {recipe.dropout}")
+    if float(recipe.optimizer.lr_per_256) <= 0:
+        raise ConfigError(f"recipe.optimizer.lr_per_256: must be > 0, got {recipe.optimizer.lr_per_256}")
+    try:
+        from timm.optim import list_optimizers
+
+        known = list_optimizers()
+    except Exception:  # noqa: BLE001 - older timm: let create_optimizer_v2 decide
+        known = None
+    if known is not None and str(recipe.optimizer.name).lower() not in known:
+        raise ConfigError(f"recipe.optimizer.name: {recipe.optimizer.name!r} is not a timm optimizer "
+                          f"(e.g. rmsproptf, sgd, adamw)")
+    export = cfg.get("export")
+    if export is not None and export.get("input_size") is not None and int(export.input_size) < 1:
+        raise ConfigError(f"export.input_size: must be a positive integer or null, got {export.input_size}")
+
+
+# ----------------------------------------------------------------------------------------- training
+def world_size_of(trainer_cfg: Any) -> int:
+    """Devices x nodes when given as numbers (lr scaling); 1 otherwise."""
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, bool):
+        count = 1
+    elif isinstance(devices, int):
+        count = devices
+    elif OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        count = len(devices)
+    else:
+        count = 1
+    return max(1, count) * max(1, int(trainer_cfg.get("num_nodes", 1) or 1))
+
+
+def limited_steps(num_batches: int, limit: Any) -> int:
+    """Batches per epoch after trainer.limit_train_batches (int count or float fraction)."""
+    if isinstance(limit, bool) or limit is None:
+        return num_batches
+    if isinstance(limit, int):
+        return max(1, min(num_batches, limit))
+    if isinstance(limit, float):
+        return max(1, int(num_batches * limit))
+    return num_batches
+
+
+def recipe_settings(cfg: DictConfig, *, global_batch: int, steps_per_epoch: int, epochs: int) -> Any:
+    """RecipeSettings from cfg.recipe: lr scaled by the global batch, epochs converted to steps."""
+    from s3nas.train.module import RecipeSettings, scaled_lr, steps_of
+
+    r = cfg.recipe
+    return RecipeSettings(
+        lr=scaled_lr(float(r.optimizer.lr_per_256), global_batch),
+        optimizer=str(r.optimizer.name), alpha=float(r.optimizer.alpha), momentum=float(r.optimizer.momentum),
+        eps=float(r.optimizer.eps), weight_decay=float(r.optimizer.weight_decay),
+        filter_bias_and_bn=bool(r.optimizer.filter_bias_and_bn),
+        scheduler=str(r.scheduler.name), warmup_steps=steps_of(float(r.scheduler.warmup_epochs), steps_per_epoch),
+        warmup_lr_init=float(r.scheduler.warmup_lr_init), decay_rate=float(r.scheduler.decay_rate),
+        decay_steps=max(1, steps_of(float(r.scheduler.decay_epochs), steps_per_epoch)),
+        total_steps=max(1, epochs * steps_per_epoch), min_lr=float(r.scheduler.get("min_lr", 0.0)),
+        label_smoothing=float(r.label_smoothing), ema=bool(r.ema.enabled), ema_decay=float(r.ema.decay),
+        ema_warmup=str(r.ema.warmup), ema_warmup_power=float(r.ema.get("warmup_power", 0.75)),
+        channels_last=bool(r.channels_last), validate_raw=bool(r.validate_raw), seed=int(cfg.seed))
+
+
+class InterruptAfter(pl.Callback):
+    """Fault injection for tests: raise after ``steps`` optimizer steps (a crash mid-training)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = int(steps)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.steps:
+            raise RuntimeError(f"recipe.interrupt_after_steps={self.steps}: simulated crash")
+
+
+def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callbacks: list) -> pl.Trainer:
+    """pl.Trainer from cfg.trainer with best/last checkpoints, cfg.callbacks (minus its checkpoint) and loggers."""
+    from hydra.utils import instantiate
+
+    from s3nas.utils.callbacks import build_callbacks
+
+    best = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename=BEST, monitor="val/acc", mode="max",
+                                        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                                        enable_version_counter=False)
+    callbacks = [best, *extra_callbacks]
+    callbacks += [c for c in build_callbacks(cfg, loggers) if not isinstance(c, pl.callbacks.ModelCheckpoint)]
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.setdefault("_target_", "pytorch_lightning.Trainer")
+    if trainer_cfg.get("deterministic") in (None, False) and cfg.recipe.get("deterministic", True):
+        trainer_cfg["deterministic"] = True if trainer_cfg.get("accelerator", "cpu") == "cpu" else "warn"
+    if trainer_cfg.get("num_sanity_val_steps") is None:
+        trainer_cfg["num_sanity_val_steps"] = 0
+    if trainer_cfg.get("log_every_n_steps") is None or cfg.recipe.get("log_every_n_steps"):
+        trainer_cfg["log_every_n_steps"] = int(cfg.recipe.get("log_every_n_steps") or 10)
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, enable_checkpointing=True,
+                       _convert_="all")
+
+
+def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
+    """Train, test, write the run dir's outputs; returns the summary (also in summary.json)."""
+    from s3nas.search.data import resume_safe_loader
+    from s3nas.train.module import RetrainModule
+    from s3nas.utils.io import atomic_write_json
+    from s3nas.utils.loggers import build_loggers
+
+    started = time.time()
+    checked = checked if checked is not None else check_train(cfg)
+    source, datamodule, run_dir = checked.source, checked.datamodule, checked.run_dir
+    ckpt_dir = checkpoint_dir_of(cfg)
+    recipe = cfg.recipe
+    if recipe.get("num_threads"):
+        torch.set_num_threads(int(recipe.num_threads))
+
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    dropout = None if recipe.dropout is None else float(recipe.dropout)
+    model = build_network(source, datamodule.num_classes, datamodule.in_channels,
+                          drop_path_rate=float(recipe.drop_path), dropout=dropout)
+    train_loader = resume_safe_loader(datamodule.train_dataloader(), int(cfg.seed))
+    val_loader = datamodule.val_dataloader()
+    steps_per_epoch = limited_steps(len(train_loader), cfg.trainer.get("limit_train_batches"))
+    epochs = int(cfg.trainer.get("max_epochs") or recipe.epochs)
+    global_batch = int(train_loader.batch_size) * world_size_of(cfg.trainer)
+    settings = recipe_settings(cfg, global_batch=global_batch, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    meta = {"network": source.to_meta(), "num_classes": int(datamodule.num_classes),
+            "in_channels": int(datamodule.in_channels), "image_size": int(datamodule.image_size),
+            "drop_path": float(recipe.drop_path), "dropout": dropout, "data": str(cfg.data.get("name", ""))}
+    module = RetrainModule(model, settings, meta=meta)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_arch(source, run_dir)
+    loggers = build_loggers(cfg)
+    faults = [InterruptAfter(recipe.interrupt_after_steps)] if recipe.get("interrupt_after_steps") else []
+    trainer = build_trainer(cfg, ckpt_dir=ckpt_dir, loggers=loggers, extra_callbacks=faults)
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                ckpt_path=str(checked.resume_from) if checked.resume_from else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    train_seconds = module.train_seconds()
+
+    val = trainer.validate(module, dataloaders=val_loader, verbose=False)
+    datamodule.setup("test")
+    test = trainer.test(module, dataloaders=datamodule.test_dataloader(), verbose=False)
+    val_metrics, test_metrics = (val[0] if val else {}), (test[0] if test else {})
+    best_callback = trainer.checkpoint_callback
+    best_score = getattr(best_callback, "best_model_score", None)
+
+    report = checked.report
+    summary = {
+        "test_acc": _metric(test_metrics, "test/acc"),
+        "val_acc": _metric(val_metrics, "val/acc"),
+        "best_val_acc": float(best_score) if best_score is not None else None,
+        "test_acc_raw": _metric(test_metrics, "test/acc_raw"),
+        "val_acc_raw": _metric(val_metrics, "val/acc_raw"),
+        "params": count_parameters(module.model),
+        "macs": int(report.macs),
+        "latency_ms": float(report.latency_ms),
+        "hardware": str(report.profile_name),
+        "deploy_input_size": int(cfg.deploy.input_size),
+        "deploy_num_classes": int(cfg.deploy.num_classes),
+        "epochs": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "train_seconds": train_seconds,
+        "images_per_second": (trainer.global_step * global_batch) / max(train_seconds, 1e-9),
+        "arch": source.label,
+        "arch_origin": source.origin,
+        "network": source.name,
+        "ema": bool(settings.ema),
+        "evaluated": "ema" if settings.ema else "raw",
+        "data": str(cfg.data.get("name", "")),
+        "image_size": int(datamodule.image_size),
+        "num_classes": int(datamodule.num_classes),
+        "global_batch": global_batch,
+        "lr": settings.lr,
+        "recipe": str(recipe.get("name", "")),
+        "seed": int(cfg.seed),
+        "num_threads": int(torch.get_num_threads()),
+        "resumed_from": str(checked.resume_from) if checked.resume_from else None,
+        "run_dir": str(run_dir),
+        "total_seconds": None,
+    }
+    weights_path = save_weights(module, run_dir / WEIGHTS, summary)
+    if cfg.get("export") is not None and cfg.export.get("onnx"):
+        from s3nas.train.export import export_onnx
+
+        images = next(iter(datamodule.test_dataloader()))[0]
+        result = export_onnx(module.eval_model, run_dir / ONNX, input_size=cfg.export.get("input_size")
+                             or int(datamodule.image_size), in_channels=int(datamodule.in_channels),
+                             opset=int(cfg.export.opset), dynamic_batch=bool(cfg.export.dynamic_batch),
+                             check=bool(cfg.export.check), atol=float(cfg.export.atol), real_images=images)
+        summary["onnx"] = result
+    summary["total_seconds"] = time.time() - started
+    if trainer.is_global_zero:
+        atomic_write_json(run_dir / "summary.json", summary)
+        _log_results(loggers, summary, run_dir, weights_path)
+        print_summary(summary)
+    return summary
+
+
+def _metric(metrics: dict, key: str) -> Optional[float]:
+    value = metrics.get(key)
+    return float(value) if value is not None else None
+
+
+def _write_arch(source: NetworkSource, run_dir: Path) -> None:
+    """arch.json of the trained network (ArchSpec networks; timm networks are named in summary.json)."""
+    if source.is_timm:
+        return
+    from s3nas.arch import codec
+
+    codec.save_json(source.spec, run_dir / "arch.json")
+
+
+def save_weights(module: Any, path: Path, summary: dict) -> Path:
+    """weights.pt: the evaluated (EMA) network's state dict + what rebuilds it, written atomically."""
+    import io
+
+    payload = {"state_dict": {k: v.detach().cpu() for k, v in module.eval_model.state_dict().items()},
+               "s3nas_train": dict(module.meta, ema=module.ema is not None),
+               "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None)))}}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    _atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _log_results(loggers: list, summary: dict, run_dir: Path, weights_path: Path) -> None:
+    """Final metrics for every logger; W&B also gets the summary and the weights (+ arch, ONNX) artifact."""
+    scalars = {f"final/{k}": float(v) for k, v in summary.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+    for logger in loggers:
+        try:
+            logger.log_metrics(scalars)
+            logger.save()
+        except Exception as error:  # noqa: BLE001 - never let a logger fail a finished run
+            warnings.warn(f"logger {type(logger).__name__} could not log the final metrics: {error}")
+        if type(logger).__name__ != "WandbLogger":
+            continue
+        try:
+            import wandb
+
+            run = logger.experiment
+            run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
+            artifact = wandb.Artifact(f"weights-{run.id}", type="model", metadata={
+                k: summary[k] for k in ("test_acc", "val_acc", "params", "macs", "latency_ms", "hardware", "arch")})
+            artifact.add_file(str(weights_path))
+            for extra in ("arch.json", ONNX, "summary.json"):
+                if (run_dir / extra).is_file():
+                    artifact.add_file(str(run_dir / extra))
+            run.log_artifact(artifact)
+        except Exception as error:  # noqa: BLE001
+            warnings.warn(f"W&B logging of the results failed: {error}")
+
+
+def print_summary(summary: dict) -> None:
+    """Rich table: accuracy, size, latency, time; then the run dir."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    table = Table(title=f"Retrained {summary['network']} on {summary['data']}")
+    columns = ("test acc", "val acc", "params", "MACs (deploy)", f"latency ms ({summary['hardware']})", "epochs",
+               "train s")
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row(f"{summary['test_acc']:.4f}", f"{summary['val_acc']:.4f}", f"{summary['params']:,}",
+                  f"{summary['macs']:,}", f"{summary['latency_ms']:.4f}", str(summary["epochs"]),
+                  f"{summary['train_seconds']:.1f}")
+    console.print(table)
+    if summary.get("onnx"):
+        console.print(f"ONNX: {summary['onnx'].get('path')} (max abs diff {summary['onnx'].get('max_abs_diff')})")
+    console.print(f"run dir: {summary['run_dir']}")
