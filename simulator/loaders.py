@@ -109,7 +109,7 @@ def _timm_cache_path(name: str, input_size: int | None) -> Path | None:
         return None
     here = Path(__file__).parent
     digest = hashlib.sha256(repr((versions, name, input_size)).encode())
-    for source in (here / "frontends" / "torch.py", here / "graph.py"):
+    for source in (here / "frontends" / "torch.py", here / "frontends" / "_ir.py", here / "graph.py"):
         try:
             digest.update(source.read_bytes())
         except OSError:
