@@ -8,6 +8,9 @@ of one simulation. Times are the median of ``--repeat`` runs (first, cold run re
 
     python benchmarks/simulator_speed.py [--repeat 5]
 
+Then the CLI's wall time per call (``python -m simulator timm:mobilenetv2_100 --hardware midap``): cold (empty
+graph cache: imports torch + timm and builds the graph) and cached (no torch import), median of 3 each.
+
 Last line: one JSON object, e.g. {"mobilenetv2_100@midap_s": 0.01, ..., "peak_mem_mb": 40.0}.
 """
 
@@ -96,6 +99,25 @@ def worker(path: str, repeat: int) -> None:
     print(json.dumps({"rows": rows, "max_rss_mb": max_rss_kb / 1024, "tracemalloc_peak_mb": trace_peak / 2**20}))
 
 
+def cli_wall_times(runs: int = 3) -> dict[str, float]:
+    """Median wall seconds of one ``python -m simulator timm:mobilenetv2_100 --hardware midap`` call."""
+    command = [sys.executable, "-m", "simulator", "timm:mobilenetv2_100", "--hardware", "midap"]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "SIMULATOR_CACHE_DIR": cache, "OMP_NUM_THREADS": "1"}
+        for label, fresh in (("cold (no graph cache)", True), ("cached (graph cache filled)", False)):
+            times = []
+            for _ in range(runs):
+                if fresh:
+                    for name in os.listdir(cache):
+                        subprocess.run(["rm", "-rf", os.path.join(cache, name)], check=True)
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True, env=env)
+                times.append(time.perf_counter() - start)
+            out[label] = statistics.median(times)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -123,6 +145,9 @@ def main() -> None:
         summary[f"{row['model']}@{row['profile']}_s"] = round(row["median_s"], 5)
     print(f"worker peak memory (max RSS, no torch): {result['max_rss_mb']:.1f} MB; "
           f"tracemalloc peak of one simulation: {result['tracemalloc_peak_mb']:.2f} MB; cpus: {os.cpu_count()}")
+    for label, wall in cli_wall_times().items():
+        print(f"CLI wall per call, {label}: {wall:.2f} s")
+        summary[f"cli_{label.split()[0]}_s"] = round(wall, 2)
     summary["peak_mem_mb"] = round(result["max_rss_mb"], 1)
     summary["tracemalloc_peak_mb"] = round(result["tracemalloc_peak_mb"], 2)
     print(json.dumps(summary))
