@@ -129,6 +129,8 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
                 raise ConfigError(f"data: {cfg.data.get('name')} has {key}={have} but the checkpoint being resumed "
                                   f"({resume_from}) was trained with {key}={recorded}; use the same data or "
                                   f"another hydra.run.dir")
+    datamodule.prepare_data()  # missing/empty dataset files: DataError before anything is written
+    datamodule.setup("fit")
     deploy = cfg.get("deploy") or {}
     report = simulate_network(source, profile, input_size=int(deploy.get("input_size", 224)),
                               num_classes=int(deploy.get("num_classes", 1000)),
@@ -409,12 +411,12 @@ def _log_results(loggers: list, summary: dict, run_dir: Path, weights_path: Path
     scalars = {f"final/{k}": float(v) for k, v in summary.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
     for logger in loggers:
-        try:
-            logger.log_metrics(scalars)
-            logger.save()
-        except Exception as error:  # noqa: BLE001 - never let a logger fail a finished run
-            warnings.warn(f"logger {type(logger).__name__} could not log the final metrics: {error}")
-        if type(logger).__name__ != "WandbLogger":
+        if type(logger).__name__ != "WandbLogger":  # W&B gets them as its run summary below
+            try:
+                logger.log_metrics(scalars)
+                logger.save()
+            except Exception as error:  # noqa: BLE001 - never let a logger fail a finished run
+                warnings.warn(f"logger {type(logger).__name__} could not log the final metrics: {error}")
             continue
         try:
             import wandb
