@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from s3nas.data import CifarDataModule, DigitsDataModule, ImageNetDataModule, build_datamodule
+from s3nas.data import cifar as cifar_module
 from s3nas.data.cifar import CIFAR_SPECS
 from s3nas.errors import ConfigError, DataError
 
@@ -67,7 +68,8 @@ def test_build_from_composed_config(compose_cfg):
 
 # -------------------------------------------------------------------------------------- CIFAR
 def _write_cifar(root, name, per_file=10, seed=0):
-    """Tiny CIFAR files in the real python-pickle layout; returns (test images NHWC, test labels)."""
+    """Tiny CIFAR files in the real python-pickle layout (batches + meta file, keys as torchvision reads the
+    archive's files); returns (test images NHWC, test labels)."""
     spec = CIFAR_SPECS[name]
     folder = root / spec["folder"]
     folder.mkdir(parents=True)
@@ -76,15 +78,20 @@ def _write_cifar(root, name, per_file=10, seed=0):
     for fname in spec["train_files"] + spec["test_files"]:
         images = rng.integers(0, 256, size=(per_file, 32, 32, 3), dtype=np.uint8)
         labels = [int(i % spec["num_classes"]) for i in range(per_file)]
-        entry = {b"data": images.transpose(0, 3, 1, 2).reshape(per_file, -1), b"batch_label": b"tiny"}
+        entry = {"data": images.transpose(0, 3, 1, 2).reshape(per_file, -1), "batch_label": "tiny"}
         if name == "cifar10":
-            entry[b"labels"] = labels
+            entry["labels"] = labels
         else:
-            entry[b"fine_labels"], entry[b"coarse_labels"] = labels, [lab // 5 for lab in labels]
+            entry["fine_labels"], entry["coarse_labels"] = labels, [lab // 5 for lab in labels]
         with open(folder / fname, "wb") as handle:
             pickle.dump(entry, handle)
         if fname in spec["test_files"]:
             test = (images, labels)
+    class_names = [f"class_{i}" for i in range(spec["num_classes"])]
+    meta = {"label_names": class_names} if name == "cifar10" else {"fine_label_names": class_names,
+                                                                    "coarse_label_names": class_names[:20]}
+    with open(folder / spec["meta_file"], "wb") as handle:
+        pickle.dump(meta, handle)
     return test
 
 
@@ -131,8 +138,53 @@ def test_cifar_corrupt_batch_is_a_data_error(tmp_path):
     _write_cifar(tmp_path, "cifar10")
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     dm = CifarDataModule({"name": "cifar10", "root": str(tmp_path)})
-    with pytest.raises(DataError, match="data_batch_3"):
+    with pytest.raises(DataError, match="data_batch_3") as info:
         dm.setup()
+    assert str(info.value).startswith("data.root") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("case", ["no_labels", "label_count", "meta_corrupt", "meta_missing", "label_range"])
+def test_cifar_bad_files_are_one_line_data_errors(tmp_path, case):
+    _write_cifar(tmp_path, "cifar100")
+    folder = tmp_path / "cifar-100-python"
+    batch = pickle.loads((folder / "train").read_bytes())
+    if case == "no_labels":
+        del batch["fine_labels"]
+    elif case == "label_count":
+        batch["fine_labels"] = batch["fine_labels"][:-1]
+    elif case == "label_range":
+        batch["fine_labels"][3] = 100
+    elif case == "meta_corrupt":
+        (folder / "meta").write_bytes(b"\x80\x04 broken")
+    else:
+        (folder / "meta").unlink()
+    (folder / "train").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DataError) as info:
+        CifarDataModule({"name": "cifar100", "root": str(tmp_path)}).setup()
+    message = str(info.value)
+    assert message.startswith("data.root") and "\n" not in message
+    expected = {"no_labels": "'fine_labels'", "label_count": "10 images but 9 labels", "label_range": "label 100 out of range",
+                "meta_corrupt": "is not a CIFAR meta file", "meta_missing": "holds train, test, meta"}[case]
+    assert expected in message
+    if case in ("no_labels", "label_count", "meta_corrupt"):
+        assert str(folder / ("meta" if case == "meta_corrupt" else "train")) in message
+
+
+def test_cifar_reader_is_torchvisions_without_md5(tmp_path):
+    """The files are read by torchvision's CIFAR class (a subclass), with class names from the meta file."""
+    import torchvision
+
+    from s3nas.data.cifar import read_cifar_file
+
+    test_images, test_labels = _write_cifar(tmp_path, "cifar10")
+    folder = tmp_path / "cifar-10-batches-py"
+    reader = cifar_module.READERS["cifar10"](str(folder), ["test_batch"])
+    assert isinstance(reader, torchvision.datasets.CIFAR10) and reader.classes[:2] == ["class_0", "class_1"]
+    images, labels = read_cifar_file(folder, "test_batch", "cifar10")
+    assert np.array_equal(images, test_images) and labels.tolist() == test_labels
+    # the stock class still checks md5s, so it rejects these files (downloads keep their check)
+    with pytest.raises(RuntimeError, match="not found or corrupted"):
+        torchvision.datasets.CIFAR10(str(tmp_path), train=False, download=False)
 
 
 # ----------------------------------------------------------------------------------- ImageNet

@@ -1,18 +1,23 @@
-"""`data=cifar10` / `data=cifar100`: the standard python-pickle batches under ``data.root``.
+"""`data=cifar10` / `data=cifar100`: the standard python-pickle batches under ``data.root``, read by torchvision.
 
-CIFAR-10: ``<root>/cifar-10-batches-py/{data_batch_1..5,test_batch}``; CIFAR-100:
-``<root>/cifar-100-python/{train,test}`` (``root`` may also be that folder itself). With
-``data.download=true`` torchvision fetches and extracts them when the network allows. Validation images
-are held out of the training batches (stratified, ``val_size``); the test batch is the test split.
+CIFAR-10: ``<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``; CIFAR-100:
+``<root>/cifar-100-python/{train,test,meta}`` (``root`` may also be that folder itself). The files are
+read with ``torchvision.datasets.CIFAR10/CIFAR100`` (``download=False``) through a subclass whose integrity
+check only asks that the files exist (files of another origin have other md5s); ``data.download=true``
+fetches and extracts the archive with torchvision's stock class, md5-checked, when the network allows.
+Validation images are held out of the training batches (stratified, ``val_size``); the test batch is
+the test split.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torchvision.datasets import CIFAR10, CIFAR100
 
 from s3nas.data.base import ArrayImageDataset, ImageDataModule, stratified_split
 from s3nas.errors import DataError
@@ -23,7 +28,7 @@ CIFAR_SPECS = {
         "folder": "cifar-10-batches-py",
         "train_files": [f"data_batch_{i}" for i in range(1, 6)],
         "test_files": ["test_batch"],
-        "label_key": "labels",
+        "meta_file": "batches.meta",
         "num_classes": 10,
         "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         "mean": (0.4914, 0.4822, 0.4465),
@@ -34,7 +39,7 @@ CIFAR_SPECS = {
         "folder": "cifar-100-python",
         "train_files": ["train"],
         "test_files": ["test"],
-        "label_key": "fine_labels",
+        "meta_file": "meta",
         "num_classes": 100,
         "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         "mean": (0.5071, 0.4865, 0.4409),
@@ -43,19 +48,68 @@ CIFAR_SPECS = {
 }
 
 
-def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, 32, 32, 3), labels int64) of one python-pickle CIFAR batch file."""
+#: Errors of reading a file that is not a CIFAR python pickle (torchvision reads it unchecked).
+_READ_ERRORS = (OSError, pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, TypeError,
+                AttributeError, RuntimeError)
+
+
+class _FilesOnDisk:
+    """Mixin for torchvision's CIFAR readers: read ``files`` of the folder ``root`` itself.
+
+    Integrity = the files exist (the stock check compares md5s, which rejects files of any other origin);
+    the meta file (class names) is required to exist but not checksummed either. Downloads use the stock
+    classes, so their md5 checks stay.
+    """
+
+    base_folder = ""  # ``root`` is the batch folder itself (it may have any name)
+
+    def __init__(self, root: str, files: list[str]):
+        # one file per instance, so that an error names its file
+        self.train_list = [[name, None] for name in files]
+        self.test_list = []
+        self.meta = {**type(self).meta, "md5": None}  # check_integrity(path, None) = the file exists
+        super().__init__(root, train=True, download=False)  # type: ignore[call-arg]
+
+    def _check_integrity(self) -> bool:
+        return all(os.path.isfile(os.path.join(self.root, name)) for name, _ in self.train_list + self.test_list)
+
+    def _load_meta(self) -> None:
+        try:
+            super()._load_meta()  # type: ignore[misc]
+        except _READ_ERRORS as err:
+            path = os.path.join(self.root, self.meta["filename"])
+            raise DataError(f"data.root: {path!r} is not a CIFAR meta file ({_describe(err)})") from None
+
+
+class CifarFiles10(_FilesOnDisk, CIFAR10):
+    """torchvision's CIFAR10 reader for batch files already on disk (no md5 check)."""
+
+
+class CifarFiles100(_FilesOnDisk, CIFAR100):
+    """torchvision's CIFAR100 reader for batch files already on disk (no md5 check)."""
+
+
+READERS = {"cifar10": CifarFiles10, "cifar100": CifarFiles100}
+
+
+def read_cifar_file(batch_dir: Path, file_name: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, 32, 32, 3), labels int64) of one batch file, read by torchvision; DataError if not."""
+    reader_cls = READERS[name]
     try:
-        with open(path, "rb") as handle:
-            entry = pickle.load(handle, encoding="latin1")
-        entry = {(k.decode() if isinstance(k, bytes) else k): v for k, v in entry.items()}
-        data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        labels = np.asarray(entry[label_key], dtype=np.int64)
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
-        raise DataError(f"data.root: {str(path)!r} is not a CIFAR python batch ({type(err).__name__}: {err})") from None
-    if len(labels) != len(data):
-        raise DataError(f"data.root: {str(path)!r} has {len(data)} images but {len(labels)} labels")
-    return np.ascontiguousarray(data), labels
+        reader = reader_cls(str(batch_dir), [file_name])
+    except _READ_ERRORS as err:
+        raise DataError(f"data.root: {str(batch_dir / file_name)!r} is not a CIFAR python batch "
+                        f"({_describe(err)})") from None
+    images = np.ascontiguousarray(np.asarray(reader.data, dtype=np.uint8))
+    labels = np.asarray(reader.targets, dtype=np.int64)
+    if len(labels) != len(images):
+        raise DataError(f"data.root: {str(batch_dir / file_name)!r} has {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def _describe(err: BaseException) -> str:
+    """'KeyError: data' on one line."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 class CifarDataModule(ImageDataModule):
@@ -79,9 +133,12 @@ class CifarDataModule(ImageDataModule):
             self.batch_dir = self._find_batches()
 
     # -- files ---------------------------------------------------------------------------------
+    def _files(self) -> list[str]:
+        """Every file the folder needs: the batches and the meta file (class names), as in the archive."""
+        return self.spec["train_files"] + self.spec["test_files"] + [self.spec["meta_file"]]
+
     def _expected(self) -> str:
-        files = ", ".join(self.spec["train_files"] + self.spec["test_files"])
-        return f"{self.spec['folder']}/{{{files}}}"
+        return f"{self.spec['folder']}/{{{', '.join(self._files())}}}"
 
     def _find_batches(self) -> Path:
         """The folder holding the batch files; DataError saying where to put them if absent."""
@@ -91,11 +148,11 @@ class CifarDataModule(ImageDataModule):
                             "(or add data.download=true)")
         root = Path(str(self.root)).expanduser()
         for candidate in (root / folder, root):
-            if all((candidate / f).is_file() for f in self.spec["train_files"] + self.spec["test_files"]):
+            if all((candidate / f).is_file() for f in self._files()):
                 return candidate
         raise DataError(f"data.root: {title} batches not found under {str(root)!r}: extract {self.spec['url']} "
                         f"there so that {root / folder}/ holds "
-                        f"{', '.join(self.spec['train_files'] + self.spec['test_files'])}, or add data.download=true")
+                        f"{', '.join(self._files())}, or add data.download=true")
 
     def prepare_data(self) -> None:
         if not self.download:
@@ -131,7 +188,7 @@ class CifarDataModule(ImageDataModule):
         return T.Compose(steps)
 
     def _read(self, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        parts = [read_cifar_batch(self.batch_dir / f, self.spec["label_key"]) for f in files]
+        parts = [read_cifar_file(self.batch_dir, f, self.name) for f in files]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def setup(self, stage: str | None = None) -> None:
