@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import replace
 
 import pytest
@@ -123,3 +124,50 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         codec.save_json(random_spec(random.Random(4)), path)
     assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["arch.json"]
+
+
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("value", NON_FINITE + [10 ** 400], ids=["nan", "inf", "-inf", "huge_int"])
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d, v: d["blocks"][0]["branches"][1].update(expansion=v), "blocks[0].branches[1].expansion"),
+    (lambda d, v: d["blocks"][1].update(se_ratio=v), "blocks[1].se_ratio"),
+    (lambda d, v: d.update(dropout=v), "dropout"),
+])
+def test_non_finite_numbers_in_json_name_the_field(mutate, field, value, tmp_path):
+    d = _good()
+    mutate(d, value)
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(d))  # Python's json writes NaN / Infinity, and reads them back
+    with pytest.raises(ArchSpecError) as err:
+        codec.load_json(path)
+    message = str(err.value)
+    assert f"{path}: {field}: must be a finite number" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_non_finite_numbers_in_specs_and_strings_name_the_field(value):
+    good = ArchSpec(blocks=(BlockSpec("mbconv", (Branch(3, 6.0),), 24, 2, se_ratio=0.25),))
+    block = good.blocks[0]
+    cases = {
+        "blocks[0].branches[0].expansion": replace(good, blocks=(replace(block, branches=(Branch(3, value),)),)),
+        "blocks[0].se_ratio": replace(good, blocks=(replace(block, se_ratio=value),)),
+        "dropout": replace(good, dropout=value),
+    }
+    for field, spec in cases.items():
+        with pytest.raises(ArchSpecError, match=rf"^{re.escape(field)}: must be a finite number"):
+            codec.validate(spec)
+        with pytest.raises(ArchSpecError, match=rf"^{re.escape(field)}: must be a finite number"):
+            codec.save_json(spec, "/nonexistent/never-written.json")
+    text = repr(value)  # 'nan', 'inf', '-inf' parse as floats
+    for block_text, field in ((f"ir_k3_e{text}_c32_s1", "expansion"), (f"ir_k3_e6_c32_s1_se{text}", "se_ratio")):
+        with pytest.raises(ArchSpecError, match=rf"^block.*{field}: must be a finite number"):
+            codec.decode_block(block_text)
+    with pytest.raises(ArchSpecError, match=r"^dropout: must be a finite number"):
+        codec.decode(codec.encode(good).replace("_d0.2", f"_d{text}"))
+
+
+def test_finite_edge_values_still_accepted():
+    spec = ArchSpec(blocks=(BlockSpec("mbconv", (Branch(3, 1e-3),), 24, 1, se_ratio=1.0),), dropout=0.0)
+    assert codec.decode(codec.encode(spec)) == spec and codec.from_dict(codec.to_dict(spec)) == spec

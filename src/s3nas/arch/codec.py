@@ -13,6 +13,7 @@ bad files raise ``ArchSpecError`` naming the field, e.g. ``blocks[3].branches[0]
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,13 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (JSON's NaN/Infinity and float('inf') are not numbers here)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def validate(spec: ArchSpec) -> ArchSpec:
@@ -58,7 +65,7 @@ def validate(spec: ArchSpec) -> ArchSpec:
     if spec.act not in ACTIVATIONS:
         raise ArchSpecError(f"act: {spec.act!r} is not an activation; use one of {', '.join(ACTIVATIONS)}")
     if not _is_num(spec.dropout) or not 0 <= spec.dropout < 1:
-        raise ArchSpecError(f"dropout: must be a number in [0, 1), got {spec.dropout!r}")
+        raise ArchSpecError(f"dropout: must be a finite number in [0, 1), got {spec.dropout!r}")
     if not isinstance(spec.blocks, tuple):
         raise ArchSpecError(f"blocks: must be a tuple of BlockSpec, got {type(spec.blocks).__name__}")
     for i, block in enumerate(spec.blocks):
@@ -78,7 +85,7 @@ def _validate_block(block: BlockSpec, where: str) -> None:
         if not _is_int(b.kernel) or b.kernel < 1 or b.kernel % 2 == 0:
             raise ArchSpecError(f"{where}.branches[{j}].kernel: must be odd >= 1, got {b.kernel!r}")
         if not _is_num(b.expansion) or b.expansion <= 0:
-            raise ArchSpecError(f"{where}.branches[{j}].expansion: must be a number > 0, got {b.expansion!r}")
+            raise ArchSpecError(f"{where}.branches[{j}].expansion: must be a finite number > 0, got {b.expansion!r}")
     if kernels != sorted(set(kernels)):
         raise ArchSpecError(f"{where}.branches: kernels must be distinct and sorted (merge same-size "
                             f"branches), got {kernels}")
@@ -89,7 +96,7 @@ def _validate_block(block: BlockSpec, where: str) -> None:
     if not _is_int(block.stage) or block.stage < 0:
         raise ArchSpecError(f"{where}.stage: must be an integer >= 0, got {block.stage!r}")
     if not _is_num(block.se_ratio) or not 0 <= block.se_ratio <= 1:
-        raise ArchSpecError(f"{where}.se_ratio: must be a number in [0, 1], got {block.se_ratio!r}")
+        raise ArchSpecError(f"{where}.se_ratio: must be a finite number in [0, 1], got {block.se_ratio!r}")
     if block.act not in ACTIVATIONS:
         raise ArchSpecError(f"{where}.act: {block.act!r} is not an activation; use one of {', '.join(ACTIVATIONS)}")
 
@@ -258,7 +265,7 @@ def _field(d: dict, key: str, where: str, kind: str, default: Any = ..., *, requ
     ok = {"int": _is_int(v), "num": _is_num(v), "str": isinstance(v, str), "list": isinstance(v, list),
           "dict": isinstance(v, dict)}[kind]
     if not ok:
-        names = {"int": "an integer", "num": "a number", "str": "a string", "list": "a list", "dict": "an object"}
+        names = {"int": "an integer", "num": "a finite number", "str": "a string", "list": "a list", "dict": "an object"}
         raise ArchSpecError(f"{where}{key}: must be {names[kind]}, got {type(v).__name__} {v!r}")
     return float(v) if kind == "num" else v
 
