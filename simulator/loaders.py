@@ -15,7 +15,6 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
 from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any, Callable
@@ -155,7 +154,7 @@ def _load_json(path: Path, input_size: int | None) -> Graph:
         except Exception as exc:  # a broken plug-in must not hide the others
             raise ModelLoadError(f"model loader '{entry_point.value}' failed to import: {exc}") from None
         try:
-            graph = _call_loader(loader, path, input_size, data)
+            graph = _call_loader(loader, path, input_size)
         except ModelLoadError:
             raise
         except Exception as exc:  # a loader's own error about the file: one line, no traceback
@@ -181,9 +180,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _call_loader(loader: Callable[..., Any], path: Path, input_size: int | None, data: Any = None) -> Any:
-    """Pass ``input_size`` when the loader takes it as a keyword. A loader that does not take it gets a
-    copy of the JSON with its top-level ``input_size`` set (when the JSON has that key)."""
+def _call_loader(loader: Callable[..., Any], path: Path, input_size: int | None) -> Any:
+    """Pass ``input_size`` when the loader takes it as a keyword; a loader that does not is called with the
+    path alone, and a graph it returns at another size is refused by ``_check_input_size``."""
     if input_size is None:
         return loader(path)
     try:
@@ -192,12 +191,6 @@ def _call_loader(loader: Callable[..., Any], path: Path, input_size: int | None,
         params = {}
     if "input_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return loader(path, input_size=input_size)
-    if isinstance(data, dict) and isinstance(data.get("input_size"), int):
-        resized = dict(data, input_size=input_size)
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / path.name
-            copy.write_text(json.dumps(resized))
-            return loader(copy)
     return loader(path)
 
 

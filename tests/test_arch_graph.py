@@ -107,3 +107,30 @@ def test_load_graph_from_json(tmp_path):
     (tmp_path / "broken.json").write_text(json.dumps({"format": codec.FORMAT, "blocks": [{"type": "mbconv"}]}))
     with pytest.raises(codec.ArchSpecError, match="blocks\\[0\\].branches: missing field"):
         load_graph_from_json(tmp_path / "broken.json")
+
+
+def test_load_graph_from_json_at_input_size(tmp_path, monkeypatch):
+    spec = _decorated_spec(2)
+    path = codec.save_json(spec, tmp_path / "arch.json")
+    at_64 = load_graph_from_json(path, input_size=64)
+    assert at_64 == archspec_to_graph(spec, input_size=64) and at_64.input_shape == (3, 64, 64)
+    assert at_64.macs == torch_macs(build_model(spec), 64) < archspec_to_graph(spec).macs
+    assert load_graph_from_json(path, input_size=None) == archspec_to_graph(spec)  # the spec's own 224
+    # the simulator passes --input-size to the loader itself (no resized copy of the JSON)
+    from simulator import loaders
+
+    seen = []
+
+    def spy(path_arg, input_size=None):
+        seen.append((str(path_arg), input_size))
+        return load_graph_from_json(path_arg, input_size=input_size)
+
+    class EntryPoint:
+        name, value = "s3nas", "s3nas.arch.graph:load_graph_from_json"
+
+        def load(self):
+            return spy
+
+    monkeypatch.setattr(loaders, "_registered_loaders", lambda: [EntryPoint()])
+    assert loaders.load_model_graph(str(path), 96) == archspec_to_graph(spec, input_size=96)
+    assert seen == [(str(path), 96)]

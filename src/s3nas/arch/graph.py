@@ -92,8 +92,9 @@ def block_to_graph(block: BlockSpec, in_channels: int, in_hw: int, *, name: str 
     return b.graph
 
 
-def load_graph_from_json(path: str | os.PathLike) -> Graph | None:
-    """Entry point for ``python -m simulator arch.json``: a Graph, or None when the JSON is not an ArchSpec."""
+def load_graph_from_json(path: str | os.PathLike, input_size: int | None = None) -> Graph | None:
+    """Entry point for ``python -m simulator arch.json [--input-size N]``: the Graph at ``input_size`` (default:
+    the spec's deployment input_size), or None when the JSON is not an ArchSpec."""
     try:
         with open(path) as f:
             data: Any = json.load(f)
@@ -101,4 +102,4 @@ def load_graph_from_json(path: str | os.PathLike) -> Graph | None:
         return None
     if not looks_like_archspec(data):
         return None
-    return archspec_to_graph(from_dict(data))
+    return archspec_to_graph(from_dict(data), input_size)
