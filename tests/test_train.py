@@ -335,3 +335,18 @@ def test_timm_zoo_network_trains_and_is_simulated(tmp_path):
     assert summary["latency_ms"] == pytest.approx(report.latency_ms) and summary["macs"] == report.macs
     assert not (run_dir / "arch.json").exists()  # timm networks are no ArchSpec
     assert (run_dir / "weights.pt").is_file()
+
+
+def test_arch_accepts_a_search_run_dir(tmp_path, arch_file):
+    from s3nas.errors import ConfigError
+    from s3nas.train.network import resolve_network
+
+    run_dir = tmp_path / "search_run"
+    run_dir.mkdir()
+    shutil.copy(arch_file, run_dir / "arch.json")
+    source = resolve_network(str(run_dir))
+    assert source.spec == tiny_spec() and source.label == codec.encode(tiny_spec())
+    assert resolve_network(str(run_dir / "arch.json")).spec == tiny_spec()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no arch.json"):
+        resolve_network(str(tmp_path / "empty"))
