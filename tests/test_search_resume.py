@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# 1 warm-up epoch + 2 search epochs of 4 batches of 16 digits at 16x16: 12 optimizer steps.
-TINY = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms"]
+# 1 warm-up epoch + 2 search epochs of 4 batches of 16 digits at 16x16: 12 optimizer steps; Lightning's
+# ModelCheckpoint (callbacks=default) keeps the latest epoch and last.ckpt.
+TINY = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms", "callbacks=default",
+        "callbacks.rich_progress_bar=null"]
 
 
 def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
@@ -49,7 +51,8 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     assert crashed.returncode != 0 and "interrupted after" in crashed.stderr
     assert not (run_dir / "arch.json").exists()
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
-    search(run_dir)
+    resumed = search(run_dir)
+    assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
     return reference, run_dir
 
 
@@ -73,13 +76,22 @@ def test_resume_mid_search_same_architecture(runs):
     assert [r["ce"] for r in history[8:]] == pytest.approx([r["ce"] for r in ref_history[8:]], rel=1e-5)
     assert history[-1]["thresholds"] == pytest.approx(ref_history[-1]["thresholds"], rel=1e-5, abs=1e-7)
     assert summary["val_acc"] == pytest.approx(ref_summary["val_acc"])
+    assert summary["supernet_val_acc"] == pytest.approx(ref_summary["supernet_val_acc"])
 
 
 @pytest.mark.slow
 def test_resume_between_phases_with_ckpt_path(reference, tmp_path):
-    # crash in the 1st search epoch: only warmup.ckpt exists; resume explicitly from it elsewhere
+    # crash early in the 1st search epoch: the latest checkpoint is the end of the warm-up; resume from it
+    # explicitly in another run dir
     crashed_dir = tmp_path / "crashed"
     search(crashed_dir, "schedule.interrupt_after_steps=6", check=False)
     resumed_dir = tmp_path / "resumed"
-    search(resumed_dir, f"ckpt_path={crashed_dir / 'checkpoints' / 'warmup.ckpt'}")
+    search(resumed_dir, f"ckpt_path={crashed_dir / 'checkpoints' / 'last.ckpt'}")
     assert arch_of(resumed_dir) == arch_of(reference)
+
+
+def test_callbacks_none_writes_no_checkpoint(tmp_path):
+    run_dir = tmp_path / "none"
+    search(run_dir, "callbacks=none", "schedule.warmup_epochs=0", "schedule.search_epochs=1")
+    assert (run_dir / "summary.json").is_file()
+    assert not list(run_dir.rglob("*.ckpt"))

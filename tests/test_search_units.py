@@ -13,33 +13,72 @@ from s3nas.arch.spec import Branch
 from s3nas.errors import ConfigError
 from s3nas.search import objective
 from s3nas.search.data import EpochSeededSampler, ItemSeededDataset
-from s3nas.search.module import lr_factor
-from s3nas.search.repair import contained, fit_to_target
-from s3nas.search.runner import optim_settings, read_checkpoint_meta, world_size_of
+from s3nas.config.schedule_schema import check_schedule
+from s3nas.search.module import OptimSettings, SearchModule
+from s3nas.search.repair import fit_to_target, shrinks
+from s3nas.search.runner import readable_checkpoint, resume_checkpoint, world_size_of
 from s3nas.search.sweep import write_sweep_summary
 
 
-def test_lr_decays_097_every_24_epochs():
-    steps_per_epoch = 10
-    decay_steps = round(2.4 * steps_per_epoch)
-    assert lr_factor(0, 0.97, decay_steps) == 1.0
-    assert lr_factor(decay_steps - 1, 0.97, decay_steps) == 1.0
-    assert lr_factor(decay_steps, 0.97, decay_steps) == pytest.approx(0.97)
-    assert lr_factor(10 * decay_steps + 3, 0.97, decay_steps) == pytest.approx(0.97**10)
+def _schedule(**changes):
+    from omegaconf import OmegaConf
+
+    from s3nas.config.schedule_schema import ScheduleConfig
+
+    schedule = OmegaConf.structured(ScheduleConfig)
+    for key, value in changes.items():
+        OmegaConf.update(schedule, key, value)
+    return schedule
+
+
+def test_lr_decays_097_every_24_epochs_with_steplr():
+    optim = OptimSettings.from_schedule(_schedule(), global_batch=64, steps_per_epoch=10)
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.decay_steps, gamma=optim.decay_rate)
+    lrs = []
+    for _ in range(2 * optim.decay_steps + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert optim.decay_steps == 24
+    assert lrs[23] == 1.0 and lrs[24] == pytest.approx(0.97) and lrs[48] == pytest.approx(0.97**2)
 
 
 def test_lr_scales_with_global_batch():
     from omegaconf import OmegaConf
 
-    schedule = OmegaConf.create({"optimizer": {"lr_per_256": 0.016, "alpha": 0.9, "momentum": 0.9, "eps": 1e-3,
-                                               "weight_decay": 1e-5, "decay_rate": 0.97, "decay_epochs": 2.4},
-                                 "threshold_lr_scale": 2.0, "gradient_clip_val": 10.0})
-    optim = optim_settings(schedule, batch_size=256, world_size=4, steps_per_epoch=100)
+    optim = OptimSettings.from_schedule(_schedule(**{"thresholds.lr_scale": 2.0}), global_batch=1024,
+                                        steps_per_epoch=100)
     assert optim.lr == pytest.approx(0.064)  # the paper's 0.064 at batch 1024
     assert optim.decay_steps == 240
     assert optim.threshold_lr_scale == 2.0
     assert world_size_of(OmegaConf.create({"devices": 4, "num_nodes": 2})) == 8
     assert world_size_of(OmegaConf.create({"devices": "auto"})) == 1
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("warmup_epochs", -1, "schedule.warmup_epochs: must be an integer >= 0"),
+    ("search_epochs", 0, "schedule.search_epochs: must be an integer >= 1"),
+    ("optimizer.lr_per_256", float("nan"), "schedule.optimizer.lr_per_256"),
+    ("thresholds.init", "random", "schedule.thresholds.init"),
+    ("decode", "best", "schedule.decode"),
+    ("thresholds.approach_band", 0.0, "schedule.thresholds.approach_band"),
+])
+def test_schedule_values_are_checked(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        check_schedule(_schedule(**{key: value}))
+
+
+def test_approach_speed_slows_near_the_target_and_stops_under_it():
+    optim = OptimSettings.from_schedule(_schedule(**{"thresholds.approach_band": 0.2, "thresholds.approach_floor": 0.1}),
+                                        global_batch=64, steps_per_epoch=10)
+    speed = SearchModule._approach_speed
+    stand_in = type("M", (), {"optim": optim, "loss_target_ms": 2.0})()
+    assert speed(stand_in, 4.0) == 1.0  # far above: full speed
+    assert speed(stand_in, 2.2) == pytest.approx(0.5)  # 0.2 ms over = half the 0.4 ms band
+    assert speed(stand_in, 2.01) == pytest.approx(0.1)  # floor
+    assert speed(stand_in, 2.0) == 0.0 and speed(stand_in, 1.5) == 0.0  # at or under: thresholds stop
 
 
 def test_sampler_order_depends_on_seed_and_epoch_only():
@@ -72,21 +111,23 @@ def test_item_seeded_dataset_reproducible_augmentation():
 
 # ---------------------------------------------------------------------------------- fit to target
 def _opt(*pairs):
-    return tuple(Branch(k, e) for k, e in pairs)
+    return tuple(Branch(k, float(e)) for k, e in pairs)
 
 
-@dataclass
-class _Position:
-    allow_skip: bool = True
+# A MixConv-like block: two superkernels, kernels 3/5 and 3/5/7, expansions 0 (off) or 2.
+LEVELS = [((3, 5), (0.0, 2.0)), ((3, 5, 7), (0.0, 2.0))]
 
 
 class _Space:
-    """Two blocks, four options each (stand-in for SearchSpace in this test only)."""
-
-    positions = [_Position(), _Position()]
+    """Two blocks of the two-superkernel kind (stand-in for SearchSpace in this test only)."""
 
     def options(self, i):
-        return [(), _opt((3, 2)), _opt((3, 4)), _opt((3, 2), (5, 2))]
+        from itertools import product
+
+        from s3nas.space import canonical
+
+        states = [[Branch(k, e) for k in ks for e in es] for ks, es in LEVELS]
+        return sorted({canonical(c) for c in product(*states)}, key=str)
 
 
 class _Table:
@@ -101,40 +142,53 @@ class _Table:
         return self.fixed_ms + sum(self.block_ms(i, o) for i, o in enumerate(options))
 
 
-def test_contained_only_allows_switching_off():
-    assert contained((), _opt((3, 2)))
-    assert contained(_opt((3, 2)), _opt((3, 2), (5, 2)))
-    assert not contained(_opt((5, 2)), _opt((3, 4)))
-    assert not contained(_opt((3, 4)), _opt((3, 2)))
+def _never_grows(new_raw, old_raw):
+    return all(n.kernel <= o.kernel and n.expansion <= o.expansion for n, o in zip(new_raw, old_raw))
 
 
-def test_fit_to_target_reaches_target_with_few_steps():
+def test_shrinks_only_switch_one_indicator_off():
+    raw = _opt((5, 2), (7, 2))
+    steps = shrinks(raw, LEVELS)
+    assert set(steps) == {_opt((3, 2), (7, 2)), _opt((5, 0), (7, 2)), _opt((5, 2), (5, 2)), _opt((5, 2), (7, 0))}
+    assert all(_never_grows(s, raw) for s in steps)
+    # the counter-example of the old containment test: k3e2 + k5e2 must never become k5e4 (capacity 68 -> 100)
+    raw = _opt((3, 2), (5, 2))
+    assert all(_never_grows(s, raw) for s in shrinks(raw, LEVELS))
+
+
+def test_fit_to_target_reaches_target_and_never_grows_a_branch():
     table, space = _Table(), _Space()
-    options = [_opt((3, 2), (5, 2)), _opt((3, 2), (5, 2))]
-    start_ms = table.estimate_ms(options)
-    target_ms = start_ms - 0.3
-    result = fit_to_target(options, space, table, target_ms)
+    raw = [_opt((5, 2), (7, 2)), _opt((3, 2), (5, 2))]
+    target_ms = table.estimate_ms(result_options(raw)) - 0.3
+    result = fit_to_target(raw, [LEVELS, LEVELS], space, table, target_ms)
     assert result.repaired
     assert table.estimate_ms(result.options) <= target_ms
     assert table.estimate_ms(result.options) >= 0.5 * target_ms  # did not throw everything away
-    for new, old in zip(result.options, options):
-        assert contained(new, old)
+    for new, old in zip(result.raw, raw):
+        assert _never_grows(new, old)
+
+
+def result_options(raw):
+    from s3nas.space import canonical
+
+    return [canonical(r) for r in raw]
 
 
 def test_fit_to_target_follows_the_simulator_gap():
     table, space = _Table(), _Space()
-    options = [_opt((3, 2), (5, 2)), _opt((3, 2), (5, 2))]
-    target_ms = table.estimate_ms(options) - 0.1
+    raw = [_opt((5, 2), (7, 2)), _opt((5, 2), (7, 2))]
+    target_ms = table.estimate_ms(result_options(raw)) - 0.1
     # the "simulator" is 0.2 ms slower than the LUT: the repair must go further than the LUT asks
-    result = fit_to_target(options, space, table, target_ms, simulate_ms=lambda o: table.estimate_ms(o) + 0.2)
+    result = fit_to_target(raw, [LEVELS, LEVELS], space, table, target_ms,
+                           simulate_ms=lambda o: table.estimate_ms(o) + 0.2)
     assert table.estimate_ms(result.options) + 0.2 <= target_ms
 
 
 def test_no_repair_when_under_target():
     table, space = _Table(), _Space()
-    options = [_opt((3, 2)), _opt((3, 2))]
-    result = fit_to_target(options, space, table, table.estimate_ms(options) + 1.0)
-    assert not result.repaired and result.options == options
+    raw = [_opt((3, 2), (3, 0)), _opt((3, 2), (3, 0))]
+    result = fit_to_target(raw, [LEVELS, LEVELS], space, table, table.estimate_ms(result_options(raw)) + 1.0)
+    assert not result.repaired and result.raw == raw
 
 
 # ---------------------------------------------------------------------------------- misc
@@ -146,16 +200,33 @@ def test_objective_returns_named_summary_values():
 
 
 def test_checkpoint_errors_are_user_errors(tmp_path: Path):
+    from omegaconf import OmegaConf
+
     with pytest.raises(ConfigError, match="ckpt_path"):
-        read_checkpoint_meta(tmp_path / "missing.ckpt")
+        resume_checkpoint(OmegaConf.create({"ckpt_path": str(tmp_path / "missing.ckpt")}), None)
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ConfigError, match="not a readable checkpoint"):
-        read_checkpoint_meta(bad)
+    with pytest.raises(ConfigError, match="not a readable s3nas search checkpoint"):
+        resume_checkpoint(OmegaConf.create({"ckpt_path": str(bad)}), None)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(ConfigError, match="not an s3nas search checkpoint"):
-        read_checkpoint_meta(foreign)
+    assert not readable_checkpoint(foreign)
+
+
+def test_resume_picks_the_newest_readable_checkpoint(tmp_path: Path):
+    import os
+    import time
+
+    from omegaconf import OmegaConf
+
+    good = tmp_path / "epoch_001.ckpt"
+    torch.save({"state_dict": {}, "s3nas": {"phase": "warmup"}}, good)
+    truncated = tmp_path / "last.ckpt"
+    truncated.write_bytes(good.read_bytes()[:20])  # a write that failed half-way (full disk)
+    later = time.time() + 5
+    os.utime(truncated, (later, later))
+    with pytest.warns(UserWarning, match="unreadable checkpoint"):
+        assert resume_checkpoint(OmegaConf.create({"ckpt_path": None}), tmp_path) == good
 
 
 def test_sweep_summary_collects_jobs(tmp_path: Path):

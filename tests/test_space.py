@@ -148,3 +148,15 @@ def test_unknown_key_in_plain_dict():
         SearchSpace.from_config(cfg.supernet, cfg.candidates)
     with pytest.raises(ConfigError, match="candidates.bogus"):
         check_candidates({"bogus": 1})
+
+
+def test_archspec_options_round_trip_exactly_through_json(space, tmp_path):
+    """options -> ArchSpec -> arch.json -> options gives back every position, skips included."""
+    from s3nas.arch import codec
+
+    rng = random.Random(3)
+    for n in range(20):
+        options = space.random_options(rng)
+        path = tmp_path / f"a{n}.json"
+        codec.save_json(space.arch_spec(options), path)
+        assert space.options_of(codec.load_json(path)) == options

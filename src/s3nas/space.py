@@ -216,16 +216,21 @@ class SearchSpace:
         if len(options) != len(self.positions):
             raise ValueError(f"expected {len(self.positions)} options (one per position), got {len(options)}")
         blocks = tuple(self.block_spec(i, opt) for i, opt in enumerate(options))
-        return ArchSpec(blocks=tuple(b for b in blocks if b.branches), stem_channels=self.stem_channels,
+        kept = [i for i, b in enumerate(blocks) if b.branches]
+        return ArchSpec(blocks=tuple(blocks[i] for i in kept), stem_channels=self.stem_channels,
                         stem_kernel=self.stem_kernel, stem_stride=self.stem_stride,
                         head_channels=self.head_channels, num_classes=self.num_classes,
                         in_channels=self.in_channels, input_size=self.input_size, act=self.act,
-                        dropout=self.dropout, name=name or self.name)
+                        dropout=self.dropout, name=name or self.name,
+                        meta={"space": self.name, "positions": kept})
 
     def options_of(self, spec: ArchSpec) -> list[Option]:
         """Map an ArchSpec of this space back to one option per position (skips where blocks are missing)."""
-        result: list[Option] = []
         blocks = list(spec.blocks)
+        exact = self._options_at_recorded_positions(spec)
+        if exact is not None:
+            return exact
+        result: list[Option] = []
         j = 0
         for i, pos in enumerate(self.positions):
             b = blocks[j] if j < len(blocks) else None
@@ -242,6 +247,24 @@ class SearchSpace:
                 raise ValueError(f"ArchSpec block {j} does not fit position {i} of the search space")
         if j != len(blocks):
             raise ValueError(f"ArchSpec has {len(blocks) - j} blocks more than the search space can hold")
+        return result
+
+    def _options_at_recorded_positions(self, spec: ArchSpec) -> list[Option] | None:
+        """Options from the positions ``arch_spec`` recorded in ``spec.meta`` (exact round trip), if valid."""
+        positions = (spec.meta or {}).get("positions")
+        if not isinstance(positions, list) or len(positions) != len(spec.blocks):
+            return None
+        result: list[Option] = [()] * len(self.positions)
+        for i, block in zip(positions, spec.blocks):
+            if not isinstance(i, int) or not 0 <= i < len(self.positions):
+                return None
+            pos, option = self.positions[i], canonical(block.branches)
+            if (block.stage, block.out_channels, block.stride) != (pos.stage, pos.out_channels, pos.stride) \
+                    or option not in set(self.options(i)):
+                return None
+            result[i] = option
+        if any(not o and not self.positions[i].allow_skip for i, o in enumerate(result)):
+            return None
         return result
 
     def random_options(self, rng: Any) -> list[Option]:

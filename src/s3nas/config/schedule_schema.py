@@ -47,6 +47,14 @@ class ThresholdConfig:
     eps: Optional[float] = None  # RMSProp eps of the thresholds' group (null: optimizer.eps)
     momentum: Optional[float] = None  # momentum of the thresholds' group (null: optimizer.momentum)
     square_avg_init: Optional[float] = None  # RMSProp square_avg start (null: RMSpropTF's 1.0)
+    # Latency-proportional speed (null: off, the paper): the thresholds' lr is scaled by
+    # clamp((L - T) / (approach_band * T), approach_floor, 1) while the estimated latency L is above the loss
+    # target T, and by 0 at or below it, so the search slows down near the target and stops there.
+    approach_band: Optional[float] = None
+    # True (the paper): the latency term's gradient also shrinks the weights through their norms (the
+    # indicator is step(||w|| - t)); false: it trains the thresholds only, so the speed above is the speed.
+    latency_grad_to_weights: bool = True
+    approach_floor: float = 0.1
 
 
 @dataclass
@@ -124,6 +132,8 @@ def check_schedule(schedule: Any) -> None:
     _number("thresholds.eps", t.eps, low=0, low_open=True, nullable=True)
     _number("thresholds.momentum", t.momentum, low=0, high=1, nullable=True)
     _number("thresholds.square_avg_init", t.square_avg_init, low=0, nullable=True)
+    _number("thresholds.approach_band", t.approach_band, low=0, low_open=True, nullable=True)
+    _number("thresholds.approach_floor", t.approach_floor, low=0, high=1, low_open=True)
     _number("gradient_clip_val", s.gradient_clip_val, low=0, low_open=True, nullable=True)
     _number("target_margin", s.target_margin, low=0, high=0.5)
     if s.decode not in DECODES:

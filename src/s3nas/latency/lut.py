@@ -285,6 +285,23 @@ def _chunks(items: list, n: int) -> list[list]:
     return [items[k:k + size] for k in range(0, len(items), size)]
 
 
+def _worker_init() -> None:
+    """Table workers: leave Ctrl-C to the parent (one message, no traceback per worker), die with it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # Linux: SIGTERM this worker when its parent dies, even by SIGKILL
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown handles normal exits
+        pass
+
+
 def _run_parallel(fn, space, profile, items: list, workers: int, progress: bool, description: str) -> list:
     """Run ``fn(space, profile, chunk)`` over chunks of ``items`` (in order), with a progress bar."""
     chunks = _chunks(items, max(1, workers) * 8 if workers > 1 else max(1, len(items) // 16 or 1))
@@ -300,7 +317,7 @@ def _run_parallel(fn, space, profile, items: list, workers: int, progress: bool,
     try:
         if workers > 1 and len(chunks) > 1:
             ctx = multiprocessing.get_context("spawn")  # no fork of a torch-threaded parent
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = {pool.submit(fn, space, profile, chunk): k for k, chunk in enumerate(chunks)}
                 for fut in cf.as_completed(futures):
                     k = futures[fut]
@@ -365,7 +382,7 @@ def build_latency_table(space: SearchSpace, profile: Any, *, cache_dir: str | os
     profile = _load_profile(profile)
     key = table_key(space, profile, method, samples_per_option, seed)
     path = cache_path(cache_dir, space, profile, key) if cache_dir is not None else None
-    if path is not None and path.exists():
+    if path is not None and _exists(path):
         try:
             data = json.loads(path.read_text())
             if data.get("key") != key:
@@ -376,5 +393,16 @@ def build_latency_table(space: SearchSpace, profile: Any, *, cache_dir: str | os
     table = compute_latency_table(space, profile, workers=workers, progress=progress, method=method,
                                   samples_per_option=samples_per_option, seed=seed)
     if path is not None:
-        table.save(path)
+        try:
+            table.save(path)
+        except OSError as err:  # unwritable / full / not a directory: the run goes on with the table in memory
+            warnings.warn(f"latency table cache {path} could not be written ({err.strerror or err}); "
+                          "using the table in memory (set paths.cache_dir to a writable directory)", stacklevel=2)
     return table
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False

@@ -131,6 +131,8 @@ class SuperKernel(nn.Module):
         self.slice_channels = tuple(bounds)
         self.first_optional = bool(first_optional)
         self.phase = "search"
+        # True (the paper): the latency estimate's gradient also reaches the weights through their norms.
+        self.latency_grad_to_weights = True
         channels, k_max = bounds[-1], kernels[-1]
         self.out_channels, self.in_channels_per_group, self.max_kernel = channels, in_channels_per_group, k_max
 
@@ -172,11 +174,12 @@ class SuperKernel(nn.Module):
         return ([0] if self.first_optional else []) + list(self.slice_channels)
 
     # ---------------------------------------------------------------------------------------- indicators
-    def kernel_indicators(self) -> Tensor:
+    def kernel_indicators(self, weight: Tensor | None = None) -> Tensor:
         """Search-mode indicators of the outer rings: ``step(||w_ring||_2 - t)``, sigmoid gradient."""
+        weight = self.weight if weight is None else weight
         if self.kernel_thresholds is None:
-            return self.weight.new_zeros(0)
-        sq = self.weight.pow(2).sum(dim=(0, 1))  # (K, K)
+            return weight.new_zeros(0)
+        sq = weight.pow(2).sum(dim=(0, 1))  # (K, K)
         ring_norm = (self.ring_masks[1:] * sq).sum(dim=(1, 2)).clamp_min(1e-24).sqrt()
         return indicator(ring_norm - self.kernel_thresholds)
 
@@ -244,6 +247,11 @@ class SuperKernel(nn.Module):
         Reuses those of the last thresholded forward while no parameter changed in place since (same
         training step, before the optimizer step) and the grad mode is the same.
         """
+        if not getattr(self, "latency_grad_to_weights", True):
+            # the latency term trains the thresholds only: norms of detached weights
+            weight = self.weight.detach()
+            kernel_u = self.kernel_indicators(weight)
+            return kernel_u, self.channel_indicators(weight * self.kernel_mask(kernel_u) if kernel_u.numel() else weight)
         cached = getattr(self, "_cached", None)
         if cached is not None and cached[0] == self._cache_key():
             return cached[1], cached[2]

@@ -85,6 +85,11 @@ class Supernet(nn.Module):
         for sk in self.superkernels():
             sk.phase = phase
 
+    def set_latency_grad_to_weights(self, enabled: bool) -> None:
+        """True (the paper): the latency term's gradient reaches weights through their norms; False: thresholds only."""
+        for sk in self.superkernels():
+            sk.latency_grad_to_weights = bool(enabled)
+
     def superkernels(self) -> list[SuperKernel]:
         return [m for m in self.modules() if isinstance(m, SuperKernel)]
 

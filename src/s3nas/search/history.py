@@ -52,7 +52,11 @@ class SearchRecorder(pl.Callback):
         self.choices_every_n_steps = max(1, choices_every_n_steps)
         self.rows: list[dict] = []
         self.choices: list[dict] = []
+        self.is_global_zero = True
         self._load_existing()
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.is_global_zero = bool(trainer.is_global_zero)
 
     # ---- persistence ---------------------------------------------------------------------------
     @property
@@ -83,7 +87,9 @@ class SearchRecorder(pl.Callback):
         self.choices = [c for c in self.choices if int(c["step"]) <= total_step]
 
     def flush(self) -> None:
-        """Write history.json and choices.csv atomically."""
+        """Write history.json and choices.csv atomically (rank 0 only)."""
+        if not self.is_global_zero:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.history_path, json.dumps(self.rows))
         buffer = io.StringIO()

@@ -40,6 +40,9 @@ class OptimSettings:
     threshold_square_avg_init: float | None
     threshold_init: str  # zero | below_norm
     threshold_init_margin: float
+    approach_band: float | None = None
+    approach_floor: float = 0.1
+    latency_grad_to_weights: bool = True
 
     @classmethod
     def from_schedule(cls, schedule, *, global_batch: int, steps_per_epoch: int) -> "OptimSettings":
@@ -50,7 +53,9 @@ class OptimSettings:
                    decay_steps=max(1, round(float(o.decay_epochs) * steps_per_epoch)),
                    gradient_clip_val=schedule.gradient_clip_val, threshold_lr_scale=float(t.lr_scale),
                    threshold_eps=t.eps, threshold_momentum=t.momentum, threshold_square_avg_init=t.square_avg_init,
-                   threshold_init=str(t.init), threshold_init_margin=float(t.init_margin))
+                   threshold_init=str(t.init), threshold_init_margin=float(t.init_margin),
+                   approach_band=t.approach_band, approach_floor=float(t.approach_floor),
+                   latency_grad_to_weights=bool(t.latency_grad_to_weights))
 
 
 class SearchModule(pl.LightningModule):
@@ -76,9 +81,11 @@ class SearchModule(pl.LightningModule):
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro")
         if self.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
+        self.supernet.set_latency_grad_to_weights(optim.latency_grad_to_weights)
         # Largest hard-state LUT latency <= target met during the search: (latency_ms, step, raw choice).
         self.best_feasible: tuple[float, int, list] | None = None
         self.thresholds_initialised = False  # threshold init happens once, at the first search step
+        self.threshold_speed = 1.0  # thresholds' lr factor of the current step (approach_band)
 
     # ---- phase ---------------------------------------------------------------------------------
     @property
@@ -132,12 +139,14 @@ class SearchModule(pl.LightningModule):
 
             latency_ms = self.estimator(self.supernet)
             self._track_feasible(float(latency_ms.detach()))
+            self.threshold_speed = self._approach_speed(float(latency_ms.detach()))
             term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
             loss = ce + term
             out.update(latency_ms=latency_ms.detach(), latency_loss=term.detach())
             self.log("train/latency_ms", latency_ms, prog_bar=True, batch_size=batch_size)
             self.log("train/latency_loss", term, batch_size=batch_size)
             self.log("train/target_ms", self.target_ms, batch_size=batch_size)
+            self.log("train/threshold_speed", self.threshold_speed, batch_size=batch_size)
         self.train_acc(logits.detach(), labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/ce", ce, prog_bar=True, batch_size=batch_size)
@@ -169,6 +178,35 @@ class SearchModule(pl.LightningModule):
                               weight_decay=o.weight_decay)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.decay_steps, gamma=o.decay_rate)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _approach_speed(self, latency_ms: float) -> float:
+        """Thresholds' lr factor: 1 far above the target, down to approach_floor near it, 0 at or below it."""
+        band = self.optim.approach_band
+        if band is None:
+            return 1.0
+        excess_ms = latency_ms - self.loss_target_ms
+        if excess_ms <= 0:
+            return 0.0
+        return min(1.0, max(self.optim.approach_floor, excess_ms / (band * self.loss_target_ms)))
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        # Scale the thresholds' lr for this step only, once training_step (run by the closure) has measured
+        # the latency; the scheduler keeps owning the base schedule.
+        if len(optimizer.param_groups) < 2 or self.optim.approach_band is None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        group = optimizer.param_groups[1]
+        lr = group["lr"]
+
+        def closure():
+            result = optimizer_closure()
+            if self.phase == "search":
+                group["lr"] = lr * self.threshold_speed
+            return result
+
+        try:
+            return super().optimizer_step(epoch, batch_idx, optimizer, closure)
+        finally:
+            group["lr"] = lr
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         # Clip the weights only (paper: clipping 10); RMSProp normalises the thresholds' gradient scale anyway.

@@ -80,6 +80,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     schedule = cfg.schedule
     supernet = module.supernet
     total_steps = int(module.total_step)
+    rank_diff = _rank_threshold_diff(trainer, supernet)
     final_raw = list(supernet.indicator_state())
     final_state_ms = float(table.estimate_ms([canonical(b) for b in final_raw]))
     raw, decode_step, decode = final_raw, total_steps, "final"
@@ -126,6 +127,8 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "latency_source": f"simulation ({profile.name}, {deploy_space.input_size}x{deploy_space.input_size}, "
                           f"{deploy_space.num_classes} classes)",
         "search_seconds": search_seconds,
+        "world_size": int(trainer.world_size),
+        "rank_threshold_max_diff": rank_diff,  # 0.0: every process ended with rank 0's thresholds
         "hardware": profile.name,
         "lambda1": float(cfg.loss.lambda1),
         "lambda2": float(cfg.loss.lambda2),
@@ -155,6 +158,17 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         _log_to_wandb(loggers, summary, run_dir, table)
         print_summary(summary, spec, options, table, deploy_space)
     return summary
+
+
+def _rank_threshold_diff(trainer, supernet) -> float:
+    """Largest |threshold - rank 0's threshold| over all processes (0.0 on one process)."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().flatten() for p in supernet.threshold_parameters()])
+    if trainer.world_size <= 1:
+        return 0.0
+    reference = trainer.strategy.broadcast(flat.clone(), src=0)
+    diff = (flat - reference).abs().max()
+    return float(trainer.strategy.reduce(diff, reduce_op="max"))
 
 
 def _with_meta(spec, summary: dict):

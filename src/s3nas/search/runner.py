@@ -128,8 +128,8 @@ def check_search(cfg: DictConfig) -> Checked:
             f"supernet/candidates")
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing roots / files: DataError (one line)
-    if cfg.get("ckpt_path") and not Path(str(cfg.ckpt_path)).is_file():
-        raise ConfigError(f"ckpt_path: no checkpoint file at '{cfg.ckpt_path}'")
+    if cfg.get("ckpt_path"):
+        resume_checkpoint(cfg, None)  # an unreadable ckpt_path is a user error
     return Checked(profile=profile, target_ms=target_ms, deploy_space=deploy_space, datamodule=datamodule)
 
 
@@ -149,6 +149,8 @@ def resume_checkpoint(cfg: DictConfig, ckpt_dir: Path | None) -> Path | None:
     """``ckpt_path`` if given (must be readable), else the newest readable checkpoint of the run dir."""
     if cfg.get("ckpt_path"):
         path = Path(str(cfg.ckpt_path))
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path: no checkpoint file at '{path}'")
         if not readable_checkpoint(path):
             raise ConfigError(f"ckpt_path: '{path}' is not a readable s3nas search checkpoint; pass another one")
         return path

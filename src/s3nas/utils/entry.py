@@ -35,6 +35,9 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
     from s3nas.config import CONF_DIR, register_configs
 
     register_configs()
+    from s3nas.utils.quiet import quiet_third_party
+
+    quiet_third_party()
     full_error = _env_flag("HYDRA_FULL_ERROR")
     # Let Hydra re-raise instead of printing its own multi-line report; we print one line below.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -67,12 +70,20 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
         checked_ok = False
         try:
             prepare_config(cfg)
+            from s3nas.utils.quiet import quiet_third_party
+
+            quiet_third_party()  # again: Hydra's job logging was set up after run() started
             checked = check(cfg) if check is not None else None
             checked_ok = True
             _print_and_save(cfg)
             result = main_fn(cfg, checked) if check is not None else main_fn(cfg)
             failed = False
             return result
+        except KeyboardInterrupt:
+            if not checked_ok:
+                remove_unused_run_dir(cfg)
+            print_error(interrupted_message(cfg, started=checked_ok))
+            sys.exit(130)
         except UserError as err:
             if not checked_ok:
                 remove_unused_run_dir(cfg)
@@ -131,6 +142,22 @@ def check_known_keys(cfg: Any, prefix: str = "") -> None:
         if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none() \
                 and not node._is_interpolation():
             check_known_keys(node, f"{prefix}{key}.")
+
+
+def interrupted_message(cfg: Any, started: bool) -> str:
+    """'interrupted; run dir ...; resume with: python search.py ... hydra.run.dir=...' (one line)."""
+    import shlex
+
+    try:
+        run_dir = str(cfg.paths.output_dir)
+    except Exception:  # noqa: BLE001
+        run_dir = ""
+    if not started or not run_dir or not Path(run_dir).is_dir():
+        return "interrupted before the run started; nothing was written"
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=")]
+    command = " ".join(shlex.quote(a) for a in ["python", Path(sys.argv[0]).name, *args,
+                                                 f"hydra.run.dir={run_dir}"])
+    return f"interrupted; the run dir {run_dir} keeps its checkpoints; resume with: {command}"
 
 
 #: What Hydra (and our config printer) put into a run dir before the task does anything.

@@ -18,6 +18,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the user's umask
         with os.fdopen(fd, "w", encoding=encoding) as handle:
             handle.write(text)
             handle.flush()
@@ -29,9 +30,28 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     return path
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (sorted keys off, trailing newline)."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    """Write ``obj`` as strict JSON to ``path`` atomically (NaN/inf become null, trailing newline)."""
+    text = json.dumps(finite_json(obj), indent=indent, default=_json_default, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
 
 
 def _json_default(obj: Any) -> Any:

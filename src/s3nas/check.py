@@ -1,0 +1,31 @@
+"""`python -m s3nas.check [overrides]`: check a search command line without running it.
+
+Composes conf/search.yaml with the overrides, runs every check ``python search.py`` runs before it starts
+(loss, schedule, trainer keys, hardware, latency target and its feasibility, data) and prints the resolved
+latency target, e.g. ``python -m s3nas.check latency=2500000cycles hardware=systolic``. Bad input: one
+``error:`` line, exit 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from s3nas.utils.entry import run
+
+
+def check(cfg: Any) -> Any:
+    """The search's own start-up checks."""
+    from s3nas.search import check_search
+
+    return check_search(cfg)
+
+
+def main(cfg: Any, checked: Any = None) -> float:
+    """Print the resolved latency target in ms and return it."""
+    hardware = cfg.hardware.profile or cfg.hardware.name
+    print(f"latency: {cfg.latency} -> latency_ms={cfg.latency_ms:.6g} (hardware: {hardware}); checks passed")
+    return float(cfg.latency_ms)
+
+
+if __name__ == "__main__":
+    run(main, config_name="search", check=check)

@@ -1,0 +1,32 @@
+"""Several processes: a tiny search with DDP on two CPU processes (gloo).
+
+Both ranks must end with the same thresholds (hence the same architecture), and rank 0 alone writes the
+run dir's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ddp_two_cpu_processes_agree_and_rank0_writes(tmp_path):
+    run_dir = tmp_path / "ddp"
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "search.py", "debug=search_tiny", "data.image_size=16", "latency=3ms",
+           "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
+           "trainer.sync_batchnorm=false", "logger=csv", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert summary["rank_threshold_max_diff"] == 0.0  # every rank ended with rank 0's thresholds
+    assert (run_dir / "arch.json").is_file()
+    # one writer: exactly one summary/arch in the tree, one CSV log version
+    assert len(list(run_dir.rglob("summary.json"))) == 1 and len(list(run_dir.rglob("arch.json"))) == 1
+    assert len(list((run_dir / "csv").glob("version_*"))) == 1
