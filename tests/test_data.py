@@ -66,6 +66,49 @@ def test_build_from_composed_config(compose_cfg):
         build_datamodule({"name": "mnist"})
 
 
+# ------------------------------------------------------------------------------- _target_
+@pytest.mark.parametrize("group,target", [("digits", "DigitsDataModule"), ("cifar10", "CifarDataModule"),
+                                          ("cifar100", "CifarDataModule"), ("imagenet", "ImageNetDataModule")])
+def test_data_configs_name_their_module(compose_cfg, group, target):
+    assert compose_cfg([f"data={group}"]).data._target_ == f"s3nas.data.{target}"
+
+
+def test_data_target_is_instantiated_with_the_config(compose_cfg, tmp_path, monkeypatch):
+    (tmp_path / "my_data.py").write_text(
+        "from s3nas.data import DigitsDataModule\n"
+        "class SmallDigits(DigitsDataModule):\n"
+        "    def __init__(self, **kwargs):\n"
+        "        super().__init__(**kwargs)\n"
+        "        self.received = kwargs\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dm = build_datamodule(compose_cfg(["data._target_=my_data.SmallDigits", "data.image_size=12"]).data, batch_size=5)
+    assert type(dm).__name__ == "SmallDigits" and (dm.image_size, dm.batch_size) == (12, 5)
+    assert dm.received["name"] == "digits" and "_target_" not in dm.received  # keys arrive as keyword arguments
+    custom = build_datamodule({"_target_": "my_data.SmallDigits", "name": "my-digits"})  # a name of its own
+    assert custom.received["name"] == "my-digits"
+    # another spelling of a built-in module is that module
+    assert type(build_datamodule({"_target_": "s3nas.data.digits.DigitsDataModule", "name": "digits"})) is DigitsDataModule
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["data.name=mnist"], r"^data\.name: 'mnist' is not a dataset; use digits, cifar10, cifar100, imagenet$"),
+    (["data.name=cifar10"], r"^data\._target_: s3nas\.data\.DigitsDataModule does not read data\.name=cifar10; "
+                            r"use s3nas\.data\.CifarDataModule"),
+    (["data._target_=nowhere.Module"], r"^data\._target_: cannot instantiate 'nowhere\.Module' \("),
+    (["data._target_=s3nas.data.NoSuchModule"], r"^data\._target_: cannot instantiate 's3nas\.data\.NoSuchModule'"),
+])
+def test_bad_data_target_or_name_is_one_line(compose_cfg, overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        build_datamodule(compose_cfg(overrides).data)
+    assert "\n" not in str(info.value)
+
+
+def test_data_errors_come_through_instantiate_unwrapped(compose_cfg, tmp_path):
+    cfg = compose_cfg(["data=imagenet", f"data.root={tmp_path / 'none'}"]).data
+    with pytest.raises(DataError, match=r"^data\.root: .* does not exist"):
+        build_datamodule(cfg)
+
+
 # -------------------------------------------------------------------------------------- CIFAR
 def _write_cifar(root, name, per_file=10, seed=0):
     """Tiny CIFAR files in the real python-pickle layout (batches + meta file, keys as torchvision reads the

@@ -96,6 +96,50 @@ def test_wandb_offline_run_is_announced_once_and_readable(compose_cfg, tmp_path,
     assert "0.5" in json.dumps(summary) and "val/acc" in json.dumps(summary)
 
 
+def test_logger_configs_name_their_class(compose_cfg):
+    assert compose_cfg([]).logger._target_ == "pytorch_lightning.loggers.WandbLogger"
+    assert compose_cfg(["logger=csv"]).logger._target_ == "pytorch_lightning.loggers.CSVLogger"
+    assert compose_cfg(["logger=none"]).logger._target_ is None
+
+
+def test_logger_target_is_instantiated(compose_cfg, tmp_path, monkeypatch, no_login):
+    (tmp_path / "my_loggers.py").write_text(
+        "from pytorch_lightning.loggers import CSVLogger, WandbLogger\n"
+        "class MyCSV(CSVLogger):\n    pass\n"
+        "class MyWandb(WandbLogger):\n"
+        "    def __init__(self, **kwargs):\n"
+        "        self.received = kwargs\n"
+        "        super().__init__(**kwargs)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (csv_logger,) = build_loggers(compose_cfg(["logger=csv", "logger._target_=my_loggers.MyCSV"]))
+    assert type(csv_logger).__name__ == "MyCSV" and csv_logger.log_dir == str(tmp_path / "csv" / "version_0")
+    monkeypatch.setattr(loggers_mod, "_offline_announced", True)
+    try:
+        (wandb_logger,) = build_loggers(compose_cfg(["logger._target_=my_loggers.MyWandb", "logger.tags=[a,b]"]))
+    finally:
+        finish_wandb()
+    received = wandb_logger.received
+    assert type(wandb_logger).__name__ == "MyWandb" and "kind" not in received and "_target_" not in received
+    assert received["mode"] == "offline" and received["save_dir"] == str(tmp_path) and received["tags"] == ["a", "b"]
+    assert received["project"] == "s3nas" and received["job_type"] == "search"
+    # a config without _target_ (e.g. built in code) gets the kind's Lightning logger
+    from pytorch_lightning.loggers import CSVLogger
+
+    (plain,) = build_loggers({"logger": {"kind": "csv", "save_dir": str(tmp_path / "plain")}})
+    assert type(plain) is CSVLogger and plain.log_dir == str(tmp_path / "plain" / "csv" / "version_0")
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["logger.kind=tensorboard"], r"^logger\.kind: 'tensorboard' is not a logger; use wandb, csv, none$"),
+    (["logger=csv", "logger._target_=nowhere.Logger"], r"^logger\._target_: cannot instantiate 'nowhere\.Logger' \("),
+    (["logger.mode=sometimes"], r"^logger\.mode: 'sometimes' is not a W&B mode"),
+])
+def test_bad_logger_config_is_one_line(compose_cfg, no_login, overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        build_loggers(compose_cfg(overrides))
+    assert "\n" not in str(info.value)
+
+
 def test_run_name_from_overrides():
     overrides = ["latency=2ms", "hydra/launcher=joblib", "debug=fast", "hydra.run.dir=/x", "paths.data_dir=/d", "loss.lambda1=5", "logger=csv",
                  "logger.group=g", "+seed=3"]

@@ -18,8 +18,9 @@ from omegaconf import MISSING
 # ----------------------------------------------------------------------------------------- data
 @dataclass
 class DataConfig:
-    """Fields common to every dataset of the `data` group."""
+    """Fields common to every dataset of the `data` group; ``_target_`` is the DataModule class."""
 
+    _target_: str = MISSING  # e.g. s3nas.data.DigitsDataModule (instantiated with the other keys)
     name: str = MISSING  # digits | cifar10 | cifar100 | imagenet
     root: Optional[str] = None  # dataset directory (unused by digits)
     download: bool = False  # fetch with torchvision when the files are missing (CIFAR only)
@@ -35,6 +36,7 @@ class DataConfig:
 class DigitsDataConfig(DataConfig):
     """scikit-learn's bundled 8x8 digits, upsampled; stratified train/val/test split."""
 
+    _target_: str = "s3nas.data.DigitsDataModule"
     name: str = "digits"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -44,6 +46,7 @@ class DigitsDataConfig(DataConfig):
 class CifarDataConfig(DataConfig):
     """CIFAR-10/100 python-pickle batches; val held out from the training batches."""
 
+    _target_: str = "s3nas.data.CifarDataModule"
     name: str = "cifar10"
     val_size: int = 5000  # images held out of the 50000 training images (stratified)
     augment: bool = True  # random crop (padding 4) + horizontal flip
@@ -53,6 +56,7 @@ class CifarDataConfig(DataConfig):
 class ImageNetDataConfig(DataConfig):
     """Class-folder train/ and val/ trees; timm (Inception-style) transforms."""
 
+    _target_: str = "s3nas.data.ImageNetDataModule"
     name: str = "imagenet"
     image_size: int = 224
     batch_size: int = 256
@@ -104,8 +108,9 @@ class TrainerConfig:
 # --------------------------------------------------------------------------------------- logger
 @dataclass
 class LoggerConfig:
-    """Fields common to the `logger` group; ``kind`` picks the Lightning logger."""
+    """Fields common to the `logger` group: ``_target_`` is the Lightning logger class, ``kind`` the setup."""
 
+    _target_: Optional[str] = None  # null for logger=none
     kind: str = MISSING  # wandb | csv | none
     name: Optional[str] = None  # run name (null: from the command-line overrides, else W&B's)
     group: Optional[str] = None  # groups runs, e.g. the jobs of one multirun
@@ -116,6 +121,7 @@ class LoggerConfig:
 class WandbLoggerConfig(LoggerConfig):
     """Weights & Biases; offline (under save_dir) unless the user has logged in."""
 
+    _target_: str = "pytorch_lightning.loggers.WandbLogger"
     kind: str = "wandb"
     project: str = "s3nas"
     entity: Optional[str] = None
@@ -129,6 +135,7 @@ class WandbLoggerConfig(LoggerConfig):
 class CSVLoggerConfig(LoggerConfig):
     """Lightning's CSVLogger (metrics.csv + hparams.yaml)."""
 
+    _target_: str = "pytorch_lightning.loggers.CSVLogger"
     kind: str = "csv"
 
 

@@ -1,15 +1,16 @@
 """Lightning DataModules: embedded digits (default), CIFAR-10/100 python batches, ImageNet class folders.
 
-``build_datamodule(cfg.data)`` picks the module by ``data.name``. Every module exposes ``num_classes``,
-``in_channels`` and ``image_size`` right after construction (before ``setup``), and raises a one-line
-``DataError`` when its files are missing.
+``build_datamodule(cfg.data)`` instantiates ``data._target_`` (each ``conf/data/*.yaml`` names its module;
+a config without one gets the built-in module of ``data.name``) with the other keys as keyword arguments.
+Every module exposes ``num_classes``, ``in_channels`` and ``image_size`` right after construction (before
+``setup``), and raises a one-line ``DataError`` when its files are missing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from s3nas.data.base import ImageDataModule, config_dict
+from s3nas.data.base import ImageDataModule, config_dict, instantiate_config
 from s3nas.data.cifar import CifarDataModule
 from s3nas.data.digits import DigitsDataModule
 from s3nas.data.imagenet import ImageNetDataModule
@@ -24,14 +25,39 @@ DATAMODULES: dict[str, type[ImageDataModule]] = {
 }
 
 
+def target_of(module_cls: type) -> str:
+    """The ``_target_`` spelling of a built-in DataModule class (``s3nas.data.DigitsDataModule``)."""
+    return f"{__name__}.{module_cls.__name__}"
+
+
 def build_datamodule(data_cfg: Any, **overrides: Any) -> ImageDataModule:
-    """The DataModule of ``data_cfg`` (``cfg.data``); ``overrides`` replace config values (e.g. batch_size)."""
+    """The DataModule of ``data_cfg`` (``cfg.data``) from its ``_target_``; ``overrides`` replace config values
+    (e.g. batch_size). A built-in module must be the one of ``data.name``; a module of your own (a
+    ``_target_`` outside s3nas.data) may use any name."""
     cfg = {**config_dict(data_cfg), **overrides}
     name = cfg.get("name")
-    if name not in DATAMODULES:
+    target = cfg.pop("_target_", None) or (target_of(DATAMODULES[name]) if name in DATAMODULES else None)
+    builtin = _builtin_class(target)
+    if target is None or (builtin is not None and name not in DATAMODULES):
         raise ConfigError(f"data.name: {name!r} is not a dataset; use {', '.join(DATAMODULES)}")
-    return DATAMODULES[name](cfg)
+    if builtin is not None and builtin is not DATAMODULES[name]:
+        raise ConfigError(f"data._target_: {target} does not read data.name={name}; use "
+                          f"{target_of(DATAMODULES[name])} (or drop data._target_)")
+    return instantiate_config({"_target_": target, **cfg}, "data")
+
+
+def _builtin_class(target: Any) -> type | None:
+    """The built-in DataModule class ``target`` names, else None (a module of the user's, or not importable)."""
+    if not isinstance(target, str):
+        return None
+    from hydra.utils import get_class
+
+    try:
+        found = get_class(target)
+    except Exception:  # noqa: BLE001 - instantiate reports an unusable target in one line
+        return None
+    return found if found in DATAMODULES.values() else None
 
 
 __all__ = ["DATAMODULES", "CifarDataModule", "DigitsDataModule", "ImageDataModule", "ImageNetDataModule",
-           "build_datamodule"]
+           "build_datamodule", "target_of"]

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from s3nas.errors import DataError
+from s3nas.errors import ConfigError, DataError, UserError
 
 
 def config_dict(cfg: Any) -> dict:
@@ -28,6 +28,25 @@ def config_dict(cfg: Any) -> dict:
     except ImportError:  # pragma: no cover
         pass
     return dict(cfg)
+
+
+def instantiate_config(node: dict, key: str) -> Any:
+    """``hydra.utils.instantiate(node)`` (plain containers); a ``_target_`` that cannot be used is a one-line
+    ConfigError naming ``<key>._target_``; the target's own errors come out unwrapped (a DataError stays one)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if cause is not None and str(err).startswith("Error in call to target"):
+            raise cause  # a bug or an unexpected failure of the target: its own exception and traceback
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
+        raise ConfigError(f"{key}._target_: cannot instantiate {node.get('_target_')!r} "
+                          f"({' '.join(reason.split())})") from None
 
 
 def require_root(root: Optional[str], what: str, expected: str) -> Path:

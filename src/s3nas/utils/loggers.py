@@ -1,7 +1,7 @@
 """Lightning loggers from ``cfg.logger``: W&B (default; offline without a login), CSV, or none.
 
-``build_loggers(cfg)`` returns a list of Lightning loggers that already hold the resolved config as
-hyper-parameters. With ``logger.mode=auto`` W&B runs online only when the user has logged in
+``build_loggers(cfg)`` instantiates ``logger._target_`` (``hydra.utils.instantiate``) and returns a list
+of Lightning loggers that already hold the resolved config as hyper-parameters. With ``logger.mode=auto`` W&B runs online only when the user has logged in
 (``WANDB_API_KEY``, or the ~/.netrc entry of ``wandb login``) and ``WANDB_MODE`` does not say otherwise;
 offline runs live under the run's output dir and are announced once per process with the ``wandb sync`` command to
 upload them. ``run_name_from_overrides()`` names a run after its command-line overrides.
@@ -17,6 +17,8 @@ from typing import Any, Iterable, Optional
 from s3nas.errors import ConfigError
 
 LOGGER_KINDS = ("wandb", "csv", "none")
+#: logger.kind -> the Lightning logger class of a config without ``_target_``
+DEFAULT_TARGETS = {"wandb": "pytorch_lightning.loggers.WandbLogger", "csv": "pytorch_lightning.loggers.CSVLogger"}
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 #: Config keys (and their sub-keys) left out of run names: where things go, not what runs.
 RUN_NAME_EXCLUDE = ("hydra", "paths", "logger", "callbacks", "debug")
@@ -25,7 +27,11 @@ _offline_announced = False
 
 
 def build_loggers(cfg: Any) -> list:
-    """The Lightning loggers of ``cfg.logger`` (empty for ``logger=none``), config already logged."""
+    """The Lightning loggers of ``cfg.logger`` (empty for ``logger=none``), config already logged.
+
+    The logger is ``hydra.utils.instantiate`` of ``logger._target_`` (the kind's Lightning class when unset)
+    with the group's keys, after s3nas has filled in what depends on the run: the save dir, the run name
+    and group, and W&B's mode (``auto``: online only when logged in)."""
     logger_cfg = cfg.get("logger") if hasattr(cfg, "get") else None
     if logger_cfg is None:
         return []
@@ -34,42 +40,43 @@ def build_loggers(cfg: Any) -> list:
         raise ConfigError(f"logger.kind: {kind!r} is not a logger; use {', '.join(LOGGER_KINDS)}")
     if kind == "none":
         return []
-    save_dir = Path(str(logger_cfg.get("save_dir") or _output_dir(cfg)))
+    settings = _plain(logger_cfg)
+    settings.pop("kind", None)
+    settings["_target_"] = settings.get("_target_") or DEFAULT_TARGETS[kind]
+    save_dir = Path(str(settings.get("save_dir") or _output_dir(cfg)))
     save_dir.mkdir(parents=True, exist_ok=True)
-    name = logger_cfg.get("name") or run_name_from_overrides()
     if kind == "csv":
-        from pytorch_lightning.loggers import CSVLogger
-
-        loggers = [CSVLogger(save_dir=str(save_dir), name="csv", version=None)]
+        # the run name and group are W&B's; CSVLogger's `name` is its sub-folder (<save_dir>/csv/version_<n>)
+        settings = {"_target_": settings["_target_"], "save_dir": str(save_dir), "name": "csv", "version": None}
     else:
-        loggers = _wandb_loggers(cfg, logger_cfg, save_dir, name)
+        mode = wandb_mode(str(settings.get("mode") or "auto"))
+        if mode == "disabled":
+            return []
+        if mode == "offline":
+            _announce_offline(save_dir)
+        settings.update(
+            name=settings.get("name") or run_name_from_overrides(),
+            group=settings.get("group") or _multirun_group(),
+            tags=[str(t) for t in (settings.get("tags") or [])] or None,
+            save_dir=str(save_dir),
+            mode=mode,  # passed to wandb.init (Lightning's offline=True would set WANDB_MODE process-wide)
+        )
+    from s3nas.data.base import instantiate_config
+
+    loggers = [instantiate_config(settings, "logger")]
     params = resolved_config(cfg)
     for logger in loggers:
         logger.log_hyperparams(params)
     return loggers
 
 
-def _wandb_loggers(cfg: Any, logger_cfg: Any, save_dir: Path, name: Optional[str]) -> list:
-    mode = wandb_mode(str(logger_cfg.get("mode", "auto")))
-    if mode == "disabled":
-        return []
-    from pytorch_lightning.loggers import WandbLogger
+def _plain(node: Any) -> dict:
+    """A logger config as a plain dict, interpolations resolved."""
+    from omegaconf import DictConfig, OmegaConf
 
-    if mode == "offline":
-        _announce_offline(save_dir)
-    group = logger_cfg.get("group") or _multirun_group()
-    tags = [str(t) for t in (logger_cfg.get("tags") or [])]
-    return [WandbLogger(
-        project=str(logger_cfg.get("project", "s3nas")),
-        entity=logger_cfg.get("entity"),
-        name=name,
-        group=group,
-        tags=tags or None,
-        job_type=logger_cfg.get("job_type"),
-        save_dir=str(save_dir),
-        log_model=bool(logger_cfg.get("log_model", False)),
-        mode=mode,  # passed to wandb.init (Lightning's offline=True would set WANDB_MODE process-wide)
-    )]
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    return dict(node)
 
 
 def wandb_mode(configured: str = "auto") -> str:
