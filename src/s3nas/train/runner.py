@@ -241,6 +241,7 @@ def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callb
     callbacks += [c for c in build_callbacks(cfg, loggers) if not isinstance(c, pl.callbacks.ModelCheckpoint)]
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.setdefault("_target_", "pytorch_lightning.Trainer")
+    trainer_cfg["max_epochs"] = int(cfg.recipe.epochs)  # the recipe owns the schedule's length
     if trainer_cfg.get("deterministic") in (None, False) and cfg.recipe.get("deterministic", True):
         trainer_cfg["deterministic"] = True if trainer_cfg.get("accelerator", "cpu") == "cpu" else "warn"
     if trainer_cfg.get("num_sanity_val_steps") is None:
@@ -259,6 +260,8 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     from s3nas.utils.loggers import build_loggers
 
     started = time.time()
+    # the EMA copy is a submodule kept in eval mode on purpose
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     checked = checked if checked is not None else check_train(cfg)
     source, datamodule, run_dir = checked.source, checked.datamodule, checked.run_dir
     ckpt_dir = checkpoint_dir_of(cfg)
@@ -275,7 +278,7 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     train_loader = resume_safe_loader(datamodule.train_dataloader(), int(cfg.seed))
     val_loader = datamodule.val_dataloader()
     steps_per_epoch = limited_steps(len(train_loader), cfg.trainer.get("limit_train_batches"))
-    epochs = int(cfg.trainer.get("max_epochs") or recipe.epochs)
+    epochs = int(recipe.epochs)
     global_batch = int(train_loader.batch_size) * world_size_of(cfg.trainer)
     settings = recipe_settings(cfg, global_batch=global_batch, steps_per_epoch=steps_per_epoch, epochs=epochs)
     meta = {"network": source.to_meta(), "num_classes": int(datamodule.num_classes),
