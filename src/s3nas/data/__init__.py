@@ -8,6 +8,7 @@ Every module exposes ``num_classes``, ``in_channels`` and ``image_size`` right a
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from s3nas.data.base import ImageDataModule, config_dict, instantiate_config
@@ -50,14 +51,9 @@ def _builtin_class(target: Any) -> type | None:
     """The built-in DataModule class ``target`` names, else None (a module of the user's, or not importable)."""
     if not isinstance(target, str):
         return None
-    from hydra.utils import get_class
-
-    try:
-        found = get_class(target)
-    except Exception:  # noqa: BLE001 - instantiate reports an unusable target in one line
-        return None
+    module_name, _, attr = target.rpartition(".")
+    try:  # (hydra.utils.get_class would log an error of its own for a path that does not import)
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None  # instantiate reports an unusable target in one line
     return found if found in DATAMODULES.values() else None
-
-
-__all__ = ["DATAMODULES", "CifarDataModule", "DigitsDataModule", "ImageDataModule", "ImageNetDataModule",
-           "build_datamodule", "target_of"]

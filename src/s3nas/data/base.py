@@ -44,9 +44,10 @@ def instantiate_config(node: dict, key: str) -> Any:
             raise cause from None
         if cause is not None and str(err).startswith("Error in call to target"):
             raise cause  # a bug or an unexpected failure of the target: its own exception and traceback
-        reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
-        raise ConfigError(f"{key}._target_: cannot instantiate {node.get('_target_')!r} "
-                          f"({' '.join(reason.split())})") from None
+        target = node.get("_target_")
+        reason = " ".join(str(cause if cause is not None else err).split())
+        reason = reason.removeprefix(f"Error loading '{target}': ")  # Hydra's ImportError repeats the path
+        raise ConfigError(f"{key}._target_: cannot instantiate {target!r} ({reason})") from None
 
 
 def require_root(root: Optional[str], what: str, expected: str) -> Path:
