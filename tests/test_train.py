@@ -350,3 +350,44 @@ def test_arch_accepts_a_search_run_dir(tmp_path, arch_file):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no arch.json"):
         resolve_network(str(tmp_path / "empty"))
+
+
+def test_paper_retrain_preset_holds_the_paper_schedule(compose_cfg):
+    from s3nas.train.runner import recipe_settings, world_size_of
+
+    cfg = compose_cfg(["experiment=paper_retrain", "arch=timm:efficientnet_b0"], config_name="train")
+    recipe = cfg.recipe
+    assert recipe.epochs == 350 and recipe.scheduler.warmup_epochs == 5 and recipe.ema.decay == 0.9999
+    assert (recipe.optimizer.alpha, recipe.optimizer.momentum, recipe.optimizer.eps) == (0.9, 0.9, 1e-3)
+    assert recipe.label_smoothing == 0.1 and recipe.drop_path == 0.2 and recipe.optimizer.weight_decay == 1e-5
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp" and recipe.channels_last
+    global_batch = cfg.data.batch_size * world_size_of(cfg.trainer)
+    assert global_batch == 1024
+    steps_per_epoch = 1_281_167 // global_batch
+    settings = recipe_settings(cfg, global_batch=global_batch, steps_per_epoch=steps_per_epoch, epochs=350)
+    assert settings.lr == pytest.approx(0.064)
+    assert settings.warmup_steps == 5 * steps_per_epoch
+    assert settings.decay_steps == round(2.4 * steps_per_epoch)
+
+
+def test_tf_ema_warmup_and_step_schedule():
+    from s3nas.train.module import ModelEma, RecipeSettings, RetrainModule
+
+    ema = ModelEma(torch.nn.Linear(2, 2), decay=0.9999, warmup="tf")
+    assert ema.get_decay(0) == pytest.approx(0.1) and ema.get_decay(90) == pytest.approx(91 / 100)
+    assert ema.get_decay(10_000_000) == 0.9999
+    settings = RecipeSettings(lr=0.1, warmup_steps=10, warmup_lr_init=0.0, decay_rate=0.5, decay_steps=5)
+    module = RetrainModule(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), settings)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert type(optimizer).__name__ == "RMSpropTF"
+
+    def lr_at(step):
+        scheduler.step_update(num_updates=step)
+        return optimizer.param_groups[0]["lr"]
+
+    assert lr_at(5) == pytest.approx(0.05)  # linear warm-up
+    assert lr_at(10) == pytest.approx(0.1) and lr_at(14) == pytest.approx(0.1)
+    assert lr_at(15) == pytest.approx(0.05) and lr_at(20) == pytest.approx(0.025)  # x0.5 every 5 steps
+    # no weight decay on biases (timm's filter_bias_and_bn)
+    assert sorted(group["weight_decay"] for group in optimizer.param_groups) == [0.0, settings.weight_decay]
