@@ -1,8 +1,10 @@
-"""Multirun sweeps of the search: a lambda grid and optuna (two objectives) on tiny searches."""
+"""Multirun sweeps of the search: a lambda grid on the small config (the search moves the network to the
+target by itself, so lambda shows) and optuna (two objectives) on tiny searches."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -13,23 +15,32 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["debug=search_tiny", "data.image_size=16"]
+SMALL = ["debug=search_small"]
 
 
-def _multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def _multirun(sweep_dir: Path, *overrides: str, base=TINY) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "search.py", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [sys.executable, "search.py", "-m", *base, *overrides, f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
 
-@pytest.mark.slow
-def test_lambda_grid_writes_sweep_table(tmp_path):
-    proc = _multirun(tmp_path, "loss.lambda1=5,30", "loss.lambda2=100")
+def test_lambda_grid_on_the_small_config(tmp_path):
+    """The small config's search itself reaches the target (no repair) and lambda changes the result."""
+    proc = _multirun(tmp_path, "latency=2.5ms", "loss.lambda1=0,5,30", "loss.lambda2=100", base=SMALL)
     with (tmp_path / "sweep_summary.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert sorted(float(r["lambda1"]) for r in rows) == [5.0, 30.0]
-    assert all(float(r["simulated_ms"]) <= float(r["target_ms"]) for r in rows)
+        rows = {float(r["lambda1"]): r for r in csv.DictReader(handle)}
+    assert sorted(rows) == [0.0, 5.0, 30.0]
+    summaries = {float(json.loads((tmp_path / str(job) / "summary.json").read_text())["lambda1"]):
+                 json.loads((tmp_path / str(job) / "summary.json").read_text()) for job in range(3)}
+    # without the latency term the network stays all-on, far over the target (the repair has to act)
+    assert summaries[0.0]["final_state_estimated_ms"] > 3.5 and summaries[0.0]["repaired"]
+    for lam in (5.0, 30.0):
+        s = summaries[lam]
+        assert not s["repaired"], s["repair_steps"]
+        assert 0.9 * s["target_ms"] <= s["simulated_ms"] <= s["target_ms"]
+    assert (summaries[5.0]["arch"], summaries[5.0]["val_acc"]) != (summaries[30.0]["arch"], summaries[30.0]["val_acc"])
     assert "Sweep summary" in proc.stdout
     assert all((tmp_path / str(job) / "summary.json").exists() for job in (0, 1))
 

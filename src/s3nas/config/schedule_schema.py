@@ -54,6 +54,12 @@ class ThresholdConfig:
     # True (the paper): the latency term's gradient also shrinks the weights through their norms (the
     # indicator is step(||w|| - t)); false: it trains the thresholds only, so the speed above is the speed.
     latency_grad_to_weights: bool = True
+    # Line search on the step that crosses the target (false: the paper). The indicators flip in bursts (the
+    # same-shaped blocks of a stage have nearly equal weight norms, so their thresholds cross together); when
+    # one optimizer step takes the hard latency from above the loss target to below it, the thresholds are
+    # set to the point of that step's update (x interpolated between before and after, per indicator) with
+    # the largest latency still under the target: the search lands on the target instead of past it.
+    line_search: bool = False
     approach_floor: float = 0.1
 
 

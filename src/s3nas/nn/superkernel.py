@@ -259,6 +259,43 @@ class SuperKernel(nn.Module):
         weight = self.weight * self.kernel_mask(kernel_u) if kernel_u.numel() else self.weight
         return kernel_u, self.channel_indicators(weight)
 
+    # ---------------------------------------------------------------------------------------- scores
+    @torch.no_grad()
+    def scores(self) -> tuple[Tensor, Tensor]:
+        """The indicators' inputs ``x = ||w_subset|| - t`` (kernel rings, then channel slices on the
+        kernel-selected weight), detached; the hard state is ``x > 0`` level by level."""
+        kernel_x = self._ring_norms(self.weight) - self.kernel_thresholds if self.kernel_thresholds is not None \
+            else self.weight.new_zeros(0)
+        channel_x = self._slice_norms(self._kernel_selected(kernel_x)) - self.channel_thresholds \
+            if self.channel_thresholds is not None else self.weight.new_zeros(0)
+        return kernel_x.clone(), channel_x.clone()
+
+    @torch.no_grad()
+    def set_scores(self, kernel_x: Tensor, channel_x: Tensor) -> None:
+        """Set the thresholds so that ``scores()`` returns the given values at the current weights."""
+        if self.kernel_thresholds is not None:
+            self.kernel_thresholds.copy_(self._ring_norms(self.weight) - kernel_x)
+        if self.channel_thresholds is not None:
+            self.channel_thresholds.copy_(self._slice_norms(self._kernel_selected(kernel_x)) - channel_x)
+
+    def _ring_norms(self, weight: Tensor) -> Tensor:
+        sq = weight.pow(2).sum(dim=(0, 1))
+        return (self.ring_masks[1:] * sq).sum(dim=(1, 2)).clamp_min(1e-24).sqrt()
+
+    def _kernel_selected(self, kernel_x: Tensor) -> Tensor:
+        if kernel_x.numel() == 0:
+            return self.weight
+        return self.weight * self.kernel_mask((kernel_x > 0).to(self.weight.dtype))
+
+    def _slice_norms(self, weight_k: Tensor) -> Tensor:
+        per_channel = weight_k.pow(2).sum(dim=(1, 2, 3))
+        norms = (self.slice_masks * per_channel).sum(1).clamp_min(1e-24).sqrt()
+        return norms if self.first_optional else norms[1:]
+
+    def levels_of_scores(self, kernel_x: Tensor, channel_x: Tensor) -> tuple[int, int]:
+        """Hard (kernel level, channel level) of given scores."""
+        return nested_levels((kernel_x > 0).float()), nested_levels((channel_x > 0).float())
+
     def level_probs(self) -> tuple[Tensor, Tensor]:
         """Differentiable probabilities of each kernel and each channel level (threshold state)."""
         kernel_u, channel_u = self.indicators()

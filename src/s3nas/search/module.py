@@ -43,6 +43,7 @@ class OptimSettings:
     approach_band: float | None = None
     approach_floor: float = 0.1
     latency_grad_to_weights: bool = True
+    line_search: bool = False
 
     @classmethod
     def from_schedule(cls, schedule, *, global_batch: int, steps_per_epoch: int) -> "OptimSettings":
@@ -55,7 +56,7 @@ class OptimSettings:
                    threshold_eps=t.eps, threshold_momentum=t.momentum, threshold_square_avg_init=t.square_avg_init,
                    threshold_init=str(t.init), threshold_init_margin=float(t.init_margin),
                    approach_band=t.approach_band, approach_floor=float(t.approach_floor),
-                   latency_grad_to_weights=bool(t.latency_grad_to_weights))
+                   latency_grad_to_weights=bool(t.latency_grad_to_weights), line_search=bool(t.line_search))
 
 
 class SearchModule(pl.LightningModule):
@@ -86,6 +87,8 @@ class SearchModule(pl.LightningModule):
         self.best_feasible: tuple[float, int, list] | None = None
         self.thresholds_initialised = False  # threshold init happens once, at the first search step
         self.threshold_speed = 1.0  # thresholds' lr factor of the current step (approach_band)
+        self._before: tuple[float, list] | None = None  # (hard latency, scores) before this step's update
+        self.line_searches: list[dict] = []  # every line-searched crossing of the target
 
     # ---- phase ---------------------------------------------------------------------------------
     @property
@@ -140,6 +143,8 @@ class SearchModule(pl.LightningModule):
             latency_ms = self.estimator(self.supernet)
             self._track_feasible(float(latency_ms.detach()))
             self.threshold_speed = self._approach_speed(float(latency_ms.detach()))
+            if self.optim.line_search:
+                self._before = (float(latency_ms.detach()), self._scores())
             term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
             loss = ce + term
             out.update(latency_ms=latency_ms.detach(), latency_loss=term.detach())
@@ -216,7 +221,8 @@ class SearchModule(pl.LightningModule):
                 torch.nn.utils.clip_grad_norm_(params, self.optim.gradient_clip_val)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        meta = {"phase": self.phase, "total_step": self.total_step, "thresholds_initialised": self.thresholds_initialised}
+        meta = {"phase": self.phase, "total_step": self.total_step, "thresholds_initialised": self.thresholds_initialised,
+                "line_searches": self.line_searches}
         if self.best_feasible is not None:
             latency_ms, step, raw = self.best_feasible
             meta["best_feasible"] = {"latency_ms": latency_ms, "step": step,
@@ -228,12 +234,65 @@ class SearchModule(pl.LightningModule):
 
         meta = checkpoint.get("s3nas") or {}
         self.thresholds_initialised = bool(meta.get("thresholds_initialised", False))
+        self.line_searches = list(meta.get("line_searches", []))
         best = meta.get("best_feasible")
         if best:
             raw = [tuple(Branch(int(k), float(e)) for k, e in block) for block in best["raw"]]
             self.best_feasible = (float(best["latency_ms"]), int(best["step"]), raw)
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        before, self._before = self._before, None
+        if before is None or self.phase != "search" or before[0] <= self.loss_target_ms:
+            return
+        after = self._scores()
+        after_ms = self.estimator.table.estimate_ms(self._options_of_scores(after))
+        if after_ms > self.loss_target_ms:
+            return
+        found = self._line_search(before[1], after)
+        if found is not None:
+            latency_ms, alpha, scores = found
+            for sk, (kernel_x, channel_x) in zip(self.supernet.superkernels(), scores):
+                sk.set_scores(kernel_x, channel_x)
+            self.line_searches.append({"step": self.total_step, "from_ms": before[0], "past_ms": after_ms,
+                                       "to_ms": latency_ms, "alpha": alpha})
+
     # ---- search internals ----------------------------------------------------------------------
+    def _scores(self) -> list:
+        return [sk.scores() for sk in self.supernet.superkernels()]
+
+    def _options_of_scores(self, scores: list) -> list:
+        """Canonical option per block of the hard state given by ``scores``."""
+        from s3nas.arch.spec import Branch
+        from s3nas.space import canonical
+
+        it = iter(scores)
+        options = []
+        for block in self.supernet.blocks:
+            branches = []
+            for sk in block.superkernels():
+                kernel_level, channel_level = sk.levels_of_scores(*next(it))
+                branches.append(Branch(sk.kernels[kernel_level], block.expansion_levels(sk)[channel_level]))
+            options.append(canonical(branches))
+        return options
+
+    def _line_search(self, before: list, after: list) -> tuple[float, float, list] | None:
+        """Largest LUT latency <= loss target on the segment before -> after (scores interpolated)."""
+        alphas = set()
+        for (kb, cb), (ka, ca) in zip(before, after):
+            for xb, xa in ((kb, ka), (cb, ca)):
+                flips = (xb > 0) != (xa > 0)
+                if flips.any():
+                    alphas.update(float(a) for a in (xb[flips] / (xb[flips] - xa[flips])).tolist())
+        best = None
+        for alpha in sorted(a for a in alphas if 0.0 <= a < 1.0):
+            alpha = min(1.0, alpha + 1e-6)  # just past this indicator's flip
+            scores = [(kb + alpha * (ka - kb), cb + alpha * (ca - cb)) for (kb, cb), (ka, ca) in zip(before, after)]
+            latency_ms = self.estimator.table.estimate_ms(self._options_of_scores(scores))
+            if latency_ms <= self.loss_target_ms and (best is None or latency_ms > best[0]):
+                best = (latency_ms, alpha, scores)
+        return best
+
+
     def _track_feasible(self, latency_ms: float) -> None:
         if latency_ms <= self.target_ms and (self.best_feasible is None or latency_ms >= self.best_feasible[0]):
             self.best_feasible = (latency_ms, self.total_step, list(self.supernet.indicator_state()))
@@ -242,6 +301,14 @@ class SearchModule(pl.LightningModule):
         """First search step: threshold init (schedule.thresholds.init) and their RMSProp statistics."""
         if self.optim.threshold_init == "below_norm":
             init_thresholds_below_norms(self.supernet, self.optim.threshold_init_margin)
+        optimizer = self.trainer.optimizers[0]
+        if len(optimizer.param_groups) > 1:
+            # this run's threshold settings (a warm-up checkpoint of another configuration may be resumed)
+            o, weights, group = self.optim, optimizer.param_groups[0], optimizer.param_groups[1]
+            group["lr"] = weights["lr"] * o.threshold_lr_scale
+            group["initial_lr"] = weights.get("initial_lr", weights["lr"]) * o.threshold_lr_scale
+            group["eps"] = o.threshold_eps if o.threshold_eps is not None else o.eps
+            group["momentum"] = o.threshold_momentum if o.threshold_momentum is not None else o.momentum
         if self.optim.threshold_square_avg_init is not None:
             # Thresholds had no gradient in warm-up: start their RMSProp statistics explicitly, so the first
             # latency gradients are normalised instead of divided by RMSpropTF's sqrt(1).

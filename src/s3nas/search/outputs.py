@@ -137,6 +137,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "schedule": str(schedule.name),
         "total_steps": total_steps,
         "decode": decode,
+        "line_searches": list(getattr(module, "line_searches", [])),  # target crossings landed on (step, ms)
         "decode_step": decode_step,
         "final_state_estimated_ms": final_state_ms,  # where the search itself ended
         "decoded_estimated_ms": decoded_estimated_ms,
