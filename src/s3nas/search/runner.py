@@ -184,8 +184,12 @@ def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers:
     if trainer_cfg.get("num_sanity_val_steps") is None:
         trainer_cfg["num_sanity_val_steps"] = 0
     trainer_cfg["log_every_n_steps"] = int(cfg.schedule.log_every_n_steps)
+    from s3nas.search.checkpoint_io import AtomicCheckpointIO
+
+    plugins = list(trainer_cfg.pop("plugins", None) or []) + [AtomicCheckpointIO()]
     return instantiate(trainer_cfg, max_epochs=max_epochs, callbacks=callbacks + configured,
-                       logger=loggers or False, enable_checkpointing=checkpointing, _convert_="all")
+                       logger=loggers or False, enable_checkpointing=checkpointing, plugins=plugins,
+                       _convert_="all")
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path | None:
