@@ -2,7 +2,7 @@
 
 For each target T it runs ``python search.py latency=T`` (default digits schedule, its own warm-up) and
 reports: the search's own result (decoded network, simulated, before any repair), where the search ended
-(LUT estimate of its final state), whether the fit-to-target repair ran, the delivered network's simulated
+(its final state, simulated), whether the fit-to-target repair ran, the delivered network's simulated
 latency and simulated/target, its own val accuracy (child network with the supernet's weights, BN
 re-estimated) and the search's wall time. Targets are given in ms (``--targets``) or as fractions of the
 search space's latency range on the chosen hardware (``--range-fractions 0.3 0.7``).
@@ -99,7 +99,7 @@ def main() -> None:
             continue
         s = json.loads((run_dir / "summary.json").read_text())
         rows.append({"target_ms": target, "search_simulated_ms": s["decoded_simulated_ms"],
-                     "search_end_estimated_ms": s["final_state_estimated_ms"], "decode_step": s["decode_step"],
+                     "search_end_simulated_ms": s["final_state_simulated_ms"], "decode_step": s["decode_step"],
                      "repaired": s["repaired"], "repair_steps": len(s["repair_steps"]),
                      "simulated_ms": s["simulated_ms"], "ratio": s["simulated_ms"] / target, "val_acc": s["val_acc"],
                      "supernet_val_acc": s["supernet_val_acc"], "seconds": seconds})
@@ -112,7 +112,7 @@ def main() -> None:
             print(f"{r['target_ms']:>9.4g} failed: {r['error']}")
             continue
         repaired = f"{r['repair_steps']} steps" if r["repaired"] else "no"
-        print(f"{r['target_ms']:>9.4g} {r['search_simulated_ms']:>13.4f} {r['search_end_estimated_ms']:>13.4f} "
+        print(f"{r['target_ms']:>9.4g} {r['search_simulated_ms']:>13.4f} {r['search_end_simulated_ms']:>13.4f} "
               f"{repaired:>8} {r['simulated_ms']:>12.4f} {r['ratio']:>6.3f} {r['val_acc']:>7.3f} "
               f"{r['supernet_val_acc'] if r['supernet_val_acc'] is not None else float('nan'):>8.3f} "
               f"{r['seconds']:>6.0f}")
@@ -122,7 +122,7 @@ def main() -> None:
         "hardware": args.hardware,
         "targets_ms": targets,
         "search_simulated_ms": [round(r["search_simulated_ms"], 4) for r in ok],
-        "search_end_estimated_ms": [round(r["search_end_estimated_ms"], 4) for r in ok],
+        "search_end_simulated_ms": [round(r["search_end_simulated_ms"], 4) for r in ok],
         "repaired": [r["repaired"] for r in ok],
         "simulated_ms": [round(x, 4) for x in sims],
         "ratios": [round(r["ratio"], 4) for r in ok],

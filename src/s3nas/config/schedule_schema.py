@@ -74,6 +74,11 @@ class ScheduleConfig:
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
     gradient_clip_val: Optional[float] = 10.0  # global norm of the weights' gradients (thresholds unclipped)
     target_margin: float = 0.0  # the loss aims at target x (1 - target_margin)
+    # true: the latency the loss sees is the table's differentiable sum scaled to the end-to-end simulation of
+    # the current hard state (cached per state); false (the paper): the table's sum. On an NPU where per-block
+    # latencies add up (midap) both are the same; where they do not (systolic streams weights ahead), the
+    # search would otherwise aim at a latency it does not deliver.
+    simulate_states: bool = False
     decode: str = "best_feasible"  # final (the paper) | best_feasible (largest LUT latency <= target met)
     fit_to_target: bool = True  # last-resort greedy shrink when the decoded net is over target (reported)
     bn_recalibration_batches: int = 20  # training batches to re-estimate the delivered child's BN statistics

@@ -65,7 +65,7 @@ class SearchModule(pl.LightningModule):
     def __init__(self, supernet: torch.nn.Module, optim: OptimSettings, *, estimator, target_ms: float,
                  warmup_epochs: int, lambda1: float = 15.0, lambda2: float = 100.0,
                  loss_target_ms: float | None = None, label_smoothing: float = 0.1, seed: int = 42,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, state_latency=None) -> None:
         super().__init__()
         self.supernet = supernet
         self.optim = optim
@@ -89,6 +89,8 @@ class SearchModule(pl.LightningModule):
         self.threshold_speed = 1.0  # thresholds' lr factor of the current step (approach_band)
         self._before: tuple[float, list] | None = None  # (hard latency, scores) before this step's update
         self.line_searches: list[dict] = []  # every line-searched crossing of the target
+        # options -> simulated ms of the whole network (None: the table's sum is the latency signal)
+        self.state_latency = state_latency
 
     # ---- phase ---------------------------------------------------------------------------------
     @property
@@ -141,6 +143,11 @@ class SearchModule(pl.LightningModule):
             from s3nas.latency.loss import latency_loss
 
             latency_ms = self.estimator(self.supernet)
+            if self.state_latency is not None:
+                # scale the table's differentiable sum to the simulated latency of the current hard state
+                # (the table is not additive on every NPU); the gradient keeps the table's proportions
+                lut_ms = float(latency_ms.detach())
+                latency_ms = latency_ms * (self.state_latency(tuple(self.supernet.chosen_options())) / lut_ms)
             self._track_feasible(float(latency_ms.detach()))
             self.threshold_speed = self._approach_speed(float(latency_ms.detach()))
             if self.optim.line_search:
@@ -245,7 +252,7 @@ class SearchModule(pl.LightningModule):
         if before is None or self.phase != "search" or before[0] <= self.loss_target_ms:
             return
         after = self._scores()
-        after_ms = self.estimator.table.estimate_ms(self._options_of_scores(after))
+        after_ms = self._latency_of(self._options_of_scores(after))
         if after_ms > self.loss_target_ms:
             return
         found = self._line_search(before[1], after)
@@ -275,23 +282,40 @@ class SearchModule(pl.LightningModule):
             options.append(canonical(branches))
         return options
 
+    def _latency_of(self, options) -> float:
+        """Latency of a hard state: simulated when ``state_latency`` is set, else the table's sum."""
+        if self.state_latency is not None:
+            return float(self.state_latency(tuple(options)))
+        return float(self.estimator.table.estimate_ms(options))
+
     def _line_search(self, before: list, after: list) -> tuple[float, float, list] | None:
-        """Largest LUT latency <= loss target on the segment before -> after (scores interpolated)."""
+        """Largest latency <= loss target on the segment before -> after (scores interpolated per indicator).
+
+        The states along the segment change at each indicator's flip point; latency falls (almost) monotonically
+        along it, so a binary search over the flip points finds the first state under the target with a few
+        latency evaluations (simulations when ``state_latency`` is set).
+        """
         alphas = set()
         for (kb, cb), (ka, ca) in zip(before, after):
             for xb, xa in ((kb, ka), (cb, ca)):
                 flips = (xb > 0) != (xa > 0)
                 if flips.any():
                     alphas.update(float(a) for a in (xb[flips] / (xb[flips] - xa[flips])).tolist())
-        best = None
-        for alpha in sorted(a for a in alphas if 0.0 <= a < 1.0):
-            alpha = min(1.0, alpha + 1e-6)  # just past this indicator's flip
-            scores = [(kb + alpha * (ka - kb), cb + alpha * (ca - cb)) for (kb, cb), (ka, ca) in zip(before, after)]
-            latency_ms = self.estimator.table.estimate_ms(self._options_of_scores(scores))
-            if latency_ms <= self.loss_target_ms and (best is None or latency_ms > best[0]):
-                best = (latency_ms, alpha, scores)
-        return best
+        points = [min(1.0, a + 1e-6) for a in sorted(a for a in alphas if 0.0 <= a < 1.0)]  # just past each flip
 
+        def state(alpha: float):
+            scores = [(kb + alpha * (ka - kb), cb + alpha * (ca - cb)) for (kb, cb), (ka, ca) in zip(before, after)]
+            return self._latency_of(self._options_of_scores(scores)), scores
+
+        lo, hi, best = 0, len(points) - 1, None
+        while lo <= hi:  # first flip point whose state is under the target
+            mid = (lo + hi) // 2
+            latency_ms, scores = state(points[mid])
+            if latency_ms <= self.loss_target_ms:
+                best, hi = (latency_ms, points[mid], scores), mid - 1
+            else:
+                lo = mid + 1
+        return best
 
     def _track_feasible(self, latency_ms: float) -> None:
         if latency_ms <= self.target_ms and (self.best_feasible is None or latency_ms >= self.best_feasible[0]):

@@ -252,6 +252,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
                           warmup_epochs=int(schedule.warmup_epochs), lambda1=float(cfg.loss.lambda1),
                           lambda2=float(cfg.loss.lambda2), label_smoothing=float(cfg.loss.label_smoothing),
                           seed=int(cfg.seed), channels_last=bool(schedule.channels_last))
+    module.state_latency = StateLatency(deploy_space, checked.profile) if schedule.simulate_states else None
     faults = [InterruptAfter(schedule.interrupt_after_steps)] if schedule.interrupt_after_steps else []
     trainer = build_trainer(cfg, max_epochs=int(schedule.warmup_epochs) + int(schedule.search_epochs),
                             loggers=loggers, callbacks=[recorder, *faults])
@@ -268,6 +269,23 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
                          table=table, profile=checked.profile, target_ms=checked.target_ms,
                          supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer)
+
+
+class StateLatency:
+    """options -> simulated latency (ms) of the deployment network, cached per state."""
+
+    def __init__(self, deploy_space, profile) -> None:
+        self.space, self.profile, self.cache = deploy_space, profile, {}
+
+    def __call__(self, options) -> float:
+        key = tuple(tuple(o) for o in options)
+        if key not in self.cache:
+            import simulator
+            from s3nas.arch.graph import archspec_to_graph
+
+            graph = archspec_to_graph(self.space.arch_spec(list(key)))
+            self.cache[key] = float(simulator.simulate(graph, self.profile).latency_ms)
+        return self.cache[key]
 
 
 def _steps_per_epoch(num_batches: int, limit) -> int:
