@@ -181,6 +181,9 @@ def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers:
     trainer_cfg.setdefault("_target_", "pytorch_lightning.Trainer")
     if trainer_cfg.get("deterministic") in (None, False) and cfg.schedule.deterministic:
         trainer_cfg["deterministic"] = True if trainer_cfg.get("accelerator", "cpu") == "cpu" else "warn"
+    if trainer_cfg.get("strategy") == "ddp":
+        # switched-off options and (in warm-up) the thresholds get no gradient: DDP must expect unused parameters
+        trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
     if trainer_cfg.get("num_sanity_val_steps") is None:
         trainer_cfg["num_sanity_val_steps"] = 0
     trainer_cfg["log_every_n_steps"] = int(cfg.schedule.log_every_n_steps)
@@ -258,8 +261,13 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
                             loggers=loggers, callbacks=[recorder, *faults])
     if resume_from is not None:
         recorder.truncate(_checkpoint_step(resume_from))
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                ckpt_path=str(resume_from) if resume_from else None)
+    try:
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                    ckpt_path=str(resume_from) if resume_from else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning ends a Ctrl-C with sys.exit(1): report it as an interrupt
+            raise KeyboardInterrupt from None
+        raise
     if trainer.interrupted:
         raise KeyboardInterrupt
     supernet_val_acc = _metric(trainer, "val/acc")

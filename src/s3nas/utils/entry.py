@@ -52,12 +52,11 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
         if not getattr(err, "reported", False):
             print_error(str(err))
         sys.exit(getattr(err, "exit_code", USER_ERROR_EXIT))
-    except OSError as err:  # the run dir (or a file in it) cannot be written
-        if full_error or not err.filename:
-            raise
-        print_error(f"cannot write '{err.filename}': {err.strerror or err} (check hydra.run.dir / paths)")
-        sys.exit(USER_ERROR_EXIT)
     except Exception as err:  # composition errors happen before the task starts
+        if not full_error and isinstance(err, OSError) and err.filename and not _is_config_error(err):
+            # the run dir (or a file in it) cannot be written
+            print_error(f"cannot write '{err.filename}': {err.strerror or err} (check hydra.run.dir / paths)")
+            sys.exit(USER_ERROR_EXIT)
         if full_error or state["task_started"] or not _is_config_error(err):
             raise
         print_error(format_config_error(err))
