@@ -105,7 +105,6 @@ def check_search(cfg: DictConfig) -> Checked:
     from s3nas.config import resolve_target_ms
     from s3nas.config.loss_schema import check_loss
     from s3nas.config.schedule_schema import check_schedule
-    from s3nas.data import build_datamodule
     from s3nas.errors import InfeasibleTargetError
     from s3nas.space import SearchSpace
 
@@ -126,6 +125,8 @@ def check_search(cfg: DictConfig) -> Checked:
             f"latency: target {target_ms:.4g} ms is below the fastest architecture of the search space "
             f"({fastest_ms:.4g} ms on {profile.name}); use a latency of at least {fastest_ms:.4g}ms, or a smaller "
             f"supernet/candidates")
+    from s3nas.data import build_datamodule  # imports torch and Lightning: after the cheap checks
+
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing roots / files: DataError (one line)
     if cfg.get("ckpt_path"):
