@@ -33,6 +33,8 @@ CASES = {
     "trainer_clip": (["trainer.gradient_clip_val=1"], "schedule.gradient_clip_val"),
     "unknown_key": (["schedule.nope=1"], "nope"),
     "bad_decode": (["schedule.decode=best"], "schedule.decode"),
+    "tiny_memories": (["hardware.profile={tiny}"], "wmem_bytes"),
+    "bad_profile_field": (["hardware.profile={badfield}"], "hardware.profile"),
 }
 
 
@@ -41,12 +43,18 @@ def results(tmp_path_factory):
     base = tmp_path_factory.mktemp("search_cli")
     corrupt = base / "corrupt.ckpt"
     corrupt.write_bytes(b"\x80\x02truncated pickle")
+    midap = (REPO / "simulator" / "profiles" / "midap.yaml").read_text()
+    tiny = base / "tiny.yaml"  # on-chip weight memory of 2 bytes: the simulator refuses, the search says so
+    tiny.write_text("\n".join("wmem_bytes: 2" if line.startswith("wmem_bytes:") else line
+                              for line in midap.splitlines()) + "\n")
+    badfield = base / "badfield.yaml"
+    badfield.write_text("clock_hz: -5\n")
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
     env.pop("HYDRA_FULL_ERROR")
     procs = {}
     for name, (overrides, _) in CASES.items():
         run_dir = base / name
-        args = [a.format(corrupt=corrupt) for a in overrides]
+        args = [a.format(corrupt=corrupt, tiny=tiny, badfield=badfield) for a in overrides]
         cmd = [sys.executable, "search.py", *args, "logger=none", f"hydra.run.dir={run_dir}"]
         procs[name] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True), run_dir)

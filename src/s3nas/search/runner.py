@@ -117,9 +117,15 @@ def check_search(cfg: DictConfig) -> Checked:
     deploy_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
                                            input_size=int(cfg.deploy.input_size),
                                            in_channels=int(cfg.deploy.get("in_channels", 3)))
-    # Feasibility from two end-to-end simulations (milliseconds), before the latency table exists.
-    fastest_ms = float(simulator.simulate(archspec_to_graph(deploy_space.arch_spec(deploy_space.min_options())),
-                                          profile).latency_ms)
+    # Feasibility from an end-to-end simulation (milliseconds), before the latency table exists.
+    try:
+        fastest_ms = float(simulator.simulate(archspec_to_graph(deploy_space.arch_spec(deploy_space.min_options())),
+                                              profile).latency_ms)
+        simulator.simulate(archspec_to_graph(deploy_space.arch_spec(
+            [deploy_space.options(i)[-1] for i in range(len(deploy_space.positions))])), profile)
+    except ValueError as error:  # SimulationLimitError: the profile cannot run this space in bounded time
+        key = "hardware.profile" if cfg.hardware.get("profile") else "hardware"
+        raise ConfigError(f"{key}: {profile.name} cannot simulate this search space: {error}") from None
     if not math.isfinite(target_ms) or target_ms < fastest_ms:
         raise InfeasibleTargetError(
             f"latency: target {target_ms:.4g} ms is below the fastest architecture of the search space "
