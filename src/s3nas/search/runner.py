@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from s3nas.errors import ConfigError
+from s3nas.utils.trainer import limited_steps, world_size_of
 
 #: Trainer keys the search sets itself: the message names the schedule key to use instead.
 SEARCH_OWNED_TRAINER_KEYS = {
@@ -57,18 +58,6 @@ def load_hardware(hardware_cfg) -> Any:
         known = ", ".join(simulator.list_profiles())
         raise ConfigError(f"{key}: unknown hardware '{name_or_path}' ({' '.join(str(error).split())}); "
                           f"use one of {known} or hardware.profile=<profile.yaml>") from None
-
-
-def world_size_of(trainer_cfg) -> int:
-    """Devices x nodes when given as numbers (lr scaling); 1 otherwise."""
-    devices = trainer_cfg.get("devices", 1)
-    if isinstance(devices, int) and not isinstance(devices, bool):
-        count = devices
-    elif OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
-        count = len(devices)
-    else:
-        count = 1
-    return max(1, count) * max(1, int(trainer_cfg.get("num_nodes", 1) or 1))
 
 
 def _check_trainer(trainer_cfg) -> None:
@@ -249,7 +238,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     supernet = Supernet(train_space, num_classes=datamodule.num_classes, dropout=float(cfg.supernet.dropout))
     train_loader = resume_safe_loader(datamodule.train_dataloader(), int(cfg.seed))
     val_loader = datamodule.val_dataloader()
-    steps_per_epoch = _steps_per_epoch(len(train_loader), cfg.trainer.get("limit_train_batches"))
+    steps_per_epoch = limited_steps(len(train_loader), cfg.trainer.get("limit_train_batches"))
     world_size = world_size_of(cfg.trainer)
     optim = OptimSettings.from_schedule(schedule, global_batch=int(train_loader.batch_size) * world_size,
                                         steps_per_epoch=steps_per_epoch)
@@ -301,14 +290,6 @@ class StateLatency:
             graph = archspec_to_graph(self.space.arch_spec(list(key)))
             self.cache[key] = float(simulator.simulate(graph, self.profile).latency_ms)
         return self.cache[key]
-
-
-def _steps_per_epoch(num_batches: int, limit) -> int:
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        return max(1, min(num_batches, limit))
-    if isinstance(limit, float):
-        return max(1, int(num_batches * limit))
-    return max(1, num_batches)
 
 
 def _checkpoint_step(path: Path) -> int:

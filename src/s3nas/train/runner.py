@@ -22,6 +22,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from s3nas.errors import ConfigError
+from s3nas.utils.io import atomic_write_bytes
+from s3nas.utils.trainer import limited_steps, world_size_of
 from s3nas.train.network import NetworkSource, build_network, count_parameters, resolve_network, simulate_network
 
 CHECKPOINT_DIR = "checkpoints"
@@ -173,31 +175,6 @@ def _check_recipe(cfg: DictConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------- training
-def world_size_of(trainer_cfg: Any) -> int:
-    """Devices x nodes when given as numbers (lr scaling); 1 otherwise."""
-    devices = trainer_cfg.get("devices", 1)
-    if isinstance(devices, bool):
-        count = 1
-    elif isinstance(devices, int):
-        count = devices
-    elif OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
-        count = len(devices)
-    else:
-        count = 1
-    return max(1, count) * max(1, int(trainer_cfg.get("num_nodes", 1) or 1))
-
-
-def limited_steps(num_batches: int, limit: Any) -> int:
-    """Batches per epoch after trainer.limit_train_batches (int count or float fraction)."""
-    if isinstance(limit, bool) or limit is None:
-        return num_batches
-    if isinstance(limit, int):
-        return max(1, min(num_batches, limit))
-    if isinstance(limit, float):
-        return max(1, int(num_batches * limit))
-    return num_batches
-
-
 def recipe_settings(cfg: DictConfig, *, global_batch: int, steps_per_epoch: int, epochs: int) -> Any:
     """RecipeSettings from cfg.recipe: lr scaled by the global batch, epochs converted to steps."""
     from s3nas.train.module import RecipeSettings, scaled_lr, steps_of
@@ -379,34 +356,8 @@ def save_weights(module: Any, path: Path, summary: dict) -> Path:
                "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None)))}}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _log_results(loggers: list, summary: dict, run_dir: Path, weights_path: Path) -> None:

@@ -9,18 +9,19 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (parent dirs are created); returns the path."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(handle)`` on a temp file next to ``path``, fsync, rename over ``path``; on any error the
+    temp file is removed and the old ``path`` stays. New files get the user's umask (mkstemp makes 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the user's umask
-        with os.fdopen(fd, "w", encoding=encoding) as handle:
-            handle.write(text)
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -28,6 +29,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (parent dirs are created); returns the path."""
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (parent dirs are created); returns the path."""
+    return atomic_write(path, lambda handle: handle.write(text.encode(encoding)))
 
 
 def current_umask() -> int:
