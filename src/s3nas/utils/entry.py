@@ -161,7 +161,9 @@ def interrupted_message(cfg: Any, started: bool) -> str:
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=")]
     command = " ".join(shlex.quote(a) for a in ["python", Path(sys.argv[0]).name, *args,
                                                  f"hydra.run.dir={run_dir}"])
-    return f"interrupted; the run dir {run_dir} keeps its checkpoints; resume with: {command}"
+    has_checkpoints = any(Path(run_dir).rglob("*.ckpt"))
+    where = f"the run dir {run_dir} keeps its checkpoints" if has_checkpoints else "no checkpoint was written yet"
+    return f"interrupted; {where}; resume with: {command}"
 
 
 #: What Hydra (and our config printer) put into a run dir before the task does anything.
