@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from s3nas.errors import ConfigError
-from s3nas.utils.trainer import limited_steps, world_size_of
+from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 
 #: Trainer keys the search sets itself: the message names the schedule key to use instead.
 SEARCH_OWNED_TRAINER_KEYS = {
@@ -68,15 +68,6 @@ def _check_trainer(trainer_cfg) -> None:
             raise ConfigError(f"trainer.{key}: set by the search; use {instead} (got {value!r})")
 
 
-def _check_data(data_cfg) -> None:
-    batch_size = data_cfg.get("batch_size")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"data.batch_size: must be an integer >= 1, got {batch_size!r}")
-    workers = data_cfg.get("num_workers", 0)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ConfigError(f"data.num_workers: must be an integer >= 0, got {workers!r}")
-
-
 @dataclass
 class Checked:
     """What ``check_search`` established (reused by ``run_search``)."""
@@ -100,7 +91,9 @@ def check_search(cfg: DictConfig) -> Checked:
     check_loss(cfg.loss)
     check_schedule(cfg.schedule)
     _check_trainer(cfg.trainer)
-    _check_data(cfg.data)
+    check_loader_values(cfg.data)
+    for group in ("schedule", "loss", "data", "trainer"):
+        check_finite(cfg[group], group)
     profile = load_hardware(cfg.hardware)
     target_ms = float(resolve_target_ms(cfg))
     deploy_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),

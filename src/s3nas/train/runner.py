@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from s3nas.errors import ConfigError
 from s3nas.utils.io import atomic_write_bytes
-from s3nas.utils.trainer import limited_steps, world_size_of
+from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 from s3nas.train.network import NetworkSource, build_network, count_parameters, resolve_network, simulate_network
 
 CHECKPOINT_DIR = "checkpoints"
@@ -145,6 +145,9 @@ def _check_recipe(cfg: DictConfig) -> None:
     from s3nas.train.module import EMA_WARMUPS, SCHEDULERS
 
     recipe = cfg.recipe
+    for group in ("recipe", "data", "trainer"):
+        check_finite(cfg[group], group)
+    check_loader_values(cfg.data)
     if int(recipe.epochs) < 1:
         raise ConfigError(f"recipe.epochs: must be >= 1, got {recipe.epochs}")
     if str(recipe.scheduler.name) not in SCHEDULERS:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from s3nas.errors import ConfigError
 
 
 def world_size_of(trainer_cfg: Any) -> int:
@@ -30,3 +32,25 @@ def limited_steps(num_batches: int, limit: Any) -> int:
     if isinstance(limit, float):
         return max(1, int(num_batches * limit))
     return num_batches
+
+
+def check_loader_values(data_cfg: Any) -> None:
+    """ConfigError for a batch size < 1 or a negative worker count (before any DataLoader sees them)."""
+    batch_size = data_cfg.get("batch_size")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"data.batch_size: must be an integer >= 1, got {batch_size!r}")
+    workers = data_cfg.get("num_workers", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"data.num_workers: must be an integer >= 0, got {workers!r}")
+
+
+def check_finite(node: Any, prefix: str) -> None:
+    """ConfigError naming the first NaN/inf number under a config node (they pass every < / > check)."""
+    if isinstance(node, (DictConfig, dict)):
+        for key in node.keys():
+            check_finite(node[key], f"{prefix}.{key}")
+    elif isinstance(node, (ListConfig, list, tuple)):
+        for i, value in enumerate(node):
+            check_finite(value, f"{prefix}[{i}]")
+    elif isinstance(node, float) and (node != node or node in (float("inf"), float("-inf"))):
+        raise ConfigError(f"{prefix}: must be a finite number, got {node}")
