@@ -139,3 +139,20 @@ def test_sigkill_during_table_build_leaves_no_workers(tmp_path):
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers)
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_delivered_after_it(tmp_path, monkeypatch):
+    """An interrupt inside torch.save would corrupt its zip writer: it is held, the file completes, then raised."""
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    real_save = torch.save
+
+    def save_then_interrupt(obj, handle, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the write
+        real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.ones(2)}, "s3nas": {"phase": "search"}}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(path, weights_only=False)["s3nas"] == {"phase": "search"}  # complete and readable
