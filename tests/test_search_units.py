@@ -242,3 +242,20 @@ def test_sweep_summary_collects_jobs(tmp_path: Path):
     csv_text = (tmp_path / "sweep_summary.csv").read_text()
     assert "loss.lambda1=30.0" in csv_text and "simulated_ms" in csv_text.splitlines()[0]
     assert (tmp_path / "sweep_summary.md").read_text().count("\n") == 4
+
+
+def test_below_norm_init_puts_every_indicator_input_at_the_margin():
+    from s3nas.nn.supernet import Supernet
+    from s3nas.search.module import init_thresholds_below_norms
+    from s3nas.space import SearchSpace
+
+    tiny = {"name": "tiny", "widths": [16, 24], "strides": [2, 2], "depths": [2, 2], "stem_channels": 16,
+            "head_channels": 32}
+    space = SearchSpace.from_config(tiny, {"mixconv": {"max_kernels": [3, 5], "expansions": [0, 2], "min_kernel": 3}},
+                                    num_classes=10, input_size=32)
+    net = Supernet(space, num_classes=10)
+    count = init_thresholds_below_norms(net, 3.0)
+    assert count == sum(p.numel() for p in net.threshold_parameters()) > 0
+    for sk in net.superkernels():
+        for x in sk.scores():
+            assert torch.allclose(x, torch.full_like(x, 3.0), atol=1e-4)

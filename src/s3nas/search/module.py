@@ -350,20 +350,9 @@ def init_thresholds_below_norms(supernet: torch.nn.Module, margin: float) -> int
     """Set every threshold to (its ring/slice weight norm - margin): all options stay on, but within reach."""
     count = 0
     for sk in supernet.superkernels():
-        if getattr(sk, "kernel_thresholds", None) is not None:
-            sq = sk.weight.pow(2).sum(dim=(0, 1))
-            ring_norm = (sk.ring_masks[1:] * sq).sum(dim=(1, 2)).clamp_min(1e-24).sqrt()
-            sk.kernel_thresholds.copy_(ring_norm - margin)
-            count += ring_norm.numel()
-        if getattr(sk, "channel_thresholds", None) is not None:
-            kernel_u = sk.kernel_indicators()
-            weight = sk.weight * sk.kernel_mask(kernel_u) if kernel_u.numel() else sk.weight
-            per_channel = weight.pow(2).sum(dim=(1, 2, 3))
-            slice_norm = (sk.slice_masks @ per_channel).clamp_min(1e-24).sqrt()
-            if not sk.first_optional:
-                slice_norm = slice_norm[1:]
-            sk.channel_thresholds.copy_(slice_norm - margin)
-            count += slice_norm.numel()
+        kernel_x, channel_x = sk.scores()
+        sk.set_scores(torch.full_like(kernel_x, float(margin)), torch.full_like(channel_x, float(margin)))
+        count += kernel_x.numel() + channel_x.numel()
     return count
 
 
