@@ -1,0 +1,507 @@
+"""Black-box devices: anything that takes a network and returns its measured latency.
+
+A device knows nothing of the search: it receives a network and times it. How to use one::
+
+    from s3nas.blackbox import make_device, Piece
+    device = make_device(cfg.hardware)      # None for a plain simulator profile (hardware=midap)
+    m = device.measure(spec)                # an ArchSpec: the whole network at spec.input_size, batch 1
+    m = device.measure("model.onnx")        # an ONNX file (onnxruntime and command devices)
+    m = device.measure(Piece.at(space, i, option))   # one block alone, in its shape context
+    m.median_ms, m.iqr_ms, m.n, m.samples_ms           # median of N timed runs after warm-up, spread
+    device.noise(spec, repeats=5).noise_pct            # repeat-measurement variation of one network
+
+Devices (``hardware.device``): ``onnxruntime`` (this machine's CPU, ``hardware.threads`` intra-op threads,
+sequential execution), ``torch`` (torch on CPU, same pinning), ``simulated`` (a simulator profile wrapped as a
+black box: ``hardware.sim_profile``; optional ``noise_pct`` multiplicative noise, so a method can be checked
+against a known truth) and ``command`` (``hardware.cmd``: receives an ONNX file path - ``{onnx}`` in the
+command, else appended - and prints milliseconds on its last stdout line; for a phone or board behind adb/ssh).
+Every timed device warms up (``warmup`` runs), then takes ``repeats`` timed runs and reports their median
+and inter-quartile range. A device that fails (a command exits non-zero, prints no number, times out) raises
+``DeviceError``: one line naming the device and what it printed.
+
+A ``Piece`` is a part of a network timed on its own: ``block`` (input of the previous block's shape),
+``stem`` (the input image) or ``head`` (1x1 conv, pool, classifier on the last block's shape). The
+measured latency table (``s3nas.blackbox.table``) is built from pieces, never from profiler traces.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
+from s3nas.errors import ConfigError, UserError
+
+__all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "Measurement", "NoiseEstimate",
+           "OnnxRuntimeDevice", "Piece", "SimulatedDevice", "TorchCpuDevice", "make_device", "summarize"]
+
+#: hardware.device values; "simulator" (or null) means a plain simulator profile (no device).
+DEVICE_KINDS = ("simulator", "onnxruntime", "torch", "simulated", "command")
+
+
+class DeviceError(UserError):
+    """A device failed to time a network (message: one line naming the device and what it printed)."""
+
+    exit_code = 1
+
+
+# ----------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Measurement:
+    """Timed runs of one network on one device: median and inter-quartile range of ``n`` runs (ms)."""
+
+    median_ms: float
+    iqr_ms: float
+    min_ms: float
+    n: int
+    device: str
+    source: str = "measurement"  # "measurement" (timed) or "simulation" (a simulated device)
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def spread_pct(self) -> float:
+        """IQR relative to the median, in percent."""
+        return 100.0 * self.iqr_ms / self.median_ms if self.median_ms > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "min_ms": self.min_ms, "n": self.n,
+                "device": self.device, "source": self.source}
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """Repeat-measurement variation of one network: medians of separate measurements."""
+
+    medians_ms: tuple[float, ...]
+    noise_pct: float  # (max - min) / 2 of the medians relative to their median, in percent
+
+    @property
+    def median_ms(self) -> float:
+        return float(statistics.median(self.medians_ms))
+
+
+def summarize(samples_ms: Sequence[float], device: str, source: str = "measurement") -> Measurement:
+    """Median, IQR and minimum of timed runs."""
+    values = sorted(float(v) for v in samples_ms)
+    if not values:
+        raise ValueError("no samples")
+    if len(values) >= 4:
+        q = statistics.quantiles(values, n=4, method="inclusive")
+        iqr = q[2] - q[0]
+    else:
+        iqr = values[-1] - values[0]
+    return Measurement(median_ms=float(statistics.median(values)), iqr_ms=float(iqr), min_ms=values[0],
+                       n=len(values), device=device, source=source, samples_ms=tuple(values))
+
+
+# ----------------------------------------------------------------------------------------- pieces
+@dataclass(frozen=True)
+class Piece:
+    """A part of a network timed alone: a ``block`` in its shape context, the ``stem`` or the ``head``."""
+
+    kind: str  # "block" | "stem" | "head"
+    arch: ArchSpec  # supplies stem/head settings, classes and input size
+    in_channels: int
+    in_hw: int
+    block: BlockSpec | None = None
+    name: str = ""
+
+    @classmethod
+    def of_block(cls, block: BlockSpec, in_channels: int, in_hw: int, arch: ArchSpec, name: str = "") -> "Piece":
+        return cls("block", arch, int(in_channels), int(in_hw), block, name or "block")
+
+    @classmethod
+    def at(cls, space: Any, i: int, option: Sequence[Branch]) -> "Piece":
+        """Position ``i`` of ``space`` with ``option``, input of the previous position's output shape."""
+        pos = space.positions[i]
+        arch = space.arch_spec(space.min_options())
+        return cls("block", arch, pos.in_channels, pos.in_hw, space.block_spec(i, option), f"block{i}")
+
+    @classmethod
+    def stem(cls, space: Any) -> "Piece":
+        arch = space.arch_spec(space.min_options())
+        return cls("stem", arch, space.in_channels, space.input_size, None, "stem")
+
+    @classmethod
+    def head(cls, space: Any) -> "Piece":
+        arch = space.arch_spec(space.min_options())
+        return cls("head", arch, space.final_channels, space.final_hw, None, "head")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (1, self.in_channels, self.in_hw, self.in_hw)
+
+    def module(self):
+        """The torch module of this piece (eval mode)."""
+        from torch import nn
+
+        from s3nas.nn.builder import Block, S3Net
+        from s3nas.nn.layers import ConvBnAct
+
+        if self.kind == "block":
+            return Block(self.block, self.in_channels).eval()
+        spec = self.arch
+        if self.kind == "stem":
+            return ConvBnAct(spec.in_channels, spec.stem_channels, spec.stem_kernel, spec.stem_stride,
+                             act=spec.act).eval()
+        if self.kind == "head":
+            head = ConvBnAct(self.in_channels, spec.head_channels, 1, act=spec.act)
+            return nn.Sequential(head, nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+                                 nn.Linear(spec.head_channels, spec.num_classes)).eval()
+        raise ValueError(f"piece kind {self.kind!r}")
+
+    def graph(self):
+        """The simulator graph of this piece."""
+        from simulator.graph import GraphBuilder
+
+        from s3nas.arch.graph import block_to_graph, emit_head, emit_stem
+
+        if self.kind == "block":
+            return block_to_graph(self.block, self.in_channels, self.in_hw, prefix="blocks.0")
+        b = GraphBuilder((self.in_channels, self.in_hw, self.in_hw), name=self.kind)
+        (emit_stem if self.kind == "stem" else emit_head)(b, b.input, self.arch)
+        return b.graph
+
+
+Network = Union[ArchSpec, Piece, str, os.PathLike]
+
+
+def _module_and_shape(network: Network):
+    """(torch module in eval mode, input shape) of an ArchSpec or a Piece."""
+    if isinstance(network, Piece):
+        return network.module(), network.input_shape
+    if isinstance(network, ArchSpec):
+        from s3nas.nn.builder import build_model
+
+        return build_model(network).eval(), (1, network.in_channels, network.input_size, network.input_size)
+    raise TypeError(f"cannot build a torch module from {type(network).__name__}")
+
+
+def onnx_bytes(network: Network, opset: int = 18) -> bytes:
+    """The ONNX model of ``network`` (batch 1, BatchNorm folded by the exporter); an .onnx path is read."""
+    if isinstance(network, (str, os.PathLike)):
+        return Path(network).read_bytes()
+    import torch
+
+    module, shape = _module_and_shape(network)
+    example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        kwargs = dict(input_names=["images"], output_names=["out"], opset_version=int(opset),
+                      do_constant_folding=True)
+        try:
+            torch.onnx.export(module, (example,), buffer, dynamo=False, **kwargs)
+        except TypeError:  # torch without the dynamo switch
+            torch.onnx.export(module, (example,), buffer, **kwargs)
+    return buffer.getvalue()
+
+
+def describe(network: Network) -> str:
+    """Short name of a network for messages."""
+    if isinstance(network, Piece):
+        return network.name or network.kind
+    if isinstance(network, ArchSpec):
+        return f"{network.name} ({len(network.blocks)} blocks, {network.input_size}x{network.input_size})"
+    return str(network)
+
+
+# ----------------------------------------------------------------------------------------- devices
+class Device:
+    """Base class: ``measure(network) -> Measurement``; subclasses implement ``_samples``."""
+
+    kind = "device"
+    source = "measurement"
+
+    def __init__(self, name: str, *, warmup: int = 10, repeats: int = 30) -> None:
+        if int(repeats) < 1:
+            raise ConfigError(f"hardware.repeats: must be >= 1, got {repeats}")
+        if int(warmup) < 0:
+            raise ConfigError(f"hardware.warmup: must be >= 0, got {warmup}")
+        self.name, self.warmup, self.repeats = str(name), int(warmup), int(repeats)
+
+    def identity(self) -> dict:
+        """What makes this device's numbers comparable (for cache keys)."""
+        return {"kind": self.kind, "name": self.name}
+
+    def measure(self, network: Network, repeats: int | None = None) -> Measurement:
+        """Warm up, then time ``repeats`` runs of ``network``; median, IQR, minimum."""
+        samples = self._samples(network, int(repeats or self.repeats))
+        bad = [s for s in samples if not (isinstance(s, float) and math.isfinite(s) and s >= 0)]
+        if bad or not samples:
+            raise DeviceError(f"device {self.name}: no valid latency for {describe(network)} (got {bad[:3]!r})")
+        return summarize(samples, self.name, self.source)
+
+    def noise(self, network: Network, repeats: int = 5) -> NoiseEstimate:
+        """Repeat-measurement variation: ``repeats`` separate measurements of the same network."""
+        medians = tuple(self.measure(network).median_ms for _ in range(max(2, int(repeats))))
+        mid = statistics.median(medians)
+        noise = 100.0 * (max(medians) - min(medians)) / 2.0 / mid if mid > 0 else 0.0
+        return NoiseEstimate(medians, noise)
+
+    def _samples(self, network: Network, repeats: int) -> list[float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the device holds (nothing by default)."""
+
+
+def _timed(run, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        run()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+class OnnxRuntimeDevice(Device):
+    """onnxruntime on this machine's CPU: ``threads`` intra-op threads, one inter-op thread, sequential."""
+
+    kind = "onnxruntime"
+
+    def __init__(self, name: str = "cpu_onnxruntime", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
+                 opset: int = 18) -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats)
+        if int(threads) < 1:
+            raise ConfigError(f"hardware.threads: must be >= 1, got {threads}")
+        self.threads, self.opset = int(threads), int(opset)
+
+    def identity(self) -> dict:
+        import onnxruntime
+
+        return {**super().identity(), "threads": self.threads, "opset": self.opset,
+                "onnxruntime": onnxruntime.__version__}
+
+    def session(self, model: bytes):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+    def _samples(self, network: Network, repeats: int) -> list[float]:
+        import numpy as np
+
+        try:
+            session = self.session(onnx_bytes(network, self.opset))
+        except (OSError, ValueError) as error:
+            raise DeviceError(f"device {self.name}: cannot load {describe(network)}: "
+                              f"{' '.join(str(error).split())[:200]}") from None
+        except Exception as error:  # onnxruntime raises its own types for a bad file
+            raise DeviceError(f"device {self.name}: onnxruntime refused {describe(network)}: "
+                              f"{' '.join(str(error).split())[:200]}") from None
+        inp = session.get_inputs()[0]
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+        feed = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+        return _timed(lambda: session.run(None, feed), self.warmup, repeats)
+
+
+class TorchCpuDevice(Device):
+    """torch on CPU (eval, inference mode, ``threads`` intra-op threads)."""
+
+    kind = "torch"
+
+    def __init__(self, name: str = "torch_cpu", *, threads: int = 1, warmup: int = 10, repeats: int = 30) -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats)
+        if int(threads) < 1:
+            raise ConfigError(f"hardware.threads: must be >= 1, got {threads}")
+        self.threads = int(threads)
+
+    def identity(self) -> dict:
+        import torch
+
+        return {**super().identity(), "threads": self.threads, "torch": torch.__version__}
+
+    def _samples(self, network: Network, repeats: int) -> list[float]:
+        import torch
+
+        if isinstance(network, (str, os.PathLike)):
+            raise DeviceError(f"device {self.name}: times ArchSpecs and pieces, not ONNX files ({network})")
+        module, shape = _module_and_shape(network)
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                return _timed(lambda: module(x), self.warmup, repeats)
+        finally:
+            torch.set_num_threads(previous)
+
+
+class SimulatedDevice(Device):
+    """A simulator profile seen as a black box: networks simulated end to end, pieces simulated alone
+    (input read from DRAM, as a standalone model would). ``noise_pct`` adds seeded multiplicative noise."""
+
+    kind = "simulated"
+
+    def __init__(self, profile: Any, name: str | None = None, *, noise_pct: float = 0.0, seed: int = 0,
+                 repeats: int = 5) -> None:
+        import simulator
+
+        self.profile = simulator.load_profile(str(profile)) if isinstance(profile, (str, os.PathLike)) else profile
+        super().__init__(name or f"simulated_{self.profile.name}", warmup=0, repeats=repeats)
+        if not (float(noise_pct) >= 0):
+            raise ConfigError(f"hardware.noise_pct: must be >= 0, got {noise_pct}")
+        self.noise_pct, self.rng = float(noise_pct), random.Random(seed)
+        self.source = "simulation" if self.noise_pct == 0 else "simulation with noise"
+
+    def identity(self) -> dict:
+        import dataclasses
+
+        import simulator
+
+        prof = dataclasses.asdict(self.profile) if dataclasses.is_dataclass(self.profile) else vars(self.profile)
+        return {**super().identity(), "profile": prof, "noise_pct": self.noise_pct,
+                "simulator_version": simulator.SIMULATOR_VERSION}
+
+    def simulate_ms(self, network: Network) -> float:
+        """The noiseless simulated latency (the known truth)."""
+        import simulator
+
+        from s3nas.arch.graph import archspec_to_graph
+
+        if isinstance(network, Piece):
+            return float(simulator.simulate(network.graph(), self.profile, input_in_dram=True).latency_ms)
+        if isinstance(network, ArchSpec):
+            return float(simulator.simulate(archspec_to_graph(network), self.profile).latency_ms)
+        raise DeviceError(f"device {self.name}: a simulated device times ArchSpecs and pieces, not {network}")
+
+    def _samples(self, network: Network, repeats: int) -> list[float]:
+        true_ms = self.simulate_ms(network)
+        sigma = self.noise_pct / 100.0
+        return [true_ms * (math.exp(self.rng.gauss(0.0, sigma)) if sigma else 1.0) for _ in range(repeats)]
+
+
+class CommandDevice(Device):
+    """A user command: receives an ONNX file path, prints milliseconds (last stdout line; several numbers
+    there are taken as repeated runs). ``{onnx}`` in ``cmd`` is replaced by the path, else it is appended."""
+
+    kind = "command"
+
+    def __init__(self, cmd: str, name: str = "command", *, timeout_s: float = 120.0, repeats: int = 1,
+                 opset: int = 18) -> None:
+        super().__init__(name, warmup=0, repeats=repeats)
+        if not cmd or not str(cmd).strip():
+            raise ConfigError("hardware.cmd: empty; give a command that takes an ONNX path and prints milliseconds, "
+                              "e.g. hardware.cmd='python bench.py {onnx}'")
+        if not float(timeout_s) > 0:
+            raise ConfigError(f"hardware.timeout_s: must be > 0, got {timeout_s}")
+        self.cmd, self.timeout_s, self.opset = str(cmd), float(timeout_s), int(opset)
+
+    def identity(self) -> dict:
+        return {**super().identity(), "cmd": self.cmd, "opset": self.opset}
+
+    def _argv(self, path: str) -> list[str]:
+        parts = shlex.split(self.cmd)
+        if any("{onnx}" in p for p in parts):
+            return [p.replace("{onnx}", path) for p in parts]
+        return parts + [path]
+
+    def _samples(self, network: Network, repeats: int) -> list[float]:
+        if isinstance(network, (str, os.PathLike)):
+            paths, tmp = [str(network)], None
+        else:
+            fd, tmp = tempfile.mkstemp(prefix="s3nas-", suffix=".onnx")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(onnx_bytes(network, self.opset))
+            paths = [tmp]
+        try:
+            samples: list[float] = []
+            for _ in range(repeats):
+                samples.extend(self._run_once(paths[0], network))
+            return samples
+        finally:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+
+    def _run_once(self, path: str, network: Network) -> list[float]:
+        what = f"device {self.name} ({self.cmd!r}) on {describe(network)}"
+        try:
+            proc = subprocess.run(self._argv(path), capture_output=True, text=True, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"{what}: timed out after {self.timeout_s:g} s (hardware.timeout_s)") from None
+        except OSError as error:
+            raise DeviceError(f"{what}: cannot run: {error.strerror or error}") from None
+        if proc.returncode != 0:
+            said = _last_line(proc.stderr) or _last_line(proc.stdout) or "(nothing)"
+            raise DeviceError(f"{what}: exited with status {proc.returncode}: {said}")
+        line = _last_line(proc.stdout)
+        values = parse_ms(line)
+        if values is None:
+            raise DeviceError(f"{what}: printed {line[:120]!r}, expected milliseconds on the last line "
+                              f"(e.g. '1.234' or '1.234 ms')")
+        return values
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def parse_ms(line: str) -> list[float] | None:
+    """'1.5', '1.5 ms', '1.5ms 1.6ms' -> milliseconds; None when the line is not that."""
+    tokens = line.replace(",", " ").split()
+    values = []
+    for token in tokens:
+        if token.lower() == "ms":
+            continue
+        if token.lower().endswith("ms"):
+            token = token[:-2]
+        try:
+            value = float(token)
+        except ValueError:
+            return None
+        if not (math.isfinite(value) and value >= 0):
+            return None
+        values.append(value)
+    return values or None
+
+
+# ----------------------------------------------------------------------------------------- factory
+def make_device(hardware_cfg: Any) -> Device | None:
+    """The device of a `hardware` config node (dict/DictConfig); None for a plain simulator profile."""
+    get = hardware_cfg.get if hasattr(hardware_cfg, "get") else (lambda k, d=None: getattr(hardware_cfg, k, d))
+    kind = get("device", None) or "simulator"
+    name = str(get("name", None) or kind)
+    if kind == "simulator":
+        return None
+    warmup, repeats = int(get("warmup", 10) or 0), int(get("repeats", 30) or 1)
+    if kind == "onnxruntime":
+        return OnnxRuntimeDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats)
+    if kind == "torch":
+        return TorchCpuDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats)
+    if kind == "simulated":
+        profile = get("sim_profile", None)
+        if not profile:
+            raise ConfigError("hardware.sim_profile: not set; a simulated device wraps a simulator profile "
+                              "(midap, systolic, eyeriss or a profile YAML path)")
+        try:
+            import simulator
+
+            loaded = simulator.load_profile(str(profile))
+        except (ValueError, FileNotFoundError, KeyError, OSError) as error:
+            raise ConfigError(f"hardware.sim_profile: unknown profile '{profile}' ({' '.join(str(error).split())})"
+                              ) from None
+        return SimulatedDevice(loaded, name, noise_pct=float(get("noise_pct", 0.0) or 0.0),
+                               seed=int(get("seed", 0) or 0), repeats=repeats)
+    if kind == "command":
+        return CommandDevice(str(get("cmd", "") or ""), name, timeout_s=float(get("timeout_s", 120.0) or 120.0),
+                             repeats=repeats)
+    raise ConfigError(f"hardware.device: unknown device '{kind}'; use one of {', '.join(DEVICE_KINDS)}")
