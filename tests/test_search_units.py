@@ -12,7 +12,7 @@ import torch
 from s3nas.arch.spec import Branch
 from s3nas.errors import ConfigError
 from s3nas.search import objective
-from s3nas.search.data import EpochSeededSampler, ItemSeededDataset
+from s3nas.data.resume import EpochSeededSampler, ItemSeededDataset
 from s3nas.config.schedule_schema import check_schedule
 from s3nas.search.module import OptimSettings, SearchModule
 from s3nas.search.repair import fit_to_target, shrinks

@@ -393,6 +393,21 @@ def test_tf_ema_warmup_and_step_schedule():
     assert sorted(group["weight_decay"] for group in optimizer.param_groups) == [0.0, settings.weight_decay]
 
 
+def test_random_shift_translates_each_image_within_the_bound():
+    from s3nas.train.module import random_shift
+
+    images = torch.randn(16, 3, 12, 12)
+    torch.manual_seed(0)
+    shifted = random_shift(images, 2)
+    torch.manual_seed(0)
+    assert torch.equal(shifted, random_shift(images, 2))  # draws follow torch's (per-epoch seeded) RNG
+    assert shifted.shape == images.shape
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
+    for image, out in zip(padded, shifted):  # every output is a 12x12 window of its replicate-padded input
+        assert any(torch.equal(out, image[:, dy:dy + 12, dx:dx + 12]) for dy in range(5) for dx in range(5))
+    assert not torch.equal(shifted, images)
+
+
 @pytest.mark.slow
 def test_searched_network_reaches_097_on_digits(tmp_path):
     """The issue's end-to-end claim: `search.py latency=2.5ms`, then `train.py arch=<run dir>` with the

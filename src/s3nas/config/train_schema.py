@@ -49,6 +49,13 @@ class EmaConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Batch-level augmentation of in-memory tensor data (digits); ImageNet folders use timm's transforms."""
+
+    shift: int = 0  # translate each training image by up to this many pixels (replicate-padded); 0: off
+
+
+@dataclass
 class RecipeConfig:
     """The `recipe` group: epochs, optimizer, schedule, regularisation, EMA, CPU threads."""
 
@@ -57,6 +64,7 @@ class RecipeConfig:
     optimizer: RetrainOptimizerConfig = field(default_factory=RetrainOptimizerConfig)
     scheduler: RetrainSchedulerConfig = field(default_factory=RetrainSchedulerConfig)
     ema: EmaConfig = field(default_factory=EmaConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_smoothing: float = 0.1
     drop_path: float = 0.2  # stochastic depth of the last block (linear in depth)
     dropout: Optional[float] = 0.2  # before the classifier; null: the arch's own value (0.4 in scaled arch.json)

@@ -201,7 +201,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     from s3nas.latency.feasibility import check_target
     from s3nas.latency.lut import build_latency_table
     from s3nas.nn.supernet import Supernet
-    from s3nas.search.data import resume_safe_loader
+    from s3nas.data.resume import resume_safe_loader
     from s3nas.search.history import SearchRecorder
     from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
     from s3nas.space import SearchSpace

@@ -62,6 +62,7 @@ class RecipeSettings:
     ema_warmup_power: float = 0.75
     channels_last: bool = False
     validate_raw: bool = True
+    augment_shift: int = 0  # random translation of each training image by up to this many pixels (0: off)
     seed: int = 42
 
 
@@ -107,6 +108,8 @@ class RetrainModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, labels = batch
+        if self.settings.augment_shift > 0:
+            images = random_shift(images, self.settings.augment_shift)
         logits = self.model(self._format(images))  # (B, classes)
         loss = self.criterion(logits, labels)
         acc = (logits.argmax(dim=1) == labels).float().mean()
@@ -175,6 +178,19 @@ class RetrainModule(pl.LightningModule):
         meta = checkpoint.get("s3nas_train") or {}
         self._seconds_before = float(meta.get("train_seconds", 0.0))
         self._fit_started = time.time()
+
+
+def random_shift(images: torch.Tensor, shift: int) -> torch.Tensor:
+    """Translate each image of a (B, C, H, W) batch by its own random (dy, dx) in [-shift, shift].
+
+    The border is padded by replicating the edge pixels (the digits' background). Draws come from torch's
+    global RNG, which ``on_train_epoch_start`` seeds per epoch, so resumed runs draw the same shifts.
+    """
+    batch, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift), mode="replicate")
+    offsets = torch.randint(0, 2 * shift + 1, (batch, 2))
+    return torch.stack([padded[i, :, dy:dy + height, dx:dx + width]
+                        for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
 def scaled_lr(lr_per_256: float, global_batch: int) -> float:

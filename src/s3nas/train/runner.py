@@ -194,7 +194,8 @@ def recipe_settings(cfg: DictConfig, *, global_batch: int, steps_per_epoch: int,
         total_steps=max(1, epochs * steps_per_epoch), min_lr=float(r.scheduler.get("min_lr", 0.0)),
         label_smoothing=float(r.label_smoothing), ema=bool(r.ema.enabled), ema_decay=float(r.ema.decay),
         ema_warmup=str(r.ema.warmup), ema_warmup_power=float(r.ema.get("warmup_power", 0.75)),
-        channels_last=bool(r.channels_last), validate_raw=bool(r.validate_raw), seed=int(cfg.seed))
+        channels_last=bool(r.channels_last), validate_raw=bool(r.validate_raw),
+        augment_shift=int(r.augment.shift), seed=int(cfg.seed))
 
 
 class InterruptAfter(pl.Callback):
@@ -234,7 +235,7 @@ def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callb
 
 def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     """Train, test, write the run dir's outputs; returns the summary (also in summary.json)."""
-    from s3nas.search.data import resume_safe_loader
+    from s3nas.data.resume import resume_safe_loader
     from s3nas.train.module import RetrainModule
     from s3nas.utils.io import atomic_write_json
     from s3nas.utils.loggers import build_loggers

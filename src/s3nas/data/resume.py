@@ -1,8 +1,8 @@
 """Resume-safe training loader: shuffling and augmentation are functions of (seed, epoch, index) only.
 
 Lightning restores model, optimizer and loop state from a checkpoint but not the global RNG, so a
-resumed run would shuffle and augment differently from an uninterrupted one. The search therefore
-re-wraps the DataModule's training loader: an epoch-seeded sampler (Lightning calls ``set_epoch``) and
+resumed run would shuffle and augment differently from an uninterrupted one. The search and train.py
+therefore re-wrap the DataModule's training loader: an epoch-seeded sampler (Lightning calls ``set_epoch``) and
 a dataset wrapper that seeds torch/random/numpy before each item (augmentations are reproducible with
 or without workers).
 """
