@@ -1,0 +1,161 @@
+"""Inputs and figures shared by the third S3NAS step's commands (scaling, post-processing, SE removal).
+
+``load_arch(text)`` reads ``arch=`` (an arch.json or any run dir holding one: search, train, scaling,
+post-processing); ``load_profile(cfg.hardware)`` the simulator profile; ``measure(spec, profile)`` the
+figures every step reports for a network (simulated latency, MACs at its deployment input size, and
+parameters counted exactly as ``train.py`` counts them, without building the torch model). Nothing here
+imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from s3nas.arch.shapes import block_mid_channels, se_channels
+from s3nas.arch.spec import ArchSpec, BlockSpec
+from s3nas.errors import ConfigError
+
+ARCH_FILE = "arch.json"
+SUMMARY_FILE = "summary.json"
+
+
+def load_arch(text: Any, key: str = "arch") -> tuple[ArchSpec, Path]:
+    """(ArchSpec, the file it came from) for ``arch=<arch.json | run dir>``; ConfigError naming ``key``."""
+    from s3nas.arch import codec
+
+    if text is None or str(text).strip() == "":
+        raise ConfigError(f"{key}: not set; pass {key}=<arch.json> or {key}=<run dir holding arch.json> "
+                          f"(search, train, scaling or post-processing run)")
+    path = Path(str(text).strip()).expanduser()
+    if path.is_dir():
+        if not (path / ARCH_FILE).is_file():
+            raise ConfigError(f"{key}: directory '{path}' holds no {ARCH_FILE} (is it a finished run dir?)")
+        path = path / ARCH_FILE
+    elif not path.is_file():
+        raise ConfigError(f"{key}: no file or directory '{path}'; pass {key}=<arch.json> or {key}=<run dir>")
+    return codec.load_json(path), path.resolve()  # ArchSpecError (a ConfigError) names the file and field
+
+
+def load_profile(hardware_cfg: Any) -> Any:
+    """Simulator profile of ``hardware.name`` / ``hardware.profile``; ConfigError naming the key when unknown."""
+    import simulator
+
+    name_or_path = hardware_cfg.get("profile") or hardware_cfg.get("name")
+    key = "hardware.profile" if hardware_cfg.get("profile") else "hardware.name"
+    try:
+        return simulator.load_profile(str(name_or_path))
+    except Exception as error:  # noqa: BLE001 - unknown name, missing or malformed profile file
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{key}: unknown hardware '{name_or_path}' ({detail}); use one of "
+                          f"{', '.join(simulator.list_profiles())} or hardware.profile=<profile.yaml>") from None
+
+
+def simulate_ms(spec: ArchSpec, profile: Any) -> float:
+    """Simulated latency (ms) of ``spec`` at its deployment input size on ``profile`` (whole network)."""
+    import simulator
+
+    from s3nas.arch.graph import archspec_to_graph
+
+    return float(simulator.simulate(archspec_to_graph(spec), profile).latency_ms)
+
+
+# ------------------------------------------------------------------------------------------ parameters
+def _conv_bn(c_in: int, c_out: int, kernel: int, groups: int = 1) -> int:
+    """conv (no bias) + BatchNorm (gamma, beta): what ``ConvBnAct`` holds."""
+    return (c_in // groups) * kernel * kernel * c_out + 2 * c_out
+
+
+def block_params(block: BlockSpec, in_channels: int) -> int:
+    """Trainable parameters of one block as ``s3nas.nn.builder.Block`` builds it."""
+    mids = block_mid_channels(block, in_channels)
+    mid = sum(mids)
+    if block.type == "fused":
+        total = _conv_bn(in_channels, mid, block.branches[0].kernel)
+    else:
+        total = _conv_bn(in_channels, mid, 1)
+        total += sum(_conv_bn(c, c, b.kernel, groups=c) for b, c in zip(block.branches, mids))
+    if block.se_ratio:
+        reduced = se_channels(in_channels, block.se_ratio)
+        total += mid * reduced + reduced + reduced * mid + mid  # conv_reduce, conv_expand (with biases)
+    return total + _conv_bn(mid, block.out_channels, 1)
+
+
+def block_input_channels(spec: ArchSpec) -> list[int]:
+    """Input channels of every block (the stem's width, then the previous block's output)."""
+    channels, out = spec.stem_channels, []
+    for block in spec.blocks:
+        out.append(channels)
+        channels = block.out_channels
+    return out
+
+
+def count_params(spec: ArchSpec, num_classes: int | None = None) -> int:
+    """Trainable parameters of ``build_model(spec)`` (stem, blocks, head conv, classifier)."""
+    classes = spec.num_classes if num_classes is None else num_classes
+    total = _conv_bn(spec.in_channels, spec.stem_channels, spec.stem_kernel)
+    inputs = block_input_channels(spec)
+    total += sum(block_params(b, c) for b, c in zip(spec.blocks, inputs))
+    last = spec.blocks[-1].out_channels if spec.blocks else spec.stem_channels
+    total += _conv_bn(last, spec.head_channels, 1)
+    return total + spec.head_channels * classes + classes
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What each step reports for a network: simulated latency, MACs and parameters."""
+
+    latency_ms: float
+    macs: int
+    params: int
+    input_size: int
+
+    def as_dict(self, prefix: str = "") -> dict:
+        return {f"{prefix}latency_ms": self.latency_ms, f"{prefix}macs": self.macs, f"{prefix}params": self.params,
+                f"{prefix}input_size": self.input_size}
+
+
+def measure(spec: ArchSpec, profile: Any) -> Figures:
+    """Simulated latency, MACs (deployment input size) and parameter count of ``spec``."""
+    import simulator
+
+    from s3nas.arch.graph import archspec_to_graph
+
+    graph = archspec_to_graph(spec)
+    report = simulator.simulate(graph, profile)
+    return Figures(latency_ms=float(report.latency_ms), macs=int(graph.macs), params=count_params(spec),
+                   input_size=int(spec.input_size))
+
+
+def latency_source(profile: Any, spec: ArchSpec) -> str:
+    """How the latencies were obtained, for summary.json."""
+    return (f"simulation (python -m simulator equivalent: {getattr(profile, 'name', profile)}, "
+            f"{spec.input_size}x{spec.input_size}, {spec.num_classes} classes, batch 1)")
+
+
+def parse_block_list(value: Any, n_blocks: int, key: str) -> list[int]:
+    """Block indices from a list/tuple of ints or a string like '0,3,5' / '2-6'; ConfigError naming ``key``."""
+    items: list[Any]
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        items = list(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    else:
+        items = [t for t in str(value).replace(" ", "").split(",") if t]
+    indices: list[int] = []
+    for item in items:
+        text = str(item)
+        try:
+            if "-" in text.lstrip("-"):
+                lo, hi = (int(t) for t in text.split("-", 1))
+                indices.extend(range(lo, hi + 1))
+            else:
+                indices.append(int(text))
+        except ValueError:
+            raise ConfigError(f"{key}: {item!r} is not a block index; use all, none or a list of block indices "
+                              f"like [0,3,5] or '2-6' (0..{n_blocks - 1})") from None
+    bad = [i for i in indices if not 0 <= i < n_blocks]
+    if bad or not indices:
+        raise ConfigError(f"{key}: block indices {bad or '[]'} out of range; the network has blocks 0..{n_blocks - 1}")
+    return sorted(set(indices))
