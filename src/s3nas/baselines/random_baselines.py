@@ -1,0 +1,329 @@
+"""Random search and random selection (paper 5.4.1): sample at the target, train with train.py's runner, pick.
+
+Both draw ``num_samples`` architectures of the same search space as search.py, uniform over those whose
+latency-table estimate is within ``target * (1 +- tolerance)`` and confirmed in that band by simulating the whole
+network (``s3nas.baselines.sampling``). Every sample is trained from scratch by ``s3nas.train.run_train`` (the
+code behind ``python train.py``) with the ``short`` budget, in ``<run dir>/samples/<i>/`` (a train.py run dir of
+its own); the best by ``select_on`` (validation accuracy, never test) is the result. Random search then retrains
+it with the ``full`` budget in ``<run dir>/final/``; random selection (``full: null``) trains every sample fully
+and keeps the best as is. ``arch.json`` / ``summary.json`` are written like search.py's, with the delivered
+network's own simulated latency and test accuracy and ``search_seconds`` (wall clock of sampling + sample
+trainings) so Table 6-style comparisons include search cost. Rerunning with the same ``hydra.run.dir`` reuses
+finished sample trainings (and train.py resumes unfinished ones from their last checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from s3nas.errors import ConfigError
+
+SELECT_ON = ("val_acc", "val_acc_raw", "best_val_acc")
+SAMPLES_DIR = "samples"
+FINAL_DIR = "final"
+
+
+@dataclass
+class Checked:
+    """What ``check_random`` established (reused by ``run_random``)."""
+
+    profile: Any
+    target_ms: float
+    space: Any  # SearchSpace at the deployment shape
+    fastest_ms: float
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def method_of(cfg: DictConfig) -> str:
+    """'random_search' (a retraining stage follows) or 'random_selection'."""
+    return "random_search" if cfg.get("full") is not None else "random_selection"
+
+
+# ----------------------------------------------------------------------------------------- checks
+def check_random(cfg: DictConfig) -> Checked:
+    """Every user error before anything is written (one line each, exit 2)."""
+    import simulator
+
+    from s3nas.arch.graph import archspec_to_graph
+    from s3nas.config import resolve_target_ms
+    from s3nas.errors import InfeasibleTargetError
+    from s3nas.search.runner import load_hardware
+    from s3nas.space import SearchSpace
+    from s3nas.train.module import SCHEDULERS
+    from s3nas.utils.trainer import check_finite, check_loader_values
+
+    tolerance = float(cfg.tolerance)
+    if not 0.0 < tolerance < 0.5 or not math.isfinite(tolerance):
+        raise ConfigError(f"tolerance: must be a fraction in (0, 0.5), e.g. 0.02 for +-2%; got {cfg.tolerance}")
+    if int(cfg.num_samples) < 1:
+        raise ConfigError(f"num_samples: must be >= 1, got {cfg.num_samples}")
+    if str(cfg.select_on) not in SELECT_ON:
+        raise ConfigError(f"select_on: {cfg.select_on!r}; use one of {', '.join(SELECT_ON)}")
+    for stage in ("short", "full"):
+        node = cfg.get(stage)
+        if node is None:
+            if stage == "short":
+                raise ConfigError("short: must be set (the training of every sample)")
+            continue
+        if node.get("epochs") is not None and int(node.epochs) < 1:
+            raise ConfigError(f"{stage}.epochs: must be >= 1 or null (recipe.epochs), got {node.epochs}")
+        if node.get("scheduler") is not None and str(node.scheduler) not in SCHEDULERS:
+            raise ConfigError(f"{stage}.scheduler: {node.scheduler!r}; use {', '.join(SCHEDULERS)} or null")
+    check_loader_values(cfg.data)
+    for group in ("recipe", "data", "trainer"):
+        check_finite(cfg[group], group)
+    from s3nas.train.runner import _check_recipe
+
+    _check_recipe(OmegaConf.create({"recipe": _plain(cfg.recipe), "data": _plain(cfg.data),
+                                    "trainer": _plain(cfg.trainer), "export": {"onnx": False}}))
+    profile = load_hardware(cfg.hardware)
+    target_ms = float(resolve_target_ms(cfg))
+    space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
+                                    input_size=int(cfg.deploy.input_size),
+                                    in_channels=int(cfg.deploy.get("in_channels", 3)))
+    fastest_ms = float(simulator.simulate(archspec_to_graph(space.arch_spec(space.min_options())), profile).latency_ms)
+    if not math.isfinite(target_ms) or target_ms * (1 + tolerance) < fastest_ms:
+        raise InfeasibleTargetError(
+            f"latency: target {target_ms:.4g} ms (+-{tolerance:.0%}) is below the fastest architecture of the search "
+            f"space ({fastest_ms:.4g} ms on {profile.name}); use a latency of at least {fastest_ms:.4g}ms")
+    from s3nas.data import build_datamodule
+
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()
+    return Checked(profile=profile, target_ms=target_ms, space=space, fastest_ms=fastest_ms)
+
+
+# ----------------------------------------------------------------------------------------- training
+def train_config(cfg: DictConfig, *, arch_path: Path, out_dir: Path, stage: Any) -> DictConfig:
+    """train.py's config for one network: this run's data/recipe/trainer/hardware/deploy, the stage's budget,
+    no logger, no extra callbacks, no export, run dir ``out_dir``."""
+    recipe = _plain(cfg.recipe)
+    if stage is not None and stage.get("epochs") is not None:
+        recipe["epochs"] = int(stage.epochs)
+    if stage is not None and stage.get("scheduler") is not None:
+        recipe["scheduler"]["name"] = str(stage.scheduler)
+    trainer = _plain(cfg.trainer)
+    trainer.setdefault("enable_progress_bar", False)
+    trainer.setdefault("enable_model_summary", False)
+    if trainer.get("enable_progress_bar") is None:
+        trainer["enable_progress_bar"] = False
+    if trainer.get("enable_model_summary") is None:
+        trainer["enable_model_summary"] = False
+    paths = _plain(cfg.paths)
+    paths["output_dir"] = str(out_dir)
+    return OmegaConf.create({
+        "arch": str(arch_path), "seed": int(cfg.seed), "task_name": "train", "deploy": _plain(cfg.deploy),
+        "ckpt_path": None, "optimized_metric": None, "tags": [], "data": _plain(cfg.data),
+        "hardware": _plain(cfg.hardware), "recipe": recipe, "export": {"onnx": False}, "trainer": trainer,
+        "logger": {"_target_": None, "kind": "none"}, "callbacks": {}, "paths": paths,
+    })
+
+
+def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any) -> dict:
+    """Train ``spec`` with train.py's runner in ``out_dir`` (reusing a finished run there); its summary."""
+    import json
+
+    from s3nas.arch import codec
+    from s3nas.train import check_train, run_train
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "summary.json"
+    train_cfg = train_config(cfg, arch_path=out_dir / "arch.json", out_dir=out_dir, stage=stage)
+    if summary_path.is_file():
+        try:
+            done = json.loads(summary_path.read_text())
+            if done.get("arch") == codec.encode(spec) and int(done.get("epochs", -1)) == int(train_cfg.recipe.epochs):
+                return done
+        except (ValueError, OSError):
+            pass
+    codec.save_json(spec, out_dir / "arch.json")
+    summary = run_train(train_cfg, check_train(train_cfg))
+    return summary
+
+
+# ----------------------------------------------------------------------------------------- pipeline
+def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
+    """Sample, train, select (and retrain for random search); write arch.json / summary.json."""
+    from s3nas.arch import codec
+    from s3nas.baselines.sampling import sample_at_latency
+    from s3nas.latency.lut import build_latency_table
+    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.utils.loggers import build_loggers
+
+    started = time.time()
+    checked = checked or check_random(cfg)
+    method = method_of(cfg)
+    run_dir = Path(str(cfg.paths.output_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    space, profile, target_ms = checked.space, checked.profile, checked.target_ms
+    table = build_latency_table(space, profile, cache_dir=cfg.paths.cache_dir, workers=int(cfg.lut_workers),
+                                progress=True)
+    samples, stats = sample_at_latency(space, table, profile, target_ms, int(cfg.num_samples), seed=int(cfg.seed),
+                                       tolerance=float(cfg.tolerance), name_prefix=method)
+    print(f"{method}: {len(samples)} architectures within {target_ms:.4g} ms +-{float(cfg.tolerance):.0%} on "
+          f"{profile.name} (simulated {min(s.simulated_ms for s in samples):.4f}..{max(s.simulated_ms for s in samples):.4f} ms; "
+          f"{stats.draws} draws, {stats.rejected_by_simulation} rejected by simulation)")
+    loggers = build_loggers(cfg)
+    rows: list[dict] = []
+    select_on = str(cfg.select_on)
+    for sample in samples:
+        out_dir = run_dir / SAMPLES_DIR / f"{sample.index:03d}"
+        result = train_network(cfg, sample.spec, out_dir, cfg.short)
+        row = {"index": sample.index, "estimated_ms": sample.estimated_ms, "simulated_ms": sample.simulated_ms,
+               "val_acc": result.get("val_acc"), "val_acc_raw": result.get("val_acc_raw"),
+               "best_val_acc": result.get("best_val_acc"), "test_acc": result.get("test_acc"),
+               "params": result.get("params"), "macs": result.get("macs"), "epochs": result.get("epochs"),
+               "train_seconds": result.get("train_seconds"), "num_blocks": len(sample.spec.blocks),
+               "arch": codec.encode(sample.spec), "run_dir": str(out_dir)}
+        rows.append(row)
+        _log_metrics(loggers, {f"sample/{k}": v for k, v in row.items() if isinstance(v, (int, float))
+                               and not isinstance(v, bool) and v is not None}, step=sample.index)
+        print(f"{method}: sample {sample.index + 1}/{len(samples)}  simulated {sample.simulated_ms:.4f} ms  "
+              f"{select_on} {_fmt(row[select_on])}")
+    scores = [(r[select_on] if r[select_on] is not None and math.isfinite(r[select_on]) else -1.0) for r in rows]
+    best = max(range(len(rows)), key=lambda i: (scores[i], -i))  # ties: the first sampled
+    search_seconds = time.time() - started
+    chosen = samples[best]
+    if method == "random_search":
+        final = train_network(cfg, chosen.spec, run_dir / FINAL_DIR, cfg.full)
+        final_dir = run_dir / FINAL_DIR
+    else:
+        final, final_dir = None, Path(rows[best]["run_dir"])
+        import json
+
+        final = json.loads((final_dir / "summary.json").read_text())
+    import simulator
+    from s3nas.arch.graph import archspec_to_graph
+
+    report = simulator.simulate(archspec_to_graph(chosen.spec), profile)  # independent check of the delivered net
+    simulated_ms = float(report.latency_ms)
+    tolerance = float(cfg.tolerance)
+    summary = {
+        "method": method,
+        "target_ms": target_ms,
+        "simulated_ms": simulated_ms,
+        "estimated_ms": chosen.estimated_ms,
+        "target_ratio": simulated_ms / target_ms,
+        "within_tolerance": abs(simulated_ms / target_ms - 1.0) <= tolerance + 1e-12,
+        "meets_target": simulated_ms <= target_ms,
+        "tolerance": tolerance,
+        "val_acc": final.get("val_acc"),
+        "test_acc": final.get("test_acc"),
+        "selected_on": select_on,
+        "selected_sample": best,
+        "selected_sample_score": rows[best][select_on],
+        "accuracy_source": (f"trained from scratch by train.py's runner (recipe {final.get('recipe')}, "
+                            f"{final.get('epochs')} epochs, seed {int(cfg.seed)}, {final.get('evaluated')} weights) "
+                            f"in {final_dir}"),
+        "latency_source": f"simulation ({profile.name}, {space.input_size}x{space.input_size}, "
+                          f"{space.num_classes} classes)",
+        "search_seconds": search_seconds,
+        "train_seconds": final.get("train_seconds"),
+        "total_seconds": None,
+        "num_samples": len(samples),
+        "short_epochs": rows[best]["epochs"],
+        "full_epochs": final.get("epochs"),
+        "sampling": stats.to_dict(),
+        "samples": rows,
+        "hardware": profile.name,
+        "seed": int(cfg.seed),
+        "data": str(cfg.data.get("name", "")),
+        "params": final.get("params"),
+        "macs": int(report.macs),
+        "num_blocks": len(chosen.spec.blocks),
+        "arch": codec.encode(chosen.spec),
+        "final_run_dir": str(final_dir),
+        "run_dir": str(run_dir),
+    }
+    summary["total_seconds"] = time.time() - started
+    keys = ("method", "target_ms", "estimated_ms", "simulated_ms", "val_acc", "test_acc", "accuracy_source",
+            "latency_source", "hardware", "data", "search_seconds")
+    from dataclasses import replace
+
+    spec = replace(chosen.spec, name=method, meta={**dict(chosen.spec.meta or {}),
+                                                    method: {k: summary[k] for k in keys}})
+    codec.save_json(spec, run_dir / "arch.json")
+    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_text(run_dir / "samples.csv", _csv(rows))
+    _log_final(loggers, summary, rows, run_dir)
+    print_summary(summary)
+    return summary
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _log_metrics(loggers: list, metrics: dict, step: int) -> None:
+    for logger in loggers:
+        try:
+            logger.log_metrics(metrics, step=step)
+        except Exception as error:  # noqa: BLE001 - a logger never fails the run
+            warnings.warn(f"logger {type(logger).__name__}: {error}")
+
+
+def _log_final(loggers: list, summary: dict, rows: list[dict], run_dir: Path) -> None:
+    """Final figures to every logger; W&B also gets the samples table and the arch.json artifact."""
+    scalars = {f"final/{k}": v for k, v in summary.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+    for logger in loggers:
+        try:
+            if type(logger).__name__ != "WandbLogger":
+                logger.log_metrics(scalars)
+                logger.save()
+                continue
+            import wandb
+
+            run = logger.experiment
+            run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
+            columns = list(rows[0])
+            run.log({"samples": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})
+            artifact = wandb.Artifact(f"arch-{run.id}", type="architecture", metadata={
+                k: summary[k] for k in ("method", "target_ms", "simulated_ms", "val_acc", "test_acc", "hardware")})
+            artifact.add_file(str(run_dir / "arch.json"))
+            run.log_artifact(artifact)
+        except Exception as error:  # noqa: BLE001
+            warnings.warn(f"logging the results failed ({type(logger).__name__}): {error}")
+
+
+def print_summary(summary: dict) -> None:
+    """One table of the samples, then the delivered network's figures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    table = Table(title=f"{summary['method']}: {summary['num_samples']} samples at {summary['target_ms']:.4g} ms "
+                        f"+-{summary['tolerance']:.0%} on {summary['hardware']}")
+    for column in ("#", "simulated ms", "estimated ms", summary["selected_on"], "test acc", "params", "epochs"):
+        table.add_column(column, justify="right")
+    for row in summary["samples"]:
+        mark = " *" if row["index"] == summary["selected_sample"] else ""
+        table.add_row(f"{row['index']}{mark}", _fmt(row["simulated_ms"]), _fmt(row["estimated_ms"]),
+                      _fmt(row[summary["selected_on"]]), _fmt(row["test_acc"]), str(row["params"]), str(row["epochs"]))
+    console.print(table)
+    console.print(f"delivered (sample {summary['selected_sample']}): simulated {summary['simulated_ms']:.4f} ms "
+                  f"(target {summary['target_ms']:.4g} ms, ratio {summary['target_ratio']:.3f}), "
+                  f"val acc {_fmt(summary['val_acc'])}, test acc {_fmt(summary['test_acc'])} after "
+                  f"{summary['full_epochs']} epochs; search {summary['search_seconds']:.0f} s, "
+                  f"total {summary['total_seconds']:.0f} s")
+    console.print(f"run dir: {summary['run_dir']}")

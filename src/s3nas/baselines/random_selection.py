@@ -1,0 +1,17 @@
+"""`python -m s3nas.baselines.random_selection latency=2.5ms`: the paper's random selection baseline (5.4.1).
+
+Samples ``num_samples`` (20) architectures within +-2% of the target (simulated), trains every one with the full
+recipe and keeps the best by validation accuracy (search_seconds includes all the trainings). A thin Hydra entry
+point (conf/random_selection.yaml) around ``s3nas.baselines.random_baselines.run_random``.
+"""
+
+from __future__ import annotations
+
+from s3nas.baselines.random_search import check, main
+
+__all__ = ["check", "main"]
+
+if __name__ == "__main__":
+    from s3nas.utils.entry import run
+
+    run(main, "random_selection", check=check)

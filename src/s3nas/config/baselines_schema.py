@@ -1,0 +1,84 @@
+"""Structured schemas of the baselines' entry points (conf/zoo.yaml, random_search.yaml, random_selection.yaml,
+compare.yaml): unknown keys fail at composition; groups keep their own schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+from s3nas.config.schema import DeployConfig
+
+
+@dataclass
+class StageRecipe:
+    """Training budget of one stage of a random baseline (overrides of the recipe group)."""
+
+    epochs: Optional[int] = None  # null: recipe.epochs
+    scheduler: Optional[str] = None  # null: recipe.scheduler.name (step | cosine)
+
+
+@dataclass
+class RandomBaselineConfig:
+    """Top-level keys of conf/random_search.yaml and conf/random_selection.yaml."""
+
+    data: Any = MISSING
+    supernet: Any = MISSING
+    candidates: Any = MISSING
+    hardware: Any = MISSING
+    recipe: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    callbacks: Any = MISSING
+    paths: Any = MISSING
+    latency: str = "2.5ms"
+    latency_ms: Optional[float] = None
+    tolerance: float = 0.02  # +- fraction of the target a sampled network's simulated latency must be within
+    num_samples: int = 15  # architectures sampled at the target
+    short: StageRecipe = field(default_factory=StageRecipe)  # training of every sample
+    full: Optional[StageRecipe] = None  # retraining of the best sample (random search); null: none
+    select_on: str = "val_acc"  # metric of the sample trainings that picks the best (val_acc, val_acc_raw)
+    lut_workers: int = 2
+    seed: int = 42
+    task_name: str = "random_search"
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    optimized_metric: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ZooConfig:
+    """Top-level keys of conf/zoo.yaml."""
+
+    paths: Any = MISSING
+    logger: Any = MISSING
+    models: list[str] = field(default_factory=list)  # keys of s3nas.baselines.zoo.ZOO; empty: all
+    hardware: list[str] = field(default_factory=list)  # profile names or YAML paths; empty: every profile
+    overlay: list[str] = field(default_factory=list)  # run dirs (search/train/random) drawn on the Pareto plot
+    graph_cache: bool = True  # reuse timm graphs across runs (simulator graph cache)
+    plot: bool = True
+    task_name: str = "zoo"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CompareConfig:
+    """Top-level keys of conf/compare.yaml."""
+
+    paths: Any = MISSING
+    logger: Any = MISSING
+    runs: list[str] = field(default_factory=list)  # run dirs (search, train, random_*), or multirun dirs
+    zoo: list[str] = field(default_factory=list)  # zoo models to add (keys of the zoo), simulated here
+    hardware: str = "midap"
+    data: Optional[str] = None  # only runs on this dataset (null: the data of the first run)
+    plot: bool = True
+    task_name: str = "compare"
+    tags: list[str] = field(default_factory=list)
+
+
+def register(cs: Any) -> None:
+    """Store the schemas in Hydra's ConfigStore ``cs``."""
+    cs.store(name="random_baseline_schema", node=RandomBaselineConfig)
+    cs.store(name="zoo_schema", node=ZooConfig)
+    cs.store(name="compare_schema", node=CompareConfig)
