@@ -1,0 +1,250 @@
+"""`python -m s3nas.baselines.zoo`: the networks a user would otherwise pick, timed on every simulated NPU.
+
+EfficientNet-B0..B4, EfficientNet-lite0..4, EfficientNet-EdgeTPU-S/M/L, MobileNetV2, MobileNetV3-Large,
+MixNet-S/M/L, ResNet-50 and Inception V3 (timm definitions, no weights), each at its official resolution. Each
+network's graph is built once (timm model -> torch frontend; the simulator's graph cache keeps it for the next
+run) and simulated on every profile in the same process. Per (model, hardware): simulated latency and cycles,
+weights (BN folded, as the NPU stores them), MACs, DRAM traffic and bound type from the simulator report, and
+the network's published ImageNet top-1 with its source (empty where none is stated). S3NAS's own MIDAP
+latencies (paper Table 6) sit next to ours for comparison. Writes ``zoo.csv``, ``zoo.md``, ``summary.json``,
+``pareto_<hardware>.png`` (``s3nas.baselines.pareto``) and a W&B table + plot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from s3nas.errors import ConfigError
+
+# Sources of the published top-1 values (FP32, ImageNet val, single crop, as the authors published them).
+EFFNET = "Tan & Le, EfficientNet (ICML 2019, arXiv:1905.11946v1-v3), Table 2; S3NAS Table 6 quotes it"
+EFFNET_B0 = "Tan & Le, EfficientNet (ICML 2019, arXiv:1905.11946v1-v3), Table 2"
+LITE = "tensorflow/tpu models/official/efficientnet/lite/README.md (FP32 accuracy)"
+LITE_S3NAS = LITE + "; S3NAS Table 6 quotes it"
+EDGETPU = ("S3NAS Table 6, quoting Gupta et al. [9] (EfficientNet-EdgeTPU, tensorflow/tpu "
+           "models/official/efficientnet/edgetpu; FP32)")
+MBV2 = "Sandler et al., MobileNetV2 (CVPR 2018), Table 4"
+MBV3 = "Howard et al., Searching for MobileNetV3 (ICCV 2019), Table 3"
+MIXNET = "Tan & Le, MixConv (BMVC 2019, arXiv:1907.09595), ImageNet results"
+RESNET = "torchvision model card ResNet50_Weights.IMAGENET1K_V1 (acc@1); the paper reports 10-crop only"
+INCEPTION = "Szegedy et al., Rethinking the Inception Architecture (CVPR 2016), 21.2% single-crop top-1 error; S3NAS Table 6 quotes it"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo network: timm definition, official resolution, published top-1 (None: not stated)."""
+
+    key: str
+    display: str
+    timm_name: str
+    input_size: int
+    published_top1: Optional[float]
+    top1_source: str
+    paper_midap_ms: Optional[float] = None  # S3NAS paper Table 6 (MIDAP cycle-accurate simulator)
+
+
+ZOO: tuple[ZooEntry, ...] = (
+    ZooEntry("efficientnet_b0", "EfficientNet-B0", "efficientnet_b0", 224, 76.3, EFFNET_B0),
+    ZooEntry("efficientnet_b1", "EfficientNet-B1", "efficientnet_b1", 240, 78.8, EFFNET, 2.47),
+    ZooEntry("efficientnet_b2", "EfficientNet-B2", "efficientnet_b2", 260, 79.8, EFFNET, 3.31),
+    ZooEntry("efficientnet_b3", "EfficientNet-B3", "efficientnet_b3", 300, 81.1,
+             EFFNET.replace("quotes it", "prints 81.0"), 5.22),
+    ZooEntry("efficientnet_b4", "EfficientNet-B4", "efficientnet_b4", 380, 82.6, EFFNET, 11.42),
+    ZooEntry("efficientnet_lite0", "EfficientNet-lite0", "efficientnet_lite0", 224, 75.1, LITE),
+    ZooEntry("efficientnet_lite1", "EfficientNet-lite1", "efficientnet_lite1", 240, 76.7, LITE),
+    ZooEntry("efficientnet_lite2", "EfficientNet-lite2", "efficientnet_lite2", 260, 77.6, LITE_S3NAS, 2.51),
+    ZooEntry("efficientnet_lite3", "EfficientNet-lite3", "efficientnet_lite3", 280, 79.8, LITE_S3NAS, 3.50),
+    ZooEntry("efficientnet_lite4", "EfficientNet-lite4", "efficientnet_lite4", 300, 81.5, LITE_S3NAS, 5.84),
+    ZooEntry("efficientnet_es", "EfficientNet-EdgeTPU-S", "efficientnet_es", 224, 77.23, EDGETPU, 4.41),
+    ZooEntry("efficientnet_em", "EfficientNet-EdgeTPU-M", "efficientnet_em", 240, 78.69, EDGETPU, 6.86),
+    ZooEntry("efficientnet_el", "EfficientNet-EdgeTPU-L", "efficientnet_el", 300, 80.62, EDGETPU, 15.55),
+    ZooEntry("mobilenetv2_100", "MobileNetV2", "mobilenetv2_100", 224, 72.0, MBV2),
+    ZooEntry("mobilenetv3_large_100", "MobileNetV3-Large", "mobilenetv3_large_100", 224, 75.2, MBV3),
+    ZooEntry("mixnet_s", "MixNet-S", "mixnet_s", 224, 75.8, MIXNET),
+    ZooEntry("mixnet_m", "MixNet-M", "mixnet_m", 224, 77.0, MIXNET),
+    ZooEntry("mixnet_l", "MixNet-L", "mixnet_l", 224, 78.9, MIXNET),
+    ZooEntry("resnet50", "ResNet-50", "resnet50", 224, 76.13, RESNET),
+    ZooEntry("inception_v3", "Inception V3", "inception_v3", 299, 78.8, INCEPTION, 6.75),
+)
+ZOO_BY_KEY = {entry.key: entry for entry in ZOO}
+
+#: zoo.csv columns, in order
+COLUMNS = ("model", "timm_name", "hardware", "input_size", "latency_ms", "cycles", "params_m", "macs_g",
+           "dram_read_mb", "dram_write_mb", "dram_traffic_mb", "bound", "mac_utilisation", "published_top1",
+           "top1_source", "paper_midap_ms", "latency_source")
+
+
+def select_entries(keys: Iterable[str]) -> list[ZooEntry]:
+    """Zoo entries by key (all when empty); ConfigError naming the unknown ones and the accepted keys."""
+    keys = [str(k) for k in keys]
+    unknown = [k for k in keys if k not in ZOO_BY_KEY]
+    if unknown:
+        raise ConfigError(f"models: unknown zoo model(s) {', '.join(unknown)}; use any of {', '.join(ZOO_BY_KEY)}")
+    return [ZOO_BY_KEY[k] for k in keys] if keys else list(ZOO)
+
+
+def load_profiles(names: Iterable[str], key: str = "hardware") -> list[Any]:
+    """Simulator profiles by name or YAML path (every known profile when empty); ConfigError otherwise."""
+    import simulator
+
+    names = [str(n) for n in names] or list(simulator.list_profiles())
+    profiles = []
+    for name in names:
+        try:
+            profiles.append(simulator.load_profile(name))
+        except Exception as error:  # noqa: BLE001 - unknown name, bad file
+            raise ConfigError(f"{key}: unknown hardware '{name}' ({' '.join(str(error).split()) or type(error).__name__}); "
+                              f"use any of {', '.join(simulator.list_profiles())} or a profile YAML path") from None
+    return profiles
+
+
+def build_graph(entry: ZooEntry, input_size: Optional[int] = None, use_cache: bool = True) -> Any:
+    """The simulator graph of a zoo network at its official resolution (or ``input_size``), 1000 classes."""
+    from simulator.loaders import load_model_graph
+
+    return load_model_graph(f"timm:{entry.timm_name}", int(input_size or entry.input_size), use_cache=use_cache)
+
+
+def row_of(entry: ZooEntry, graph: Any, report: Any) -> dict:
+    """One zoo.csv row from a simulator report."""
+    mb = 1e6
+    return {
+        "model": entry.display, "timm_name": entry.timm_name, "hardware": report.profile_name,
+        "input_size": entry.input_size,
+        "latency_ms": float(report.latency_ms), "cycles": int(report.total_cycles),
+        "params_m": sum(layer.weight_count for layer in graph) / 1e6, "macs_g": report.macs / 1e9,
+        "dram_read_mb": (report.dram_read_weight_bytes + report.dram_read_feature_bytes) / mb,
+        "dram_write_mb": report.dram_write_bytes / mb,
+        "dram_traffic_mb": (report.dram_read_weight_bytes + report.dram_read_feature_bytes
+                            + report.dram_write_bytes) / mb,
+        "bound": report.bound, "mac_utilisation": float(report.mac_utilisation),
+        "published_top1": entry.published_top1, "top1_source": entry.top1_source if entry.published_top1 else
+        "not stated (no source found)",
+        "paper_midap_ms": entry.paper_midap_ms if report.profile_name == "midap" else None,
+        "latency_source": f"simulation ({report.profile_name}, {entry.input_size}x{entry.input_size}, batch 1, "
+                          f"simulator {report.simulator_version})",
+    }
+
+
+def zoo_table(entries: Iterable[ZooEntry], profiles: Iterable[Any], *, use_cache: bool = True,
+              progress: bool = False) -> tuple[list[dict], dict]:
+    """Rows (one per model and profile) and timings: each graph built once, simulated on every profile."""
+    import simulator
+
+    profiles = list(profiles)
+    rows: list[dict] = []
+    timings = {"build_seconds": 0.0, "simulate_seconds": 0.0, "per_model": {}}
+    for entry in entries:
+        started = time.perf_counter()
+        graph = build_graph(entry, use_cache=use_cache)
+        built = time.perf_counter()
+        for profile in profiles:
+            rows.append(row_of(entry, graph, simulator.simulate(graph, profile)))
+        done = time.perf_counter()
+        timings["build_seconds"] += built - started
+        timings["simulate_seconds"] += done - built
+        timings["per_model"][entry.key] = {"build_s": built - started, "simulate_s": done - built}
+        if progress:
+            print(f"  {entry.display:<24} {entry.input_size}px  graph {built - started:5.2f} s  "
+                  f"{len(profiles)} simulations {done - built:5.2f} s")
+    return rows, timings
+
+
+def check_order(rows: list[dict], hardware: str = "midap") -> dict:
+    """The paper's latency order on ``hardware``: B1<B2<B3<B4 and lite2<lite3<lite4 (True/False/None if absent)."""
+    latency = {r["timm_name"]: r["latency_ms"] for r in rows if r["hardware"] == hardware}
+
+    def increasing(names: list[str]) -> Optional[bool]:
+        if not all(n in latency for n in names):
+            return None
+        return all(latency[a] < latency[b] for a, b in zip(names, names[1:]))
+
+    return {"efficientnet_b1_to_b4": increasing([f"efficientnet_b{i}" for i in range(1, 5)]),
+            "efficientnet_lite2_to_lite4": increasing([f"efficientnet_lite{i}" for i in range(2, 5)])}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The table as markdown, one block per hardware profile."""
+    lines: list[str] = []
+    for hardware in dict.fromkeys(r["hardware"] for r in rows):
+        lines += [f"### {hardware}", "",
+                  "| model | input | latency ms | paper ms (MIDAP) | params M | MACs G | DRAM MB | bound | published top-1 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted((r for r in rows if r["hardware"] == hardware), key=lambda r: r["latency_ms"]):
+            paper = f"{r['paper_midap_ms']:.2f}" if r["paper_midap_ms"] is not None else ""
+            top1 = f"{r['published_top1']:g}" if r["published_top1"] is not None else ""
+            lines.append(f"| {r['model']} | {r['input_size']} | {r['latency_ms']:.3f} | {paper} | {r['params_m']:.2f} | "
+                         f"{r['macs_g']:.2f} | {r['dram_traffic_mb']:.1f} | {r['bound']} | {top1} |")
+        lines.append("")
+    sources = dict.fromkeys((r["model"], r["top1_source"]) for r in rows)
+    lines += ["Published top-1 sources:", ""] + [f"- {model}: {source}" for model, source in sources]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------------------- entry point
+def check(cfg: Any) -> dict:
+    """Every user error before anything is written."""
+    from s3nas.baselines.pareto import load_overlays
+
+    entries = select_entries(cfg.models)
+    profiles = load_profiles(cfg.hardware)
+    overlays = load_overlays(cfg.overlay)
+    return {"entries": entries, "profiles": profiles, "overlays": overlays}
+
+
+def main(cfg: Any, checked: Optional[dict] = None) -> dict:
+    """Hydra task: build, simulate, write zoo.csv / zoo.md / summary.json / Pareto PNGs, log to W&B."""
+    from s3nas.baselines.pareto import log_wandb_plots, overlay_points, plot_pareto
+    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.utils.loggers import build_loggers
+
+    started = time.perf_counter()
+    checked = checked or check(cfg)
+    run_dir = Path(str(cfg.paths.output_dir))
+    entries, profiles = checked["entries"], checked["profiles"]
+    print(f"zoo: {len(entries)} networks x {len(profiles)} hardware profiles "
+          f"({', '.join(p.name for p in profiles)})")
+    rows, timings = zoo_table(entries, profiles, use_cache=bool(cfg.graph_cache), progress=True)
+    table_seconds = time.perf_counter() - started
+    points = overlay_points(checked["overlays"], profiles)
+    atomic_write_text(run_dir / "zoo.csv", csv_text(rows))
+    markdown = markdown_table(rows)
+    atomic_write_text(run_dir / "zoo.md", markdown)
+    plots = {}
+    if cfg.plot:
+        for profile in profiles:
+            path = run_dir / f"pareto_{profile.name}.png"
+            plot_pareto(rows, points, profile.name, path)
+            plots[profile.name] = str(path)
+    summary = {"rows": len(rows), "models": [e.key for e in entries], "hardware": [p.name for p in profiles],
+               "table_seconds": table_seconds, **{k: timings[k] for k in ("build_seconds", "simulate_seconds")},
+               "per_model_seconds": timings["per_model"], "order_midap": check_order(rows, "midap"),
+               "graph_cache": bool(cfg.graph_cache), "plots": plots, "overlay": points, "run_dir": str(run_dir)}
+    atomic_write_json(run_dir / "summary.json", summary)
+    loggers = build_loggers(cfg)
+    log_wandb_plots(loggers, rows, points, plots, summary)
+    print(markdown)
+    print(f"zoo: {len(rows)} rows in {table_seconds:.1f} s (graphs {timings['build_seconds']:.1f} s, simulations "
+          f"{timings['simulate_seconds']:.1f} s); run dir: {run_dir}")
+    return summary
+
+
+if __name__ == "__main__":
+    from s3nas.utils.entry import run
+
+    run(main, "zoo", check=check)
