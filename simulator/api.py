@@ -8,7 +8,12 @@ from .graph import Graph
 from .hardware import HardwareProfile, load_profile
 from .report import LayerReport, Report
 
-SIMULATOR_VERSION = "1.1.0"
+SIMULATOR_VERSION = "1.2.0"
+#: Bumped whenever a cost rule changes the cycles or bytes of some graph on some profile (not for pure
+#: refactors); caches of simulated figures (s3nas' latency tables) key on it. 2: MidapSim's channel padding
+#: (16 for maps only convs read), GEMM only for <= 3 input channels, exact align-stage bubbles, residual
+#: operand requested column group by column group.
+COST_MODEL_VERSION = 2
 
 
 def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: bool = True,

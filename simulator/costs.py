@@ -52,9 +52,13 @@ def check_supported(layer: Layer) -> None:
         raise UnsupportedOpError(f"{_where(layer)}: unsupported activation '{layer.act}' of op '{layer.op}'")
 
 
-def layer_compute(layer: Layer, profile, graph_input: bool = False, fused_reduction: bool = False
-                  ) -> tuple[str, int, int]:
-    """(module, compute_cycles, weight_tile_count_hint) of one layer; module '' = free."""
+def layer_compute(layer: Layer, profile, graph_input: bool = False, fused_reduction: bool = False,
+                  in_align: int | None = None) -> tuple[str, int, int]:
+    """(module, compute_cycles, weight_tile_count_hint) of one layer; module '' = free.
+
+    ``in_align``: channel padding of the stored input map (``storage_channel_aligns``); default
+    ``channel_align``.
+    """
     check_supported(layer)
     op = layer.op
     p = profile
@@ -77,11 +81,14 @@ def layer_compute(layer: Layer, profile, graph_input: bool = False, fused_reduct
             return "dw", _cdiv(c_out, p.dw_lanes) * taps, _cdiv(c_out, p.dw_lanes)
         hw = h_out * w_out
         if p.dataflow == "adder_tree":
-            if graph_input and g == 1 and p.first_layer_gemm and c_in < p.conv_lanes:
+            if uses_gemm(layer, p, graph_input):
                 cycles = _cdiv(kh * kw * c_in, p.conv_lanes) * _cdiv(c_out, p.conv_units) * h_out * w_out
             else:
-                cycles = _adder_tree_conv(p, cin_g, cout_g, g, (h_in, w_in), (h_out, w_out), layer.kernel,
-                                          layer.stride, layer.padding)
+                # the stored (padded) channels fold with the kernel rows; a grouped conv reads its slice
+                c_fold = _align(c_in, in_align or p.channel_align) if g == 1 else cin_g
+                per_group = adder_tree_conv_cycles(c_fold, h_in, w_in, h_out, w_out, kh, kw, sh, sw, ph, pw,
+                                                   p.conv_lanes, p.conv_align_stall)
+                cycles = g * _cdiv(cout_g, p.conv_units) * per_group
             return "conv", cycles, g * _cdiv(cout_g, p.conv_units)
         # systolic_ws: one pass of hw input vectors per weight tile, plus fill/drain of the array
         tiles = _cdiv(kh * kw * cin_g, p.conv_lanes) * _cdiv(cout_g, p.conv_units)
@@ -120,42 +127,56 @@ def valid_taps_per_output(in_size: int, out_size: int, kernel: int, stride: int,
     return tuple(out)
 
 
-def align_stall(p, kh: int, cin: int, stride: int, pad_top: int) -> float:
-    """Adder-tree align-stage stall per kernel column when kh*C_in does not fill whole lane rows.
+def uses_gemm(layer: Layer, profile, graph_input: bool) -> bool:
+    """MidapSim's first-layer rule: a conv reading the image whose weight has at most
+    ``gemm_max_input_channels`` input channels runs as a GEMM over im2col rows."""
+    return (graph_input and layer.op == "conv" and layer.groups == 1 and profile.dataflow == "adder_tree"
+            and profile.first_layer_gemm and layer.in_shapes[0][0] <= profile.gemm_max_input_channels)
 
-    The align/broadcast stage feeds ``conv_units``-wide slices; a partial last row costs extra cycles
-    depending on how many slices it fills and on the stride phase (MIDAP's compiler model).
+
+def _align(c: int, a: int) -> int:
+    return -(-c // a) * a
+
+
+@lru_cache(maxsize=4096)
+def adder_tree_conv_cycles(c: int, h_in: int, w_in: int, h_out: int, w_out: int, kh: int, kw: int, sh: int,
+                           sw: int, ph: int, pw: int, lanes: int, align_stall: bool = True) -> int:
+    """Cycles of one filter group of a conv on the adder tree (MidapSim's conv_yz dataflow).
+
+    The input is stored (W, H, C) with ``c`` (padded) channels, so a kernel column's valid rows are
+    ``start..end`` of the kernel height and occupy ``ceil(end*c/lanes) - floor(start*c/lanes)`` lane rows
+    (kernel rows fold into the lanes). When the column's data starts inside a lane row at a larger offset
+    than its weights (``wmem_offset - fmem_offset < 0``) the align stage needs one extra (junk) row read;
+    with a 1-wide kernel that row is the one the previous pixel just read, so it is free.
     """
-    if not p.conv_align_stall:
-        return 0.0
-    u = max(1, p.conv_lanes // 4)
-    if stride % 4 == 0:
-        return 0.0 if pad_top % 4 == 0 else 1.0
-    m = (kh * cin) % p.conv_lanes
-    one_or_three = 0 < m <= u or 2 * u < m <= 3 * u
-    two = u < m <= 2 * u
-    if stride % 2 == 1:
-        return 0.75 if one_or_three else (0.5 if two else 0.0)
-    if one_or_three:
-        return 0.5 if pad_top % 2 == 0 else 1.0
-    if two:
-        return 0.0 if pad_top % 2 == 0 else 1.0
-    return 0.0
-
-
-def _adder_tree_conv(p, cin_g: int, cout_g: int, groups: int, in_hw, out_hw, kernel, stride, padding) -> int:
-    """Adder tree: per output pixel and filter group, each valid kernel column costs
-    ceil(valid_rows * C_in / lanes) cycles (kernel rows folded into the lanes) plus the align stall."""
-    # (C_in below one lane row is padded to channel_align before folding; see below)
-    kh, kw = kernel
-    stall = align_stall(p, kh, cin_g, stride[0], padding[0]) if kw != 1 else 0.0
-    # fewer channels than one lane row: each kernel row occupies the whole padded channel slice, so
-    # rows cannot fold into the lanes; from one lane row up, kernel rows fold (ceil(rows*C/lanes))
-    cin_fold = -(-cin_g // p.channel_align) * p.channel_align if cin_g < p.conv_lanes else cin_g
-    cols = valid_taps(in_hw[1], out_hw[1], kw, stride[1], padding[1])
-    rows = sum(_cdiv(v * cin_fold, p.conv_lanes) + stall if v else 0.0
-               for v in valid_taps_per_output(in_hw[0], out_hw[0], kh, stride[0], padding[0]))
-    return int(groups * _cdiv(cout_g, p.conv_units) * cols * rows)
+    # valid input columns, grouped by the lane offset their start address contributes (x * h_in * c)
+    col_offsets: dict[int, int] = {}
+    n_cols = 0
+    for ox in range(w_out):
+        x0 = ox * sw - pw
+        for kx in range(kw):
+            x = x0 + kx
+            if 0 <= x < w_in:
+                off = (x * h_in * c) % lanes
+                col_offsets[off] = col_offsets.get(off, 0) + 1
+                n_cols += 1
+    stall = align_stall and kw > 1
+    total = 0
+    for oy in range(h_out):
+        in_y = oy * sh - ph
+        start = -in_y if in_y < 0 else 0
+        end = min(kh, h_in - in_y)
+        if end <= start:
+            continue
+        rows = -(-end * c // lanes) - (start * c) // lanes
+        total += rows * n_cols
+        if stall:
+            w_off = (start * c) % lanes
+            base = ((in_y + start) * c) % lanes
+            for off, count in col_offsets.items():
+                if w_off < (off + base) % lanes:
+                    total += count
+    return total
 
 
 def _spatial_conv(p, pairs: int, kh: int, kw: int, h_out: int, w_out: int) -> int:
@@ -202,10 +223,53 @@ def fused_gaps(graph, profile) -> set[str]:
 def graph_compute_cycles(graph, profile) -> int:
     """Closed-form compute-only cycles of a graph: sum of layer compute + pipeline depth per layer."""
     fused = fused_gaps(graph, profile)
+    aligns = storage_channel_aligns(graph, profile)
     total = 0
     for layer in graph.layers:
         graph_input = getattr(graph, "image_input", True) and layer.inputs[0] == "input"
-        module, cycles, _ = layer_compute(layer, profile, graph_input, layer.name in fused)
+        module, cycles, _ = layer_compute(layer, profile, graph_input, layer.name in fused,
+                                          aligns.get(layer.inputs[0]))
         if module:
             total += cycles + pipeline_cycles(module, profile)
     return total
+
+
+#: ops whose output MidapSim stores padded to the full system width (its "parallel" layers)
+_WIDE_PRODUCERS = ("maxpool", "avgpool", "gap", "add", "mul", "act")
+
+
+def storage_channel_aligns(graph, profile) -> dict[str, int]:
+    """Channel padding of every stored tensor (by name, "input" included), MidapSim's rule.
+
+    With ``conv_only_channel_align`` set, a map that only (non-depthwise) convs, FCs and concats read is
+    padded to it (16 on MIDAP: kernel rows fold into the lanes); a map that anything else reads (a residual
+    add, a depthwise conv, pooling) or that a depthwise/pooling/element-wise op produced is padded to
+    ``channel_align`` (64). Maps read through a split/reshape view keep ``channel_align``. The image input
+    keeps ``input_channel_align``. Without the field every map is padded to ``channel_align``.
+    """
+    p = profile
+    wide = p.channel_align
+    narrow = p.conv_only_channel_align
+    image = getattr(graph, "image_input", True)
+    aligns: dict[str, int] = {}
+    if not narrow:
+        aligns = {layer.name: wide for layer in graph.layers}
+        aligns["input"] = p.input_channel_align if image else wide
+        return aligns
+    producer_wide = {"input": False}
+    for layer in graph.layers:
+        producer_wide[layer.name] = layer.op in _WIDE_PRODUCERS or layer.is_depthwise
+    narrow_ok = {name: not is_wide for name, is_wide in producer_wide.items()}
+    for layer in graph.layers:
+        conv_reader = layer.op in ("fc", "concat") or (layer.op == "conv" and not layer.is_depthwise)
+        if not conv_reader:
+            for x in layer.inputs:
+                narrow_ok[x] = False
+    for name, ok in narrow_ok.items():
+        aligns[name] = narrow if ok else wide
+    if image:
+        aligns["input"] = p.input_channel_align
+    for layer in graph.layers:  # a view is stored as its base tensor
+        if layer.op in ("split", "reshape"):
+            aligns[layer.name] = aligns[layer.inputs[0]]
+    return aligns

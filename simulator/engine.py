@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from .costs import fused_gaps, layer_compute, pipeline_cycles
+from .costs import fused_gaps, layer_compute, pipeline_cycles, storage_channel_aligns, uses_gemm
 from .graph import Graph
 
 _W, _F, _WR = 0, 1, 2  # load kinds: weight read, feature read, feature write
@@ -63,7 +63,8 @@ class LayerPlan:
     """Planned work of one layer (before timing)."""
 
     __slots__ = ("layer", "module", "compute_cycles", "pipeline_cycles", "weight_bytes", "feature_read_bytes",
-                 "write_bytes", "n_tiles", "n_bands", "n_groups", "fmem_out_bytes", "weights_outer")
+                 "write_bytes", "n_tiles", "n_bands", "n_groups", "fmem_out_bytes", "weights_outer",
+                 "serial_features")
 
     def __init__(self, layer):
         self.layer = layer
@@ -78,10 +79,18 @@ class LayerPlan:
         self.n_groups = 0
         self.fmem_out_bytes = 0
         self.weights_outer = False  # loop order when weights exceed half of WMEM and features stream
+        #: feature bands of this layer are requested one at a time (the next once the previous arrived):
+        #: an element-wise operand streamed through MIDAP's weight path in column groups
+        self.serial_features = False
 
 
-def weight_bytes(layer, profile, graph_input: bool) -> int:
-    """DRAM bytes of a layer's weights as stored (input channels padded)."""
+def weight_bytes(layer, profile, graph_input: bool, in_align: int | None = None) -> int:
+    """DRAM bytes of a layer's weights as stored.
+
+    Adder tree (MidapSim's layout): filters padded to a multiple of ``conv_units``, each kernel column's
+    ``k_h x C_stored`` values padded to whole lane rows (the first-layer GEMM: ``k_h*k_w*C_in`` padded).
+    Other dataflows: input channels padded to ``channel_align``.
+    """
     p = profile
     if layer.op == "conv":
         c_in = layer.in_shapes[0][0]
@@ -90,8 +99,11 @@ def weight_bytes(layer, profile, graph_input: bool) -> int:
         if layer.is_depthwise:
             n = _align(c_out, p.channel_align) * kh * kw
         elif layer.groups == 1:
-            if graph_input and p.first_layer_gemm and p.dataflow == "adder_tree":
-                n = kh * kw * c_in * c_out
+            if p.dataflow == "adder_tree" and uses_gemm(layer, p, graph_input):
+                n = _align(kh * kw * c_in, p.conv_lanes) * _align(c_out, p.conv_units)
+            elif p.dataflow == "adder_tree" and p.conv_only_channel_align:
+                c_stored = _align(c_in, in_align or p.channel_align)
+                n = _align(c_out, p.conv_units) * kw * _align(kh * c_stored, p.conv_lanes)
             else:
                 n = _align(c_in, p.channel_align) * kh * kw * c_out
         else:
@@ -99,7 +111,10 @@ def weight_bytes(layer, profile, graph_input: bool) -> int:
         return n * p.bytes_per_element
     if layer.op == "fc":
         c, h, w = layer.in_shapes[0]
-        return _align(c * h * w, p.channel_align) * layer.out_shape[0] * p.bytes_per_element
+        c_out = layer.out_shape[0]
+        if p.dataflow == "adder_tree" and p.conv_only_channel_align:
+            c_out = _align(c_out, p.conv_units)
+        return _align(c * h * w, p.channel_align) * c_out * p.bytes_per_element
     return 0
 
 
@@ -119,7 +134,8 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
     # --- aliases (split/reshape are views of a base tensor) and tensor sizes
     base_of: dict[str, tuple[str, float]] = {"input": ("input", 1.0)}
     image = getattr(graph, "image_input", True)
-    size: dict[str, int] = {"input": feature_bytes(graph.input_shape, p, p.input_channel_align if image else None)}
+    aligns = storage_channel_aligns(graph, p)
+    size: dict[str, int] = {"input": feature_bytes(graph.input_shape, p, aligns["input"])}
     for layer in layers:
         if layer.op in ("split", "reshape"):
             b, frac = base_of[layer.inputs[0]]
@@ -129,7 +145,7 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
             base_of[layer.name] = (b, frac)
         else:
             base_of[layer.name] = (layer.name, 1.0)
-            size[layer.name] = feature_bytes(layer.out_shape, p)
+            size[layer.name] = feature_bytes(layer.out_shape, p, aligns[layer.name])
     # --- which inputs are streamed from DRAM as element-wise operands; last on-chip use of each tensor
     dram_operand: dict[tuple[int, int], bool] = {}
     last_use: dict[str, int] = {}
@@ -164,7 +180,8 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
         if layer.op in ("split", "reshape"):
             continue
         graph_input = image and layer.inputs[0] == "input"
-        module, cycles, groups_hint = layer_compute(layer, p, graph_input, layer.name in fused)
+        in_align = aligns.get(base_of[layer.inputs[0]][0])
+        module, cycles, groups_hint = layer_compute(layer, p, graph_input, layer.name in fused, in_align)
         plan.module = module
         plan.compute_cycles = cycles
         plan.pipeline_cycles = pipeline_cycles(module, p) if module else 0
@@ -193,9 +210,13 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
             live_sum -= live.pop(b)
         plan.fmem_out_bytes = out_on
         plan.feature_read_bytes = int(round(stream))
+        if p.eltwise_operand_columns and any(
+                dram_operand[(i, j)] and tuple(layer.in_shapes[j]) == tuple(layer.out_shape)
+                for j in range(len(layer.inputs))):
+            plan.serial_features = True
         plan.write_bytes = writes
         if module:
-            plan.weight_bytes = weight_bytes(layer, p, graph_input)
+            plan.weight_bytes = weight_bytes(layer, p, graph_input, in_align)
             _tile_layer(plan, groups_hint, p)
             total_tiles += plan.n_tiles
             if plan.n_tiles > MAX_TILES_PER_LAYER or total_tiles > MAX_TILES_TOTAL:
@@ -228,7 +249,9 @@ def _tile_layer(plan: LayerPlan, groups_hint: int, p) -> None:
     if w:
         n_g = max(n_g, _cdiv(w, half))
     n_b = 1
-    if f:
+    if f and plan.serial_features:  # column groups of eltwise_operand_columns, one request each
+        n_b = max(1, min(p.max_tiles_per_layer, _cdiv(plan.layer.out_shape[2], p.eltwise_operand_columns)))
+    elif f:
         n_b = max(1, min(16, plan.layer.out_shape[1], _cdiv(f, p.feature_band_bytes)))
     if w > half and n_b > 1:
         # weights do not stay on chip: either re-read them per band, or keep one WMEM half of them
@@ -393,6 +416,8 @@ def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
     for li in active:
         tile_is_first[layer_first_tile[li]] = True
     next_active = {active[k]: active[k + 1] for k in range(len(active) - 1)}
+    serial = [plan.serial_features for plan in plans]
+    serial_busy = [False] * n_layers  # a serial layer has a feature request on its way
 
     # ---- state
     weights_first = p.bus_arbitration == "weights_first"
@@ -456,8 +481,10 @@ def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
             wq_i += 1
         while fq_i < len(fq):
             ld = fq[fq_i]
-            if f_used >= p.feature_stream_buffers or not started[ld_layer[ld]]:
+            if f_used >= p.feature_stream_buffers or not started[ld_layer[ld]] or serial_busy[ld_layer[ld]]:
                 break
+            if serial[ld_layer[ld]]:
+                serial_busy[ld_layer[ld]] = True
             f_used += 1
             issue(ld)
             fq_i += 1
@@ -508,6 +535,8 @@ def run_events(plans: list[LayerPlan], p, trace: bool = False) -> Timeline:
                     last_write_end = now
             else:
                 t_wait[ld_tile[arg]] -= 1
+                if ld_kind[arg] == _F:
+                    serial_busy[ld_layer[arg]] = False
         elif typ == EV_TILE:
             compute_busy = False
             t = arg

@@ -52,6 +52,9 @@ class HardwareProfile:
         "not a multiple of conv_lanes (MIDAP's compiler model; bool)", default=False)
     first_layer_gemm: bool = _doc(
         "adder_tree only: run a conv reading the graph input as a GEMM over im2col rows (bool)", default=True)
+    gemm_max_input_channels: int = _doc(
+        "adder_tree only: the first-layer GEMM applies when the conv's weight has at most this many input "
+        "channels (count; MidapSim: 3)", default=3)
     # --- depthwise / element-wise path
     dw_lanes: int = _doc(
         "depthwise / pooling / element-wise path: channels per cycle, one kernel tap each (count)", default=64)
@@ -78,6 +81,10 @@ class HardwareProfile:
     bytes_per_element: int = _doc("bytes per activation / weight element (bytes)", default=1)
     channel_align: int = _doc("channels are stored padded to a multiple of this (count)", default=64)
     input_channel_align: int = _doc("channel padding of the graph input in DRAM (count)", default=16)
+    conv_only_channel_align: int = _doc(
+        "channel padding of a feature map that only convs / FCs / concats read (count; MidapSim: 16, the "
+        "WMEM count); maps read by anything else or produced by depthwise/pooling/element-wise ops use "
+        "channel_align; 0 = every map uses channel_align", default=0)
     # --- DRAM and bus
     dram_channels: int = _doc("DRAM channels; requests in flight at once (count)", default=2)
     dram_bytes_per_cycle: float = _doc(
@@ -99,6 +106,10 @@ class HardwareProfile:
     cross_layer_prefetch: bool = _doc(
         "weight tiles of later layers prefetch while earlier layers compute (bool; HIDE_DRAM_LATENCY)",
         default=True)
+    eltwise_operand_columns: int = _doc(
+        "with eltwise_operand_from_dram: a full-size operand is requested in groups of this many feature-map "
+        "columns, one request at a time, each paying the request latency (count; 0 = streamed in feature "
+        "bands like any DRAM input)", default=0)
     eltwise_operand_from_dram: bool = _doc(
         "element-wise ops stream their secondary operand (residual, SE scale) from DRAM through the weight "
         "path, so its producer writes it to DRAM (bool; MIDAP)", default=False)
@@ -135,7 +146,8 @@ FIELD_DOCS = {f.name: f.metadata.get("doc", "") for f in fields(HardwareProfile)
 _POSITIVE_INT = ("conv_lanes", "conv_units", "dw_lanes", "reduction_lanes", "fmem_bytes", "wmem_bytes",
                  "feature_stream_buffers", "feature_band_bytes", "max_tiles_per_layer", "bytes_per_element",
                  "channel_align", "input_channel_align", "dram_channels", "dram_page_bytes")
-_NONNEG_INT = ("weight_request_bytes", "conv_pipeline_cycles", "dw_pipeline_cycles", "reduction_pipeline_cycles")
+_NONNEG_INT = ("weight_request_bytes", "gemm_max_input_channels", "conv_only_channel_align", "eltwise_operand_columns",
+               "conv_pipeline_cycles", "dw_pipeline_cycles", "reduction_pipeline_cycles")
 _NONNEG_FLOAT = ("dram_latency_base_cycles", "dram_latency_page_cycles", "dram_latency_refresh_cycles")
 _BOOL = ("conv_align_stall", "first_layer_gemm", "fuse_reduction", "dram_writes_use_bus", "cross_layer_prefetch",
          "eltwise_operand_from_dram")

@@ -10,9 +10,8 @@ Slow by design: use it only for layers of a few thousand cycles to a few hundred
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
-from .costs import align_stall, fused_gaps
+from .costs import fused_gaps, storage_channel_aligns, uses_gemm
 from .engine import plan_graph, tile_program
 from .graph import Graph, Layer
 
@@ -26,8 +25,9 @@ def _inside(o: int, k: int, stride: int, pad: int, size: int) -> bool:
     return 0 <= pos < size
 
 
-def reference_compute_cycles(layer: Layer, profile, graph_input: bool = False) -> int:
-    """Compute cycles of one layer by explicit enumeration (no pipeline depth)."""
+def reference_compute_cycles(layer: Layer, profile, graph_input: bool = False, in_align: int | None = None) -> int:
+    """Compute cycles of one layer by explicit enumeration (no pipeline depth); ``in_align``: channel
+    padding of the stored input map."""
     p = profile
     op = layer.op
     c_out, h_out, w_out = layer.out_shape
@@ -67,27 +67,41 @@ def reference_compute_cycles(layer: Layer, profile, graph_input: bool = False) -
                         total += h_out * w_out + p.conv_lanes + p.conv_units
             return total
         # adder tree
-        if graph_input and g == 1 and p.first_layer_gemm and c_in < p.conv_lanes:
+        if uses_gemm(layer, p, graph_input):
             total = 0
             for _fg in range(_cdiv(c_out, p.conv_units)):
                 for _pix in range(h_out * w_out):
                     total += _cdiv(kh * kw * c_in, p.conv_lanes)
             return total
-        stall = Fraction(align_stall(p, kh, cin_g, sh, ph)).limit_denominator(8) if kw != 1 else Fraction(0)
-        slice_channels = cin_g
-        if cin_g < p.conv_lanes:  # a partial lane row is stored padded to channel_align
-            while slice_channels % p.channel_align:
-                slice_channels += 1
-        total = Fraction(0)
+        c = cin_g
+        if g == 1:  # stored channels: padded to the map's alignment
+            c = c_in
+            while c % (in_align or p.channel_align):
+                c += 1
+        lanes = p.conv_lanes
+        total = 0
         for _grp in range(g):
             for _fg in range(_cdiv(cout_g, p.conv_units)):
-                for oy in range(h_out):
-                    rows = sum(1 for ky in range(kh) if _inside(oy, ky, sh, ph, h_in))
-                    for ox in range(w_out):
+                for ox in range(w_out):
+                    for oy in range(h_out):
+                        in_y = oy * sh - ph
+                        valid_ky = [ky for ky in range(kh) if _inside(oy, ky, sh, ph, h_in)]
+                        if not valid_ky:
+                            continue
+                        start, end = valid_ky[0], valid_ky[-1] + 1
                         for kx in range(kw):
-                            if rows and _inside(ox, kx, sw, pw, w_in):
-                                total += _cdiv(rows * slice_channels, p.conv_lanes) + stall
-        return int(total)
+                            if not _inside(ox, kx, sw, pw, w_in):
+                                continue
+                            x = ox * sw - pw + kx
+                            # lane rows of the weights' kernel column (rows start..end, MidapSim's count)
+                            total += _cdiv(end * c, lanes) - (start * c) // lanes
+                            # the feature column is stored (W, H, C): when its data start later in a lane
+                            # row than the weights do, the align stage needs one more row read (free for
+                            # 1-wide kernels: the previous pixel just read that row)
+                            address = x * h_in * c + (in_y + start) * c
+                            if p.conv_align_stall and kw > 1 and (start * c) % lanes < address % lanes:
+                                total += 1
+        return total
     if op == "fc":
         c, h, w = layer.in_shapes[0]
         c_in = c * h * w
@@ -125,6 +139,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
     p = profile
     plans = plan_graph(graph, p, input_in_dram=input_in_dram)
     fused = fused_gaps(graph, p)
+    aligns = storage_channel_aligns(graph, p)
     bpc = p.dram_bytes_per_cycle
     unlimited = math.isinf(bpc)
     # tiles: [cycles, [load ids needed], [load ids released], layer idx, is last of layer, write bytes]
@@ -133,7 +148,8 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
     for li, plan in enumerate(plans):
         if not plan.module or plan.layer.name in fused:
             continue
-        total = reference_compute_cycles(plan.layer, p, graph.image_input and plan.layer.inputs[0] == "input")
+        total = reference_compute_cycles(plan.layer, p, graph.image_input and plan.layer.inputs[0] == "input",
+                                         aligns.get(plan.layer.inputs[0]))
         layer_tiles, layer_loads = tile_program(plan, p, compute_cycles=total)
         base = len(loads)
         loads.extend(["w" if kind == 0 else "f", nbytes, li] for kind, nbytes in layer_loads)
@@ -155,6 +171,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
     cur, busy, running = 0, 0, False
     draining, drain_left = False, 0
     started = {tiles[0][3]} if tiles else set()
+    serial_busy: set[int] = set()
     cycle = 0
 
     def latency(n: int) -> int:
@@ -186,6 +203,8 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
             changed = False
             if bus_load is not None and bus_left == 0:  # transfer finished
                 done[bus_load] = True
+                if loads[bus_load][0] == "f":
+                    serial_busy.discard(loads[bus_load][2])
                 if loads[bus_load][0] == "x":
                     last_write_done = cycle
                 chan = [c for c in chan if c[0] != bus_load]
@@ -223,8 +242,10 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
                 changed = True
             while fi < len(f_order):
                 i = f_order[fi]
-                if f_used >= p.feature_stream_buffers or loads[i][2] not in started:
+                if f_used >= p.feature_stream_buffers or loads[i][2] not in started or loads[i][2] in serial_busy:
                     break
+                if plans[loads[i][2]].serial_features:  # one request of this layer on its way at a time
+                    serial_busy.add(loads[i][2])
                 f_used += 1
                 enqueue(pending, i)
                 fi += 1

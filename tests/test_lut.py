@@ -119,8 +119,11 @@ def test_key_depends_on_profile_space_and_version(space, profile, monkeypatch):
     other = SearchSpace.from_config(TINY_SUPERNET, TINY_CANDIDATES, num_classes=10, input_size=96)
     assert table_key(other, profile) != key
     assert table_key(space, profile, samples_per_option=8) != key
+    monkeypatch.setattr(simulator, "COST_MODEL_VERSION", simulator.COST_MODEL_VERSION + 1)
+    assert table_key(space, profile) != key  # a cost-model change alone invalidates cached tables
+    cost_key = table_key(space, profile)
     monkeypatch.setattr(simulator, "SIMULATOR_VERSION", "999")
-    assert table_key(space, profile) != key
+    assert table_key(space, profile) not in (key, cost_key)
 
 
 def test_save_load_round_trip(space, table, tmp_path):

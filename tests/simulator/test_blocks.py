@@ -65,9 +65,16 @@ def test_block_input_on_chip_or_in_dram_is_explicit():
         simulate_block("r1_k3_s11_e6_i32_o32_c0_noskip", 56, "midap")  # no default: the caller chooses
     dram = simulate_block("r1_k3_s11_e6_i32_o32_c0_noskip", 56, "midap", input_in_dram=True)
     onchip = simulate_block("r1_k3_s11_e6_i32_o32_c0_noskip", 56, "midap", input_in_dram=False)
-    assert dram.dram_read_feature_bytes - onchip.dram_read_feature_bytes == 32 * 56 * 56 * 0 + 64 * 56 * 56
+    # MidapSim's padding: a map only convs read is stored at 16 channels (32 stays 32)
+    assert dram.dram_read_feature_bytes - onchip.dram_read_feature_bytes == 32 * 56 * 56
     assert onchip.total_cycles < dram.total_cycles
     assert onchip.compute_cycles == dram.compute_cycles
+
+
+def test_block_input_read_by_the_residual_add_is_padded_to_64():
+    skip_dram = simulate_block("r1_k3_s11_e6_i32_o32_c0", 56, "midap", input_in_dram=True)
+    skip_onchip = simulate_block("r1_k3_s11_e6_i32_o32_c0", 56, "midap", input_in_dram=False)
+    assert skip_dram.dram_read_feature_bytes - skip_onchip.dram_read_feature_bytes == 64 * 56 * 56
 
 
 def test_block_input_is_not_the_image():
@@ -75,10 +82,18 @@ def test_block_input_is_not_the_image():
     profile = simulator.load_profile("midap")
     inner = simulate_block("r1_k5_s11_e6_i32_o32_c1", 28, profile, input_in_dram=True)
     first = block_graph("r1_k5_s11_e6_i32_o32_c1", 28).layers[0]
-    assert inner.layers[0].compute_cycles == layer_compute(first, profile, graph_input=False)[1] + 6
+    # the input is also read by the residual add: stored at 64 channels (MidapSim)
+    assert inner.layers[0].compute_cycles == layer_compute(first, profile, graph_input=False, in_align=64)[1] + 6
     as_image = simulate_block("r1_k5_s11_e6_i32_o32_c1", 28, profile, input_in_dram=True, image_input=True)
-    assert as_image.layers[0].compute_cycles == layer_compute(first, profile, graph_input=True)[1] + 6
-    assert as_image.layers[0].compute_cycles != inner.layers[0].compute_cycles
+    # an image of 32 channels is no GEMM (MidapSim: weights with <= 3 input channels); stored at 16
+    assert as_image.layers[0].compute_cycles == layer_compute(first, profile, graph_input=True, in_align=16)[1] + 6
+    assert as_image.layers[0].compute_cycles < inner.layers[0].compute_cycles  # 32 channels fold: 5*32 < 5*64
+    # a 3-channel image takes the GEMM path: ceil(3*3*3 / 64) = 1 cycle per pixel and filter group
+    stem = "r1_k3_s22_e8_i3_o32_c1_noskip"
+    gemm = simulate_block(stem, 224, profile, input_in_dram=True, image_input=True)
+    plain = simulate_block(stem, 224, profile, input_in_dram=True)
+    assert gemm.layers[0].compute_cycles == 112 * 112 * 2 + 6  # 24 filters = 2 groups of 16
+    assert plain.layers[0].compute_cycles > gemm.layers[0].compute_cycles
 
 
 def test_block_cycles_grow_with_expansion_and_size():

@@ -193,10 +193,11 @@ def _load_profile(profile: Any) -> Any:
 
 def table_key(space: SearchSpace, profile: Any, method: str = "context", samples_per_option: int = 16,
               seed: int = 0) -> str:
-    """Cache key: hash of profile fields, search space + deployment shape, method and simulator version."""
+    """Cache key: hash of profile fields, search space + deployment shape, method, simulator and cost-model
+    versions (a cost-model change must not serve stale latencies)."""
     prof = dataclasses.asdict(profile) if dataclasses.is_dataclass(profile) else vars(profile)
     payload = {"profile": prof, "space": space.to_dict(), "simulator_version": simulator.SIMULATOR_VERSION,
-               "method": method, "samples_per_option": samples_per_option if method == "context" else None,
+               "cost_model_version": getattr(simulator, "COST_MODEL_VERSION", 0), "method": method, "samples_per_option": samples_per_option if method == "context" else None,
                "seed": seed if method == "context" else None, "format": LUT_FORMAT_VERSION}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
