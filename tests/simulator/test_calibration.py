@@ -28,7 +28,11 @@ MIDAPSIM_MBV2 = (
     ("Conv35", 29126, 9440), ("Linear1", 51424, 50158),
 )
 MIDAPSIM_TOTAL_CYCLES = 989_902
-MIDAPSIM_DRAM_READ_BYTES = 8_605_200
+# the TSV's dram_read_bytes column is MidapSim's DRAM_Access = reads + writes (Stats.print_result); reads
+# are its fmem + wmem columns
+MIDAPSIM_DRAM_ACCESS_BYTES = 8_605_200
+MIDAPSIM_DRAM_READ_BYTES = 2_695_168 + 4_078_848
+# residual adds (layer, cycles): the operand streams from DRAM through MIDAP's weight path
 
 # S3NAS paper Table 6 (ms on MIDAP at 1 GHz): timm name, official input size, published latency
 TABLE6 = [
@@ -44,6 +48,9 @@ TABLE6_GMACS = {
     "efficientnet_em": 3.66, "efficientnet_b4": 4.39, "efficientnet_el": 9.66,
 }
 EDGETPU = ("efficientnet_es", "efficientnet_em", "efficientnet_el")
+# sizes at which timm's EdgeTPU graphs carry Table 6's MAC counts (the paper's networks)
+EDGETPU_PAPER_MACS_SIZE = {"efficientnet_es": 256, "efficientnet_em": 260, "efficientnet_el": 330}
+TABLE6_PAPER_WORKLOAD = [(name, EDGETPU_PAPER_MACS_SIZE.get(name, size), ms) for name, size, ms in TABLE6]
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +62,23 @@ def mbv2():
     return report, rows, layers
 
 
-def test_mobilenetv2_total_within_10_percent(mbv2):
+def test_mobilenetv2_total_and_dram_match_midapsim(mbv2):
     report, _, _ = mbv2
-    assert abs(report.total_cycles / MIDAPSIM_TOTAL_CYCLES - 1) <= 0.10
-    assert abs(report.dram_read_bytes / MIDAPSIM_DRAM_READ_BYTES - 1) <= 0.25
+    assert abs(report.total_cycles / MIDAPSIM_TOTAL_CYCLES - 1) <= 0.03
+    assert abs(report.dram_read_bytes / MIDAPSIM_DRAM_READ_BYTES - 1) <= 0.10
+    access = report.dram_read_bytes + report.dram_write_bytes
+    assert abs(access / MIDAPSIM_DRAM_ACCESS_BYTES - 1) <= 0.10
     assert report.macs == 300_774_272
+
+
+def test_mobilenetv2_residual_adds_match_midapsim(mbv2):
+    """The residual operand streams from DRAM in serialized column groups (MidapSim's WMEM path)."""
+    _, rows, layers = mbv2
+    sums = [(row["cycles"], lr.cycles) for row, lr in zip(rows, layers) if row["layer"].startswith("Sum")]
+    assert len(sums) == 10
+    for ref, ours in sums:
+        assert abs(ours / ref - 1) <= 0.20, (ref, ours)
+    assert abs(sum(o for _, o in sums) / sum(r for r, _ in sums) - 1) <= 0.10
 
 
 def test_mobilenetv2_per_layer_compute_matches_midapsim(mbv2):
@@ -87,10 +106,14 @@ def test_mobilenetv2_dram_bound_layers_match_midapsim(mbv2):
 
 
 def _table6_graph(name, size):
-    timm = pytest.importorskip("timm")
-    frontend = pytest.importorskip("simulator.frontends.torch")
-    model = timm.create_model(name, pretrained=False)
-    return frontend.graph_from_module(model.eval(), (3, size, size), name=name)
+    pytest.importorskip("timm")
+    pytest.importorskip("simulator.frontends.torch")
+    from simulator.loaders import load_model_graph
+
+    return load_model_graph(f"timm:{name}", size, use_cache=False)  # torch frontend
+
+
+_table6_graph = functools.lru_cache(maxsize=None)(_table6_graph)
 
 
 @functools.lru_cache(maxsize=None)
@@ -104,36 +127,36 @@ def test_table6_fast_subset_within_10_percent(name, size, published_ms):
 
 
 @pytest.mark.slow
-def test_table6_all_within_15_percent():
+def test_table6_all_within_5_percent_on_the_papers_workloads():
+    """Every Table 6 network within 5% of its published MIDAP latency (EdgeTPU-S/M/L at the sizes where
+    timm's graphs have the paper's MACs; at 224/240/300 they are 18-24% smaller networks)."""
     start = time.perf_counter()
-    sims = {name: _table6_latency_ms(name, size) for name, size, _ in TABLE6}
-    errors = {name: sims[name] / published - 1 for name, _, published in TABLE6}
+    sims = {name: _table6_latency_ms(name, size) for name, size, _ in TABLE6_PAPER_WORKLOAD}
+    errors = {name: sims[name] / published - 1 for name, _, published in TABLE6_PAPER_WORKLOAD}
     print({name: f"{sims[name]:.2f} ms ({100 * err:+.1f}%)" for name, err in errors.items()},
           f"{time.perf_counter() - start:.0f} s")
-    assert all(abs(err) <= 0.15 for err in errors.values()), errors
-    within_10 = [name for name, err in errors.items() if abs(err) <= 0.10]
-    # efficientnet_es / _el are ~12% low: timm's EdgeTPU graphs have 18-24% fewer MACs than the networks
-    # the paper measured (test_table6_workloads_match_the_paper), not a cost-model gap
-    assert len(within_10) >= 9, errors
+    assert all(abs(err) <= 0.05 for err in errors.values()), errors
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="inception_v3 (+7%) and efficientnet_em (-2%) swap: published 6.75 vs 6.86 ms, but "
-                          "timm's efficientnet_em at 240 has 18% fewer MACs than the paper's EdgeTPU-M",
-                   strict=False)
+@pytest.mark.xfail(reason="inception_v3 and efficientnet_em swap: published 6.75 vs 6.86 ms (1.6% apart), "
+                          "simulated 6.82 vs 6.77 ms", strict=False)
 def test_table6_keeps_published_order():
-    sims = [_table6_latency_ms(name, size) for name, size, _ in TABLE6]
+    sims = [_table6_latency_ms(name, size) for name, size, _ in TABLE6_PAPER_WORKLOAD]
     assert sims == sorted(sims)
 
 
 @pytest.mark.slow
 def test_table6_order_except_near_ties():
     """Published order holds for every pair whose published latencies differ by more than 5%."""
-    sims = {name: _table6_latency_ms(name, size) for name, size, _ in TABLE6}
-    for i, (a, _, pa) in enumerate(TABLE6):
-        for b, _, pb in TABLE6[i + 1:]:
+    sims = {name: _table6_latency_ms(name, size) for name, size, _ in TABLE6_PAPER_WORKLOAD}
+    for i, (a, _, pa) in enumerate(TABLE6_PAPER_WORKLOAD):
+        for b, _, pb in TABLE6_PAPER_WORKLOAD[i + 1:]:
             if pb > 1.05 * pa:
                 assert sims[a] < sims[b], (a, b)
+    effnets = [sims[f"efficientnet_b{i}"] for i in range(1, 5)]
+    lites = [sims[f"tf_efficientnet_lite{i}"] for i in range(2, 5)]
+    assert effnets == sorted(effnets) and lites == sorted(lites)
 
 
 @pytest.mark.slow
@@ -146,6 +169,9 @@ def test_table6_workloads_match_the_paper():
         ratio = sum(layer.macs for layer in _table6_graph(name, size).layers) / (TABLE6_GMACS[name] * 1e9)
         if name in EDGETPU:
             assert 0.74 <= ratio <= 0.84, (name, ratio)
+            paper_size = EDGETPU_PAPER_MACS_SIZE[name]
+            at_paper = sum(layer.macs for layer in _table6_graph(name, paper_size).layers) / (TABLE6_GMACS[name] * 1e9)
+            assert abs(at_paper - 1) <= 0.05, (name, paper_size, at_paper)
         else:
             assert abs(ratio - 1) <= 0.01, (name, ratio)
 
