@@ -1,0 +1,573 @@
+"""`python -m s3nas.blackbox.profile_space hardware=... data=...`: black-box search-space profiling (BBSSP).
+
+Zeng et al. (ASP-DAC 2020): the search space bounds what NAS finds, and spaces designed for mobile CPUs suit
+accelerators badly, so profile the candidate blocks on the accelerator first and keep the ones that pay.
+
+1. Candidates: every block choice of the conf/candidates entries in ``profile.candidates`` plus the generated
+   ``profile.grid`` (``s3nas.blackbox.ssbn``), for the block types in ``profile.block_types``.
+2. One search-space base network (SSBN) per candidate: the block repeated through the supernet's stages.
+   Latency: simulated on the `hardware` profile, or measured on a black-box device (``hardware.device``, see
+   ``s3nas.blackbox.devices``) at ``deploy.*``. Accuracy: a short training of the SSBN on `data` with
+   train.py's runner and the `recipe` group (``profile.accuracy`` shortens it; validation accuracy is used,
+   test accuracy is reported). Both are cached per SSBN under ``paths.cache_dir/bbssp`` (a training that was
+   interrupted resumes from its last checkpoint), so rerunning only does what is missing.
+3. Cost (the paper's "artificial parameter" is ``cost.latency_weight`` = w): with both terms min-max
+   normalised over the profiled SSBNs, ``cost = (1 - w) * (best_acc - acc) / acc_range + w * (lat - min_lat) /
+   lat_range``. The ``select.top_k`` cheapest candidates are selected; the written space takes the block type
+   of the cheapest one and the kernels/expansions of the selected candidates of that type.
+4. Outputs: ``<output.config_dir or conf>/candidates/<output.name>.yaml`` (a candidates entry that also sets
+   ``supernet.block_type``: ``python search.py candidates=<output.name>``), and in the run dir ``ssbns.csv``
+   (every SSBN: latency, accuracy, cost, rank, selected, Pareto), ``profile.png`` (accuracy vs latency, the
+   selected ones marked), ``summary.json``, ``ssbns/<name>.json`` (each SSBN's ArchSpec) and a copy of the
+   written entry; a table is printed; W&B gets the table, the plot and the summary.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from s3nas.arch import codec
+from s3nas.arch.spec import BLOCK_TYPES, ArchSpec
+from s3nas.blackbox.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
+                                 load_candidates_entry, space_entry, ssbn_spec)
+from s3nas.errors import ConfigError
+from s3nas.utils.io import atomic_write_json, atomic_write_text
+
+#: Second line (after the package header) of every written candidates entry (only such files may be overwritten).
+MARKER = "# Written by `python -m s3nas.blackbox.profile_space` (BBSSP)."
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+CACHE_FORMAT = 1
+
+
+# ------------------------------------------------------------------------------------- latency backends
+class LatencyBackend:
+    """Latency of an ArchSpec at its own input size: ``latency_ms(specs)``; ``key`` identifies the numbers."""
+
+    source = "simulation"
+    key: dict = {}
+
+    def latency_ms(self, specs: Sequence[ArchSpec]) -> list[float]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device (nothing by default)."""
+
+
+class SimulatorLatency(LatencyBackend):
+    """The NPU simulator on a profile (end-to-end simulation of the whole SSBN)."""
+
+    source = "simulation"
+
+    def __init__(self, profile: Any) -> None:
+        import simulator
+
+        self.profile = profile
+        fields = dataclasses.asdict(profile) if dataclasses.is_dataclass(profile) else vars(profile)
+        self.key = {"simulator": simulator.SIMULATOR_VERSION, "profile": fields}
+        self.name = str(getattr(profile, "name", "simulator"))
+
+    def latency_ms(self, specs: Sequence[ArchSpec]) -> list[float]:
+        import simulator
+
+        from s3nas.arch.graph import archspec_to_graph
+
+        return [float(simulator.simulate(archspec_to_graph(s), self.profile).latency_ms) for s in specs]
+
+
+class DeviceLatency(LatencyBackend):
+    """A black-box device (s3nas.blackbox.devices): median of timed runs, interleaved over the SSBNs."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.key = {"device": device.identity()}
+        self.name = device.name
+        self.source = getattr(device, "source", "measurement")
+
+    def latency_ms(self, specs: Sequence[ArchSpec]) -> list[float]:
+        return [float(m.median_ms) for m in self.device.measure_many(list(specs))]
+
+    def close(self) -> None:
+        self.device.close()
+
+
+def latency_backend(hardware_cfg: Any) -> LatencyBackend:
+    """DeviceLatency when ``hardware.device`` names a black-box device, else SimulatorLatency on the profile."""
+    from s3nas.blackbox.devices import make_device
+
+    device = make_device(hardware_cfg)
+    if device is not None:
+        return DeviceLatency(device)
+    from s3nas.train.runner import load_hardware
+
+    return SimulatorLatency(load_hardware(hardware_cfg))
+
+
+# ------------------------------------------------------------------------------------------------ checks
+@dataclass
+class Checked:
+    """What ``check`` resolved (passed to ``main``)."""
+
+    candidates: list[Candidate]
+    backend: LatencyBackend
+    output_path: Path
+    config_dir: Path
+    run_dir: Path
+
+
+def config_dirs(cfg: Any) -> list[Path]:
+    """Where candidates entries are looked up: output.config_dir (if set), then the project's conf/."""
+    from s3nas.config import CONF_DIR
+
+    dirs = [Path(str(cfg.output.config_dir)).expanduser()] if cfg.output.get("config_dir") else []
+    return dirs + [CONF_DIR]
+
+
+def output_path_of(cfg: Any) -> tuple[Path, Path]:
+    """(config dir, <config dir>/candidates/<output.name>.yaml); ConfigError for a bad name."""
+    name = str(cfg.output.name)
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"output.name: {name!r} is not a config name; use letters, digits, '_', '-', '.'")
+    conf_dir = config_dirs(cfg)[0]
+    return conf_dir, conf_dir / "candidates" / f"{name}.yaml"
+
+
+def check(cfg: Any) -> Checked:
+    """Every user error before anything is written (one line naming the key)."""
+    profile, accuracy = cfg.profile, cfg.profile.accuracy
+    weight = float(cfg.cost.latency_weight)
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"cost.latency_weight: must be in [0, 1] (0 = accuracy only, 1 = latency only), "
+                          f"got {cfg.cost.latency_weight}")
+    if int(cfg.select.top_k) < 1:
+        raise ConfigError(f"select.top_k: must be >= 1, got {cfg.select.top_k}")
+    if int(accuracy.epochs) < 1:
+        raise ConfigError(f"profile.accuracy.epochs: must be >= 1, got {accuracy.epochs}")
+    if int(accuracy.repeats) < 1:
+        raise ConfigError(f"profile.accuracy.repeats: must be >= 1, got {accuracy.repeats}")
+    if not 0.0 < float(accuracy.depth_scale) <= 1.0:
+        raise ConfigError(f"profile.accuracy.depth_scale: must be in (0, 1], got {accuracy.depth_scale}")
+    limit = accuracy.get("limit_train_batches")
+    if limit is not None and not float(limit) > 0:
+        raise ConfigError(f"profile.accuracy.limit_train_batches: must be > 0 or null, got {limit}")
+    block_types = list(profile.block_types)
+    for t in block_types:
+        if t not in BLOCK_TYPES:
+            raise ConfigError(f"profile.block_types: {t!r} is not a block type; use {', '.join(BLOCK_TYPES)}")
+    if not block_types:
+        raise ConfigError(f"profile.block_types: empty; use some of {', '.join(BLOCK_TYPES)}")
+    from s3nas.config.supernet_schema import check_supernet
+
+    check_supernet(cfg.supernet)
+    dirs = config_dirs(cfg)
+    groups = [candidates_from_entry(load_candidates_entry(str(n), dirs), block_types, str(n))
+              for n in profile.candidates]
+    groups.append(candidates_from_grid(profile.grid, block_types))
+    candidates = collect_candidates(groups)
+    if not candidates:
+        raise ConfigError("profile.candidates / profile.grid: no candidate to profile for block types "
+                          f"{block_types}")
+    conf_dir, out_path = output_path_of(cfg)
+    if out_path.exists() and not is_written_entry(out_path):
+        raise ConfigError(f"output.name: {out_path} exists and was not written by profile_space; "
+                          f"choose another output.name")
+    from s3nas.data import build_datamodule
+
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()  # missing data: DataError before anything is written
+    backend = latency_backend(cfg.hardware)
+    return Checked(candidates=candidates, backend=backend, output_path=out_path, config_dir=conf_dir,
+                   run_dir=Path(str(cfg.paths.output_dir)))
+
+
+def is_written_entry(path: Path) -> bool:
+    """True for a candidates entry this command wrote (its first lines carry MARKER)."""
+    try:
+        return MARKER in path.read_text(errors="replace").splitlines()[:3]
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ caches
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _plain(node: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else copy.deepcopy(node)
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) and data.get("format") == CACHE_FORMAT else None
+    except (OSError, ValueError):
+        return None
+
+
+def profile_latency(specs: dict[str, ArchSpec], backend: LatencyBackend, cache_dir: Path) -> dict[str, dict]:
+    """{name: {latency_ms, source, cached}}; cached per (backend key, ArchSpec)."""
+    out, missing = {}, []
+    backend_key = _digest(backend.key)
+    for name, spec in specs.items():
+        path = cache_dir / "latency" / backend_key / f"{_digest(codec.to_dict(spec))}.json"
+        hit = _read_json(path)
+        if hit is not None:
+            out[name] = {"latency_ms": float(hit["latency_ms"]), "source": hit["source"], "cached": True}
+        else:
+            missing.append((name, spec, path))
+    if missing:
+        values = backend.latency_ms([spec for _, spec, _ in missing])
+        for (name, spec, path), value in zip(missing, values):
+            atomic_write_json(path, {"format": CACHE_FORMAT, "latency_ms": value, "source": backend.source,
+                                     "backend": backend.name, "arch": codec.encode(spec)})
+            out[name] = {"latency_ms": value, "source": backend.source, "cached": False}
+    return out
+
+
+def training_key(spec: ArchSpec, cfg: Any, seed: int) -> dict:
+    """What an SSBN's short-training accuracy depends on."""
+    data = {k: v for k, v in _plain(cfg.data).items() if k not in ("num_workers", "root")}
+    recipe = {k: v for k, v in _plain(cfg.recipe).items() if k not in ("num_threads",)}
+    accuracy = cfg.profile.accuracy
+    return {"arch": codec.to_dict(spec), "data": data, "recipe": recipe, "epochs": int(accuracy.epochs),
+            "limit_train_batches": accuracy.get("limit_train_batches"), "seed": int(seed), "format": CACHE_FORMAT}
+
+
+def train_cfg_for(cfg: Any, arch_path: Path, run_dir: Path, seed: int) -> Any:
+    """A train.py config (for ``s3nas.train.run_train``) that trains ``arch_path`` briefly in ``run_dir``."""
+    from omegaconf import OmegaConf
+
+    from s3nas.blackbox.devices import make_device
+
+    recipe = _plain(cfg.recipe)
+    recipe["epochs"] = int(cfg.profile.accuracy.epochs)
+    trainer = _plain(cfg.trainer)
+    trainer.update(default_root_dir=str(run_dir), enable_progress_bar=False, enable_model_summary=False,
+                   limit_train_batches=cfg.profile.accuracy.get("limit_train_batches"))
+    paths = _plain(cfg.paths)
+    paths["output_dir"] = str(run_dir)
+    # train.py simulates what it trains for its summary; a device config has no simulator profile, and that
+    # figure is not used here (latency comes from the profiling backend)
+    hardware = _plain(cfg.hardware) if make_device(cfg.hardware) is None else {"name": "midap", "profile": None}
+    return OmegaConf.create({
+        "data": _plain(cfg.data), "hardware": hardware, "recipe": recipe, "trainer": trainer,
+        "logger": {"kind": "none"}, "callbacks": {}, "paths": paths, "arch": str(arch_path), "seed": int(seed),
+        "task_name": "profile_space_train", "deploy": _plain(cfg.deploy), "ckpt_path": None, "export": None})
+
+
+def train_accuracy(spec: ArchSpec, cfg: Any, seed: int, cache_dir: Path,
+                   trainer_fn: Optional[Callable[[Any], dict]] = None) -> dict:
+    """{val_acc, test_acc, train_seconds, cached} of a short training of ``spec``; cached and resumable."""
+    key = training_key(spec, cfg, seed)
+    entry_dir = cache_dir / "accuracy" / _digest(key)
+    result_path = entry_dir / "result.json"
+    hit = _read_json(result_path)
+    if hit is not None:
+        return {**hit, "cached": True}
+    run_dir = entry_dir / "run"
+    arch_path = entry_dir / "ssbn.json"
+    codec.save_json(spec, arch_path)
+    train_cfg = train_cfg_for(cfg, arch_path, run_dir, seed)
+    if trainer_fn is None:
+        from s3nas.train import check_train, run_train
+
+        summary = run_train(train_cfg, check_train(train_cfg))
+    else:
+        summary = trainer_fn(train_cfg)
+    result = {"format": CACHE_FORMAT, "val_acc": float(summary["val_acc"]), "test_acc": float(summary["test_acc"]),
+              "train_seconds": float(summary.get("train_seconds") or 0.0), "seed": int(seed),
+              "epochs": int(cfg.profile.accuracy.epochs), "source": "short training (train.py runner, EMA weights)"}
+    atomic_write_json(result_path, result)
+    if not cfg.profile.accuracy.keep_checkpoints:
+        shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints and weights.pt: large, no longer needed
+    return {**result, "cached": False}
+
+
+# ------------------------------------------------------------------------------------- cost and selection
+def costs(rows: Sequence[dict], latency_weight: float) -> list[float]:
+    """Min-max normalised cost of each row (``val_acc``, ``latency_ms``); lower is better."""
+    accs = [float(r["val_acc"]) for r in rows]
+    lats = [float(r["latency_ms"]) for r in rows]
+    acc_range = max(accs) - min(accs)
+    lat_range = max(lats) - min(lats)
+    out = []
+    for acc, lat in zip(accs, lats):
+        acc_term = (max(accs) - acc) / acc_range if acc_range > 0 else 0.0
+        lat_term = (lat - min(lats)) / lat_range if lat_range > 0 else 0.0
+        out.append((1.0 - latency_weight) * acc_term + latency_weight * lat_term)
+    return out
+
+
+def pareto_flags(rows: Sequence[dict]) -> list[bool]:
+    """True where no other row is at least as accurate and at least as fast, and better in one."""
+    flags = []
+    for r in rows:
+        dominated = any(o is not r and o["val_acc"] >= r["val_acc"] and o["latency_ms"] <= r["latency_ms"]
+                        and (o["val_acc"] > r["val_acc"] or o["latency_ms"] < r["latency_ms"]) for o in rows)
+        flags.append(not dominated)
+    return flags
+
+
+def rank_and_select(rows: list[dict], latency_weight: float, top_k: int) -> list[dict]:
+    """Rows with ``cost``, ``rank`` (1 = cheapest; ties: faster, then more accurate, then name), ``selected``,
+    ``pareto``; returned sorted by rank."""
+    for row, cost, pareto in zip(rows, costs(rows, latency_weight), pareto_flags(rows)):
+        row["cost"], row["pareto"] = cost, pareto
+    ordered = sorted(rows, key=lambda r: (r["cost"], r["latency_ms"], -r["val_acc"], r["name"]))
+    for rank, row in enumerate(ordered, start=1):
+        row["rank"], row["selected"] = rank, rank <= top_k
+    return ordered
+
+
+def space_range(supernet_cfg: Any, block_type: Any, candidates_cfg: dict, deploy: Any,
+                backend: LatencyBackend, cache_dir: Path) -> dict:
+    """Size and latency of the smallest and largest networks of a space (supernet + candidates)."""
+    from s3nas.config.supernet_schema import check_supernet
+    from s3nas.space import SearchSpace
+
+    sup = check_supernet(supernet_cfg)
+    if block_type is not None:
+        sup["block_type"] = block_type
+    space = SearchSpace.from_config(sup, candidates_cfg, num_classes=int(deploy.num_classes),
+                                    input_size=int(deploy.input_size), in_channels=int(deploy.get("in_channels", 3)))
+    smallest = space.arch_spec(space.min_options(), name="space_min")
+    largest = space.arch_spec([space.options(i)[-1] for i in range(len(space.positions))], name="space_max")
+    lat = profile_latency({"min": smallest, "max": largest}, backend, cache_dir)
+    return {"architectures": int(space.size()), "options_per_block_max": max(space.num_options()),
+            "min_latency_ms": lat["min"]["latency_ms"], "max_latency_ms": lat["max"]["latency_ms"],
+            "block_type": sorted(set(p.type for p in space.positions))}
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def entry_text(block_type: str, entry: dict, *, selected: Sequence[dict], cfg: Any, backend: LatencyBackend) -> str:
+    """The written candidates entry (YAML, `_global_` package so it can set supernet.block_type)."""
+    import yaml
+
+    lines = ["# @package _global_", MARKER,
+             f"# hardware {backend.name} ({backend.source}, deploy {cfg.deploy.input_size}px), data "
+             f"{cfg.data.get('name')}, cost.latency_weight={float(cfg.cost.latency_weight):g}, "
+             f"select.top_k={int(cfg.select.top_k)}.",
+             "# Selected candidates (best first): SSBN latency, short-training val acc, cost:"]
+    for r in selected:
+        lines.append(f"#   {r['name']}: {r['latency_ms']:.4f} ms, val {r['val_acc']:.4f}, cost {r['cost']:.3f}"
+                     + ("" if r["type"] == block_type else f" (type {r['type']}: not in this one-type space)"))
+    lines += [f"# Use: python search.py candidates={entry['name']}   (it also sets supernet.block_type)"]
+    body = {"defaults": ["/candidates/candidates_schema@candidates", "_self_"],
+            "supernet": {"block_type": block_type}, "candidates": entry}
+    text = "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
+    return text
+
+
+def plot_profile(rows: Sequence[dict], path: Path, title: str) -> Path:
+    """Accuracy vs latency of every SSBN; selected ones ringed, the written space's first one starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"mbconv": "tab:blue", "mixconv": "tab:green", "fused": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for btype in BLOCK_TYPES:
+        pts = [r for r in rows if r["type"] == btype]
+        if pts:
+            ax.scatter([r["latency_ms"] for r in pts], [r["val_acc"] for r in pts], c=colors[btype], label=btype,
+                       s=30, zorder=2)
+    chosen = [r for r in rows if r["selected"]]
+    ax.scatter([r["latency_ms"] for r in chosen], [r["val_acc"] for r in chosen], s=160, facecolors="none",
+               edgecolors="red", linewidths=1.5, label="selected", zorder=3)
+    for r in rows:
+        ax.annotate(r["name"], (r["latency_ms"], r["val_acc"]), fontsize=6, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("SSBN latency (ms)")
+    ax.set_ylabel("short-training val accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    from s3nas.utils.io import atomic_write_bytes
+
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+CSV_COLUMNS = ("rank", "name", "type", "kernels", "expansion", "latency_ms", "latency_source", "val_acc",
+               "val_acc_std", "test_acc", "train_seconds", "cost", "selected", "pareto", "in_space", "sources")
+
+
+def write_csv(rows: Sequence[dict], path: Path) -> Path:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, "kernels": ".".join(str(k) for k in r["kernels"]), "sources": "+".join(r["sources"])})
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def print_table(rows: Sequence[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("rank", "SSBN", "latency ms", "val acc", "test acc", "cost", "selected", "pareto"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(str(r["rank"]), r["name"], f"{r['latency_ms']:.4f}", f"{r['val_acc']:.4f}",
+                      f"{r['test_acc']:.4f}", f"{r['cost']:.3f}",
+                      ("in space" if r["in_space"] else "yes") if r["selected"] else "", "*" if r["pareto"] else "")
+    Console(width=120).print(table)
+
+
+def log_results(cfg: Any, rows: Sequence[dict], summary: dict, plot_path: Path) -> None:
+    """W&B: the SSBN table, the plot and the summary; CSV logger: the summary's scalars."""
+    import warnings
+
+    from s3nas.utils.loggers import build_loggers
+
+    scalars = {f"bbssp/{k}": float(v) for k, v in summary.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for logger in build_loggers(cfg):
+        try:
+            if type(logger).__name__ == "WandbLogger":
+                import wandb
+
+                run = logger.experiment
+                table = wandb.Table(columns=list(CSV_COLUMNS),
+                                    data=[[(".".join(map(str, r[c])) if c == "kernels" else
+                                            "+".join(r[c]) if c == "sources" else r.get(c)) for c in CSV_COLUMNS]
+                                          for r in rows])
+                run.log({"bbssp/ssbns": table, "bbssp/profile": wandb.Image(str(plot_path)), **scalars})
+                run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
+            else:
+                logger.log_metrics(scalars)
+                logger.save()
+        except Exception as error:  # noqa: BLE001 - never let a logger fail a finished profile
+            warnings.warn(f"logger {type(logger).__name__} could not log the profile: {error}")
+
+
+# ------------------------------------------------------------------------------------------------ main
+def run_profile(cfg: Any, checked: Optional[Checked] = None,
+                trainer_fn: Optional[Callable[[Any], dict]] = None) -> dict:
+    """Profile every SSBN, select, write the candidates entry and the run dir; returns the summary."""
+    started = time.time()
+    checked = checked if checked is not None else check(cfg)
+    run_dir = checked.run_dir
+    cache_dir = Path(str(cfg.paths.cache_dir)).expanduser() / "bbssp"
+    deploy = cfg.deploy
+    shape = dict(num_classes=int(deploy.num_classes), input_size=int(deploy.input_size),
+                 in_channels=int(deploy.get("in_channels", 3)))
+    cands = {c.name: c for c in checked.candidates}
+    specs = {n: ssbn_spec(c, cfg.supernet, **shape) for n, c in cands.items()}
+    depth_scale = float(cfg.profile.accuracy.depth_scale)
+    train_specs = specs if depth_scale == 1.0 else {
+        n: ssbn_spec(c, cfg.supernet, **shape, depth_scale=depth_scale) for n, c in cands.items()}
+    for name, spec in specs.items():
+        codec.save_json(spec, run_dir / "ssbns" / f"{name}.json")
+
+    print(f"BBSSP: {len(cands)} SSBNs; latency on {checked.backend.name} ({checked.backend.source})")
+    t0 = time.time()
+    latency = profile_latency(specs, checked.backend, cache_dir)
+    latency_seconds = time.time() - t0
+    seeds = [int(cfg.seed) + k for k in range(int(cfg.profile.accuracy.repeats))]
+    t0 = time.time()
+    rows = []
+    for i, (name, cand) in enumerate(cands.items(), start=1):
+        results = [train_accuracy(train_specs[name], cfg, seed, cache_dir, trainer_fn) for seed in seeds]
+        vals = [r["val_acc"] for r in results]
+        mean_val = sum(vals) / len(vals)
+        std_val = (sum((v - mean_val) ** 2 for v in vals) / len(vals)) ** 0.5
+        row = {"name": name, "type": cand.type, "kernels": list(cand.kernels), "expansion": cand.expansion,
+               "sources": list(cand.sources), "latency_ms": latency[name]["latency_ms"],
+               "latency_source": latency[name]["source"], "val_acc": mean_val, "val_acc_std": std_val,
+               "test_acc": sum(r["test_acc"] for r in results) / len(results),
+               "train_seconds": sum(r["train_seconds"] for r in results),
+               "accuracy_cached": all(r["cached"] for r in results)}
+        rows.append(row)
+        print(f"[{i}/{len(cands)}] {name}: {row['latency_ms']:.4f} ms, val {mean_val:.4f}"
+              f"{' (cached)' if row['accuracy_cached'] else ''}", flush=True)
+    accuracy_seconds = time.time() - t0
+
+    rows = rank_and_select(rows, float(cfg.cost.latency_weight), int(cfg.select.top_k))
+    selected = [r for r in rows if r["selected"]]
+    name = str(cfg.output.name)
+    block_type, entry, used = space_entry([cands[r["name"]] for r in selected],
+                                          allow_skip=bool(cfg.select.allow_skip), name=name)
+    used_names = {c.name for c in used}
+    for r in rows:
+        r["in_space"] = r["name"] in used_names
+    text = entry_text(block_type, entry, selected=selected, cfg=cfg, backend=checked.backend)
+    chosen_range = space_range(cfg.supernet, block_type, entry, deploy, checked.backend, cache_dir)
+    reference_name = str(cfg.profile.candidates[0]) if len(cfg.profile.candidates) else None
+    reference_range = None
+    if reference_name:
+        reference_range = space_range(cfg.supernet, None, load_candidates_entry(reference_name, config_dirs(cfg)),
+                                      deploy, checked.backend, cache_dir)
+    checked.backend.close()
+
+    write_csv(rows, run_dir / "ssbns.csv")
+    plot_path = plot_profile(rows, run_dir / "profile.png",
+                             f"BBSSP on {checked.backend.name}: w={float(cfg.cost.latency_weight):g}, "
+                             f"top {int(cfg.select.top_k)} selected (red), {cfg.data.get('name')}")
+    atomic_write_text(run_dir / f"{name}.yaml", text)
+    summary = {
+        "candidates_name": name, "candidates_file": str(checked.output_path),
+        "search_command": f"python search.py candidates={name}"
+                          + ("" if checked.config_dir == config_dirs(cfg)[-1]
+                             else f" hydra.searchpath=[file://{checked.config_dir}]"),
+        "block_type": block_type, "candidates": entry, "selected": [r["name"] for r in selected],
+        "in_space": sorted(used_names), "latency_weight": float(cfg.cost.latency_weight),
+        "top_k": int(cfg.select.top_k), "hardware": checked.backend.name, "latency_source": checked.backend.source,
+        "deploy_input_size": int(deploy.input_size), "data": str(cfg.data.get("name")),
+        "accuracy_source": "short training (train.py runner): mean val acc over "
+                           f"{len(seeds)} seed(s), {int(cfg.profile.accuracy.epochs)} epoch(s), "
+                           f"depth_scale {depth_scale:g}",
+        "num_ssbns": len(rows), "chosen_space": chosen_range, "reference_space": reference_range,
+        "reference_space_name": reference_name,
+        "best_ssbn": selected[0]["name"], "best_ssbn_latency_ms": selected[0]["latency_ms"],
+        "best_ssbn_val_acc": selected[0]["val_acc"],
+        "selected_mean_latency_ms": sum(r["latency_ms"] for r in selected) / len(selected),
+        "selected_mean_val_acc": sum(r["val_acc"] for r in selected) / len(selected),
+        "latency_seconds": latency_seconds, "accuracy_seconds": accuracy_seconds,
+        "trained": sum(not r["accuracy_cached"] for r in rows), "total_seconds": time.time() - started,
+        "run_dir": str(run_dir),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    # the written entry last: when it exists, everything that describes it exists too
+    atomic_write_text(checked.output_path, text)
+    print_table(rows, f"BBSSP: {len(rows)} SSBNs on {checked.backend.name}, w={float(cfg.cost.latency_weight):g}")
+    print(f"chosen space: {block_type} {json.dumps(entry[block_type])}, {chosen_range['architectures']:.3g} "
+          f"architectures, {chosen_range['min_latency_ms']:.4f}..{chosen_range['max_latency_ms']:.4f} ms")
+    if reference_range:
+        print(f"reference space ({reference_name}): {reference_range['architectures']:.3g} architectures, "
+              f"{reference_range['min_latency_ms']:.4f}..{reference_range['max_latency_ms']:.4f} ms")
+    print(f"wrote {checked.output_path}\nsearch in it: {summary['search_command']}")
+    log_results(cfg, rows, summary, plot_path)
+    return summary
+
+
+def main(cfg: Any, checked: Optional[Checked] = None) -> dict:
+    """Hydra task."""
+    return run_profile(cfg, checked)
+
+
+if __name__ == "__main__":
+    from s3nas.utils.entry import run
+
+    run(main, "profile_space", check=check)
