@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     profile = simulator.load_profile("midap")
     summary: dict = {"simulator_version": simulator.SIMULATOR_VERSION,
-                     "cost_model_version": simulator.COST_MODEL_VERSION}
+                     "cost_model_version": getattr(simulator, "COST_MODEL_VERSION", 1)}
 
     mb = mobilenetv2_comparison(profile)
     print("MobileNetV2 224 on midap vs MidapSim's per-layer table (simulation vs MidapSim's shipped result)")
@@ -180,6 +180,14 @@ def main(argv: list[str] | None = None) -> None:
                       f"{r['ours_ms']:>8.2f} {r['error_pct']:>+6.1f}%{extra}")
                 summary[f"t6_{r['model']}_error_pct"] = round(r["error_pct"], 2)
             order = [r["ours_ms"] for r in t6]
+            # the paper's workloads: EdgeTPU-S/M/L at the sizes where timm's graphs have Table 6's MACs
+            paper = [(r["model"], r.get("ours_ms_at_paper_macs", r["ours_ms"]),
+                      r.get("error_pct_at_paper_macs", r["error_pct"])) for r in t6]
+            paper_order = [ms for _, ms, _ in paper]
+            swaps = [f"{a}/{b}" for (a, x, _), (b, y, _) in zip(paper, paper[1:]) if x > y]
+            summary["t6_paper_workloads_max_abs_error_pct"] = round(max(abs(e) for _, _, e in paper), 2)
+            summary["t6_paper_workloads_order_swaps"] = swaps
+            summary["t6_paper_workloads_order_kept"] = paper_order == sorted(paper_order)
             eff = [r["ours_ms"] for r in t6 if r["model"] in ("efficientnet_b1", "efficientnet_b2",
                                                                "efficientnet_b3", "efficientnet_b4")]
             lite = [r["ours_ms"] for r in t6 if r["model"].startswith("tf_efficientnet_lite")]
@@ -191,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"published order kept: {summary['t6_published_order_kept']}; B1<B2<B3<B4: "
                   f"{summary['t6_efficientnet_b1_b4_order_kept']}; lite2<3<4: {summary['t6_lite_order_kept']}; "
                   f"MAPE without EdgeTPU rows: {summary['t6_non_edgetpu_mape_pct']:.1f}%")
+            print(f"on the paper's workloads (EdgeTPU at 256/260/330): max |error| "
+                  f"{summary['t6_paper_workloads_max_abs_error_pct']:.1f}%, adjacent swaps in the published order: "
+                  f"{', '.join(swaps) or 'none'}")
     print("\nNot checkable here: the held-out 739-block MidapSim table (block-class MAPE, worst block) is not "
           "in this checkout.")
     print(json.dumps(summary))
