@@ -64,7 +64,7 @@ class LayerPlan:
 
     __slots__ = ("layer", "module", "compute_cycles", "pipeline_cycles", "weight_bytes", "feature_read_bytes",
                  "write_bytes", "n_tiles", "n_bands", "n_groups", "fmem_out_bytes", "weights_outer",
-                 "serial_features")
+                 "serial_features", "band_bytes")
 
     def __init__(self, layer):
         self.layer = layer
@@ -82,6 +82,7 @@ class LayerPlan:
         #: feature bands of this layer are requested one at a time (the next once the previous arrived):
         #: an element-wise operand streamed through MIDAP's weight path in column groups
         self.serial_features = False
+        self.band_bytes = 0  # size of one DRAM feature band (0 = profile.feature_band_bytes)
 
 
 def weight_bytes(layer, profile, graph_input: bool, in_align: int | None = None) -> int:
@@ -210,6 +211,8 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
             live_sum -= live.pop(b)
         plan.fmem_out_bytes = out_on
         plan.feature_read_bytes = int(round(stream))
+        if p.input_band_bytes and input_on < size["input"] and any(base_of[x][0] == "input" for x in layer.inputs):
+            plan.band_bytes = p.input_band_bytes  # the network input arrives in FMEM-bank fragments
         if p.eltwise_operand_columns and any(
                 dram_operand[(i, j)] and tuple(layer.in_shapes[j]) == tuple(layer.out_shape)
                 for j in range(len(layer.inputs))):
@@ -252,7 +255,7 @@ def _tile_layer(plan: LayerPlan, groups_hint: int, p) -> None:
     if f and plan.serial_features:  # column groups of eltwise_operand_columns, one request each
         n_b = max(1, min(p.max_tiles_per_layer, _cdiv(plan.layer.out_shape[2], p.eltwise_operand_columns)))
     elif f:
-        n_b = max(1, min(16, plan.layer.out_shape[1], _cdiv(f, p.feature_band_bytes)))
+        n_b = max(1, min(16, plan.layer.out_shape[1], _cdiv(f, plan.band_bytes or p.feature_band_bytes)))
     if w > half and n_b > 1:
         # weights do not stay on chip: either re-read them per band, or keep one WMEM half of them
         # and re-stream the features once per half; take the order with less DRAM traffic

@@ -76,6 +76,9 @@ class HardwareProfile:
     feature_stream_buffers: int = _doc(
         "feature bands from DRAM in flight or resident at once (count, 2 = double buffered)", default=2)
     feature_band_bytes: int = _doc("target size of one feature band streamed from DRAM (bytes)", default=16384)
+    input_band_bytes: int = _doc(
+        "target size of one band of the network input read from DRAM (bytes; MidapSim loads it in FMEM-bank "
+        "fragments with nothing to overlap the first); 0 = feature_band_bytes", default=0)
     max_tiles_per_layer: int = _doc("cap on tiles per layer (count); bounds simulation cost", default=256)
     # --- data layout
     bytes_per_element: int = _doc("bytes per activation / weight element (bytes)", default=1)
@@ -147,7 +150,7 @@ _POSITIVE_INT = ("conv_lanes", "conv_units", "dw_lanes", "reduction_lanes", "fme
                  "feature_stream_buffers", "feature_band_bytes", "max_tiles_per_layer", "bytes_per_element",
                  "channel_align", "input_channel_align", "dram_channels", "dram_page_bytes")
 _NONNEG_INT = ("weight_request_bytes", "gemm_max_input_channels", "conv_only_channel_align", "eltwise_operand_columns",
-               "conv_pipeline_cycles", "dw_pipeline_cycles", "reduction_pipeline_cycles")
+               "input_band_bytes", "conv_pipeline_cycles", "dw_pipeline_cycles", "reduction_pipeline_cycles")
 _NONNEG_FLOAT = ("dram_latency_base_cycles", "dram_latency_page_cycles", "dram_latency_refresh_cycles")
 _BOOL = ("conv_align_stall", "first_layer_gemm", "fuse_reduction", "dram_writes_use_bus", "cross_layer_prefetch",
          "eltwise_operand_from_dram")

@@ -71,6 +71,14 @@ def test_mobilenetv2_total_and_dram_match_midapsim(mbv2):
     assert report.macs == 300_774_272
 
 
+def test_mobilenetv2_stem_matches_midapsim(mbv2):
+    """The GEMM stem: compute as MidapSim, and its image load arrives in FMEM-bank fragments."""
+    _, rows, layers = mbv2
+    assert rows[0]["layer"] == "Conv1"
+    assert abs(layers[0].cycles / rows[0]["cycles"] - 1) <= 0.05
+    assert abs(layers[0].stall_cycles / rows[0]["dram_stall_cycles"] - 1) <= 0.15
+
+
 def test_mobilenetv2_residual_adds_match_midapsim(mbv2):
     """The residual operand streams from DRAM in serialized column groups (MidapSim's WMEM path)."""
     _, rows, layers = mbv2

@@ -106,3 +106,19 @@ def test_residual_operand_is_requested_in_serial_column_groups(size):
     assert serial.total_cycles >= serial.roofline_cycles
     ref = reference_simulate(graph, MIDAP, input_in_dram=False)
     assert abs(serial.total_cycles - ref) <= 0.02 * ref
+
+
+def test_network_input_arrives_in_fmem_bank_fragments():
+    b = GraphBuilder((3, 224, 224), "stem")
+    b.conv(b.input, 32, 3, stride=2)
+    graph = b.graph
+    plan = plan_graph(graph, MIDAP)[0]
+    assert plan.feature_read_bytes == 224 * 224 * 16  # the image, stored at 16 channels
+    assert plan.n_bands == -(-plan.feature_read_bytes // MIDAP.input_band_bytes) == 4
+    small_bands = dataclasses.replace(MIDAP, input_band_bytes=0)
+    assert plan_graph(graph, small_bands)[0].n_bands == 16
+    # coarse fragments expose more of the load: the first one arrives before anything computes
+    coarse, fine = simulator.simulate(graph, MIDAP), simulator.simulate(graph, small_bands)
+    assert coarse.total_cycles > fine.total_cycles >= fine.roofline_cycles
+    assert coarse.dram_read_bytes == fine.dram_read_bytes
+    assert plan_graph(graph, MIDAP, input_in_dram=False)[0].n_bands == 1  # on chip: nothing to stream
