@@ -177,14 +177,34 @@ class Piece:
 Network = Union[ArchSpec, Piece, str, os.PathLike]
 
 
+class _torch_threads:
+    """Run torch with ``n`` intra-op threads inside the block (building and exporting networks with the
+    default thread count on a loaded machine spins OpenMP threads for tens of seconds)."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n, self.previous = int(n), None
+
+    def __enter__(self):
+        import torch
+
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.set_num_threads(self.previous)
+
+
 def _module_and_shape(network: Network):
     """(torch module in eval mode, input shape) of an ArchSpec or a Piece."""
-    if isinstance(network, Piece):
-        return network.module(), network.input_shape
-    if isinstance(network, ArchSpec):
-        from s3nas.nn.builder import build_model
+    with _torch_threads(1):
+        if isinstance(network, Piece):
+            return network.module(), network.input_shape
+        if isinstance(network, ArchSpec):
+            from s3nas.nn.builder import build_model
 
-        return build_model(network).eval(), (1, network.in_channels, network.input_size, network.input_size)
+            return build_model(network).eval(), (1, network.in_channels, network.input_size, network.input_size)
     raise TypeError(f"cannot build a torch module from {type(network).__name__}")
 
 
@@ -197,7 +217,7 @@ def onnx_bytes(network: Network, opset: int = 18) -> bytes:
     module, shape = _module_and_shape(network)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _torch_threads(1):
         warnings.simplefilter("ignore")
         kwargs = dict(input_names=["images"], output_names=["out"], opset_version=int(opset),
                       do_constant_folding=True)
@@ -219,17 +239,18 @@ def describe(network: Network) -> str:
 
 # ----------------------------------------------------------------------------------------- devices
 class Device:
-    """Base class: ``measure(network) -> Measurement``; subclasses implement ``_samples``."""
+    """Base class: ``measure(network) -> Measurement``; subclasses implement ``_runner`` (a network held in
+    memory, run on demand: timing can be interleaved) or ``_samples`` (timed runs of one network)."""
 
     kind = "device"
     source = "measurement"
 
-    def __init__(self, name: str, *, warmup: int = 10, repeats: int = 30) -> None:
+    def __init__(self, name: str, *, warmup: int = 10, repeats: int = 30, rounds: int = 10) -> None:
         if int(repeats) < 1:
             raise ConfigError(f"hardware.repeats: must be >= 1, got {repeats}")
         if int(warmup) < 0:
             raise ConfigError(f"hardware.warmup: must be >= 0, got {warmup}")
-        self.name, self.warmup, self.repeats = str(name), int(warmup), int(repeats)
+        self.name, self.warmup, self.repeats, self.rounds = str(name), int(warmup), int(repeats), max(1, int(rounds))
 
     def identity(self) -> dict:
         """What makes this device's numbers comparable (for cache keys)."""
@@ -250,11 +271,43 @@ class Device:
         noise = 100.0 * (max(medians) - min(medians)) / 2.0 / mid if mid > 0 else 0.0
         return NoiseEstimate(medians, noise)
 
-    def _samples(self, network: Network, repeats: int) -> list[float]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def measure_many(self, networks: Sequence[Network], repeats: int | None = None,
+                     rounds: int | None = None) -> list[Measurement]:
+        """Measure several networks; devices that can hold them all interleave ``rounds`` rounds of
+        ``repeats / rounds`` runs each, so a change of the machine's load hits every network alike."""
+        repeats = int(repeats or self.repeats)
+        runners = [self._runner(n) for n in networks]
+        if any(r is None for r in runners):
+            return [self.measure(n, repeats) for n in networks]
+        rounds = max(1, min(int(rounds or self.rounds), repeats))
+        per_round = [repeats // rounds + (1 if k < repeats % rounds else 0) for k in range(rounds)]
+        samples: list[list[float]] = [[] for _ in networks]
+        for run in runners:
+            _timed(run, self.warmup, 0)
+        for count in per_round:
+            for k, run in enumerate(runners):
+                samples[k].extend(_timed(run, 0, count))
+        return [summarize(s, self.name, self.source) for s in samples]
+
+    def _runner(self, network: Network):
+        """A zero-argument callable that runs ``network`` once, or None when the device cannot hold it."""
+        return None
+
+    def _samples(self, network: Network, repeats: int) -> list[float]:
+        run = self._runner(network)
+        if run is None:  # pragma: no cover - subclasses implement one of the two
+            raise NotImplementedError
+        return _timed(run, self.warmup, repeats)
 
     def close(self) -> None:
         """Release what the device holds (nothing by default)."""
+
+
+def _host() -> str:
+    """This machine (a table measured on one machine is not valid on another)."""
+    import platform
+
+    return f"{platform.node()}/{platform.machine()}/{os.cpu_count()}"
 
 
 def _timed(run, warmup: int, repeats: int) -> list[float]:
@@ -274,8 +327,8 @@ class OnnxRuntimeDevice(Device):
     kind = "onnxruntime"
 
     def __init__(self, name: str = "cpu_onnxruntime", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-                 opset: int = 18) -> None:
-        super().__init__(name, warmup=warmup, repeats=repeats)
+                 rounds: int = 10, opset: int = 18) -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds)
         if int(threads) < 1:
             raise ConfigError(f"hardware.threads: must be >= 1, got {threads}")
         self.threads, self.opset = int(threads), int(opset)
@@ -284,7 +337,7 @@ class OnnxRuntimeDevice(Device):
         import onnxruntime
 
         return {**super().identity(), "threads": self.threads, "opset": self.opset,
-                "onnxruntime": onnxruntime.__version__}
+                "onnxruntime": onnxruntime.__version__, "host": _host()}
 
     def session(self, model: bytes):
         import onnxruntime as ort
@@ -296,7 +349,7 @@ class OnnxRuntimeDevice(Device):
         options.log_severity_level = 3
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
-    def _samples(self, network: Network, repeats: int) -> list[float]:
+    def _runner(self, network: Network):
         import numpy as np
 
         try:
@@ -310,7 +363,7 @@ class OnnxRuntimeDevice(Device):
         inp = session.get_inputs()[0]
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
         feed = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-        return _timed(lambda: session.run(None, feed), self.warmup, repeats)
+        return lambda: session.run(None, feed)
 
 
 class TorchCpuDevice(Device):
@@ -318,8 +371,9 @@ class TorchCpuDevice(Device):
 
     kind = "torch"
 
-    def __init__(self, name: str = "torch_cpu", *, threads: int = 1, warmup: int = 10, repeats: int = 30) -> None:
-        super().__init__(name, warmup=warmup, repeats=repeats)
+    def __init__(self, name: str = "torch_cpu", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
+                 rounds: int = 10) -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds)
         if int(threads) < 1:
             raise ConfigError(f"hardware.threads: must be >= 1, got {threads}")
         self.threads = int(threads)
@@ -327,22 +381,27 @@ class TorchCpuDevice(Device):
     def identity(self) -> dict:
         import torch
 
-        return {**super().identity(), "threads": self.threads, "torch": torch.__version__}
+        return {**super().identity(), "threads": self.threads, "torch": torch.__version__, "host": _host()}
 
-    def _samples(self, network: Network, repeats: int) -> list[float]:
+    def _runner(self, network: Network):
         import torch
 
         if isinstance(network, (str, os.PathLike)):
             raise DeviceError(f"device {self.name}: times ArchSpecs and pieces, not ONNX files ({network})")
         module, shape = _module_and_shape(network)
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                return _timed(lambda: module(x), self.warmup, repeats)
-        finally:
-            torch.set_num_threads(previous)
+        threads = self.threads
+
+        def run():
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                with torch.inference_mode():
+                    module(x)
+            finally:
+                torch.set_num_threads(previous)
+
+        return run
 
 
 class SimulatedDevice(Device):
@@ -483,10 +542,13 @@ def make_device(hardware_cfg: Any) -> Device | None:
     if kind == "simulator":
         return None
     warmup, repeats = int(get("warmup", 10) or 0), int(get("repeats", 30) or 1)
+    rounds = int(get("rounds", 10) or 1)
     if kind == "onnxruntime":
-        return OnnxRuntimeDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats)
+        return OnnxRuntimeDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats,
+                                 rounds=rounds)
     if kind == "torch":
-        return TorchCpuDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats)
+        return TorchCpuDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats,
+                              rounds=rounds)
     if kind == "simulated":
         profile = get("sim_profile", None)
         if not profile:

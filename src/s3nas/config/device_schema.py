@@ -18,7 +18,8 @@ class DeviceHardwareConfig(HardwareConfig):
     device: str = "onnxruntime"  # onnxruntime | torch | simulated | command
     threads: int = 1  # intra-op threads (pinned; onnxruntime/torch)
     warmup: int = 10  # untimed runs before timing
-    repeats: int = 30  # timed runs per measurement (median + IQR reported)
+    repeats: int = 60  # timed runs per measurement (median + IQR reported)
+    rounds: int = 10  # several networks measured together: runs interleaved in this many rounds
     cmd: Optional[str] = None  # command device: takes an ONNX path ({onnx} or appended), prints ms
     timeout_s: float = 120.0  # command device: per call
     sim_profile: Optional[str] = None  # simulated device: the simulator profile wrapped as a black box
@@ -27,7 +28,7 @@ class DeviceHardwareConfig(HardwareConfig):
     # layer-adaptive correction: end-to-end measurements of sampled architectures
     correction: str = "stage_affine"  # stage_affine | position_affine | ratio | none
     correction_samples: int = 60  # sampled architectures measured end to end to fit the correction
-    correction_ridge: float = 1.0  # ridge strength pulling scales to 1 and offsets to 0
+    correction_ridge: float = 0.1  # ridge strength pulling scales to 1 and offsets to 0
     noise_repeats: int = 5  # separate measurements of one network for the noise estimate
 
 

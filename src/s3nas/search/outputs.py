@@ -69,7 +69,8 @@ def delivered_child(supernet, raw) -> torch.nn.Module:
 
 # ----------------------------------------------------------------------------------- outputs
 def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_space, table, profile,
-                  target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer) -> dict:
+                  target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer,
+                  device=None) -> dict:
     """Decode, repair if needed, evaluate and simulate the delivered network, write arch.json/summary.json."""
     import simulator
     from s3nas.arch import codec
@@ -93,6 +94,12 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     def simulate_ms(opts) -> float:
         return float(simulator.simulate(archspec_to_graph(deploy_space.arch_spec(list(opts))), profile).latency_ms)
 
+    measured = None
+    if device is not None:  # a black-box device: every latency below is measured end to end, not simulated
+        from s3nas.blackbox.search import DeviceLatency
+
+        simulate_ms = measured = DeviceLatency(device, deploy_space, int(cfg.hardware.get("noise_repeats", 5)))
+
     decoded_simulated_ms = simulate_ms(options)
     final_state_simulated_ms = simulate_ms([canonical(b) for b in final_raw])
     repair_steps: list[dict] = []
@@ -102,8 +109,12 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         options = result.options
     estimated_ms = float(table.estimate_ms(options))
     spec = deploy_space.arch_spec(list(options))
-    report = simulator.simulate(archspec_to_graph(spec), profile)
-    simulated_ms = float(report.latency_ms)
+    if measured is None:
+        report = simulator.simulate(archspec_to_graph(spec), profile)
+        simulated_ms, macs, measurement = float(report.latency_ms), int(report.macs), {}
+    else:
+        measurement = measured.delivered(options)
+        simulated_ms, macs = measurement["measured_ms"], int(archspec_to_graph(spec).macs)
 
     # The delivered network's own accuracy: child with the supernet's weights, BN re-estimated.
     datamodule.setup("test")
@@ -125,12 +136,13 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "supernet_val_acc": supernet_val_acc,  # the supernet at the end of the fit
         "accuracy_source": f"weight sharing: child of the supernet, BN re-estimated on {recal_batches} training "
                            "batches, no retraining",
-        "latency_source": f"simulation ({profile.name}, {deploy_space.input_size}x{deploy_space.input_size}, "
-                          f"{deploy_space.num_classes} classes)",
+        "latency_source": None if device is not None else  # a device run: set from its measurement below
+        f"simulation ({profile.name}, {deploy_space.input_size}x{deploy_space.input_size}, "
+        f"{deploy_space.num_classes} classes)",
         "search_seconds": search_seconds,
         "world_size": int(trainer.world_size),
         "rank_threshold_max_diff": rank_diff,  # 0.0: every process ended with rank 0's thresholds
-        "hardware": profile.name,
+        "hardware": device.name if device is not None else profile.name,
         "lambda1": float(cfg.loss.lambda1),
         "lambda2": float(cfg.loss.lambda2),
         "seed": int(cfg.seed),
@@ -149,10 +161,17 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "lut_min_ms": float(table.min_ms),
         "lut_max_ms": float(table.max_ms),
         "num_blocks": len(spec.blocks),
-        "macs": int(report.macs),
+        "macs": macs,
         "arch": codec.encode(spec),
         "run_dir": str(run_dir),
     }
+    if measurement:  # measured on a device: *_simulated_ms keys hold no simulation
+        summary.update(measurement, simulated_ms=None, hardware=device.name,
+                       decoded_measured_ms=summary.pop("decoded_simulated_ms"),
+                       final_state_measured_ms=summary.pop("final_state_simulated_ms"))
+        summary["meets_target_within_noise"] = bool(
+            simulated_ms <= target_ms * (1.0 + measurement["latency_noise_pct"] / 100.0))
+    summary["latency_ms"] = simulated_ms  # the delivered network's latency (simulation or measurement)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     if trainer.is_global_zero:
         spec = _with_meta(spec, summary)
@@ -177,8 +196,8 @@ def _rank_threshold_diff(trainer, supernet) -> float:
 def _with_meta(spec, summary: dict):
     from dataclasses import replace
 
-    keys = ("target_ms", "estimated_ms", "simulated_ms", "val_acc", "test_acc", "supernet_val_acc", "accuracy_source",
-            "latency_source", "hardware", "lambda1", "lambda2", "repaired", "data")
+    keys = ("target_ms", "estimated_ms", "latency_ms", "simulated_ms", "val_acc", "test_acc", "supernet_val_acc",
+            "accuracy_source", "latency_source", "hardware", "lambda1", "lambda2", "repaired", "data")
     return replace(spec, meta={**dict(spec.meta or {}), "search": {k: summary[k] for k in keys}})
 
 
@@ -228,15 +247,16 @@ def print_summary(summary: dict, spec, options, table, space=None) -> None:
                        f"{table.block_ms(i, option):.4f}" if option else "0")
     console.print(blocks)
     latency = Table(title="Delivered network on " + summary["hardware"])
-    for column in ("target ms", "estimated ms (LUT)", "simulated ms", "simulated/target", "val acc", "test acc",
+    kind = "measured" if summary.get("measured_ms") is not None else "simulated"
+    for column in ("target ms", "estimated ms (LUT)", f"{kind} ms", f"{kind}/target", "val acc", "test acc",
                    "repaired"):
         latency.add_column(column, justify="right")
-    latency.add_row(f"{summary['target_ms']:.4f}", f"{summary['estimated_ms']:.4f}", f"{summary['simulated_ms']:.4f}",
+    latency.add_row(f"{summary['target_ms']:.4f}", f"{summary['estimated_ms']:.4f}", f"{summary['latency_ms']:.4f}",
                     f"{summary['target_ratio']:.3f}", _fmt(summary["val_acc"], ".4f"), _fmt(summary["test_acc"], ".4f"),
                     str(summary["repaired"]))
     console.print(latency)
     if not summary["meets_target"]:
-        console.print(f"[bold yellow]warning:[/] the delivered network misses the target ({summary['simulated_ms']:.4f} "
+        console.print(f"[bold yellow]warning:[/] the delivered network misses the target ({summary['latency_ms']:.4f} "
                       f"> {summary['target_ms']:.4f} ms); schedule.fit_to_target=true would shrink it")
     console.print(f"search took {summary['search_seconds']:.1f} s; arch: {summary['arch']}")
     console.print(f"run dir: {summary['run_dir']}")

@@ -76,6 +76,7 @@ class Checked:
     target_ms: float
     deploy_space: Any
     datamodule: Any
+    device: Any = None  # a black-box device (s3nas.blackbox) when hardware.device is set; profile is None then
 
 
 def check_search(cfg: DictConfig) -> Checked:
@@ -94,11 +95,22 @@ def check_search(cfg: DictConfig) -> Checked:
     check_loader_values(cfg.data)
     for group in ("schedule", "loss", "data", "trainer"):
         check_finite(cfg[group], group)
-    profile = load_hardware(cfg.hardware)
+    from s3nas.blackbox import make_device
+
+    device = make_device(cfg.hardware)  # None: a simulator profile
+    profile = load_hardware(cfg.hardware) if device is None else None
     target_ms = float(resolve_target_ms(cfg))
     deploy_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
                                            input_size=int(cfg.deploy.input_size),
                                            in_channels=int(cfg.deploy.get("in_channels", 3)))
+    if device is not None:  # measured, not simulated: the fastest network is timed on the device
+        from s3nas.blackbox.search import check_device
+
+        if not math.isfinite(target_ms):
+            raise InfeasibleTargetError(f"latency: target {target_ms} is not a finite latency")
+        check_device(cfg, device, deploy_space, target_ms)
+        return _check_rest(cfg, Checked(profile=None, target_ms=target_ms, deploy_space=deploy_space,
+                                        datamodule=None, device=device))
     # Feasibility from an end-to-end simulation (milliseconds), before the latency table exists.
     try:
         fastest_ms = float(simulator.simulate(archspec_to_graph(deploy_space.arch_spec(deploy_space.min_options())),
@@ -113,13 +125,20 @@ def check_search(cfg: DictConfig) -> Checked:
             f"latency: target {target_ms:.4g} ms is below the fastest architecture of the search space "
             f"({fastest_ms:.4g} ms on {profile.name}); use a latency of at least {fastest_ms:.4g}ms, or a smaller "
             f"supernet/candidates")
+    return _check_rest(cfg, Checked(profile=profile, target_ms=target_ms, deploy_space=deploy_space,
+                                    datamodule=None))
+
+
+def _check_rest(cfg: DictConfig, checked: Checked) -> Checked:
+    """The data and checkpoint checks (after the hardware's)."""
     from s3nas.data import build_datamodule  # imports torch and Lightning: after the cheap checks
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing roots / files: DataError (one line)
     if cfg.get("ckpt_path"):
         resume_checkpoint(cfg, None)  # an unreadable ckpt_path is a user error
-    return Checked(profile=profile, target_ms=target_ms, deploy_space=deploy_space, datamodule=datamodule)
+    checked.datamodule = datamodule
+    return checked
 
 
 # ----------------------------------------------------------------------------------- checkpoints
@@ -221,8 +240,13 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     deploy_space = checked.deploy_space
     train_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=datamodule.num_classes,
                                           input_size=datamodule.image_size, in_channels=datamodule.in_channels)
-    table = build_latency_table(deploy_space, checked.profile, cache_dir=cfg.paths.cache_dir,
-                                workers=int(schedule.lut_workers), progress=True)
+    if checked.device is not None:  # measured block by block on the device, corrected end to end
+        from s3nas.blackbox.search import device_table
+
+        table = device_table(cfg, checked.device, deploy_space)
+    else:
+        table = build_latency_table(deploy_space, checked.profile, cache_dir=cfg.paths.cache_dir,
+                                    workers=int(schedule.lut_workers), progress=True)
     check_target(checked.target_ms, table)
 
     if schedule.num_threads:
@@ -244,7 +268,9 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
                           warmup_epochs=int(schedule.warmup_epochs), lambda1=float(cfg.loss.lambda1),
                           lambda2=float(cfg.loss.lambda2), label_smoothing=float(cfg.loss.label_smoothing),
                           seed=int(cfg.seed), channels_last=bool(schedule.channels_last))
-    module.state_latency = StateLatency(deploy_space, checked.profile) if schedule.simulate_states else None
+    # on a device the corrected table stands for the states (measuring every state would dominate the search)
+    module.state_latency = StateLatency(deploy_space, checked.profile) \
+        if schedule.simulate_states and checked.device is None else None
     faults = [InterruptAfter(schedule.interrupt_after_steps)] if schedule.interrupt_after_steps else []
     trainer = build_trainer(cfg, max_epochs=int(schedule.warmup_epochs) + int(schedule.search_epochs),
                             loggers=loggers, callbacks=[recorder, *faults])
@@ -265,7 +291,8 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
 
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
                          table=table, profile=checked.profile, target_ms=checked.target_ms,
-                         supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer)
+                         supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer,
+                         device=checked.device)
 
 
 class StateLatency:

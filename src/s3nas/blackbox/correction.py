@@ -1,0 +1,147 @@
+"""Layer-adaptive latency correction: make the sum of standalone block measurements match end-to-end latency.
+
+Timing blocks one at a time misses what a whole network does differently: per-call overhead counted once per
+block instead of once per network, caches warm or cold at block boundaries, operator fusion across blocks.
+The error depends on where a block sits (its shape context), so the correction is fitted per group of
+positions (BBSSP's "layer-adaptive" correction giving a "policy-aware" table, Zeng et al. 2020; the fitting
+procedure here is ours): for an architecture with raw entries ``t_i`` (0 where skipped),
+
+    latency ~= c + sum_g [ a_g * T_g + b_g * N_g ],   T_g = sum_{i in g} t_i,  N_g = #non-skipped blocks in g
+
+fitted by ridge regression on relative errors (rows divided by the measured latency) over end-to-end
+measurements of sampled architectures; the ridge pulls ``a_g`` to 1 and ``b_g`` to 0, so a group the samples
+say little about keeps its raw entries. Groups: ``stage_affine`` (each stage's first block, whose stride or
+width changes, and its remaining blocks), ``position_affine`` (every position) or ``ratio`` (one global scale,
+no offsets). The corrected entry of position ``i`` is ``max(0, a_g t_i + b_g)`` (a skip stays 0) and the
+fixed part is ``c``: still one number per (position, option), so the search's estimator works unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from s3nas.latency.lut import LatencyTable
+from s3nas.space import Option
+
+METHODS = ("stage_affine", "position_affine", "ratio", "none")
+
+
+def position_groups(space: Any, method: str) -> list[int]:
+    """Group index of every position for ``method``."""
+    if method == "position_affine":
+        return list(range(len(space.positions)))
+    if method == "stage_affine":
+        keys, groups = {}, []
+        for i, pos in enumerate(space.positions):
+            first = i == 0 or space.positions[i - 1].stage != pos.stage
+            groups.append(keys.setdefault((pos.stage, first), len(keys)))
+        return groups
+    return [0] * len(space.positions)
+
+
+@dataclass
+class Correction:
+    """Fitted per-group scale and offset (ms) plus the fixed part (ms)."""
+
+    method: str
+    groups: list[int]
+    scale: list[float]
+    offset_ms: list[float]
+    fixed_ms: float
+    fit: dict = field(default_factory=dict)
+
+    def entry_ms(self, i: int, raw_ms: float, option: Option) -> float:
+        if not option:
+            return 0.0
+        g = self.groups[i]
+        return max(0.0, self.scale[g] * raw_ms + self.offset_ms[g])
+
+    def apply(self, raw: LatencyTable) -> LatencyTable:
+        """The corrected table (same units as ``raw``: integer cycles at ``raw.clock_hz``)."""
+        to_cycles = raw.clock_hz / 1e3
+        entries = [{o: int(round(self.entry_ms(i, raw.cycles_to_ms(c), o) * to_cycles)) for o, c in row.items()}
+                   for i, row in enumerate(raw.entries)]
+        meta = {**raw.meta, "correction": self.to_dict()}
+        return LatencyTable(entries, int(round(max(0.0, self.fixed_ms) * to_cycles)), raw.clock_hz, raw.key,
+                            space=raw.space, meta=meta)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "groups": self.groups, "scale": self.scale, "offset_ms": self.offset_ms,
+                "fixed_ms": self.fixed_ms, "fit": self.fit}
+
+
+def _features(raw: LatencyTable, options: Sequence[Option], groups: list[int], n_groups: int) -> np.ndarray:
+    """[T_0..T_G-1, N_0..N_G-1] of one architecture (ms, counts)."""
+    totals, counts = np.zeros(n_groups), np.zeros(n_groups)
+    for i, o in enumerate(options):
+        if o:
+            totals[groups[i]] += raw.block_ms(i, o)
+            counts[groups[i]] += 1
+    return np.concatenate([totals, counts])
+
+
+def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], float]], method: str = "stage_affine",
+                   ridge: float = 0.1) -> Correction:
+    """Fit the correction of ``raw`` to ``samples`` = [(options per position, measured end-to-end ms), ...]."""
+    if method not in METHODS:
+        raise ValueError(f"correction: {method!r}; use one of {', '.join(METHODS)}")
+    space = raw.space
+    n_pos = len(raw.entries)
+    groups = position_groups(space, method) if space is not None else [0] * n_pos
+    n_groups = max(groups) + 1
+    if method == "none" or not samples:
+        return Correction("none", groups, [1.0] * n_groups, [0.0] * n_groups, raw.fixed_ms, {"samples": 0})
+    options = [list(o) for o, _ in samples]
+    y = np.array([float(m) for _, m in samples])
+    feats = np.stack([_features(raw, o, groups, n_groups) for o in options])
+    totals, counts = feats[:, :n_groups], feats[:, n_groups:]
+    raw_sums = np.array([raw.estimate_ms(o) for o in options])
+    weights = 1.0 / y  # relative errors
+    if method == "ratio":
+        scale = float(np.sum(weights**2 * raw_sums * y) / np.sum((weights * raw_sums) ** 2))
+        correction = Correction(method, groups, [scale], [0.0], raw.fixed_ms * scale)
+    else:
+        # unknowns: c, delta_a[G], b[G]; target y - sum T  (a = 1 + delta_a)
+        block_ms = float(np.mean([raw.cycles_to_ms(c) for row in raw.entries for o, c in row.items() if o]) or 1.0)
+        design = np.concatenate([np.ones((len(y), 1)), totals, counts * block_ms], axis=1)
+        target = y - totals.sum(axis=1)
+        a = design * weights[:, None]
+        b = target * weights
+        strength = np.sqrt(max(0.0, float(ridge)) * 1e-3 * len(y))
+        penalty = np.zeros((2 * n_groups, 1 + 2 * n_groups))
+        penalty[:, 1:] = np.eye(2 * n_groups) * strength
+        theta, *_ = np.linalg.lstsq(np.concatenate([a, penalty]), np.concatenate([b, np.zeros(2 * n_groups)]),
+                                    rcond=None)
+        scale = (1.0 + theta[1:1 + n_groups]).tolist()
+        offset = (theta[1 + n_groups:] * block_ms).tolist()
+        correction = Correction(method, groups, scale, offset, float(theta[0]))
+    corrected = correction.apply(raw)
+    fitted = np.array([corrected.estimate_ms(o) for o in options])
+    correction.fit = {"samples": len(y), "ridge": float(ridge),
+                      "train_raw_mape_pct": mape_pct(raw_sums, y), "train_mape_pct": mape_pct(fitted, y)}
+    return correction
+
+
+# ----------------------------------------------------------------------------------------- scores
+def errors_pct(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    return 100.0 * (p - m) / m
+
+
+def mape_pct(predicted: Sequence[float], measured: Sequence[float]) -> float:
+    """Mean absolute percentage error."""
+    return float(np.mean(np.abs(errors_pct(predicted, measured))))
+
+
+def within_pct(predicted: Sequence[float], measured: Sequence[float], bound: float) -> float:
+    """Share (percent) of predictions within +-``bound`` percent of the measurement."""
+    return float(100.0 * np.mean(np.abs(errors_pct(predicted, measured)) <= bound))
+
+
+def score(predicted: Sequence[float], measured: Sequence[float]) -> dict:
+    """MAPE and the shares within +-5% / +-10%."""
+    return {"mape_pct": mape_pct(predicted, measured), "within5_pct": within_pct(predicted, measured, 5.0),
+            "within10_pct": within_pct(predicted, measured, 10.0)}
