@@ -252,8 +252,7 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
             "latency_source", "hardware", "data", "search_seconds")
     from dataclasses import replace
 
-    spec = replace(chosen.spec, name=method, meta={**dict(chosen.spec.meta or {}),
-                                                    method: {k: summary[k] for k in keys}})
+    spec = replace(chosen.spec, meta={**dict(chosen.spec.meta or {}), method: {k: summary[k] for k in keys}})
     codec.save_json(spec, run_dir / "arch.json")
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_text(run_dir / "samples.csv", _csv(rows))

@@ -86,7 +86,7 @@ def select_entries(keys: Iterable[str]) -> list[ZooEntry]:
     return [ZOO_BY_KEY[k] for k in keys] if keys else list(ZOO)
 
 
-def load_profiles(names: Iterable[str], key: str = "hardware") -> list[Any]:
+def load_profiles(names: Iterable[str], key: str = "profiles") -> list[Any]:
     """Simulator profiles by name or YAML path (every known profile when empty); ConfigError otherwise."""
     import simulator
 
@@ -202,7 +202,7 @@ def check(cfg: Any) -> dict:
     from s3nas.baselines.pareto import load_overlays
 
     entries = select_entries(cfg.models)
-    profiles = load_profiles(cfg.hardware)
+    profiles = load_profiles(cfg.profiles)
     overlays = load_overlays(cfg.overlay)
     return {"entries": entries, "profiles": profiles, "overlays": overlays}
 

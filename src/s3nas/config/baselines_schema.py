@@ -54,7 +54,7 @@ class ZooConfig:
     paths: Any = MISSING
     logger: Any = MISSING
     models: list[str] = field(default_factory=list)  # keys of s3nas.baselines.zoo.ZOO; empty: all
-    hardware: list[str] = field(default_factory=list)  # profile names or YAML paths; empty: every profile
+    profiles: list[str] = field(default_factory=list)  # profile names or YAML paths; empty: every profile
     overlay: list[str] = field(default_factory=list)  # run dirs (search/train/random) drawn on the Pareto plot
     graph_cache: bool = True  # reuse timm graphs across runs (simulator graph cache)
     plot: bool = True
@@ -70,7 +70,7 @@ class CompareConfig:
     logger: Any = MISSING
     runs: list[str] = field(default_factory=list)  # run dirs (search, train, random_*), or multirun dirs
     zoo: list[str] = field(default_factory=list)  # zoo models to add (keys of the zoo), simulated here
-    hardware: str = "midap"
+    hardware: Any = MISSING  # the hardware group (hardware=systolic, hardware.profile=<yaml>)
     data: Optional[str] = None  # only runs on this dataset (null: the data of the first run)
     plot: bool = True
     task_name: str = "compare"

@@ -1,0 +1,267 @@
+"""`python -m s3nas.baselines.compare runs=[dir,...] zoo=[efficientnet_b1,...]`: a Table 6-shaped comparison.
+
+For one dataset and one hardware profile: every network of the given run dirs (search.py, train.py,
+random_search, random_selection; a multirun dir stands for its jobs) and the named zoo networks, with its
+accuracy (and what kind: weight-sharing, retrained, published ImageNet), its latency simulated here on the
+profile at its deployment shape (the same simulation for every row), weights and MACs at that shape, and the
+search cost in wall-clock seconds (a train.py run of a searched network inherits its search's cost; zoo rows
+have none). Writes ``compare.csv``, ``compare.md``, ``summary.json`` and ``compare_<hardware>.png`` (the rows on
+the accuracy-latency plane). ``notebooks/compare_models.ipynb`` draws the same from run dirs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from s3nas.errors import ConfigError
+
+COLUMNS = ("model", "kind", "data", "accuracy", "accuracy_kind", "latency_ms", "target_ms", "params_m", "macs_g",
+           "search_seconds", "train_seconds", "seed", "run_dir")
+
+
+def expand_run_dirs(paths: Iterable[str], key: str = "runs") -> list[Path]:
+    """Run dirs with a summary.json; a dir without one stands for its sub-dirs that have one (multirun)."""
+    found: list[Path] = []
+    for text in paths:
+        path = Path(str(text)).expanduser()
+        if (path / "summary.json").is_file():
+            found.append(path)
+            continue
+        children = sorted(p.parent for p in path.glob("*/summary.json")) if path.is_dir() else []
+        if not children:
+            raise ConfigError(f"{key}: '{path}' holds no summary.json (nor do its sub-directories); pass finished "
+                              f"search.py / train.py / random baseline run dirs")
+        found.extend(children)
+    return found
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"runs: '{path}' is not readable JSON ({error})") from None
+
+
+def describe_run(run_dir: Path) -> dict:
+    """What a run dir delivered: kind, accuracy (and its kind), search cost, the ArchSpec (or timm name)."""
+    from s3nas.arch import codec
+
+    summary = _read(run_dir / "summary.json")
+    arch_path = run_dir / "arch.json"
+    spec = codec.load_json(arch_path) if arch_path.is_file() else None
+    timm_name = None
+    if summary.get("method") in ("random_search", "random_selection"):
+        kind = summary["method"]
+        accuracy_kind = f"retrained {summary.get('full_epochs')} ep"
+        search_seconds = summary.get("search_seconds")
+    elif "decoded_simulated_ms" in summary:
+        kind, accuracy_kind = "s3nas search", "weight sharing"
+        search_seconds = summary.get("search_seconds")
+    elif "train_seconds" in summary:
+        origin = str(summary.get("arch_origin") or "")
+        kind, search_seconds = "trained", None
+        if origin.startswith("timm:"):
+            timm_name, kind = origin[len("timm:"):], "zoo (trained here)"
+        else:
+            parent = Path(origin).parent if origin else None
+            if parent is not None and (parent / "summary.json").is_file():
+                searched = _read(parent / "summary.json")
+                search_seconds = searched.get("search_seconds")
+                kind = searched.get("method") or ("s3nas" if "decoded_simulated_ms" in searched else "trained")
+                kind = f"{kind} (retrained)" if "retrained" not in kind else kind
+        accuracy_kind = f"retrained {summary.get('epochs')} ep"
+    else:
+        raise ConfigError(f"runs: '{run_dir}' is not a search.py, train.py or random baseline run dir")
+    if spec is None and timm_name is None:
+        raise ConfigError(f"runs: '{run_dir}' holds no arch.json")
+    return {"kind": kind, "accuracy": summary.get("test_acc"), "accuracy_kind": accuracy_kind,
+            "data": str(summary.get("data") or ""), "search_seconds": search_seconds,
+            "train_seconds": summary.get("train_seconds"), "target_ms": summary.get("target_ms"),
+            "seed": summary.get("seed"), "spec": spec, "timm_name": timm_name, "run_dir": str(run_dir),
+            "name": (spec.name if spec is not None else timm_name)}
+
+
+def simulate_spec(spec: Any, profile: Any) -> tuple[float, float, float]:
+    """(latency ms, params M, MACs G) of an ArchSpec at its deployment shape on ``profile``."""
+    import simulator
+
+    from s3nas.arch.graph import archspec_to_graph
+
+    graph = archspec_to_graph(spec)
+    report = simulator.simulate(graph, profile)
+    return float(report.latency_ms), sum(layer.weight_count for layer in graph) / 1e6, report.macs / 1e9
+
+
+def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], profile: Any,
+                    data: Optional[str] = None) -> tuple[list[dict], str]:
+    """The table's rows (runs on ``data`` first by accuracy, then the zoo) and the dataset used."""
+    import simulator
+
+    from s3nas.baselines.zoo import build_graph, row_of, select_entries
+
+    runs = [describe_run(Path(d)) for d in run_dirs]
+    if data is None and runs:
+        data = runs[0]["data"]
+    rows = []
+    for run in runs:
+        if data is not None and run["data"] != data:
+            continue
+        if run["spec"] is not None:
+            latency, params, macs = simulate_spec(run["spec"], profile)
+        else:
+            from s3nas.baselines.zoo import ZooEntry
+
+            entry = ZooEntry(run["timm_name"], run["timm_name"], run["timm_name"], 224, None, "")
+            graph = build_graph(entry)
+            report = simulator.simulate(graph, profile)
+            latency, params, macs = (float(report.latency_ms), sum(l.weight_count for l in graph) / 1e6,
+                                     report.macs / 1e9)
+        rows.append({"model": run["name"], "kind": run["kind"], "data": run["data"],
+                     "accuracy": None if run["accuracy"] is None else 100.0 * float(run["accuracy"]),
+                     "accuracy_kind": f"{run['accuracy_kind']}, test split", "latency_ms": latency,
+                     "target_ms": run["target_ms"], "params_m": params, "macs_g": macs,
+                     "search_seconds": run["search_seconds"], "train_seconds": run["train_seconds"],
+                     "seed": run["seed"], "run_dir": run["run_dir"]})
+    rows.sort(key=lambda r: (-(r["accuracy"] or -1.0), r["latency_ms"]))
+    for entry in select_entries(zoo_keys) if list(zoo_keys) else []:
+        graph = build_graph(entry)
+        z = row_of(entry, graph, simulator.simulate(graph, profile))
+        rows.append({"model": entry.display, "kind": "zoo (published)", "data": "imagenet",
+                     "accuracy": entry.published_top1, "accuracy_kind": "published ImageNet top-1",
+                     "latency_ms": z["latency_ms"], "target_ms": None, "params_m": z["params_m"],
+                     "macs_g": z["macs_g"], "search_seconds": None, "train_seconds": None, "seed": None,
+                     "run_dir": ""})
+    return rows, data or ""
+
+
+def _cell(value: Any, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def markdown_table(rows: list[dict], hardware: str, data: str) -> str:
+    """Table 6 shape: model, top-1, latency, params, MACs, search cost (wall clock)."""
+    lines = [f"Networks on `{data}` and zoo networks, latency simulated on `{hardware}` at each network's deployment "
+             f"shape; accuracies of different kinds are not comparable across kinds.", "",
+             "| model | kind | top-1 % | accuracy kind | latency ms | params M | MACs G | search cost (wall clock) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cost = "" if r["search_seconds"] is None else f"{r['search_seconds']:.0f} s ({r['search_seconds'] / 3600:.2f} h)"
+        lines.append(f"| {r['model']} | {r['kind']} | {_cell(r['accuracy'], '.2f')} | {r['accuracy_kind']} | "
+                     f"{r['latency_ms']:.3f} | {r['params_m']:.2f} | {r['macs_g']:.2f} | {cost} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(rows: list[dict], hardware: str, path: Optional[str | Path] = None, ax: Any = None) -> Any:
+    """Runs on the accuracy-latency plane (one marker per kind); zoo rows on their own axis if present."""
+    import matplotlib
+
+    if ax is None and path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig = ax.figure if ax is not None else plt.figure(figsize=(8, 5))
+    ax = ax if ax is not None else fig.add_subplot(111)
+    runs = [r for r in rows if r["kind"] != "zoo (published)" and r["accuracy"] is not None]
+    markers = {}
+    for r in runs:
+        marker = markers.setdefault(r["kind"], "o^sDv*PX"[len(markers) % 8])
+        ax.scatter([r["latency_ms"]], [r["accuracy"]], marker=marker, s=60,
+                   color=f"C{list(markers).index(r['kind'])}", label=r["kind"])
+    targets = {r["target_ms"] for r in runs if r["target_ms"]}
+    for target in targets:
+        ax.axvline(target, color="grey", ls="--", lw=1)
+        ax.axvspan(target * 0.98, target * 1.02, color="grey", alpha=0.1)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.set_xlabel(f"simulated latency on {hardware} (ms)")
+    ax.set_ylabel(f"test accuracy on {runs[0]['data'] if runs else '?'} (%)")
+    zoo = [r for r in rows if r["kind"] == "zoo (published)" and r["accuracy"] is not None]
+    if zoo:
+        right = ax.twinx()
+        right.scatter([r["latency_ms"] for r in zoo], [r["accuracy"] for r in zoo], color="tab:grey", marker="x")
+        for r in zoo:
+            right.annotate(r["model"], (r["latency_ms"], r["accuracy"]), fontsize=7, color="tab:grey")
+        right.set_ylabel("zoo: published ImageNet top-1 (%)", color="tab:grey")
+    ax.legend(list(unique.values()), list(unique), fontsize=8, loc="lower right")
+    ax.set_title(f"Table 6-style comparison on {hardware} (dashed: target, band: +-2%)")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def csv_text(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------------------- entry point
+def check(cfg: Any) -> dict:
+    """Every user error before anything is written."""
+    from s3nas.baselines.zoo import select_entries
+    from s3nas.search.runner import load_hardware
+
+    if not cfg.runs and not cfg.zoo:
+        raise ConfigError("runs: nothing to compare; pass runs=[<run dir>,...] and/or zoo=[efficientnet_b1,...]")
+    run_dirs = expand_run_dirs(cfg.runs)
+    for run_dir in run_dirs:
+        describe_run(run_dir)
+    select_entries(cfg.zoo)
+    profile = load_hardware(cfg.hardware)
+    return {"run_dirs": run_dirs, "profile": profile}
+
+
+def main(cfg: Any, checked: Optional[dict] = None) -> dict:
+    """Hydra task: build the rows, write compare.csv / compare.md / summary.json / PNG, log to W&B."""
+    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.utils.loggers import build_loggers
+
+    started = time.time()
+    checked = checked or check(cfg)
+    run_dir = Path(str(cfg.paths.output_dir))
+    profile = checked["profile"]
+    rows, data = comparison_rows(checked["run_dirs"], cfg.zoo, profile, cfg.get("data"))
+    markdown = markdown_table(rows, profile.name, data)
+    atomic_write_text(run_dir / "compare.csv", csv_text(rows))
+    atomic_write_text(run_dir / "compare.md", markdown)
+    plot = None
+    if cfg.plot:
+        plot = run_dir / f"compare_{profile.name}.png"
+        plot_comparison(rows, profile.name, plot)
+    summary = {"hardware": profile.name, "data": data, "rows": rows, "plot": str(plot) if plot else None,
+               "seconds": time.time() - started, "run_dir": str(run_dir)}
+    atomic_write_json(run_dir / "summary.json", summary)
+    for logger in build_loggers(cfg):
+        if type(logger).__name__ == "WandbLogger":
+            try:
+                import wandb
+
+                columns = list(COLUMNS)
+                payload = {"compare": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])}
+                if plot:
+                    payload["compare_png"] = wandb.Image(str(plot))
+                logger.experiment.log(payload)
+            except Exception as error:  # noqa: BLE001
+                import warnings
+
+                warnings.warn(f"W&B logging of the comparison failed: {error}")
+    print(markdown)
+    print(f"run dir: {run_dir}")
+    return summary
+
+
+if __name__ == "__main__":
+    from s3nas.utils.entry import run
+
+    run(main, "compare", check=check)

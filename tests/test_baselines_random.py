@@ -1,0 +1,132 @@
+"""Random search / random selection end to end (tiny budgets), the comparison report and its notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = ["debug=fast", "data.image_size=16", "logger=none", "latency=2.5ms"]
+
+
+def _run(args, env, timeout=600):
+    return subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def random_search_run(tmp_path_factory, python_exe):
+    """A finished random search: 2 samples x 1 epoch of 2 batches, the best retrained for 1 epoch."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    run_dir = tmp_path_factory.mktemp("baselines") / "random_search"
+    proc = _run([python_exe, "-m", "s3nas.baselines.random_search", *TINY, "num_samples=2", "full.epochs=1",
+                 f"hydra.run.dir={run_dir}"], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_random_search_delivers_within_two_percent(random_search_run):
+    import simulator
+
+    from s3nas.arch import codec
+    from s3nas.arch.graph import archspec_to_graph
+
+    summary = json.loads((random_search_run / "summary.json").read_text())
+    spec = codec.load_json(random_search_run / "arch.json")
+    simulated = simulator.simulate(archspec_to_graph(spec), simulator.load_profile("midap")).latency_ms  # independent
+    assert abs(simulated / 2.5 - 1) <= 0.02
+    assert summary["simulated_ms"] == pytest.approx(simulated, rel=1e-9) and summary["within_tolerance"]
+    assert codec.encode(spec) == summary["arch"]
+    samples = summary["samples"]
+    assert len(samples) == 2 and all(abs(s["simulated_ms"] / 2.5 - 1) <= 0.02 for s in samples)
+    best = max(samples, key=lambda s: (s["val_acc"], -s["index"]))
+    assert summary["selected_sample"] == best["index"] and summary["arch"] == best["arch"]
+    # the delivered figures are the retrained network's (final/), not the short sample's
+    final = json.loads((random_search_run / "final" / "summary.json").read_text())
+    assert summary["test_acc"] == final["test_acc"] and final["arch"] == summary["arch"] and final["epochs"] == 1
+    assert summary["search_seconds"] > 0 and summary["total_seconds"] >= summary["search_seconds"]
+    assert (random_search_run / "samples" / "001" / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_random_search_rerun_reuses_finished_samples(random_search_run, python_exe, tmp_path):
+    import shutil
+
+    copy = tmp_path / "again"
+    shutil.copytree(random_search_run, copy)
+    before = json.loads((copy / "summary.json").read_text())
+    env = dict(os.environ, WANDB_MODE="offline")
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = _run([python_exe, "-m", "s3nas.baselines.random_search", *TINY, "num_samples=2", "full.epochs=1",
+                 f"hydra.run.dir={copy}"], env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = json.loads((copy / "summary.json").read_text())
+    assert after["samples"] == before["samples"] and after["test_acc"] == before["test_acc"]
+    assert after["search_seconds"] < before["search_seconds"]  # nothing was trained again
+
+
+def test_random_baseline_cli_user_error_is_one_line(tmp_path, python_exe):
+    env = dict(os.environ, WANDB_MODE="offline")
+    env.pop("HYDRA_FULL_ERROR", None)
+    run_dir = tmp_path / "run"
+    proc = _run([python_exe, "-m", "s3nas.baselines.random_selection", "logger=none", "tolerance=2",
+                 f"hydra.run.dir={run_dir}"], env, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: tolerance: must be a fraction in (0, 0.5)"), proc.stderr
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("override, key", [("num_samples=0", "num_samples"), ("latency=0.05ms", "latency"),
+                                           ("short.scheduler=linear", "short.scheduler"),
+                                           ("full.epochs=0", "full.epochs"), ("select_on=test_acc", "select_on"),
+                                           ("hardware.name=tpu9", "hardware.name")])
+def test_random_baseline_check_user_errors(compose_cfg, override, key):
+    from s3nas.baselines.random_baselines import check_random
+    from s3nas.errors import UserError
+    from s3nas.utils.entry import prepare_config
+
+    cfg = compose_cfg(["logger=none", override], config_name="random_search")
+    with pytest.raises(UserError, match=f"^{key}: "):
+        check_random(prepare_config(cfg))
+
+
+def test_compare_table(random_search_run, tmp_path):
+    import simulator
+
+    from s3nas.baselines.compare import comparison_rows, expand_run_dirs, markdown_table
+
+    profile = simulator.load_profile("midap")
+    rows, data = comparison_rows(expand_run_dirs([str(random_search_run)]), ["efficientnet_b1"], profile)
+    assert data == "digits" and [r["kind"] for r in rows] == ["random_search", "zoo (published)"]
+    summary = json.loads((random_search_run / "summary.json").read_text())
+    mine = rows[0]
+    assert mine["latency_ms"] == pytest.approx(summary["simulated_ms"]) and mine["accuracy"] == pytest.approx(
+        100 * summary["test_acc"])
+    assert mine["search_seconds"] == pytest.approx(summary["search_seconds"])
+    assert rows[1]["accuracy"] == 78.8 and rows[1]["search_seconds"] is None
+    text = markdown_table(rows, "midap", data)
+    assert "| EfficientNet-B1 | zoo (published) | 78.80 |" in text
+
+
+def test_compare_notebook_executes(random_search_run, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("S3NAS_COMPARE_RUNS", str(random_search_run))
+    monkeypatch.setenv("S3NAS_COMPARE_ZOO", "mobilenetv2_100,efficientnet_b1")
+    monkeypatch.setenv("S3NAS_COMPARE_OUT", str(tmp_path))
+    notebook = nbformat.read(REPO_ROOT / "notebooks" / "compare_models.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=180, kernel_name="python3",
+                            resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    images = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # the figures are inline cell outputs
+    assert (tmp_path / "compare_models_table.png").stat().st_size > 5000
+    assert (tmp_path / "compare_models_pareto.png").stat().st_size > 5000
