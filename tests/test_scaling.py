@@ -15,7 +15,7 @@ import simulator
 
 from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
-from s3nas.errors import InfeasibleTargetError
+from s3nas.errors import ConfigError, InfeasibleTargetError
 from s3nas.scaling import copy_order, find_coefficient, round_filters, scale_arch, scaled_depth, stage_depths
 from s3nas.stepio import block_input_channels, block_params, count_params, simulate_ms
 
@@ -181,20 +181,36 @@ def test_cli_writes_scaled_arch_checked_by_the_simulator_cli(small, tmp_path):
     assert summary["macs"] == json.loads(check.stdout)["macs"]
 
 
-@pytest.mark.parametrize("case", ["missing", "invalid", "unreachable"])
-def test_cli_user_errors_are_one_line(small, tmp_path, case):
+@pytest.mark.parametrize("case", ["missing", "invalid", "unreachable", "not_a_dir_run"])
+def test_user_errors_name_the_key(small, tmp_path, compose_cfg, case):
+    from s3nas.scaling import check
+    from s3nas.utils.entry import prepare_config
+
     arch = tmp_path / "arch.json"
     if case == "invalid":
         arch.write_text(json.dumps({"blocks": [{"type": "nope"}]}))
     elif case == "unreachable":
         codec.save_json(small, arch)
+    elif case == "not_a_dir_run":
+        (tmp_path / "run").mkdir()
     args = {"missing": [f"arch={tmp_path / 'nothing.json'}", "latency=5ms"],
             "invalid": [f"arch={arch}", "latency=5ms"],
-            "unreachable": [f"arch={arch}", f"latency={0.5 * simulate_ms(small, MIDAP):.6f}ms"]}[case]
+            "unreachable": [f"arch={arch}", f"latency={0.5 * simulate_ms(small, MIDAP):.6f}ms"],
+            "not_a_dir_run": [f"arch={tmp_path / 'run'}", "latency=5ms"]}[case]
+    cfg = prepare_config(compose_cfg(args, config_name="scaling"))
+    with pytest.raises(Exception) as info:
+        check(cfg)
+    assert isinstance(info.value, (InfeasibleTargetError, codec.ArchSpecError, ConfigError))
+    assert {"missing": "arch: no file", "invalid": "blocks[0]", "unreachable": "latency: target",
+            "not_a_dir_run": "holds no arch.json"}[case] in str(info.value)
+
+
+def test_cli_error_is_one_line_and_writes_nothing(small, tmp_path):
+    arch = tmp_path / "arch.json"
+    codec.save_json(small, arch)
     out = tmp_path / "out"
-    proc = _run([*args, f"hydra.run.dir={out}"], tmp_path)
+    proc = _run([f"arch={arch}", f"latency={0.5 * simulate_ms(small, MIDAP):.6f}ms", f"hydra.run.dir={out}"], tmp_path)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
-    assert {"missing": "arch:", "invalid": "blocks[0]", "unreachable": "latency:"}[case] in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: latency: target") and "Traceback" not in proc.stderr
     assert not (out / "arch.json").exists() and not (out / "summary.json").exists()
