@@ -171,6 +171,8 @@ def check(cfg: Any) -> Checked:
     groups = [candidates_from_entry(load_candidates_entry(str(n), dirs), block_types, str(n))
               for n in profile.candidates]
     groups.append(candidates_from_grid(profile.grid, block_types))
+    if profile.get("reference"):
+        load_candidates_entry(str(profile.reference), dirs, "profile.reference")  # ConfigError now rather than after profiling
     candidates = collect_candidates(groups)
     if not candidates:
         raise ConfigError("profile.candidates / profile.grid: no candidate to profile for block types "
@@ -514,7 +516,7 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
         r["in_space"] = r["name"] in used_names
     text = entry_text(block_type, entry, selected=selected, cfg=cfg, backend=checked.backend)
     chosen_range = space_range(cfg.supernet, block_type, entry, deploy, checked.backend, cache_dir)
-    reference_name = str(cfg.profile.candidates[0]) if len(cfg.profile.candidates) else None
+    reference_name = cfg.profile.get("reference")
     reference_range = None
     if reference_name:
         reference_range = space_range(cfg.supernet, None, load_candidates_entry(reference_name, config_dirs(cfg)),

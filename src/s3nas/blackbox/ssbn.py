@@ -74,6 +74,13 @@ def candidates_from_entry(entry: Any, block_types: Sequence[str], source: str) -
 
 def candidates_from_grid(grid: Any, block_types: Sequence[str]) -> list[Candidate]:
     """The generated grid (``profile.grid``): kernels x expansions per block type; ConfigError on bad values."""
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(grid):
+            grid = OmegaConf.to_container(grid, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
     out: list[Candidate] = []
     for btype in block_types:
         sub = (grid or {}).get(btype) or {}
@@ -111,7 +118,7 @@ def collect_candidates(groups: Iterable[Iterable[Candidate]]) -> list[Candidate]
     return sorted(merged.values(), key=lambda c: (order[c.type], c.total_expansion, c.kernels, c.expansion))
 
 
-def load_candidates_entry(name: str, config_dirs: Sequence[Path]) -> dict:
+def load_candidates_entry(name: str, config_dirs: Sequence[Path], key: str = "profile.candidates") -> dict:
     """The `candidates` node of ``<dir>/candidates/<name>.yaml`` (first dir that has it); ConfigError if none."""
     import yaml
 
@@ -121,13 +128,13 @@ def load_candidates_entry(name: str, config_dirs: Sequence[Path]) -> dict:
             try:
                 data = yaml.safe_load(path.read_text()) or {}
             except yaml.YAMLError as error:
-                raise ConfigError(f"profile.candidates: {path} is not valid YAML ({str(error).splitlines()[0]})") \
+                raise ConfigError(f"{key}: {path} is not valid YAML ({str(error).splitlines()[0]})") \
                     from None
             if "candidates" in data and isinstance(data["candidates"], dict):  # a written (_global_) entry
                 data = data["candidates"]
             return {k: v for k, v in data.items() if k != "defaults"}
     known = sorted({p.stem for d in config_dirs for p in (Path(d) / "candidates").glob("*.yaml")})
-    raise ConfigError(f"profile.candidates: no candidates entry {name!r}; use one of {', '.join(known)}")
+    raise ConfigError(f"{key}: no candidates entry {name!r}; use one of {', '.join(known)}")
 
 
 def ssbn_spec(candidate: Candidate, supernet_cfg: Any, *, num_classes: int = 1000, input_size: int = 224,

@@ -52,6 +52,7 @@ class AccuracyConfig:
 @dataclass
 class ProfileConfig:
     candidates: list[str] = field(default_factory=lambda: ["s3nas", "mbconv"])  # conf/candidates entries
+    reference: Optional[str] = "s3nas"  # candidates entry of the default space reported next to the chosen one
     block_types: list[str] = field(default_factory=lambda: ["mbconv", "mixconv", "fused"])
     grid: GridConfig = field(default_factory=GridConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
