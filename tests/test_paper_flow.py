@@ -1,0 +1,91 @@
+"""The third S3NAS step chained: scale -> SE/h-swish -> selective SE removal.
+
+The fast test chains the transforms on a small ArchSpec with an untrained network's excitations (no
+training); the slow one runs the README's command sequence end to end on a tiny budget
+(benchmarks/paper_flow.py: search -> train -> post-process -> scale -> train -> SE removal -> train -> table).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import simulator
+
+from s3nas.arch import codec
+from s3nas.postprocess import apply, se_blocks, without_se
+from s3nas.scaling import find_coefficient
+from s3nas.se_removal import lowest_blocks, record_excitations, score_blocks
+from s3nas.stepio import count_params, simulate_ms
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ("stem_c16_k3_s2_re | 0: ir_k3_e2_c16_s1 | 1: ir_k3_e2_c32_s2 mc_k3.5_e4.2_c32_s1 ir_k5_e4_c32_s1 | "
+         "2: ir_k3_e4_c64_s2 ir_k3_e2_c64_s1 | head_c256_d0.2 | n10_i3_r64 | name:small")
+
+
+def test_scale_then_se_then_removal_on_a_small_arch():
+    torch = pytest.importorskip("torch")
+    from s3nas.nn.builder import build_model
+
+    midap = simulator.load_profile("midap")
+    base = codec.decode(SMALL)
+    plus = apply(base, "all", "hswish")  # M -> M+
+    plus_ms, base_ms = simulate_ms(plus, midap), simulate_ms(base, midap)
+    assert plus_ms > base_ms and se_blocks(plus) == list(range(len(base.blocks)))
+
+    target = 2.0 * plus_ms  # M+ -> L+
+    scaled = find_coefficient(plus, target, lambda s: simulate_ms(s, midap)).spec
+    scaled_ms = simulate_ms(scaled, midap)
+    assert plus_ms < scaled_ms <= target
+    assert len(scaled.blocks) >= len(plus.blocks) and scaled.input_size > plus.input_size
+    assert se_blocks(scaled) == list(range(len(scaled.blocks)))  # copies keep their SE and h-swish
+    assert {b.act for b in scaled.blocks} == {"hswish"}
+
+    torch.manual_seed(0)  # L+ -> L-rmSE+ (untrained weights stand in for the trained ones)
+    model = build_model(scaled)
+    excitations = record_excitations(model, [(torch.randn(24, 3, 32, 32),)], max_images=24)
+    scores = score_blocks(excitations)
+    removed = lowest_blocks(scores, fraction=0.4)
+    stripped = without_se(scaled, removed)
+    assert len(removed) == round(0.4 * len(scaled.blocks))
+    assert set(se_blocks(stripped)) == set(scores) - set(removed)
+    assert max(scores[i] for i in removed) <= min(scores[i] for i in se_blocks(stripped))
+    stripped_ms = simulate_ms(stripped, midap)
+    assert simulate_ms(apply(scaled, "none", "keep"), midap) < stripped_ms < scaled_ms
+    assert count_params(stripped) < count_params(scaled)
+
+
+@pytest.mark.slow
+def test_paper_flow_end_to_end_on_a_tiny_budget(tmp_path):
+    """search_small -> train (2 batches) -> +SE/h-swish -> scale x1.5 -> train -> remove 40% SE -> train."""
+    train = ("data.image_size=16 data.batch_size=16 recipe.epochs=1 trainer.limit_train_batches=2 "
+             "trainer.limit_val_batches=1 trainer.limit_test_batches=1")
+    out = tmp_path / "flow"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/paper_flow.py", "--out", str(out), "--search-args",
+         "debug=search_small",
+         "--train", train, "--latency-factor", "1.5", "--removal-args", "images=64",
+         "--common", "logger=none callbacks=none"],
+        cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    stages = {s["stage"] + str(i): s for i, s in enumerate(result["stages"])}
+    names = [s["stage"] for s in result["stages"]]
+    assert names == ["search", "train", "postprocess", "scaling", "train", "se_removal", "train"]
+    lat = [s["latency_ms"] for s in result["stages"]]
+    assert lat[0] == pytest.approx(lat[1])  # train keeps the searched network
+    assert lat[2] > lat[1]  # + SE
+    assert lat[2] < lat[3] <= result["scaling_target_ms"]  # scaled within the final target
+    assert lat[5] < lat[4] and lat[5] == pytest.approx(lat[6])  # SE removal saves latency; retrained as is
+    assert result["stages"][5]["se_blocks"] == result["stages"][4]["se_blocks"] - len(result["removed_se_blocks"])
+    for i in (1, 4, 6):
+        assert result["stages"][i]["test_acc"] is not None
+    assert stages["se_removal5"]["input_size"] == stages["scaling3"]["input_size"]
+    # resumable: a second call skips every finished stage
+    again = subprocess.run(
+        [sys.executable, "benchmarks/paper_flow.py", "--out", str(out), "--latency-factor", "1.5",
+         "--common", "logger=none callbacks=none"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("# skip (done)") == 7
