@@ -50,6 +50,9 @@ def test_random_search_delivers_within_two_percent(random_search_run):
     assert summary["test_acc"] == final["test_acc"] and final["arch"] == summary["arch"] and final["epochs"] == 1
     assert summary["search_seconds"] > 0 and summary["total_seconds"] >= summary["search_seconds"]
     assert (random_search_run / "samples" / "001" / "summary.json").is_file()
+    assert (random_search_run / "samples" / "001" / "weights.pt").is_file()
+    assert not (random_search_run / "samples" / "001" / "checkpoints").exists()  # keep_checkpoints=false
+    assert (random_search_run / "final" / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.slow

@@ -131,8 +131,9 @@ def train_config(cfg: DictConfig, *, arch_path: Path, out_dir: Path, stage: Any)
     })
 
 
-def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any) -> dict:
-    """Train ``spec`` with train.py's runner in ``out_dir`` (reusing a finished run there); its summary."""
+def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any, keep_checkpoints: bool = False) -> dict:
+    """Train ``spec`` with train.py's runner in ``out_dir`` (reusing a finished run there); its summary. The
+    finished run's Lightning checkpoints are removed unless ``keep_checkpoints``."""
     import json
 
     from s3nas.arch import codec
@@ -150,6 +151,12 @@ def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any) -> dict
             pass
     codec.save_json(spec, out_dir / "arch.json")
     summary = run_train(train_cfg, check_train(train_cfg))
+    if not keep_checkpoints:
+        # finished: summary.json marks it done and weights.pt holds the evaluated weights; the Lightning
+        # checkpoints (2 x ~190 MB for a 12 M-parameter network) are only needed to resume an unfinished run
+        import shutil
+
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return summary
 
 
@@ -180,7 +187,7 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     select_on = str(cfg.select_on)
     for sample in samples:
         out_dir = run_dir / SAMPLES_DIR / f"{sample.index:03d}"
-        result = train_network(cfg, sample.spec, out_dir, cfg.short)
+        result = train_network(cfg, sample.spec, out_dir, cfg.short, keep_checkpoints=bool(cfg.keep_checkpoints))
         row = {"index": sample.index, "estimated_ms": sample.estimated_ms, "simulated_ms": sample.simulated_ms,
                "val_acc": result.get("val_acc"), "val_acc_raw": result.get("val_acc_raw"),
                "best_val_acc": result.get("best_val_acc"), "test_acc": result.get("test_acc"),
@@ -197,7 +204,7 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     search_seconds = time.time() - started
     chosen = samples[best]
     if method == "random_search":
-        final = train_network(cfg, chosen.spec, run_dir / FINAL_DIR, cfg.full)
+        final = train_network(cfg, chosen.spec, run_dir / FINAL_DIR, cfg.full, keep_checkpoints=True)
         final_dir = run_dir / FINAL_DIR
     else:
         final, final_dir = None, Path(rows[best]["run_dir"])

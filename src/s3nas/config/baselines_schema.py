@@ -38,6 +38,7 @@ class RandomBaselineConfig:
     num_samples: int = 15  # architectures sampled at the target
     short: StageRecipe = field(default_factory=StageRecipe)  # training of every sample
     full: Optional[StageRecipe] = None  # retraining of the best sample (random search); null: none
+    keep_checkpoints: bool = False  # keep every sample's Lightning checkpoints (2 x ~190 MB each) once finished
     select_on: str = "val_acc"  # metric of the sample trainings that picks the best (val_acc, val_acc_raw)
     lut_workers: int = 2
     seed: int = 42
