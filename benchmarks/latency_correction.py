@@ -1,0 +1,133 @@
+"""Benchmark: raw sum of standalone block measurements vs the layer-adaptive corrected sum, on held-out networks.
+
+python benchmarks/latency_correction.py [--devices cpu_onnxruntime,sim_midap_blackbox] [--fit 40] [--heldout 40]
+    [--input-size 16] [--sim-input-size 224] [--sim-noise-pct 2] [--cache-dir DIR] [--seed 0]
+
+For each device (a conf/hardware name with ``device:`` set): the per-block table is measured block by block
+(standalone blocks in their shape context, stem, head; cached and resumable like search.py's table, the same
+cache by default), then ``fit + heldout`` sampled architectures are measured end to end in one interleaved,
+shuffled pass; the corrections are fitted on the ``fit`` networks and scored on the ``heldout`` ones: MAPE and
+the share within +-5% / +-10% against the measured end-to-end latency. ``noise_pct`` is the repeat-measurement
+variation: ``--noise-nets`` held-out networks measured again in a second pass, median |second - first| / first;
+``repeat_within10_pct`` is the share of those repeats within +-10% of the first measurement (what any predictor
+can reach at this noise). The search space is the S3NAS supernet; ``--input-size`` 16 is the debug/search_small
+resolution (a full measured table in minutes on a CPU). Last line: one JSON object (keys of the first device at
+top level, every device under ``devices``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+
+from s3nas.blackbox import make_device
+from s3nas.blackbox.correction import METHODS, fit_correction, score
+from s3nas.blackbox.table import build_measured_table, measure_networks, sample_architectures
+from s3nas.config import compose_config
+from s3nas.space import SearchSpace
+
+
+def space_of(input_size: int, num_classes: int) -> SearchSpace:
+    cfg = compose_config("search", ["debug=search_small"])
+    return SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=num_classes, input_size=input_size)
+
+
+def run_device(name: str, args) -> dict:
+    overrides = [f"hardware={name}"]
+    simulated = False
+    cfg = compose_config("search", overrides)
+    if cfg.hardware.get("device") == "simulated":
+        simulated = True
+        cfg = compose_config("search", overrides + [f"hardware.noise_pct={args.sim_noise_pct}"])
+    device = make_device(cfg.hardware)
+    if device is None:
+        raise SystemExit(f"error: hardware={name} is a simulator profile, not a device")
+    size = args.sim_input_size if simulated else args.input_size
+    space = space_of(size, args.num_classes)
+    cache_dir = args.cache_dir or cfg.paths.cache_dir
+    started = time.time()
+    raw = build_measured_table(space, device, cache_dir=cache_dir, samples=0, seed=args.seed, progress=True).raw
+    table_s = time.time() - started
+    nets = sample_architectures(space, args.fit + args.heldout, seed=1000 + args.seed)
+    order = list(range(len(nets)))
+    random.Random(args.seed).shuffle(order)  # fit and held-out networks measured interleaved
+    shuffled = [nets[k] for k in order]
+    measured_shuffled = measure_networks(device, space, shuffled, tag=f"bench:{args.seed}", cache_dir=cache_dir)
+    measured = [0.0] * len(nets)
+    for k, value in zip(order, measured_shuffled):
+        measured[k] = value
+    fit = list(zip(nets[:args.fit], measured[:args.fit]))
+    held, held_ms = nets[args.fit:], measured[args.fit:]
+    raw_pred = [raw.estimate_ms(o) for o in held]
+    rows = {"raw": score(raw_pred, held_ms)}
+    corrections = {}
+    for method in (m for m in METHODS if m != "none"):
+        correction = fit_correction(raw, fit, method, args.ridge)
+        corrected = correction.apply(raw)
+        rows[method] = score([corrected.estimate_ms(o) for o in held], held_ms)
+        corrections[method] = correction
+    # repeat-measurement noise: a second pass over some held-out networks (not cached)
+    repeat = held[:args.noise_nets]
+    again = [m.median_ms for m in device.measure_many([space.arch_spec(o) for o in repeat])]
+    diffs = [100.0 * abs(b - a) / a for a, b in zip(held_ms, again)]
+    noise = statistics.median(diffs) if diffs else 0.0
+    repeat_within10 = 100.0 * sum(d <= 10.0 for d in diffs) / len(diffs) if diffs else 100.0
+    result = {"device": name, "source": device.source, "input_size": size, "n_fit": len(fit), "n_heldout": len(held),
+              "heldout_ms_range": [min(held_ms), max(held_ms)], "noise_pct": noise,
+              "repeat_within10_pct": repeat_within10, "table_seconds": table_s,
+              "seconds": time.time() - started, "scores": rows,
+              "correction": args.correction, "raw_mape_pct": rows["raw"]["mape_pct"],
+              "corrected_mape_pct": rows[args.correction]["mape_pct"],
+              "within5_pct": rows[args.correction]["within5_pct"],
+              "within10_pct": rows[args.correction]["within10_pct"],
+              "raw_within10_pct": rows["raw"]["within10_pct"]}
+    if simulated:  # known truth: the corrected table against noiseless simulation too
+        truth = [device.simulate_ms(space.arch_spec(o)) for o in held]
+        corrected = corrections[args.correction].apply(raw)
+        result["vs_truth"] = {"raw": score(raw_pred, truth),
+                              args.correction: score([corrected.estimate_ms(o) for o in held], truth)}
+        result["sim_noise_pct"] = args.sim_noise_pct
+    return result
+
+
+def print_table(results: list[dict]) -> None:
+    print(f"{'device':<20} {'px':>4} {'table':<24} {'MAPE %':>8} {'+-5% %':>8} {'+-10% %':>8}   held-out, noise")
+    for r in results:
+        for method, s in r["scores"].items():
+            print(f"{r['device']:<20} {r['input_size']:>4} {method:<24} {s['mape_pct']:>8.2f} {s['within5_pct']:>8.1f} "
+                  f"{s['within10_pct']:>8.1f}   n={r['n_heldout']}, noise {r['noise_pct']:.1f}% "
+                  f"(repeats within 10%: {r['repeat_within10_pct']:.0f}%)")
+        if "vs_truth" in r:
+            for method, s in r["vs_truth"].items():
+                print(f"{r['device']:<20} {r['input_size']:>4} {method + ' vs truth':<24} {s['mape_pct']:>8.2f} "
+                      f"{s['within5_pct']:>8.1f} {s['within10_pct']:>8.1f}   noiseless simulation")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", default="cpu_onnxruntime,sim_midap_blackbox")
+    ap.add_argument("--fit", type=int, default=40)
+    ap.add_argument("--heldout", type=int, default=40)
+    ap.add_argument("--input-size", type=int, default=16)
+    ap.add_argument("--sim-input-size", type=int, default=224)
+    ap.add_argument("--num-classes", type=int, default=10)
+    ap.add_argument("--sim-noise-pct", type=float, default=2.0)
+    ap.add_argument("--correction", default="stage_affine", choices=[m for m in METHODS if m != "none"])
+    ap.add_argument("--ridge", type=float, default=0.1)
+    ap.add_argument("--noise-nets", type=int, default=8)
+    ap.add_argument("--cache-dir", default=None, help="measurement logs (default: paths.cache_dir, as search.py)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    results = [run_device(name.strip(), args) for name in args.devices.split(",") if name.strip()]
+    print_table(results)
+    first = results[0]
+    keys = ("raw_mape_pct", "corrected_mape_pct", "within5_pct", "within10_pct", "raw_within10_pct", "n_heldout",
+            "noise_pct", "repeat_within10_pct", "device", "correction")
+    print(json.dumps({**{k: first[k] for k in keys}, "devices": results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Black-box devices: measurement statistics, the simulator as a black box, onnxruntime, user commands, failures."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import simulator
+from s3nas.arch.graph import archspec_to_graph
+from s3nas.blackbox import (CommandDevice, DeviceError, OnnxRuntimeDevice, Piece, SimulatedDevice, TorchCpuDevice,
+                            make_device)
+from s3nas.blackbox.devices import onnx_bytes, parse_ms, summarize
+from s3nas.config import compose_config
+from s3nas.space import SearchSpace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def space() -> SearchSpace:
+    cfg = compose_config("search", ["debug=search_small"])
+    return SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=10, input_size=16)
+
+
+def test_summary_statistics():
+    m = summarize([3.0, 1.0, 100.0, 2.0, 4.0], "d")
+    assert (m.median_ms, m.min_ms, m.n) == (3.0, 1.0, 5)
+    assert m.iqr_ms == pytest.approx(2.0)  # quartiles 2 and 4: the outlier does not move the median
+    assert m.spread_pct == pytest.approx(100 * 2 / 3)
+
+
+@pytest.mark.parametrize("line,expected", [("1.5", [1.5]), ("1.5 ms", [1.5]), ("1.5ms 2.5ms", [1.5, 2.5]),
+                                           ("latency: 3", None), ("", None), ("nan", None), ("-1", None)])
+def test_parse_ms(line, expected):
+    assert parse_ms(line) == expected
+
+
+def test_simulated_device_is_the_simulator(space):
+    spec = space.arch_spec(space.random_options(random.Random(0)))
+    device = SimulatedDevice("midap")
+    truth = simulator.simulate(archspec_to_graph(spec), "midap").latency_ms
+    m = device.measure(spec)
+    assert m.median_ms == pytest.approx(truth) and m.iqr_ms == 0 and m.source == "simulation"
+    # a standalone block: its own graph, input read from memory
+    piece = Piece.at(space, 3, space.options(3)[-1])
+    alone = simulator.simulate(piece.graph(), "midap", input_in_dram=True).latency_ms
+    assert device.measure(piece).median_ms == pytest.approx(alone)
+    noisy = SimulatedDevice("midap", noise_pct=5.0, seed=1, repeats=41).measure(spec)
+    assert noisy.iqr_ms > 0 and abs(noisy.median_ms - truth) / truth < 0.05
+    assert device.noise(spec).noise_pct == 0.0
+
+
+def test_onnxruntime_device_measures_archspecs_pieces_and_files(space, tmp_path):
+    device = OnnxRuntimeDevice(threads=1, warmup=2, repeats=7, rounds=2)
+    head = Piece.head(space)
+    m = device.measure(head)
+    assert m.n == 7 and 0 < m.min_ms <= m.median_ms and len(m.samples_ms) == 7
+    path = tmp_path / "head.onnx"
+    path.write_bytes(onnx_bytes(head))
+    assert device.measure(str(path)).n == 7
+    many = device.measure_many([Piece.stem(space), head], repeats=4)
+    assert [x.n for x in many] == [4, 4]
+    spec = space.arch_spec(space.min_options())
+    assert device.measure(spec, repeats=3).median_ms > 0
+    assert device.identity()["threads"] == 1 and "host" in device.identity()
+
+
+def test_torch_device_measures_a_block(space):
+    m = TorchCpuDevice(warmup=1, repeats=3).measure(Piece.at(space, 0, space.options(0)[0]))
+    assert m.n == 3 and m.median_ms > 0
+
+
+def test_bad_onnx_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    with pytest.raises(DeviceError) as info:
+        OnnxRuntimeDevice("cpu_onnxruntime", repeats=1).measure(str(bad))
+    assert "cpu_onnxruntime" in str(info.value) and "\n" not in str(info.value)
+
+
+def _script(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "bench.py"
+    path.write_text(textwrap.dedent(body))
+    return f"{sys.executable} {path}"
+
+
+def test_command_device_gets_an_onnx_path_and_reads_ms(space, tmp_path):
+    cmd = _script(tmp_path, """
+        import sys, onnx
+        model = onnx.load(sys.argv[1])  # a real ONNX file
+        print("warming up")
+        print(f"{len(model.graph.node) / 1000:.3f} ms")
+    """)
+    device = CommandDevice(cmd + " {onnx}", "phone", repeats=2)
+    before = set(Path(tempfile.gettempdir()).glob("s3nas-*.onnx"))
+    m = device.measure(Piece.head(space))
+    assert m.n == 2 and m.median_ms == pytest.approx(0.005)  # head: conv, relu, pool, flatten, FC (BN folded)
+    assert set(Path(tempfile.gettempdir()).glob("s3nas-*.onnx")) == before  # the temp model is removed
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("import sys; print('adb: device offline', file=sys.stderr); sys.exit(3)", "exited with status 3: adb: device offline"),
+    ("print('hello world')", "printed 'hello world'"),
+    ("import time; time.sleep(5)", "timed out after 0.5 s"),
+])
+def test_failing_command_is_one_clear_line(space, tmp_path, body, needle):
+    device = CommandDevice(_script(tmp_path, body), "phone", timeout_s=0.5)
+    with pytest.raises(DeviceError) as info:
+        device.measure(Piece.stem(space))
+    message = str(info.value)
+    assert needle in message and "device phone" in message and "\n" not in message
+
+
+def test_make_device_from_hardware_configs():
+    assert make_device(compose_config("search", ["hardware=midap"]).hardware) is None
+    device = make_device(compose_config("search", ["hardware=cpu_onnxruntime"]).hardware)
+    assert isinstance(device, OnnxRuntimeDevice) and device.threads == 1 and device.repeats >= 30
+    assert isinstance(make_device(compose_config("search", ["hardware=torch_cpu"]).hardware), TorchCpuDevice)
+    sim = make_device(compose_config("search", ["hardware=sim_midap_blackbox"]).hardware)
+    assert isinstance(sim, SimulatedDevice) and sim.profile.name == "midap"
+    cmd = make_device(compose_config("search", ["hardware=command", "hardware.cmd=echo 1"]).hardware)
+    assert isinstance(cmd, CommandDevice) and cmd._argv("m.onnx") == ["echo", "1", "m.onnx"]
+
+
+def _search(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "search.py", "debug=search_small", "deploy.input_size=16",
+                           "deploy.num_classes=10", *overrides], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_search_with_failing_command_device_is_one_line(tmp_path):
+    proc = _search("hardware=command", "hardware.cmd=/bin/false", f"hydra.run.dir={tmp_path / 'run'}",
+                   f"paths.cache_dir={tmp_path / 'cache'}")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(lines) == 1 and "device command" in lines[0] and "exited with status 1" in lines[0]
+
+
+def test_search_with_command_device_without_cmd_names_the_key(tmp_path):
+    proc = _search("hardware=command", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "hardware.cmd" in proc.stderr
