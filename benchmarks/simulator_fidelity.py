@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label:<16} ours {ours:>11,}  MidapSim {ref:>11,}  {100 * (ours / ref - 1):+6.1f}%")
     print("  (MidapSim's 'dram_read_bytes' column is its DRAM_Access = reads + writes; reads = fmem + wmem)")
     summary.update({
-        "mbv2_cycles": mb["cycles"], "mbv2_cycles_error_pct": round(100 * (mb["cycles"] / mb["midapsim_cycles"] - 1), 2),
+        "mbv2_cycles": mb["cycles"],
+        "mbv2_cycles_error_pct": round(100 * (mb["cycles"] / mb["midapsim_cycles"] - 1), 2),
         "mbv2_dram_read_bytes": mb["reads"],
         "mbv2_dram_read_error_pct": round(100 * (mb["reads"] / mb["midapsim_reads"] - 1), 2),
         "mbv2_dram_access_bytes": mb["access"],
