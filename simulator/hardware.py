@@ -48,8 +48,8 @@ class HardwareProfile:
     conv_units: int = _doc("conv array units: output channels computed in parallel (count)", default=16)
     conv_pipeline_cycles: int = _doc("conv array pipeline depth, paid once per layer (cycles)", default=6)
     conv_align_stall: bool = _doc(
-        "adder_tree only: the align stage stalls a fraction of a cycle per kernel column when k_h * C_in is "
-        "not a multiple of conv_lanes (MIDAP's compiler model; bool)", default=False)
+        "adder_tree only: a kernel column (k_w > 1) whose feature data start later in their lane row than "
+        "its weights costs one extra align-stage row read (MidapSim's conv_yz dataflow; bool)", default=False)
     first_layer_gemm: bool = _doc(
         "adder_tree only: run a conv reading the graph input as a GEMM over im2col rows (bool)", default=True)
     gemm_max_input_channels: int = _doc(
