@@ -13,7 +13,8 @@ SIMULATOR_VERSION = "1.2.0"
 #: refactors); caches of simulated figures (s3nas' latency tables) key on it. 2: MidapSim's channel padding
 #: (16 for maps only convs read), GEMM only for <= 3 input channels, exact align-stage bubbles, residual
 #: operand requested column group by column group. 3: the network input read in FMEM-bank fragments.
-COST_MODEL_VERSION = 3
+#: 4: the GEMM rule also for an isolated block's input (MidapSim's HEAD layers).
+COST_MODEL_VERSION = 4
 
 
 def simulate(graph: Graph, profile: HardwareProfile | str, *, input_in_dram: bool = True,

@@ -4,8 +4,9 @@ A :class:`Block` describes a block the way EfficientNet/MnasNet/S3NAS block stri
 (``r1_k3_s11_e6_i32_o32_c0_se0.25[_noskip]``); :func:`parse_block` and :meth:`Block.to_string` convert.
 :func:`block_graph` builds its layer graph at a given input size and :func:`simulate_block` simulates it
 with the block input on chip or in DRAM as an explicit choice. The block input is an inner feature map
-(``Graph.image_input = False``: stored with ``channel_align`` and no first-layer GEMM path) unless the
-caller says the block reads the network's image.
+(``Graph.image_input = False``: padded like any map, by its readers) unless the caller says the block reads
+the network's image (``input_channel_align``). As in MidapSim, where a block simulated alone reads a HEAD
+layer, a first conv with at most ``gemm_max_input_channels`` (3) input channels takes the GEMM path.
 
 Conventions (EfficientNet's builder): MBConv = [1x1 expand (only when the expansion is not 1)] -> kxk
 depthwise (stride) [-> SE] -> 1x1 project [-> residual add]; several kernels (``k3.5.7``) make a MixConv:

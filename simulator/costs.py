@@ -128,8 +128,9 @@ def valid_taps_per_output(in_size: int, out_size: int, kernel: int, stride: int,
 
 
 def uses_gemm(layer: Layer, profile, graph_input: bool) -> bool:
-    """MidapSim's first-layer rule: a conv reading the image whose weight has at most
-    ``gemm_max_input_channels`` input channels runs as a GEMM over im2col rows."""
+    """MidapSim's first-layer rule: a conv reading the graph input (an image or an isolated block's input:
+    MidapSim's HEAD layers either way) whose weight has at most ``gemm_max_input_channels`` input channels
+    runs as a GEMM over im2col rows."""
     return (graph_input and layer.op == "conv" and layer.groups == 1 and profile.dataflow == "adder_tree"
             and profile.first_layer_gemm and layer.in_shapes[0][0] <= profile.gemm_max_input_channels)
 
@@ -226,7 +227,7 @@ def graph_compute_cycles(graph, profile) -> int:
     aligns = storage_channel_aligns(graph, profile)
     total = 0
     for layer in graph.layers:
-        graph_input = getattr(graph, "image_input", True) and layer.inputs[0] == "input"
+        graph_input = layer.inputs[0] == "input"
         module, cycles, _ = layer_compute(layer, profile, graph_input, layer.name in fused,
                                           aligns.get(layer.inputs[0]))
         if module:

@@ -134,7 +134,6 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
     index = {layer.name: i for i, layer in enumerate(layers)}
     # --- aliases (split/reshape are views of a base tensor) and tensor sizes
     base_of: dict[str, tuple[str, float]] = {"input": ("input", 1.0)}
-    image = getattr(graph, "image_input", True)
     aligns = storage_channel_aligns(graph, p)
     size: dict[str, int] = {"input": feature_bytes(graph.input_shape, p, aligns["input"])}
     for layer in layers:
@@ -180,7 +179,7 @@ def plan_graph(graph: Graph, profile, input_in_dram: bool = True) -> list[LayerP
         plans.append(plan)
         if layer.op in ("split", "reshape"):
             continue
-        graph_input = image and layer.inputs[0] == "input"
+        graph_input = layer.inputs[0] == "input"
         in_align = aligns.get(base_of[layer.inputs[0]][0])
         module, cycles, groups_hint = layer_compute(layer, p, graph_input, layer.name in fused, in_align)
         plan.module = module

@@ -91,8 +91,8 @@ class Graph:
     input_shape: Shape
     layers: list[Layer] = field(default_factory=list)
     name: str = "graph"
-    #: the input is the network's image (stored with ``input_channel_align``; a conv reading it may take
-    #: the first-layer GEMM path). False for a block or sub-network whose input is an inner feature map.
+    #: the input is the network's image (stored with ``input_channel_align``). False for a block or
+    #: sub-network whose input is an inner feature map (padded by its readers like any map).
     image_input: bool = True
 
     def __iter__(self) -> Iterator[Layer]:

@@ -148,7 +148,7 @@ def reference_simulate(graph: Graph, profile, *, input_in_dram: bool = True) -> 
     for li, plan in enumerate(plans):
         if not plan.module or plan.layer.name in fused:
             continue
-        total = reference_compute_cycles(plan.layer, p, graph.image_input and plan.layer.inputs[0] == "input",
+        total = reference_compute_cycles(plan.layer, p, plan.layer.inputs[0] == "input",
                                          aligns.get(plan.layer.inputs[0]))
         layer_tiles, layer_loads = tile_program(plan, p, compute_cycles=total)
         base = len(loads)

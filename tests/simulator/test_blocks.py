@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -88,11 +89,14 @@ def test_block_input_is_not_the_image():
     # an image of 32 channels is no GEMM (MidapSim: weights with <= 3 input channels); stored at 16
     assert as_image.layers[0].compute_cycles == layer_compute(first, profile, graph_input=True, in_align=16)[1] + 6
     assert as_image.layers[0].compute_cycles < inner.layers[0].compute_cycles  # 32 channels fold: 5*32 < 5*64
-    # a 3-channel image takes the GEMM path: ceil(3*3*3 / 64) = 1 cycle per pixel and filter group
+    # a 3-channel input takes the GEMM path, image or not (MidapSim: a block alone reads a HEAD layer):
+    # ceil(3*3*3 / 64) = 1 cycle per pixel and filter group
     stem = "r1_k3_s22_e8_i3_o32_c1_noskip"
-    gemm = simulate_block(stem, 224, profile, input_in_dram=True, image_input=True)
-    plain = simulate_block(stem, 224, profile, input_in_dram=True)
-    assert gemm.layers[0].compute_cycles == 112 * 112 * 2 + 6  # 24 filters = 2 groups of 16
+    for image_input in (True, False):
+        gemm = simulate_block(stem, 224, profile, input_in_dram=True, image_input=image_input)
+        assert gemm.layers[0].compute_cycles == 112 * 112 * 2 + 6  # 24 filters = 2 groups of 16
+    no_gemm = dataclasses.replace(profile, first_layer_gemm=False)
+    plain = simulate_block(stem, 224, no_gemm, input_in_dram=True)
     assert plain.layers[0].compute_cycles > gemm.layers[0].compute_cycles
 
 
