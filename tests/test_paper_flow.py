@@ -89,3 +89,30 @@ def test_paper_flow_end_to_end_on_a_tiny_budget(tmp_path):
         [sys.executable, "benchmarks/paper_flow.py", "--out", str(out), "--latency-factor", "1.5",
          "--common", "logger=none callbacks=none"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("# skip (done)") == 7
+
+
+def test_flow_table_recomputes_every_stage_from_its_arch(tmp_path):
+    from s3nas.flow import stage_row, table_markdown
+
+    midap = simulator.load_profile("midap")
+    base = codec.decode(SMALL)
+    plus = apply(base, "all", "hswish")
+    runs = []
+    for name, spec, summary in (("search", base, {"test_acc": 0.9, "target_ms": 1.0}),
+                                ("train", base, {"test_acc": 0.8, "data": "digits", "latency_ms": 123.0}),
+                                ("postprocess", plus, {"latency_ms": 0.0})):
+        run = tmp_path / name
+        codec.save_json(spec, run / "arch.json")
+        (run / "summary.json").write_text(json.dumps(summary))
+        (run / "config_resolved.yaml").write_text(f"task_name: {name}\nseed: 1\n")
+        runs.append(run)
+    rows = [stage_row(r, midap) for r in runs]
+    assert [r["stage"] for r in rows] == ["search", "train", "postprocess"]
+    assert rows[1]["latency_ms"] == pytest.approx(simulate_ms(base, midap))  # not the summary's figure
+    assert rows[2]["latency_ms"] == pytest.approx(simulate_ms(plus, midap))
+    assert rows[2]["latency_ms"] > rows[1]["latency_ms"]
+    assert rows[2]["params"] == count_params(plus) and rows[2]["se_blocks"] == len(plus.blocks)
+    assert rows[0]["accuracy_source"].startswith("search") and rows[1]["accuracy_source"].startswith("retrained")
+    assert rows[2]["test_acc"] is None
+    text = table_markdown(rows, "midap")
+    assert "| 0 | search | 0.9000* |" in text and "| 2 | postprocess | - |" in text
