@@ -242,7 +242,9 @@ def training_key(spec: ArchSpec, cfg: Any, seed: int) -> dict:
     data = {k: v for k, v in _plain(cfg.data).items() if k not in ("num_workers", "root")}
     recipe = {k: v for k, v in _plain(cfg.recipe).items() if k not in ("num_threads",)}
     accuracy = cfg.profile.accuracy
-    return {"arch": codec.to_dict(spec), "data": data, "recipe": recipe, "epochs": int(accuracy.epochs),
+    # the deployment shape (input size, class count) is not what is trained: one accuracy serves every hardware
+    arch = {k: v for k, v in codec.to_dict(spec).items() if k not in ("input_size", "num_classes", "name", "meta", "encoded")}
+    return {"arch": arch, "data": data, "recipe": recipe, "epochs": int(accuracy.epochs),
             "limit_train_batches": accuracy.get("limit_train_batches"), "seed": int(seed), "format": CACHE_FORMAT}
 
 
