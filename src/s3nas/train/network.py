@@ -107,11 +107,30 @@ def build_network(source: NetworkSource, num_classes: int, in_channels: int = 3,
         kwargs: dict = {"num_classes": num_classes, "in_chans": in_channels, "drop_path_rate": drop_path_rate}
         if dropout is not None:
             kwargs["drop_rate"] = dropout
-        return timm.create_model(source.timm_name, pretrained=False, **kwargs)
+        model = timm.create_model(source.timm_name, pretrained=False, **kwargs)
+        _init_classifier_like_s3nas(model)
+        return model
     from s3nas.nn.builder import build_model
 
     spec = source.spec if source.spec.in_channels == in_channels else replace(source.spec, in_channels=in_channels)
     return build_model(spec, num_classes=num_classes, drop_path_rate=drop_path_rate, dropout=dropout)
+
+
+def _init_classifier_like_s3nas(model: nn.Module) -> None:
+    """Give a timm model's classifier the init of s3nas networks (``init_weights_goog``: r = 1/sqrt(in)).
+
+    timm's EfficientNet-family init draws the classifier from U(-r, r) with r = 1/sqrt(classes), tuned for
+    1000 classes; with digits' 10 it starts with logits of std ~5 (CE ~7.5 over the first steps) and, under
+    the digits recipe, diverged on most seeds. Same head init for every network keeps the comparison fair.
+    """
+    import math
+
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(classifier, nn.Linear):
+        bound = 1.0 / math.sqrt(classifier.weight.shape[1])
+        nn.init.uniform_(classifier.weight, -bound, bound)
+        if classifier.bias is not None:
+            nn.init.zeros_(classifier.bias)
 
 
 def simulate_network(source: NetworkSource, profile: Any, *, input_size: int, num_classes: int,
