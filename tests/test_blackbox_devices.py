@@ -105,23 +105,34 @@ def test_command_device_gets_an_onnx_path_and_reads_ms(space, tmp_path):
     assert set(Path(tempfile.gettempdir()).glob("s3nas-*.onnx")) == before  # the temp model is removed
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("import sys; print('adb: device offline', file=sys.stderr); sys.exit(3)", "exited with status 3: adb: device offline"),
-    ("print('hello world')", "printed 'hello world'"),
-    ("import time; time.sleep(5)", "timed out after 0.5 s"),
+@pytest.mark.parametrize("body,timeout_s,needle", [
+    ("import sys; print('adb: device offline', file=sys.stderr); sys.exit(3)", 60,
+     "exited with status 3: adb: device offline"),
+    ("print('hello world')", 60, "printed 'hello world'"),
+    ("import time; time.sleep(30)", 0.5, "timed out after 0.5 s"),
 ])
-def test_failing_command_is_one_clear_line(space, tmp_path, body, needle):
-    device = CommandDevice(_script(tmp_path, body), "phone", timeout_s=0.5)
+def test_failing_command_is_one_clear_line(space, tmp_path, body, timeout_s, needle):
+    device = CommandDevice(_script(tmp_path, body), "phone", timeout_s=timeout_s)
     with pytest.raises(DeviceError) as info:
         device.measure(Piece.stem(space))
     message = str(info.value)
     assert needle in message and "device phone" in message and "\n" not in message
 
 
+def test_thread_cpu_clock_needs_one_thread():
+    from s3nas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hardware.clock"):
+        OnnxRuntimeDevice(threads=2, clock="thread_cpu")
+    with pytest.raises(ConfigError, match="hardware.clock: unknown clock 'sundial'"):
+        OnnxRuntimeDevice(clock="sundial")
+
+
 def test_make_device_from_hardware_configs():
     assert make_device(compose_config("search", ["hardware=midap"]).hardware) is None
     device = make_device(compose_config("search", ["hardware=cpu_onnxruntime"]).hardware)
     assert isinstance(device, OnnxRuntimeDevice) and device.threads == 1 and device.repeats >= 30
+    assert device.clock == "thread_cpu" and device.identity()["clock"] == "thread_cpu"
     assert isinstance(make_device(compose_config("search", ["hardware=torch_cpu"]).hardware), TorchCpuDevice)
     sim = make_device(compose_config("search", ["hardware=sim_midap_blackbox"]).hardware)
     assert isinstance(sim, SimulatedDevice) and sim.profile.name == "midap"

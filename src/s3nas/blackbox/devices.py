@@ -16,7 +16,9 @@ black box: ``hardware.sim_profile``; optional ``noise_pct`` multiplicative noise
 against a known truth) and ``command`` (``hardware.cmd``: receives an ONNX file path - ``{onnx}`` in the
 command, else appended - and prints milliseconds on its last stdout line; for a phone or board behind adb/ssh).
 Every timed device warms up (``warmup`` runs), then takes ``repeats`` timed runs and reports their median
-and inter-quartile range. A device that fails (a command exits non-zero, prints no number, times out) raises
+and inter-quartile range; ``hardware.clock`` is ``wall`` (wall-clock) or ``thread_cpu`` (CPU time of the calling
+thread: with one intra-op thread the inference runs on it, so time other processes held the core is left out,
+which a shared machine needs; the configs of this machine's CPU use it). A device that fails (a command exits non-zero, prints no number, times out) raises
 ``DeviceError``: one line naming the device and what it printed.
 
 A ``Piece`` is a part of a network timed on its own: ``block`` (input of the previous block's shape),
@@ -48,6 +50,9 @@ __all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "Measuremen
 
 #: hardware.device values; "simulator" (or null) means a plain simulator profile (no device).
 DEVICE_KINDS = ("simulator", "onnxruntime", "torch", "simulated", "command")
+#: hardware.clock values: wall-clock time, or the CPU time of the calling thread (with one intra-op thread the
+#: inference runs on it, so this is the latency minus the time other processes held the core).
+CLOCKS = {"wall": time.perf_counter, "thread_cpu": time.thread_time}
 
 
 class DeviceError(UserError):
@@ -245,7 +250,11 @@ class Device:
     kind = "device"
     source = "measurement"
 
-    def __init__(self, name: str, *, warmup: int = 10, repeats: int = 30, rounds: int = 10) -> None:
+    def __init__(self, name: str, *, warmup: int = 10, repeats: int = 30, rounds: int = 10,
+                 clock: str = "wall") -> None:
+        if clock not in CLOCKS:
+            raise ConfigError(f"hardware.clock: unknown clock '{clock}'; use one of {', '.join(CLOCKS)}")
+        self.clock = clock
         if int(repeats) < 1:
             raise ConfigError(f"hardware.repeats: must be >= 1, got {repeats}")
         if int(warmup) < 0:
@@ -254,7 +263,7 @@ class Device:
 
     def identity(self) -> dict:
         """What makes this device's numbers comparable (for cache keys)."""
-        return {"kind": self.kind, "name": self.name}
+        return {"kind": self.kind, "name": self.name, "clock": self.clock}
 
     def measure(self, network: Network, repeats: int | None = None) -> Measurement:
         """Warm up, then time ``repeats`` runs of ``network``; median, IQR, minimum."""
@@ -286,7 +295,7 @@ class Device:
             _timed(run, self.warmup, 0)
         for count in per_round:
             for k, run in enumerate(runners):
-                samples[k].extend(_timed(run, 0, count))
+                samples[k].extend(_timed(run, 0, count, self.clock))
         return [summarize(s, self.name, self.source) for s in samples]
 
     def _runner(self, network: Network):
@@ -297,10 +306,18 @@ class Device:
         run = self._runner(network)
         if run is None:  # pragma: no cover - subclasses implement one of the two
             raise NotImplementedError
-        return _timed(run, self.warmup, repeats)
+        return _timed(run, self.warmup, repeats, self.clock)
 
     def close(self) -> None:
         """Release what the device holds (nothing by default)."""
+
+
+def _check_threads(threads: int, clock: str) -> None:
+    if int(threads) < 1:
+        raise ConfigError(f"hardware.threads: must be >= 1, got {threads}")
+    if clock == "thread_cpu" and int(threads) != 1:
+        raise ConfigError(f"hardware.clock: thread_cpu times the calling thread only; it needs hardware.threads=1 "
+                          f"(got {threads}), or use hardware.clock=wall")
 
 
 def _host() -> str:
@@ -310,14 +327,15 @@ def _host() -> str:
     return f"{platform.node()}/{platform.machine()}/{os.cpu_count()}"
 
 
-def _timed(run, warmup: int, repeats: int) -> list[float]:
+def _timed(run, warmup: int, repeats: int, clock: str = "wall") -> list[float]:
+    now = CLOCKS[clock]
     for _ in range(warmup):
         run()
     samples = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         run()
-        samples.append((time.perf_counter() - start) * 1e3)
+        samples.append((now() - start) * 1e3)
     return samples
 
 
@@ -327,10 +345,9 @@ class OnnxRuntimeDevice(Device):
     kind = "onnxruntime"
 
     def __init__(self, name: str = "cpu_onnxruntime", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-                 rounds: int = 10, opset: int = 18) -> None:
-        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds)
-        if int(threads) < 1:
-            raise ConfigError(f"hardware.threads: must be >= 1, got {threads}")
+                 rounds: int = 10, opset: int = 18, clock: str = "wall") -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds, clock=clock)
+        _check_threads(threads, clock)
         self.threads, self.opset = int(threads), int(opset)
 
     def identity(self) -> dict:
@@ -372,10 +389,9 @@ class TorchCpuDevice(Device):
     kind = "torch"
 
     def __init__(self, name: str = "torch_cpu", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-                 rounds: int = 10) -> None:
-        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds)
-        if int(threads) < 1:
-            raise ConfigError(f"hardware.threads: must be >= 1, got {threads}")
+                 rounds: int = 10, clock: str = "wall") -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds, clock=clock)
+        _check_threads(threads, clock)
         self.threads = int(threads)
 
     def identity(self) -> dict:
@@ -542,13 +558,13 @@ def make_device(hardware_cfg: Any) -> Device | None:
     if kind == "simulator":
         return None
     warmup, repeats = int(get("warmup", 10) or 0), int(get("repeats", 30) or 1)
-    rounds = int(get("rounds", 10) or 1)
+    rounds, clock = int(get("rounds", 10) or 1), str(get("clock", "wall") or "wall")
     if kind == "onnxruntime":
         return OnnxRuntimeDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats,
-                                 rounds=rounds)
+                                 rounds=rounds, clock=clock)
     if kind == "torch":
         return TorchCpuDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats,
-                              rounds=rounds)
+                              rounds=rounds, clock=clock)
     if kind == "simulated":
         profile = get("sim_profile", None)
         if not profile:

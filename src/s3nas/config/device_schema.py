@@ -20,6 +20,7 @@ class DeviceHardwareConfig(HardwareConfig):
     warmup: int = 10  # untimed runs before timing
     repeats: int = 60  # timed runs per measurement (median + IQR reported)
     rounds: int = 10  # several networks measured together: runs interleaved in this many rounds
+    clock: str = "wall"  # wall | thread_cpu (CPU time of the inference thread; needs threads: 1)
     cmd: Optional[str] = None  # command device: takes an ONNX path ({onnx} or appended), prints ms
     timeout_s: float = 120.0  # command device: per call
     sim_profile: Optional[str] = None  # simulated device: the simulator profile wrapped as a black box

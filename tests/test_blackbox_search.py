@@ -1,0 +1,49 @@
+"""search.py on black-box devices (slow: a full search each): the delivered network's measured latency meets
+the target, and what summary.json reports is a measurement of the network in arch.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s3nas.arch import codec
+from s3nas.blackbox import SimulatedDevice
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["debug=search_small", "deploy.input_size=16", "deploy.num_classes=10"]
+
+
+def _search(run_dir: Path, *overrides: str) -> dict:
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "search.py", *SMALL, *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_search_on_simulated_black_box_meets_the_target(tmp_path):
+    summary = _search(tmp_path / "run", "hardware=sim_midap_blackbox", "latency=0.3ms",
+                      f"paths.cache_dir={tmp_path / 'cache'}")
+    assert summary["latency_source"].startswith("measurement (sim_midap_blackbox")
+    assert summary["latency_ms"] == summary["measured_ms"] <= summary["target_ms"] == 0.3
+    assert summary["simulated_ms"] is None and summary["meets_target"]
+    spec = codec.load_json(tmp_path / "run" / "arch.json")
+    # the reported latency belongs to the network in arch.json (the simulated device is noiseless)
+    assert SimulatedDevice("midap").measure(spec).median_ms == pytest.approx(summary["latency_ms"])
+    assert list((tmp_path / "cache").glob("measured-*sim_midap_blackbox*.jsonl"))
+
+
+@pytest.mark.slow
+def test_search_on_onnxruntime_cpu_meets_the_target_within_noise(tmp_path):
+    """Real measurements on this machine's CPU (the measured table is cached in paths.cache_dir)."""
+    summary = _search(tmp_path / "run", "hardware=cpu_onnxruntime", "latency=1.0ms")
+    assert summary["latency_source"].startswith("measurement (cpu_onnxruntime")
+    assert summary["meets_target_within_noise"], summary
+    assert summary["latency_ms"] <= summary["target_ms"] * (1 + summary["latency_noise_pct"] / 100)
+    assert len(summary["latency_measurements_ms"]) >= 2
