@@ -82,14 +82,14 @@ class MeasurementLog:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a+b") as handle:
+            with open(self.path, "a+b", buffering=0) as handle:  # one write() per chunk: O_APPEND keeps
+                # concurrent writers (a benchmark and a search sharing the log) from interleaving inside a line
                 torn = False
                 if handle.seek(0, os.SEEK_END) > 0:
                     handle.seek(-1, os.SEEK_END)
                     torn = handle.read(1) != b"\n"
                 # a line torn by a kill stays a line of its own (ignored when read), never glued to a record
                 handle.write((("\n" if torn else "") + "\n".join(lines) + "\n").encode())
-                handle.flush()
                 os.fsync(handle.fileno())
         except OSError as error:  # the build goes on with the measurements in memory
             warnings.warn(f"measurement log {self.path} could not be written ({error.strerror or error}); "
