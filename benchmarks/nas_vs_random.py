@@ -9,9 +9,10 @@ comparison is between architectures (and search costs), not between training sch
                     full.epochs=E ...` (K samples x 1 epoch, best by val acc retrained for E epochs)
 * random selection: `python -m s3nas.baselines.random_selection latency=T num_samples=N short.epochs=E ...`
 
-Every training uses the same data settings (`data.image_size`, default 8: the digits' own resolution, to fit a
-shared 2-core CPU; the search itself runs its debug=search_small preset at 16), logger=none; runs go one after the
-other. The defaults are the reduced settings of the README's table (paper: 15 / 20 samples, 350-epoch trainings). Reported per method: mean and std over seeds of the delivered network's test and
+Every training uses the same data settings (`data.image_size`, default 16 like the debug=search_small search, to
+fit a shared 2-core CPU; at 8 the 2-epoch trainings stay at chance), logger=none; runs of one invocation go one after
+the other (invocations with different --seeds / --methods may run in parallel on the same --out; a last
+`--report-only` call builds the table). The defaults are the reduced settings of the README's table (paper: 15 / 20 samples, 350-epoch trainings). Reported per method: mean and std over seeds of the delivered network's test and
 validation accuracy and of its simulated latency (as the run reported it, and simulated again at report time, since
 the simulator may have changed in between), how many landed within +-2% of the target, and the wall clock of the
 search (`search_seconds`) and of everything. Rerunning the same command reuses finished runs (report only). Prints a table; the last line is one JSON object.
@@ -31,10 +32,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+REPORT_ONLY = False
+
+
+class NotRun(Exception):
+    """--report-only: a run that has not finished is left out of the table."""
 
 
 def run(command: list[str], log) -> float:
     """Run one command from the repo root (output appended to ``log``); its wall clock in seconds."""
+    if REPORT_ONLY:
+        raise NotRun(" ".join(command))
     started = time.time()
     log.write(f"\n$ {' '.join(command)}\n")
     log.flush()
@@ -49,51 +57,50 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def one_seed(args, seed: int, out: Path, log) -> list[dict]:
+def s3nas_run(args, seed: int, out: Path, log) -> dict:
+    """search.py (debug=search_small), then train.py on its arch.json."""
     py = sys.executable
-    common = [f"latency={args.target}", f"seed={seed}", f"hardware={args.hardware}", "logger=none"]
-    data = [f"data.image_size={args.image_size}"]
+    search_dir, train_dir = out / f"s3nas_seed{seed}" / "search", out / f"s3nas_seed{seed}" / "train"
+    wall = 0.0
+    if not (search_dir / "summary.json").is_file():
+        wall += run([py, "search.py", f"latency={args.target}", f"seed={seed}", f"hardware={args.hardware}",
+                     "logger=none", "debug=search_small", f"hydra.run.dir={search_dir}"], log)
+    if not (train_dir / "summary.json").is_file():
+        wall += run([py, "train.py", f"arch={search_dir}", f"seed={seed}", f"hardware={args.hardware}",
+                     "logger=none", "callbacks=none", f"data.image_size={args.image_size}",
+                     f"recipe.epochs={args.full_epochs}", f"hydra.run.dir={train_dir}"], log)
+    search, train = read(search_dir / "summary.json"), read(train_dir / "summary.json")
+    return {"method": "s3nas", "seed": seed, "test_acc": train["test_acc"], "val_acc": train["val_acc"],
+            "simulated_ms": train["latency_ms"], "search_seconds": search["search_seconds"],
+            "total_seconds": search["search_seconds"] + train["train_seconds"], "wall_seconds": wall,
+            "run_dir": str(train_dir), "arch": str(train_dir / "arch.json")}
+
+
+def random_run(args, seed: int, out: Path, log, method: str) -> dict:
+    """python -m s3nas.baselines.random_search / random_selection with the reduced budgets."""
+    rdir = out / f"{method}_seed{seed}"
+    budget = ([f"num_samples={args.rs_samples}", "short.epochs=1", f"full.epochs={args.full_epochs}"]
+              if method == "random_search" else [f"num_samples={args.rsel_samples}", f"short.epochs={args.full_epochs}"])
+    wall = 0.0
+    if not (rdir / "summary.json").is_file():
+        wall = run([sys.executable, "-m", f"s3nas.baselines.{method}", f"latency={args.target}", f"seed={seed}",
+                    f"hardware={args.hardware}", "logger=none", f"data.image_size={args.image_size}", *budget,
+                    f"hydra.run.dir={rdir}"], log)
+    s = read(rdir / "summary.json")
+    return {"method": method, "seed": seed, "test_acc": s["test_acc"], "val_acc": s["val_acc"],
+            "simulated_ms": s["simulated_ms"], "search_seconds": s["search_seconds"],
+            "total_seconds": s["total_seconds"], "wall_seconds": wall, "run_dir": str(rdir),
+            "arch": str(rdir / "arch.json")}
+
+
+def one_seed(args, seed: int, out: Path, log) -> list[dict]:
     results = []
-
-    if "s3nas" in args.methods:
-        search_dir, train_dir = out / f"s3nas_seed{seed}" / "search", out / f"s3nas_seed{seed}" / "train"
-        wall = 0.0
-        if not (search_dir / "summary.json").is_file():
-            wall += run([py, "search.py", *common, "debug=search_small", f"hydra.run.dir={search_dir}"], log)
-        if not (train_dir / "summary.json").is_file():
-            wall += run([py, "train.py", f"arch={search_dir}", f"seed={seed}", f"hardware={args.hardware}",
-                         "logger=none", "callbacks=none", *data, f"recipe.epochs={args.full_epochs}",
-                         f"hydra.run.dir={train_dir}"], log)
-        search, train = read(search_dir / "summary.json"), read(train_dir / "summary.json")
-        results.append({"method": "s3nas", "seed": seed, "test_acc": train["test_acc"], "val_acc": train["val_acc"],
-                        "simulated_ms": train["latency_ms"], "search_seconds": search["search_seconds"],
-                        "total_seconds": search["search_seconds"] + train["train_seconds"], "wall_seconds": wall,
-                        "run_dir": str(train_dir), "arch": str(train_dir / "arch.json")})
-
-    if "random_search" in args.methods:
-        rdir = out / f"random_search_seed{seed}"
-        wall = 0.0
-        if not (rdir / "summary.json").is_file():
-            wall = run([py, "-m", "s3nas.baselines.random_search", *common, *data, f"num_samples={args.rs_samples}",
-                        "short.epochs=1", f"full.epochs={args.full_epochs}", f"hydra.run.dir={rdir}"], log)
-        s = read(rdir / "summary.json")
-        results.append({"method": "random_search", "seed": seed, "test_acc": s["test_acc"], "val_acc": s["val_acc"],
-                        "simulated_ms": s["simulated_ms"], "search_seconds": s["search_seconds"],
-                        "total_seconds": s["total_seconds"], "wall_seconds": wall, "run_dir": str(rdir),
-                        "arch": str(rdir / "arch.json")})
-
-    if "random_selection" in args.methods:
-        rdir = out / f"random_selection_seed{seed}"
-        wall = 0.0
-        if not (rdir / "summary.json").is_file():
-            wall = run([py, "-m", "s3nas.baselines.random_selection", *common, *data,
-                        f"num_samples={args.rsel_samples}", f"short.epochs={args.full_epochs}",
-                        f"hydra.run.dir={rdir}"], log)
-        s = read(rdir / "summary.json")
-        results.append({"method": "random_selection", "seed": seed, "test_acc": s["test_acc"],
-                        "val_acc": s["val_acc"], "simulated_ms": s["simulated_ms"],
-                        "search_seconds": s["search_seconds"], "total_seconds": s["total_seconds"],
-                        "wall_seconds": wall, "run_dir": str(rdir), "arch": str(rdir / "arch.json")})
+    for method in args.methods:
+        try:
+            results.append(s3nas_run(args, seed, out, log) if method == "s3nas"
+                           else random_run(args, seed, out, log, method))
+        except NotRun:
+            pass
     return results
 
 
@@ -118,13 +125,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--target", default="2.5ms")
     parser.add_argument("--hardware", default="midap")
-    parser.add_argument("--image-size", type=int, default=8, help="data.image_size of every training (digits are 8x8)")
+    parser.add_argument("--image-size", type=int, default=16, help="data.image_size of every training")
     parser.add_argument("--full-epochs", type=int, default=2, help="the 'full' training of every method")
-    parser.add_argument("--rs-samples", type=int, default=3, help="random search samples (paper: 15)")
-    parser.add_argument("--rsel-samples", type=int, default=3, help="random selection samples (paper: 20)")
+    parser.add_argument("--rs-samples", type=int, default=2, help="random search samples (paper: 15)")
+    parser.add_argument("--rsel-samples", type=int, default=2, help="random selection samples (paper: 20)")
     parser.add_argument("--methods", nargs="+", default=["s3nas", "random_search", "random_selection"])
-    parser.add_argument("--out", default="outputs/nas_vs_random8")
+    parser.add_argument("--out", default="outputs/nas_vs_random16")
+    parser.add_argument("--report-only", action="store_true", help="start nothing; table of the finished runs")
     args = parser.parse_args()
+    global REPORT_ONLY
+    REPORT_ONLY = args.report_only
     out = (REPO / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -147,6 +157,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for method in args.methods:
         mine = [r for r in results if r["method"] == method]
+        if not mine:
+            continue
         test = mean_std([r["test_acc"] for r in mine])
         val = mean_std([r["val_acc"] for r in mine])
         lat = mean_std([r["simulated_ms"] for r in mine])
