@@ -115,12 +115,9 @@ def train_config(cfg: DictConfig, *, arch_path: Path, out_dir: Path, stage: Any)
     if stage is not None and stage.get("scheduler") is not None:
         recipe["scheduler"]["name"] = str(stage.scheduler)
     trainer = _plain(cfg.trainer)
-    trainer.setdefault("enable_progress_bar", False)
-    trainer.setdefault("enable_model_summary", False)
-    if trainer.get("enable_progress_bar") is None:
-        trainer["enable_progress_bar"] = False
-    if trainer.get("enable_model_summary") is None:
-        trainer["enable_model_summary"] = False
+    for key in ("enable_progress_bar", "enable_model_summary"):  # one line per sample is printed instead
+        if trainer.get(key) is None:
+            trainer[key] = False
     paths = _plain(cfg.paths)
     paths["output_dir"] = str(out_dir)
     return OmegaConf.create({
