@@ -232,9 +232,10 @@ def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str |
     corrected.meta["method"] = f"measured+{corr.method}"
     seconds = time.time() - started
     if printer and measured:
-        printer(f"latency table on {device.name}: {measured} measurements in {seconds / 60:.1f} min; correction "
-                f"{corr.method}: fit MAPE {corr.fit.get('train_raw_mape_pct', float('nan')):.1f}% raw -> "
-                f"{corr.fit.get('train_mape_pct', float('nan')):.1f}% corrected on {len(fit_samples)} networks")
+        fitted = (f"; correction {corr.method}: fit MAPE {corr.fit['train_raw_mape_pct']:.1f}% raw -> "
+                  f"{corr.fit['train_mape_pct']:.1f}% corrected on {len(fit_samples)} networks") \
+            if "train_mape_pct" in corr.fit else "; no correction (no end-to-end samples)"
+        printer(f"latency table on {device.name}: {measured} measurements in {seconds / 60:.1f} min{fitted}")
     return MeasuredTable(raw, corrected, corr, fit_samples, log.path, device.name, seconds, measured,
                          {"key": key, "estimates_s": estimates})
 
