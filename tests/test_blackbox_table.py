@@ -126,3 +126,11 @@ def test_log_ignores_torn_and_foreign_lines(tmp_path):
     path.write_text(json.dumps({"id": "stem", "median_ms": 0.5}) + "\n" + "garbage\n" + '{"id": 3}\n' + '{"id": "he')
     log = MeasurementLog(path)
     assert len(log) == 1 and log.median_ms("stem") == 0.5
+
+
+def test_logged_networks_are_keyed_by_their_options(space):
+    from s3nas.blackbox.table import network_id
+
+    a, b = sample_architectures(space, 2, seed=5)
+    assert network_id("net:0", 0, a) == network_id("net:0", 0, list(a))
+    assert network_id("net:0", 0, a) != network_id("net:0", 0, b)  # same index, other network: not reused

@@ -46,6 +46,13 @@ def option_id(option: Option) -> str:
     return ",".join(f"{b.kernel}x{b.expansion:g}" for b in option)
 
 
+def network_id(tag: str, k: int, options: Sequence[Option]) -> str:
+    """Log id of a sampled network: its tag, index and a digest of its options (a changed sampler never
+    attributes a logged measurement to another network)."""
+    digest = hashlib.sha256("|".join(option_id(o) for o in options).encode()).hexdigest()[:12]
+    return f"{tag}:{k}:{digest}"
+
+
 class MeasurementLog:
     """Append-only JSON-lines file of measurements: ``{"id": ..., "median_ms": ..., ...}`` per line."""
 
@@ -190,7 +197,7 @@ def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str |
                     for o in space.options(i) if o]
     random.Random(seed).shuffle(block_items)  # load changes must not line up with positions
     nets = sample_architectures(space, samples, seed)
-    net_items = [(f"net:{seed}:{k}", space.arch_spec(o), {"options": [_option_to_json(x) for x in o]})
+    net_items = [(network_id(f"net:{seed}", k, o), space.arch_spec(o), {"options": [_option_to_json(x) for x in o]})
                  for k, o in enumerate(nets)]
     missing_blocks = sum(1 for k, _, _ in block_items if k not in log)
     missing_nets = sum(1 for k, _, _ in net_items if k not in log)
@@ -245,7 +252,7 @@ def measure_networks(device: Device, space: SearchSpace, nets: Sequence[Sequence
     """End-to-end medians (ms) of option lists, through the same resumable log as the table."""
     key = measurement_key(space, device)
     log = MeasurementLog(log_path_of(cache_dir, space, device, key))
-    items = [(f"{tag}:{k}", space.arch_spec(list(o)), {"options": [_option_to_json(x) for x in o]})
+    items = [(network_id(tag, k, o), space.arch_spec(list(o)), {"options": [_option_to_json(x) for x in o]})
              for k, o in enumerate(nets)]
     measure_items(device, log, items, chunk=chunk, progress=progress, description=f"{device.name}: {tag}")
     return [log.median_ms(k) for k, _, _ in items]
