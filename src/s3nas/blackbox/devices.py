@@ -18,8 +18,8 @@ command, else appended - and prints milliseconds on its last stdout line; for a 
 Every timed device warms up (``warmup`` runs), then takes ``repeats`` timed runs and reports their median
 and inter-quartile range; ``hardware.clock`` is ``wall`` (wall-clock) or ``thread_cpu`` (CPU time of the calling
 thread: with one intra-op thread the inference runs on it, so time other processes held the core is left out,
-which a shared machine needs; the configs of this machine's CPU use it). A device that fails (a command exits non-zero, prints no number, times out) raises
-``DeviceError``: one line naming the device and what it printed.
+which a shared machine needs; the configs of this machine's CPU use it). A device that fails (a command exits
+non-zero, prints no number, times out) raises ``DeviceError``: one line naming the device and what it printed.
 
 A ``Piece`` is a part of a network timed on its own: ``block`` (input of the previous block's shape),
 ``stem`` (the input image) or ``head`` (1x1 conv, pool, classifier on the last block's shape). The
@@ -151,7 +151,7 @@ class Piece:
         """The torch module of this piece (eval mode)."""
         from torch import nn
 
-        from s3nas.nn.builder import Block, S3Net
+        from s3nas.nn.builder import Block
         from s3nas.nn.layers import ConvBnAct
 
         if self.kind == "block":
