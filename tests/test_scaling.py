@@ -83,7 +83,7 @@ def test_copies_cycle_through_the_ranking_when_a_stage_more_than_doubles(small):
     stage2 = [b for b in small.blocks if b.stage == 2]
     widened = scale_arch(small, 2.6, 1.0)
     assert len(copied) == 5 and len(set(copied)) == 3
-    assert copied[:3] == copied[3:] + [copied[2]] or copied[3:] == copied[:2]
+    assert copied[3:] == copied[:2]  # the ranking again from the top: the two largest get a second copy
     assert sum(1 for b in widened.blocks if b.stage == 2) == 8 == len(stage2) + 5
 
 

@@ -18,7 +18,6 @@ scaled network is simulated once.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +27,6 @@ from s3nas.arch.spec import ArchSpec, BlockSpec
 from s3nas.errors import ConfigError, InfeasibleTargetError
 from s3nas.stepio import block_input_channels, block_params
 
-log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------- transform
