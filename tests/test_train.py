@@ -259,6 +259,25 @@ def test_unknown_timm_model_names_close_ones(compose_train):
         check_train(compose_train("arch=timm:mobilenetv2_10"))
 
 
+def test_latency_is_simulated_at_the_archs_own_input_size(compose_train, tmp_path):
+    """A scaled arch.json says its resolution (e.g. 256): train.py simulates it there unless deploy.input_size."""
+    import dataclasses
+
+    import simulator
+    from s3nas.arch.graph import archspec_to_graph
+    from s3nas.train import check_train
+
+    spec = dataclasses.replace(tiny_spec(), input_size=96)
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(codec.to_dict(spec)))
+    profile = simulator.load_profile("midap")
+    own = simulator.simulate(archspec_to_graph(spec, input_size=96), profile).latency_ms
+    at_224 = simulator.simulate(archspec_to_graph(spec, input_size=224), profile).latency_ms
+    assert own < at_224
+    assert check_train(compose_train(f"arch={path}")).report.latency_ms == pytest.approx(own)
+    assert check_train(compose_train(f"arch={path}", "deploy.input_size=224")).report.latency_ms == pytest.approx(at_224)
+
+
 def test_missing_arch_is_an_error(compose_train):
     from s3nas.errors import ConfigError
     from s3nas.train import check_train

@@ -213,7 +213,7 @@ class HardwareConfig:
 class DeployConfig:
     """Deployment shape the latency is simulated at (the paper's ImageNet setting)."""
 
-    input_size: int = 224
+    input_size: Optional[int] = 224  # train.py: null = the ArchSpec's own input_size
     num_classes: int = 1000
     in_channels: int = 3
 

@@ -160,6 +160,38 @@ def simulate_network(source: NetworkSource, profile: Any, *, input_size: int, nu
                           f"{str(error).splitlines()[0] if str(error) else ''})") from None
 
 
+@dataclass(frozen=True)
+class DeviceReport:
+    """Latency of the network measured on a black-box device (``hardware=cpu_onnxruntime`` ...), in the
+    fields train.py's summary reads from a simulator report, plus how it was obtained."""
+
+    latency_ms: float
+    macs: int
+    profile_name: str
+    latency_source: str
+    latency_noise_pct: float
+    latency_measurements_ms: tuple
+
+
+def measure_network(source: NetworkSource, device: Any, *, input_size: int, num_classes: int, in_channels: int = 3,
+                    repeats: int = 5) -> DeviceReport:
+    """Median of ``repeats`` separate measurements of the network's architecture at the deployment shape on
+    ``device`` (s3nas.blackbox; timing does not depend on the trained weights). ConfigError for timm networks."""
+    if source.is_timm:
+        raise ConfigError(f"hardware: a measured device ({device.name}) times s3nas architectures only, not "
+                          f"'{source.label}'; use a simulator profile (hardware=midap) for timm networks")
+    from s3nas.arch.graph import archspec_to_graph
+
+    spec = replace(source.spec, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+    macs = int(archspec_to_graph(spec, input_size=input_size).macs)
+    noise = device.noise(spec, repeats=max(2, int(repeats)))
+    runs = device.repeats
+    return DeviceReport(noise.median_ms, macs, device.name,
+                        f"measurement ({device.name}, {input_size}x{input_size}, {num_classes} classes; median of "
+                        f"{len(noise.medians_ms)} measurements of {runs} timed runs each, noise "
+                        f"+-{noise.noise_pct:.1f}%)", noise.noise_pct, tuple(noise.medians_ms))
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters of ``model``."""
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))

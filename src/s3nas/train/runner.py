@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from s3nas.errors import ConfigError
 from s3nas.utils.io import atomic_write_bytes
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
-from s3nas.train.network import NetworkSource, build_network, count_parameters, resolve_network, simulate_network
+from s3nas.train.network import (NetworkSource, build_network, count_parameters, measure_network, resolve_network,
+                                 simulate_network)
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last"
@@ -43,6 +44,7 @@ class CheckedInputs:
     datamodule: Any
     resume_from: Optional[Path]
     run_dir: Path
+    deploy_input_size: int = 224  # the shape ``report`` was simulated/measured at
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -122,7 +124,10 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
     else:
         source = resolve_network(None)  # raises: arch not set
 
-    profile = load_hardware(cfg.hardware)
+    from s3nas.blackbox.devices import make_device
+
+    device = make_device(cfg.hardware)  # None: a simulator profile; else latency is measured on the device
+    profile = load_hardware(cfg.hardware) if device is None else None
     datamodule = build_datamodule(cfg.data)
     if resume_meta is not None:
         for key, have in (("num_classes", datamodule.num_classes), ("in_channels", datamodule.in_channels)):
@@ -134,11 +139,22 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
     datamodule.prepare_data()  # missing/empty dataset files: DataError before anything is written
     datamodule.setup("fit")
     deploy = cfg.get("deploy") or {}
-    report = simulate_network(source, profile, input_size=int(deploy.get("input_size", 224)),
-                              num_classes=int(deploy.get("num_classes", 1000)),
-                              in_channels=int(deploy.get("in_channels", 3)))
+    shape = dict(input_size=deploy_input_size(deploy.get("input_size"), source),
+                 num_classes=int(deploy.get("num_classes", 1000)), in_channels=int(deploy.get("in_channels", 3)))
+    if device is None:
+        report = simulate_network(source, profile, **shape)
+    else:
+        report = measure_network(source, device, repeats=int(cfg.hardware.get("noise_repeats", 5)), **shape)
     return CheckedInputs(source=source, profile=profile, report=report, datamodule=datamodule,
-                         resume_from=resume_from, run_dir=run_dir)
+                         resume_from=resume_from, run_dir=run_dir, deploy_input_size=shape["input_size"])
+
+
+def deploy_input_size(configured: Any, source: NetworkSource) -> int:
+    """``deploy.input_size``, or when null the ArchSpec's own ``input_size`` (a scaled arch.json says 256...);
+    224 for timm networks."""
+    if configured is not None:
+        return int(configured)
+    return int(source.spec.input_size) if source.spec is not None else 224
 
 
 def _check_recipe(cfg: DictConfig) -> None:
@@ -296,7 +312,8 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
         "macs": int(report.macs),
         "latency_ms": float(report.latency_ms),
         "hardware": str(report.profile_name),
-        "deploy_input_size": int(cfg.deploy.input_size),
+        "latency_source": getattr(report, "latency_source", None) or f"simulation ({report.profile_name})",
+        "deploy_input_size": int(checked.deploy_input_size),
         "deploy_num_classes": int(cfg.deploy.num_classes),
         "epochs": int(trainer.current_epoch),
         "steps": int(trainer.global_step),
