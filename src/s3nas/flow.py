@@ -67,7 +67,7 @@ def table_markdown(rows: list[dict], hardware: str) -> str:
 
 def check(cfg: Any) -> tuple[list[Path], Any]:
     """Run dirs exist and hold arch.json; the hardware profile loads."""
-    from s3nas.stepio import load_profile
+    from s3nas.config import load_hardware
 
     runs = cfg.get("runs")
     if runs is None or isinstance(runs, str) or len(runs) == 0:
@@ -79,7 +79,7 @@ def check(cfg: Any) -> tuple[list[Path], Any]:
         if not (path / "arch.json").is_file():
             raise ConfigError(f"runs: '{path}' is not a run dir holding arch.json")
         dirs.append(path)
-    return dirs, load_profile(cfg.hardware)
+    return dirs, load_hardware(cfg.hardware)
 
 
 def main(cfg: Any, checked: Optional[tuple] = None) -> float:

@@ -97,14 +97,15 @@ class PostprocessInputs:
 
 def check(cfg: Any) -> PostprocessInputs:
     """Every user-caused error before anything is written (``python -m s3nas.postprocess``'s ``check=``)."""
-    from s3nas.stepio import load_arch, load_profile
+    from s3nas.config import load_hardware
+    from s3nas.stepio import load_arch
 
     ratio = cfg.get("se_ratio")
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
         raise ConfigError(f"se_ratio: must be a number in (0, 1] (the paper's 0.25), got {ratio!r}")
     spec, path = load_arch(cfg.get("arch"))
     new_spec = apply(spec, cfg.get("se"), cfg.get("act"), se_ratio=float(ratio), act_blocks=cfg.get("act_blocks"))
-    profile = load_profile(cfg.hardware)
+    profile = load_hardware(cfg.hardware)
     return PostprocessInputs(spec=spec, new_spec=new_spec, arch_path=path, profile=profile,
                              run_dir=Path(str(cfg.paths.output_dir)))
 

@@ -258,7 +258,8 @@ def _positive(cfg: Any, key: str, *, at_least: float = 0.0, integer: bool = Fals
 
 def check(cfg: Any) -> ScalingInputs:
     """Every user-caused error before anything is written (``python -m s3nas.scaling``'s ``check=``)."""
-    from s3nas.stepio import load_arch, load_profile, measure, simulate_ms
+    from s3nas.config import load_hardware
+    from s3nas.stepio import load_arch, measure, simulate_ms
 
     for key, at_least, integer in (("width_multiple", 0, True), ("resolution_multiple", 0, True),
                                    ("max_coefficient", 1.0, False), ("tolerance", 0.0, False),
@@ -271,7 +272,7 @@ def check(cfg: Any) -> ScalingInputs:
     if not isinstance(cfg.get("scan_points"), int) or cfg.scan_points < 0:
         raise ConfigError(f"scan_points: must be an integer >= 0, got {cfg.get('scan_points')!r}")
     spec, path = load_arch(cfg.get("arch"))
-    profile = load_profile(cfg.hardware)
+    profile = load_hardware(cfg.hardware)
     target_ms = float(cfg.latency_ms)
     before = measure(spec, profile)
     if target_ms < before.latency_ms:

@@ -124,7 +124,7 @@ def check(cfg: Any) -> RemovalInputs:
     """Every user-caused error before anything is written (``python -m s3nas.se_removal``'s ``check=``)."""
     from s3nas.data import build_datamodule
     from s3nas.postprocess import se_blocks
-    from s3nas.stepio import load_profile
+    from s3nas.config import load_hardware
     from s3nas.train.export import load_trained
     from s3nas.train.network import NetworkSource
 
@@ -152,7 +152,7 @@ def check(cfg: Any) -> RemovalInputs:
                           f"`python -m s3nas.postprocess arch=... se=all` and retrain")
     if "count" in selection and selection["count"] > n_se:
         raise ConfigError(f"count: {selection['count']} is more than the {n_se} SE blocks of the network")
-    profile = load_profile(cfg.hardware)
+    profile = load_hardware(cfg.hardware)
     image_size = int(cfg.get("image_size") or meta.get("image_size") or cfg.data.get("image_size"))
     datamodule = build_datamodule(cfg.data, image_size=image_size, num_workers=0)
     if int(datamodule.in_channels) != int(meta.get("in_channels", 3)):

@@ -1,7 +1,7 @@
 """Inputs and figures shared by the third S3NAS step's commands (scaling, post-processing, SE removal).
 
 ``load_arch(text)`` reads ``arch=`` (an arch.json or any run dir holding one: search, train, scaling,
-post-processing); ``load_profile(cfg.hardware)`` the simulator profile; ``measure(spec, profile)`` the
+post-processing) (the simulator profile comes from ``s3nas.config.load_hardware``); ``measure(spec, profile)`` the
 figures every step reports for a network (simulated latency, MACs at its deployment input size, and
 parameters counted exactly as ``train.py`` counts them, without building the torch model). Nothing here
 imports torch.
@@ -36,20 +36,6 @@ def load_arch(text: Any, key: str = "arch") -> tuple[ArchSpec, Path]:
     elif not path.is_file():
         raise ConfigError(f"{key}: no file or directory '{path}'; pass {key}=<arch.json> or {key}=<run dir>")
     return codec.load_json(path), path.resolve()  # ArchSpecError (a ConfigError) names the file and field
-
-
-def load_profile(hardware_cfg: Any) -> Any:
-    """Simulator profile of ``hardware.name`` / ``hardware.profile``; ConfigError naming the key when unknown."""
-    import simulator
-
-    name_or_path = hardware_cfg.get("profile") or hardware_cfg.get("name")
-    key = "hardware.profile" if hardware_cfg.get("profile") else "hardware.name"
-    try:
-        return simulator.load_profile(str(name_or_path))
-    except Exception as error:  # noqa: BLE001 - unknown name, missing or malformed profile file
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"{key}: unknown hardware '{name_or_path}' ({detail}); use one of "
-                          f"{', '.join(simulator.list_profiles())} or hardware.profile=<profile.yaml>") from None
 
 
 def simulate_ms(spec: ArchSpec, profile: Any) -> float:

@@ -65,6 +65,27 @@ def register_configs() -> None:
     _registered = True
 
 
+def load_hardware(hardware_cfg: Any) -> Any:
+    """Simulator profile from ``hardware.name`` / ``hardware.profile`` (ConfigError naming the problem)."""
+    import simulator
+
+    profile = hardware_cfg.get("profile")
+    name_or_path = profile or hardware_cfg.get("name")
+    key = "hardware.profile" if profile else "hardware.name"
+    if profile and Path(str(profile)).is_file():
+        try:
+            return simulator.load_profile(str(profile))
+        except Exception as error:  # a bad field: say which, not "unknown hardware"
+            message = " ".join(str(error).split()) or type(error).__name__
+            raise ConfigError(f"hardware.profile: '{profile}': {message}") from None
+    try:
+        return simulator.load_profile(str(name_or_path))
+    except (ValueError, FileNotFoundError, KeyError, OSError) as error:
+        known = ", ".join(simulator.list_profiles())
+        raise ConfigError(f"{key}: unknown hardware '{name_or_path}' ({' '.join(str(error).split())}); "
+                          f"use one of {known} or hardware.profile=<profile.yaml>") from None
+
+
 def hardware_clock_hz(hardware_cfg: Any) -> float:
     """Clock of the configured hardware (``hardware.profile`` path if set, else ``hardware.name``)."""
     name = hardware_cfg.get("profile") or hardware_cfg.get("name")

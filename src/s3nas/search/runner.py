@@ -20,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from s3nas.config import load_hardware  # noqa: F401 - re-exported (baselines, benchmarks import it from here)
 from s3nas.errors import ConfigError
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 
@@ -37,27 +38,6 @@ SEARCH_OWNED_TRAINER_KEYS = {
 def run_dir_of(cfg: DictConfig) -> Path:
     """The Hydra run dir of this job (paths.output_dir)."""
     return Path(cfg.paths.output_dir)
-
-
-def load_hardware(hardware_cfg) -> Any:
-    """Simulator profile from ``hardware.name`` / ``hardware.profile`` (ConfigError naming the problem)."""
-    import simulator
-
-    profile = hardware_cfg.get("profile")
-    name_or_path = profile or hardware_cfg.get("name")
-    key = "hardware.profile" if profile else "hardware.name"
-    if profile and Path(str(profile)).is_file():
-        try:
-            return simulator.load_profile(str(profile))
-        except Exception as error:  # a bad field: say which, not "unknown hardware"
-            message = " ".join(str(error).split()) or type(error).__name__
-            raise ConfigError(f"hardware.profile: '{profile}': {message}") from None
-    try:
-        return simulator.load_profile(str(name_or_path))
-    except (ValueError, FileNotFoundError, KeyError, OSError) as error:
-        known = ", ".join(simulator.list_profiles())
-        raise ConfigError(f"{key}: unknown hardware '{name_or_path}' ({' '.join(str(error).split())}); "
-                          f"use one of {known} or hardware.profile=<profile.yaml>") from None
 
 
 def _check_trainer(trainer_cfg) -> None:

@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from s3nas.config import load_hardware
 from s3nas.errors import ConfigError
 from s3nas.utils.io import atomic_write_bytes
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
@@ -60,23 +61,6 @@ def checkpoint_dir_of(cfg: DictConfig) -> Path:
     if entry is not None and entry.get("dirpath"):
         return Path(str(entry.dirpath))
     return run_dir_of(cfg) / CHECKPOINT_DIR
-
-
-def load_hardware(hardware_cfg: Any) -> Any:
-    """Simulator profile from ``hardware.name`` / ``hardware.profile`` (ConfigError when unknown)."""
-    import simulator
-
-    name_or_path = hardware_cfg.get("profile") or hardware_cfg.get("name")
-    key = "hardware.profile" if hardware_cfg.get("profile") else "hardware.name"
-    try:
-        return simulator.load_profile(str(name_or_path))
-    except Exception as error:  # noqa: BLE001 - unknown name, missing or malformed profile file
-        try:
-            known = ", ".join(simulator.list_profiles())
-        except Exception:  # noqa: BLE001
-            known = "midap, systolic, eyeriss"
-        raise ConfigError(f"{key}: unknown hardware '{name_or_path}' ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
-                          f"use one of {known} or hardware.profile=<profile.yaml>") from None
 
 
 def read_train_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
