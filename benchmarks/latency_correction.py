@@ -7,10 +7,14 @@ For each device (a conf/hardware name with ``device:`` set): the per-block table
 (standalone blocks in their shape context, stem, head; cached and resumable like search.py's table, the same
 cache by default), then ``fit + heldout`` sampled architectures are measured end to end in one interleaved,
 shuffled pass; the corrections are fitted on the ``fit`` networks and scored on the ``heldout`` ones: MAPE and
-the share within +-5% / +-10% against the measured end-to-end latency. ``noise_pct`` is the repeat-measurement
-variation: ``--noise-nets`` held-out networks measured again in a second pass, median |second - first| / first;
-``repeat_within10_pct`` is the share of those repeats within +-10% of the first measurement (what any predictor
-can reach at this noise). The search space is the S3NAS supernet; ``--input-size`` 16 is the debug/search_small
+the share within +-5% / +-10% against the measured end-to-end latency. With ``hardware.reference`` (the CPU
+devices) every chunk of measurements also times a reference (a mid-size block for blocks, a mid-size network
+for networks) and the scores use measurements normalised by it (``s3nas.blackbox.table``); the same data as
+measured (raw blocks, raw networks) is scored too (``as_measured``). ``noise_pct`` is the repeat-measurement
+variation: ``--noise-nets`` held-out networks measured again in a later pass (with its own reference),
+median |second - first| / first after normalisation (``noise_raw_pct``: as measured); ``repeat_within10_pct``
+is the share of those repeats within +-10% of the first measurement (what any predictor can reach at this
+noise). The search space is the S3NAS supernet; ``--input-size`` 16 is the debug/search_small
 resolution (a full measured table in minutes on a CPU). Last line: one JSON object (keys of the first device at
 top level, every device under ``devices``).
 """
@@ -25,7 +29,8 @@ import time
 
 from s3nas.blackbox import make_device
 from s3nas.blackbox.correction import METHODS, fit_correction, score
-from s3nas.blackbox.table import build_measured_table, measure_networks, sample_architectures
+from s3nas.blackbox.table import (block_table, build_measured_table, measure_networks, open_log, remeasure_networks,
+                                  sample_architectures)
 from s3nas.config import compose_config
 from s3nas.space import SearchSpace
 
@@ -56,28 +61,54 @@ def run_device(name: str, args) -> dict:
     random.Random(args.seed).shuffle(order)  # fit and held-out networks measured interleaved
     shuffled = [nets[k] for k in order]
     measured_shuffled = measure_networks(device, space, shuffled, tag=f"bench:{args.seed}", cache_dir=cache_dir)
-    measured = [0.0] * len(nets)
-    for k, value in zip(order, measured_shuffled):
-        measured[k] = value
-    fit = list(zip(nets[:args.fit], measured[:args.fit]))
-    held, held_ms = nets[args.fit:], measured[args.fit:]
+    log = open_log(space, device, cache_dir)
+    as_measured_shuffled = measure_networks(device, space, shuffled, tag=f"bench:{args.seed}", cache_dir=cache_dir,
+                                            progress=False, raw=True)  # all in the log now: nothing measured
+    measured, as_measured = [0.0] * len(nets), [0.0] * len(nets)
+    for k, value, value_raw in zip(order, measured_shuffled, as_measured_shuffled):
+        measured[k], as_measured[k] = value, value_raw
+    held = nets[args.fit:]
+
+    def scores(table, values):
+        fit = list(zip(nets[:args.fit], values[:args.fit]))
+        held_ms = values[args.fit:]
+        rows = {"raw": score([table.estimate_ms(o) for o in held], held_ms)}
+        corrections = {}
+        for method in (m for m in METHODS if m != "none"):
+            correction = fit_correction(table, fit, method, args.ridge)
+            corrected = correction.apply(table)
+            rows[method] = score([corrected.estimate_ms(o) for o in held], held_ms)
+            corrections[method] = correction
+        return rows, corrections
+
+    rows, corrections = scores(raw, measured)
+    held_ms = measured[args.fit:]
     raw_pred = [raw.estimate_ms(o) for o in held]
-    rows = {"raw": score(raw_pred, held_ms)}
-    corrections = {}
-    for method in (m for m in METHODS if m != "none"):
-        correction = fit_correction(raw, fit, method, args.ridge)
-        corrected = correction.apply(raw)
-        rows[method] = score([corrected.estimate_ms(o) for o in held], held_ms)
-        corrections[method] = correction
-    # repeat-measurement noise: a second pass over some held-out networks (not cached)
+    result_extra = {}
+    if device.reference:  # the same measurements without the reference normalisation
+        rows_as_measured, _ = scores(block_table(space, log, raw=True), as_measured)
+        result_extra = {"as_measured": rows_as_measured,
+                        "reference_ms": {k: log.reference_ms(k) for k in ("block", "net")},
+                        "reference_chunks": sum(1 for r in log.records.values() if r.get("reference") == "net")}
+        refs = [float(r["median_ms"]) for r in log.records.values() if r.get("reference") == "net"]
+        result_extra["net_reference_range_ms"] = [min(refs), max(refs)]
+    # repeat-measurement noise: a later pass over some held-out networks (not cached; its own reference)
     repeat = held[:args.noise_nets]
-    again = [m.median_ms for m in device.measure_many([space.arch_spec(o) for o in repeat])]
-    diffs = [100.0 * abs(b - a) / a for a, b in zip(held_ms, again)]
-    noise = statistics.median(diffs) if diffs else 0.0
-    repeat_within10 = 100.0 * sum(d <= 10.0 for d in diffs) / len(diffs) if diffs else 100.0
-    result = {"device": name, "source": device.source, "input_size": size, "n_fit": len(fit), "n_heldout": len(held),
+    again_raw, again = remeasure_networks(device, space, repeat, cache_dir=cache_dir)
+    first_raw = as_measured[args.fit:args.fit + len(repeat)]
+
+    def spread(first, second):
+        diffs = [100.0 * abs(b - a) / a for a, b in zip(first, second)]
+        return (statistics.median(diffs) if diffs else 0.0,
+                100.0 * sum(d <= 10.0 for d in diffs) / len(diffs) if diffs else 100.0)
+
+    noise, repeat_within10 = spread(held_ms, again)
+    noise_raw, repeat_within10_raw = spread(first_raw, again_raw)
+    result = {"device": name, "source": device.source, "input_size": size, "n_fit": args.fit, "n_heldout": len(held),
               "heldout_ms_range": [min(held_ms), max(held_ms)], "noise_pct": noise,
-              "repeat_within10_pct": repeat_within10, "table_seconds": table_s,
+              "repeat_within10_pct": repeat_within10, "noise_raw_pct": noise_raw,
+              "repeat_within10_raw_pct": repeat_within10_raw, "reference": bool(device.reference), **result_extra,
+              "table_seconds": table_s,
               "seconds": time.time() - started, "scores": rows,
               "correction": args.correction, "raw_mape_pct": rows["raw"]["mape_pct"],
               "corrected_mape_pct": rows[args.correction]["mape_pct"],
@@ -100,6 +131,10 @@ def print_table(results: list[dict]) -> None:
             print(f"{r['device']:<20} {r['input_size']:>4} {method:<24} {s['mape_pct']:>8.2f} {s['within5_pct']:>8.1f} "
                   f"{s['within10_pct']:>8.1f}   n={r['n_heldout']}, noise {r['noise_pct']:.1f}% "
                   f"(repeats within 10%: {r['repeat_within10_pct']:.0f}%)")
+        for method, s in r.get("as_measured", {}).items():
+            print(f"{r['device']:<20} {r['input_size']:>4} {method + ' as measured':<24} {s['mape_pct']:>8.2f} "
+                  f"{s['within5_pct']:>8.1f} {s['within10_pct']:>8.1f}   no reference normalisation, noise "
+                  f"{r['noise_raw_pct']:.1f}% (repeats within 10%: {r['repeat_within10_raw_pct']:.0f}%)")
         if "vs_truth" in r:
             for method, s in r["vs_truth"].items():
                 print(f"{r['device']:<20} {r['input_size']:>4} {method + ' vs truth':<24} {s['mape_pct']:>8.2f} "
@@ -125,7 +160,7 @@ def main() -> None:
     print_table(results)
     first = results[0]
     keys = ("raw_mape_pct", "corrected_mape_pct", "within5_pct", "within10_pct", "raw_within10_pct", "n_heldout",
-            "noise_pct", "repeat_within10_pct", "device", "correction")
+            "noise_pct", "repeat_within10_pct", "noise_raw_pct", "device", "correction", "reference")
     print(json.dumps({**{k: first[k] for k in keys}, "devices": results}))
 
 

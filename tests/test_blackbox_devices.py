@@ -158,3 +158,49 @@ def test_search_with_failing_command_device_is_one_line(tmp_path):
 def test_search_with_command_device_without_cmd_names_the_key(tmp_path):
     proc = _search("hardware=command", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "hardware.cmd" in proc.stderr
+
+
+def test_train_measures_latency_on_a_device(space):
+    """train.py's latency on a device: the network's architecture measured at the deployment shape."""
+    from dataclasses import replace
+
+    from s3nas.errors import ConfigError
+    from s3nas.train.network import NetworkSource, measure_network
+
+    spec = replace(space.arch_spec(space.random_options(random.Random(1))), num_classes=100, input_size=64)
+    device = SimulatedDevice("midap", "sim_midap_blackbox")
+    report = measure_network(NetworkSource(spec=spec), device, input_size=16, num_classes=10)
+    truth = simulator.simulate(archspec_to_graph(replace(spec, num_classes=10), input_size=16), "midap")
+    assert report.latency_ms == pytest.approx(truth.latency_ms) and report.macs == truth.macs
+    assert report.latency_source.startswith("measurement (sim_midap_blackbox, 16x16, 10 classes")
+    assert report.latency_noise_pct == 0.0 and len(report.latency_measurements_ms) >= 2
+    with pytest.raises(ConfigError, match="hardware: a measured device"):
+        measure_network(NetworkSource(timm_name="mobilenetv2_050"), device, input_size=16, num_classes=10)
+
+
+@pytest.mark.slow
+def test_train_cli_reports_device_measurement(tmp_path):
+    """train.py hardware=sim_midap_blackbox: summary.json's latency_ms is a measurement on that device of the
+    trained architecture (noiseless simulated device: equal to the simulator's latency at the deploy shape)."""
+    import json
+    from dataclasses import replace
+
+    from s3nas.arch import codec
+
+    spec = compose_config("search", ["debug=search_small"])
+    space16 = SearchSpace.from_config(spec.supernet, spec.candidates, num_classes=10, input_size=16)
+    arch = space16.arch_spec(space16.min_options())
+    codec.save_json(arch, tmp_path / "arch.json")
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "train.py", f"arch={tmp_path / 'arch.json'}", "hardware=sim_midap_blackbox",
+                           "deploy.input_size=16", "deploy.num_classes=10", "data.image_size=16", "data.batch_size=32",
+                           "trainer.limit_train_batches=2", "recipe.epochs=1", "recipe.num_threads=1",
+                           "callbacks=none", "trainer.enable_progress_bar=false", "logger=none",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["hardware"] == "sim_midap_blackbox"
+    assert summary["latency_source"].startswith("measurement (sim_midap_blackbox, 16x16, 10 classes")
+    truth = simulator.simulate(archspec_to_graph(replace(arch, num_classes=10), input_size=16), "midap").latency_ms
+    assert summary["latency_ms"] == pytest.approx(truth)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from s3nas.blackbox import DeviceError, Piece, SimulatedDevice
+from s3nas.blackbox.devices import summarize
 from s3nas.blackbox.correction import fit_correction, position_groups, score
-from s3nas.blackbox.table import MeasurementLog, build_measured_table, sample_architectures
+from s3nas.blackbox.table import (MeasurementLog, build_measured_table, measure_networks, reference_networks,
+                                  remeasure_networks, sample_architectures)
 from s3nas.config import compose_config
 from s3nas.latency.lut import LatencyTable
 from s3nas.space import SearchSpace
@@ -134,3 +136,73 @@ def test_logged_networks_are_keyed_by_their_options(space):
     a, b = sample_architectures(space, 2, seed=5)
     assert network_id("net:0", 0, a) == network_id("net:0", 0, list(a))
     assert network_id("net:0", 0, a) != network_id("net:0", 0, b)  # same index, other network: not reused
+
+
+class DriftingDevice(SimulatedDevice):
+    """The noiseless simulator as a black box whose level drifts between chunks (a shared machine's load):
+    every ``measure_many`` call multiplies all its measurements by a new factor."""
+
+    def __init__(self, reference: bool) -> None:
+        super().__init__("midap", "drifting_midap", repeats=1)
+        self.reference, self.factors, self.rng = reference, [], random.Random(7)
+
+    def measure_many(self, networks, repeats=None, rounds=None):
+        factor = self.rng.choice([1.0, 1.3, 1.75, 2.3])
+        self.factors.append(factor)
+        return [summarize([m.median_ms * factor], self.name, self.source)
+                for m in super().measure_many(networks, repeats, rounds)]
+
+
+def test_reference_normalisation_removes_drift_between_chunks(tmp_path):
+    """Each chunk times the reference with its networks; normalised by it, every measurement is the truth times
+    one common factor (the reference's median level), while the raw values (kept in the log) carry the drift."""
+    space = _space(16)
+    nets = sample_architectures(space, 24, seed=3)
+    truth = np.array([SimulatedDevice("midap").simulate_ms(space.arch_spec(o)) for o in nets])
+    device = DriftingDevice(reference=True)
+    normalised = np.array(measure_networks(device, space, nets, tag="t", cache_dir=tmp_path, chunk=4,
+                                           progress=False))
+    raw = np.array(measure_networks(device, space, nets, tag="t", cache_dir=tmp_path, chunk=4, progress=False,
+                                    raw=True))
+    assert len(device.factors) == 6 and len(set(device.factors)) > 1  # six chunks at different levels
+    assert np.ptp(raw / truth) > 0.2  # the drift is in the raw measurements ...
+    ratio = normalised / truth
+    assert np.allclose(ratio, ratio[0], rtol=1e-9)  # ... and gone after normalisation
+    assert min(device.factors) <= ratio[0] <= max(device.factors)
+    log = MeasurementLog(next(tmp_path.glob("measured-*.jsonl")))
+    refs = [r for r in log.records.values() if r.get("reference") == "net"]
+    assert len(refs) == 6 and all(r["chunk"] for r in refs)
+    # a later pass (not logged) is normalised to the same level
+    again_raw, again = remeasure_networks(device, space, nets[:3], cache_dir=tmp_path)
+    assert np.allclose(np.array(again) / truth[:3], ratio[0], rtol=1e-9)
+    assert np.allclose(np.array(again_raw) / truth[:3], device.factors[-1], rtol=1e-9)
+    # without the reference the drift stays, and the log is another one (other key)
+    plain = DriftingDevice(reference=False)
+    unnormalised = np.array(measure_networks(plain, space, nets, tag="t", cache_dir=tmp_path, chunk=4,
+                                             progress=False))
+    assert np.ptp(unnormalised / truth) > 0.2 and len(list(tmp_path.glob("measured-*.jsonl"))) == 2
+
+
+def test_measured_table_with_reference_is_normalised(tmp_path):
+    space = _space(16)
+    device = DriftingDevice(reference=True)
+    measured = build_measured_table(space, device, cache_dir=tmp_path, samples=6, chunk=64, progress=False,
+                                    printer=None)
+    level = measured.raw.meta["reference"]["block"] / device.simulate_ms(reference_networks(space)["block"])
+    for i, option in ((0, space.options(0)[-1]), (9, space.options(9)[1])):
+        alone = device.simulate_ms(Piece.at(space, i, option))
+        assert measured.raw.block_ms(i, option) == pytest.approx(alone * level, rel=1e-3)
+
+
+def test_samples_span_the_space_from_its_fastest_network():
+    space = _space(16)
+    device = SimulatedDevice("midap")
+    nets = sample_architectures(space, 40, seed=0)
+    assert nets[0] == list(space.min_options())
+    ms = sorted(device.simulate_ms(space.arch_spec(o)) for o in nets)
+    fastest = device.simulate_ms(space.arch_spec(space.min_options()))
+    largest = device.simulate_ms(space.arch_spec([space.options(i)[-1] for i in range(len(space.positions))]))
+    assert ms[0] == pytest.approx(fastest)
+    span = largest - fastest  # stratified sizes: small, middle and large networks all present
+    for lo, hi in ((0.0, 0.33), (0.33, 0.66), (0.66, 1.01)):
+        assert any(fastest + lo * span < m <= fastest + hi * span for m in ms[1:]), (lo, hi)

@@ -20,6 +20,9 @@ and inter-quartile range; ``hardware.clock`` is ``wall`` (wall-clock) or ``threa
 thread: with one intra-op thread the inference runs on it, so time other processes held the core is left out,
 which a shared machine needs; the configs of this machine's CPU use it). A device that fails (a command exits
 non-zero, prints no number, times out) raises ``DeviceError``: one line naming the device and what it printed.
+``hardware.reference`` (``Device.reference``) asks the measured table (``s3nas.blackbox.table``) to time a fixed
+reference network in every chunk of measurements and normalise by it (a device measuring one network at a time
+is not affected).
 
 A ``Piece`` is a part of a network timed on its own: ``block`` (input of the previous block's shape),
 ``stem`` (the input image) or ``head`` (1x1 conv, pool, classifier on the last block's shape). The
@@ -249,6 +252,9 @@ class Device:
 
     kind = "device"
     source = "measurement"
+    #: whether measured tables normalise every chunk of measurements by a reference network timed in it
+    #: (``hardware.reference``; read by ``s3nas.blackbox.table``, not by ``measure``)
+    reference = False
 
     def __init__(self, name: str, *, warmup: int = 10, repeats: int = 30, rounds: int = 10,
                  clock: str = "wall") -> None:
@@ -557,6 +563,12 @@ def make_device(hardware_cfg: Any) -> Device | None:
     name = str(get("name", None) or kind)
     if kind == "simulator":
         return None
+    device = _make_device(kind, name, get)
+    device.reference = bool(get("reference", False))
+    return device
+
+
+def _make_device(kind: str, name: str, get) -> Device:
     warmup, repeats = int(get("warmup", 10) or 0), int(get("repeats", 30) or 1)
     rounds, clock = int(get("rounds", 10) or 1), str(get("clock", "wall") or "wall")
     if kind == "onnxruntime":

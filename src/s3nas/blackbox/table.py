@@ -13,6 +13,14 @@ Every measurement is appended to a JSON-lines log under ``cache_dir`` (one line 
 fsynced after each chunk; a torn last line is ignored), keyed by a hash of the device's identity (kind,
 settings, versions, machine) and the search space: an interrupted build resumes where it stopped, a device
 that fails keeps what it measured, and a finished build costs nothing the next time.
+
+Reference normalisation (``reference=True``, ``hardware.reference``): on a shared machine the level of the
+measurements drifts between chunks (other jobs' memory traffic changes what a whole network costs), so every
+chunk also times a fixed reference - a mid-size block for chunks of blocks, a mid-size network for chunks of
+networks - interleaved with the chunk's networks. The log keeps the raw median (``median_ms``), the reference's
+median in that chunk (``ref_ms``) and one ``ref:<kind>:<chunk>`` record per chunk; ``MeasurementLog.median_ms``
+returns ``median_ms * R / ref_ms`` with ``R`` the median of the reference over all chunks of the log (the
+measurement at the log's typical conditions); ``raw_ms`` returns the raw value.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ import hashlib
 import json
 import os
 import random
+import statistics
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +46,14 @@ LOG_FORMAT_VERSION = 1
 NS_CLOCK_HZ = 1e9  # table "cycles" are nanoseconds
 
 
-def measurement_key(space: SearchSpace, device: Device) -> str:
-    """Hash of the device identity and the search space (+ deployment shape)."""
+REFERENCE_KINDS = ("block", "net")
+
+
+def measurement_key(space: SearchSpace, device: Device, reference: bool | None = None) -> str:
+    """Hash of the device identity and the search space (+ deployment shape; + the reference normalisation)."""
     payload = {"device": device.identity(), "space": space.to_dict(), "format": LOG_FORMAT_VERSION}
+    if device.reference if reference is None else reference:
+        payload["reference"] = reference_id(space)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -53,12 +68,35 @@ def network_id(tag: str, k: int, options: Sequence[Option]) -> str:
     return f"{tag}:{k}:{digest}"
 
 
+def reference_options(space: SearchSpace) -> list[Option]:
+    """The reference network: the middle option (by size) of every position."""
+    return [space.options(i)[len(space.options(i)) // 2] for i in range(len(space.positions))]
+
+
+def _reference_block(space: SearchSpace) -> tuple[int, Option]:
+    i = len(space.positions) // 2
+    options = [o for o in space.options(i) if o]
+    return i, options[len(options) // 2]
+
+
+def reference_networks(space: SearchSpace) -> dict:
+    """{"block": the reference block (middle position, middle non-skip option), "net": the reference network}."""
+    i, option = _reference_block(space)
+    return {"block": Piece.at(space, i, option), "net": space.arch_spec(reference_options(space))}
+
+
+def reference_id(space: SearchSpace) -> str:
+    i, option = _reference_block(space)
+    return f"block{i}:{option_id(option)}|net:{'|'.join(option_id(o) for o in reference_options(space))}"
+
+
 class MeasurementLog:
     """Append-only JSON-lines file of measurements: ``{"id": ..., "median_ms": ..., ...}`` per line."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.records: dict[str, dict] = {}
+        self._reference: dict[str, float | None] = {}
         if path is not None and path.is_file():
             for line in path.read_text().splitlines():
                 try:
@@ -75,8 +113,23 @@ class MeasurementLog:
     def __len__(self) -> int:
         return len(self.records)
 
-    def median_ms(self, key: str) -> float:
+    def raw_ms(self, key: str) -> float:
+        """The median as measured."""
         return float(self.records[key]["median_ms"])
+
+    def reference_ms(self, kind: str) -> float | None:
+        """Median of the reference of ``kind`` over every chunk of the log (None: no reference timed)."""
+        if kind not in self._reference:
+            values = [float(r["median_ms"]) for r in self.records.values() if r.get("reference") == kind]
+            self._reference[kind] = float(statistics.median(values)) if values else None
+        return self._reference[kind]
+
+    def median_ms(self, key: str) -> float:
+        """The median, normalised by its chunk's reference when one was timed (raw otherwise)."""
+        record = self.records[key]
+        raw, ref = float(record["median_ms"]), record.get("ref_ms")
+        overall = self.reference_ms(record.get("ref", "")) if ref else None
+        return raw * overall / float(ref) if overall and ref else raw
 
     def append(self, items: Sequence[tuple[str, Measurement, dict]]) -> None:
         """Record measurements (in memory and, when the log has a path, on disk, durably)."""
@@ -85,6 +138,7 @@ class MeasurementLog:
             record = {"id": key, **m.to_dict(), **extra}
             self.records[key] = record
             lines.append(json.dumps(record))
+        self._reference.clear()
         if self.path is None or not lines:
             return
         try:
@@ -119,19 +173,27 @@ class MeasuredTable:
     meta: dict = field(default_factory=dict)
 
 
-def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[list[Option]]:
-    """``count`` architectures: uniformly random options per position, plus a random per-architecture
-    "size" bias so small and large networks are both represented (seeded)."""
+def sample_architectures(space: SearchSpace, count: int, seed: int, *, include_min: bool = True,
+                         spread: float = 0.25) -> list[list[Option]]:
+    """``count`` architectures spread from the smallest to the largest (seeded): a per-architecture "size"
+    stratified over [0, 1] (one architecture per stratum, strata in random order) picks, per position, the
+    option near that relative size (gaussian jitter of ``spread`` of the options' range). With ``include_min``
+    the first architecture is the fastest one (smallest option everywhere), so the correction's range reaches
+    the smallest networks."""
     rng = random.Random(seed)
+    strata = list(range(count))
+    rng.shuffle(strata)
     out = []
-    for _ in range(count):
-        bias = rng.random()  # 0: small options, 1: large options
+    for k in range(count):
+        if include_min and k == 0:
+            out.append(list(space.min_options()))
+            continue
+        size = (strata[k] + rng.random()) / max(1, count)  # 0: small options, 1: large options
         row = []
         for i in range(len(space.positions)):
             options = space.options(i)  # ascending size
-            k = min(len(options) - 1, max(0, int(round(rng.triangular(0, len(options) - 1,
-                                                                     bias * (len(options) - 1))))))
-            row.append(options[k])
+            top = len(options) - 1
+            row.append(options[min(top, max(0, int(round(size * top + rng.gauss(0.0, spread * top)))))])
         out.append(row)
     return out
 
@@ -150,8 +212,9 @@ def _progress(description: str, total: int, enabled: bool):
 
 def measure_items(device: Device, log: MeasurementLog, items: Sequence[tuple[str, Any, dict]], *,
                   chunk: int = 16, progress: bool = True, description: str = "measuring",
-                  on_first: Callable[[float], None] | None = None) -> int:
-    """Measure the ``(id, network, extra)`` items not yet in ``log``, in chunks; returns how many were measured."""
+                  on_first: Callable[[float], None] | None = None, reference: tuple[str, Any] | None = None) -> int:
+    """Measure the ``(id, network, extra)`` items not yet in ``log``, in chunks; returns how many were measured.
+    ``reference`` = (kind, network): timed in every chunk with the others (see the module docstring)."""
     todo = [item for item in items if item[0] not in log]
     if not todo:
         return 0
@@ -161,8 +224,19 @@ def measure_items(device: Device, log: MeasurementLog, items: Sequence[tuple[str
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             t0 = time.perf_counter()
-            results = device.measure_many([network for _, network, _ in part])
-            log.append([(key, m, extra) for (key, _, extra), m in zip(part, results)])
+            networks = [network for _, network, _ in part]
+            if reference is None:
+                results = device.measure_many(networks)
+                log.append([(key, m, extra) for (key, _, extra), m in zip(part, results)])
+            else:
+                kind, ref_network = reference
+                middle = len(networks) // 2  # interleaved like any other network of the chunk
+                results = device.measure_many(networks[:middle] + [ref_network] + networks[middle:])
+                ref = results.pop(middle)
+                chunk_id = uuid.uuid4().hex[:12]
+                tag = {"ref": kind, "ref_ms": ref.median_ms, "chunk": chunk_id}
+                log.append([(f"ref:{kind}:{chunk_id}", ref, {"reference": kind, "chunk": chunk_id})]
+                           + [(key, m, {**extra, **tag}) for (key, _, extra), m in zip(part, results)])
             done += len(part)
             if start == 0 and on_first is not None:
                 on_first((time.perf_counter() - t0) / len(part))
@@ -183,13 +257,27 @@ def log_path_of(cache_dir: str | os.PathLike | None, space: SearchSpace, device:
     return Path(cache_dir) / f"measured-{space.name}-{space.input_size}px-{device.name}-{key[:16]}.jsonl"
 
 
+def block_table(space: SearchSpace, log: MeasurementLog, key: str = "", meta: dict | None = None, *,
+                raw: bool = False) -> LatencyTable:
+    """The table of standalone block measurements in ``log`` (normalised medians; ``raw``: as measured)."""
+    value = log.raw_ms if raw else log.median_ms
+    entries = [{o: 0 if not o else int(round(value(f"block:{i}:{option_id(o)}") * 1e6)) for o in space.options(i)}
+               for i in range(len(space.positions))]
+    fixed = int(round((value("stem") + value("head")) * 1e6))
+    return LatencyTable(entries, fixed, NS_CLOCK_HZ, key, space=space, meta=dict(meta or {}))
+
+
 def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str | os.PathLike | None,
                          samples: int = 60, correction: str = "stage_affine", ridge: float = 0.1, seed: int = 0,
                          progress: bool = True, chunk: int = 16,
-                         printer: Callable[[str], None] | None = print) -> MeasuredTable:
-    """Measure (or load from the log) the block table and ``samples`` end-to-end networks; fit the correction."""
+                         printer: Callable[[str], None] | None = print,
+                         reference: bool | None = None) -> MeasuredTable:
+    """Measure (or load from the log) the block table and ``samples`` end-to-end networks; fit the correction.
+    ``reference`` (default ``device.reference``): normalise every chunk by a reference timed in it."""
     started = time.time()
-    key = measurement_key(space, device)
+    reference = device.reference if reference is None else bool(reference)
+    refs = reference_networks(space) if reference else {}
+    key = measurement_key(space, device, reference)
     log = MeasurementLog(log_path_of(cache_dir, space, device, key))
     n = len(space.positions)
     block_items = [("stem", Piece.stem(space), {}), ("head", Piece.head(space), {})]
@@ -219,20 +307,16 @@ def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str |
         return first
 
     measured = measure_items(device, log, block_items, chunk=chunk, progress=progress,
-                             description=f"{device.name}: blocks", on_first=announce("block", missing_blocks))
+                             description=f"{device.name}: blocks", on_first=announce("block", missing_blocks),
+                             reference=("block", refs["block"]) if reference else None)
     measured += measure_items(device, log, net_items, chunk=chunk, progress=progress,
-                              description=f"{device.name}: networks", on_first=announce("net", missing_nets))
-    entries: list[dict[Option, int]] = []
-    for i in range(n):
-        row = {}
-        for o in space.options(i):
-            row[o] = 0 if not o else int(round(log.median_ms(f"block:{i}:{option_id(o)}") * 1e6))
-        entries.append(row)
-    fixed = int(round((log.median_ms("stem") + log.median_ms("head")) * 1e6))
+                              description=f"{device.name}: networks", on_first=announce("net", missing_nets),
+                              reference=("net", refs["net"]) if reference else None)
     meta = {"method": "measured", "device": device.name, "device_kind": device.kind, "space": space.name,
             "input_size": space.input_size, "num_classes": space.num_classes, "repeats": device.repeats,
-            "statistic": "median", "log": str(log.path) if log.path else None}
-    raw = LatencyTable(entries, fixed, NS_CLOCK_HZ, key, space=space, meta=meta)
+            "statistic": "median", "log": str(log.path) if log.path else None,
+            "reference": {k: log.reference_ms(k) for k in REFERENCE_KINDS} if reference else None}
+    raw = block_table(space, log, key, meta)
     fit_samples = [(o, log.median_ms(k)) for (k, _, _), o in zip(net_items, nets)]
     corr = fit_correction(raw, fit_samples, correction, ridge)
     corrected = corr.apply(raw)
@@ -247,15 +331,42 @@ def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str |
                          {"key": key, "estimates_s": estimates})
 
 
+def open_log(space: SearchSpace, device: Device, cache_dir: str | os.PathLike | None,
+             reference: bool | None = None) -> MeasurementLog:
+    """The measurement log the table of ``space`` on ``device`` uses."""
+    return MeasurementLog(log_path_of(cache_dir, space, device, measurement_key(space, device, reference)))
+
+
 def measure_networks(device: Device, space: SearchSpace, nets: Sequence[Sequence[Option]], *, tag: str,
-                     cache_dir: str | os.PathLike | None, progress: bool = True, chunk: int = 16) -> list[float]:
-    """End-to-end medians (ms) of option lists, through the same resumable log as the table."""
-    key = measurement_key(space, device)
-    log = MeasurementLog(log_path_of(cache_dir, space, device, key))
+                     cache_dir: str | os.PathLike | None, progress: bool = True, chunk: int = 16,
+                     reference: bool | None = None, raw: bool = False) -> list[float]:
+    """End-to-end medians (ms) of option lists, through the same resumable log as the table (normalised by the
+    reference network when ``reference``, default ``device.reference``; ``raw``: as measured)."""
+    reference = device.reference if reference is None else bool(reference)
+    log = open_log(space, device, cache_dir, reference)
     items = [(network_id(tag, k, o), space.arch_spec(list(o)), {"options": [_option_to_json(x) for x in o]})
              for k, o in enumerate(nets)]
-    measure_items(device, log, items, chunk=chunk, progress=progress, description=f"{device.name}: {tag}")
-    return [log.median_ms(k) for k, _, _ in items]
+    measure_items(device, log, items, chunk=chunk, progress=progress, description=f"{device.name}: {tag}",
+                  reference=("net", reference_networks(space)["net"]) if reference else None)
+    return [(log.raw_ms if raw else log.median_ms)(k) for k, _, _ in items]
+
+
+def remeasure_networks(device: Device, space: SearchSpace, nets: Sequence[Sequence[Option]], *,
+                       cache_dir: str | os.PathLike | None, reference: bool | None = None) -> tuple[list, list]:
+    """Measure ``nets`` again in one fresh (not logged) chunk: (raw medians, medians normalised as the log's
+    networks are: by the reference timed in this chunk relative to the log's reference median)."""
+    reference = device.reference if reference is None else bool(reference)
+    specs = [space.arch_spec(list(o)) for o in nets]
+    if not reference:
+        raw = [m.median_ms for m in device.measure_many(specs)]
+        return raw, list(raw)
+    log = open_log(space, device, cache_dir, reference)
+    middle = len(specs) // 2
+    results = device.measure_many(specs[:middle] + [reference_networks(space)["net"]] + specs[middle:])
+    ref = results.pop(middle).median_ms
+    overall = log.reference_ms("net") or ref
+    raw = [m.median_ms for m in results]
+    return raw, [r * overall / ref for r in raw]
 
 
 def options_from_record(record: dict) -> list[Option]:

@@ -31,6 +31,9 @@ class DeviceHardwareConfig(HardwareConfig):
     correction_samples: int = 60  # sampled architectures measured end to end to fit the correction
     correction_ridge: float = 0.1  # ridge strength pulling scales to 1 and offsets to 0
     noise_repeats: int = 5  # separate measurements of one network for the noise estimate
+    # time a reference (mid-size block / network) in every chunk of table measurements and normalise by it
+    # (drift of a shared machine's load between chunks); the log keeps the raw values too
+    reference: bool = False
 
 
 def register(cs: Any) -> None:
