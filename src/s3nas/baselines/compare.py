@@ -145,11 +145,12 @@ def markdown_table(rows: list[dict], hardware: str, data: str) -> str:
     """Table 6 shape: model, top-1, latency, params, MACs, search cost (wall clock)."""
     lines = [f"Networks on `{data}` and zoo networks, latency simulated on `{hardware}` at each network's deployment "
              f"shape; accuracies of different kinds are not comparable across kinds.", "",
-             "| model | kind | top-1 % | accuracy kind | latency ms | params M | MACs G | search cost (wall clock) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | kind | seed | top-1 % | accuracy kind | latency ms | params M | MACs G | search cost (wall clock) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cost = "" if r["search_seconds"] is None else f"{r['search_seconds']:.0f} s ({r['search_seconds'] / 3600:.2f} h)"
-        lines.append(f"| {r['model']} | {r['kind']} | {_cell(r['accuracy'], '.2f')} | {r['accuracy_kind']} | "
+        lines.append(f"| {r['model']} | {r['kind']} | {_cell(r['seed'], 'd')} | {_cell(r['accuracy'], '.2f')} | "
+                     f"{r['accuracy_kind']} | "
                      f"{r['latency_ms']:.3f} | {r['params_m']:.2f} | {r['macs_g']:.2f} | {cost} |")
     return "\n".join(lines) + "\n"
 
