@@ -125,19 +125,19 @@ def run_device(name: str, args) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"{'device':<20} {'px':>4} {'table':<24} {'MAPE %':>8} {'+-5% %':>8} {'+-10% %':>8}   held-out, noise")
+    print(f"{'device':<20} {'px':>4} {'table':<33} {'MAPE %':>8} {'+-5% %':>8} {'+-10% %':>8}   held-out, noise")
     for r in results:
         for method, s in r["scores"].items():
-            print(f"{r['device']:<20} {r['input_size']:>4} {method:<24} {s['mape_pct']:>8.2f} {s['within5_pct']:>8.1f} "
+            print(f"{r['device']:<20} {r['input_size']:>4} {method:<33} {s['mape_pct']:>8.2f} {s['within5_pct']:>8.1f} "
                   f"{s['within10_pct']:>8.1f}   n={r['n_heldout']}, noise {r['noise_pct']:.1f}% "
                   f"(repeats within 10%: {r['repeat_within10_pct']:.0f}%)")
         for method, s in r.get("as_measured", {}).items():
-            print(f"{r['device']:<20} {r['input_size']:>4} {method + ' as measured':<24} {s['mape_pct']:>8.2f} "
+            print(f"{r['device']:<20} {r['input_size']:>4} {method + ' as measured':<33} {s['mape_pct']:>8.2f} "
                   f"{s['within5_pct']:>8.1f} {s['within10_pct']:>8.1f}   no reference normalisation, noise "
                   f"{r['noise_raw_pct']:.1f}% (repeats within 10%: {r['repeat_within10_raw_pct']:.0f}%)")
         if "vs_truth" in r:
             for method, s in r["vs_truth"].items():
-                print(f"{r['device']:<20} {r['input_size']:>4} {method + ' vs truth':<24} {s['mape_pct']:>8.2f} "
+                print(f"{r['device']:<20} {r['input_size']:>4} {method + ' vs truth':<33} {s['mape_pct']:>8.2f} "
                       f"{s['within5_pct']:>8.1f} {s['within10_pct']:>8.1f}   noiseless simulation")
 
 
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--sim-input-size", type=int, default=224)
     ap.add_argument("--num-classes", type=int, default=10)
     ap.add_argument("--sim-noise-pct", type=float, default=2.0)
-    ap.add_argument("--correction", default="stage_affine", choices=[m for m in METHODS if m != "none"])
+    ap.add_argument("--correction", default="stage_affine_weights", choices=[m for m in METHODS if m != "none"])
     ap.add_argument("--ridge", type=float, default=0.1)
     ap.add_argument("--noise-nets", type=int, default=8)
     ap.add_argument("--cache-dir", default=None, help="measurement logs (default: paths.cache_dir, as search.py)")

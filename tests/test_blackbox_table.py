@@ -10,7 +10,7 @@ import pytest
 
 from s3nas.blackbox import DeviceError, Piece, SimulatedDevice
 from s3nas.blackbox.devices import summarize
-from s3nas.blackbox.correction import fit_correction, position_groups, score
+from s3nas.blackbox.correction import block_weight_params, fit_correction, position_groups, score
 from s3nas.blackbox.table import (MeasurementLog, build_measured_table, measure_networks, reference_networks,
                                   remeasure_networks, sample_architectures)
 from s3nas.config import compose_config
@@ -99,6 +99,38 @@ def test_fit_recovers_a_known_affine_correction(space):
     corrected = correction.apply(raw)
     held = sample_architectures(space, 20, seed=2)
     assert score([corrected.estimate_ms(o) for o in held], [truth(o) for o in held])["mape_pct"] < 0.5
+
+
+def test_weights_correction_recovers_a_weight_streaming_cost(space):
+    """A truth where a whole network also pays for streaming its weights (per parameter, plus a step for blocks
+    above 128k parameters): stage_affine_weights finds the step by leave-one-out on its samples and predicts
+    held-out networks far better than stage_affine; its table is still one non-negative number per entry."""
+    rng = random.Random(0)
+    groups = position_groups(space, "stage_affine")
+    entries = [{o: (0 if not o else rng.randint(5_000, 50_000)) for o in space.options(i)}
+               for i in range(len(space.positions))]
+    raw = LatencyTable(entries, 20_000, 1e9, space=space)  # nanoseconds
+
+    def truth(options):
+        total = 0.05
+        for i, o in enumerate(options):
+            if o:
+                params = block_weight_params(space, i, o)
+                total += (1.0 + 0.05 * groups[i]) * raw.block_ms(i, o) + 4e-8 * params + 0.01 * (params > 128_000)
+        return total
+
+    nets = sample_architectures(space, 60, seed=1)
+    held = sample_architectures(space, 30, seed=2)
+    held_truth = [truth(o) for o in held]
+    fitted = {m: fit_correction(raw, [(o, truth(o)) for o in nets], m, ridge=1e-4)
+              for m in ("stage_affine_weights", "stage_affine")}
+    weights = fitted["stage_affine_weights"]
+    assert weights.weight_threshold == 128_000 and weights.weight_ms > 0 and weights.big_block_ms > 0
+    assert weights.fit["loo_mape_pct"] < 1.0
+    corrected = weights.apply(raw)
+    assert all(c >= 0 for row in corrected.entries for c in row.values())
+    mape = {m: score([c.apply(raw).estimate_ms(o) for o in held], held_truth)["mape_pct"] for m, c in fitted.items()}
+    assert mape["stage_affine_weights"] < 1.0 and mape["stage_affine_weights"] * 3 < mape["stage_affine"]
 
 
 def test_failing_device_keeps_its_measurements_and_the_build_resumes(tmp_path):

@@ -12,7 +12,10 @@ fitted by ridge regression on relative errors (rows divided by the measured late
 measurements of sampled architectures; the ridge pulls ``a_g`` to 1 and ``b_g`` to 0, so a group the samples
 say little about keeps its raw entries. Groups: ``stage_affine`` (each stage's first block, whose stride or
 width changes, and its remaining blocks), ``position_affine`` (every position) or ``ratio`` (one global scale,
-no offsets). The corrected entry of position ``i`` is ``max(0, a_g t_i + b_g)`` (a skip stays 0) and the
+no offsets) and ``stage_affine_weights`` (the default: ``stage_affine`` plus ``w * P + v * B_C``, the weights a
+whole network streams through the caches - ``P`` the network's block weight parameters, ``B_C`` its blocks with
+more than ``C`` parameters; ``C`` and the ridge chosen by leave-one-out on the samples, scored as applied). The
+corrected entry of position ``i`` is ``max(0, a_g t_i + b_g [+ w p_i + v [p_i > C]])`` (a skip stays 0) and the
 fixed part is ``c``: still one number per (position, option), so the search's estimator works unchanged.
 """
 
@@ -26,14 +29,15 @@ import numpy as np
 from s3nas.latency.lut import LatencyTable
 from s3nas.space import Option
 
-METHODS = ("stage_affine", "position_affine", "ratio", "none")
+METHODS = ("stage_affine_weights", "stage_affine", "position_affine", "ratio", "none")
+WEIGHT_THRESHOLDS = (32_000, 64_000, 128_000, 256_000, 512_000)  # parameters (x4 bytes): 128 KB .. 2 MB
 
 
 def position_groups(space: Any, method: str) -> list[int]:
     """Group index of every position for ``method``."""
     if method == "position_affine":
         return list(range(len(space.positions)))
-    if method == "stage_affine":
+    if method in ("stage_affine", "stage_affine_weights"):
         keys, groups = {}, []
         for i, pos in enumerate(space.positions):
             first = i == 0 or space.positions[i - 1].stage != pos.stage
@@ -52,12 +56,21 @@ class Correction:
     offset_ms: list[float]
     fixed_ms: float
     fit: dict = field(default_factory=dict)
+    # stage_affine_weights: ms per weight parameter of the block, ms per block above the threshold (parameters)
+    weight_ms: float = 0.0
+    big_block_ms: float = 0.0
+    weight_threshold: int = 0
+    space: Any = field(default=None, repr=False, compare=False)
 
     def entry_ms(self, i: int, raw_ms: float, option: Option) -> float:
         if not option:
             return 0.0
         g = self.groups[i]
-        return max(0.0, self.scale[g] * raw_ms + self.offset_ms[g])
+        value = self.scale[g] * raw_ms + self.offset_ms[g]
+        if (self.weight_ms or self.big_block_ms) and self.space is not None:
+            params = block_weight_params(self.space, i, option)
+            value += self.weight_ms * params + self.big_block_ms * (params > self.weight_threshold)
+        return max(0.0, value)
 
     def apply(self, raw: LatencyTable) -> LatencyTable:
         """The corrected table (same units as ``raw``: integer cycles at ``raw.clock_hz``)."""
@@ -70,7 +83,15 @@ class Correction:
 
     def to_dict(self) -> dict:
         return {"method": self.method, "groups": self.groups, "scale": self.scale, "offset_ms": self.offset_ms,
-                "fixed_ms": self.fixed_ms, "fit": self.fit}
+                "fixed_ms": self.fixed_ms, "weight_ms": self.weight_ms, "big_block_ms": self.big_block_ms,
+                "weight_threshold": self.weight_threshold, "fit": self.fit}
+
+
+def block_weight_params(space: Any, i: int, option: Option) -> int:
+    """Weight parameters of position ``i`` with ``option`` (0 for a skip)."""
+    from s3nas.stepio import block_params
+
+    return block_params(space.block_spec(i, option), space.positions[i].in_channels) if option else 0
 
 
 def _features(raw: LatencyTable, options: Sequence[Option], groups: list[int], n_groups: int) -> np.ndarray:
@@ -83,7 +104,7 @@ def _features(raw: LatencyTable, options: Sequence[Option], groups: list[int], n
     return np.concatenate([totals, counts])
 
 
-def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], float]], method: str = "stage_affine",
+def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], float]], method: str = "stage_affine_weights",
                    ridge: float = 0.1) -> Correction:
     """Fit the correction of ``raw`` to ``samples`` = [(options per position, measured end-to-end ms), ...]."""
     if method not in METHODS:
@@ -104,25 +125,75 @@ def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], 
         scale = float(np.sum(weights**2 * raw_sums * y) / np.sum((weights * raw_sums) ** 2))
         correction = Correction(method, groups, [scale], [0.0], raw.fixed_ms * scale)
     else:
-        # unknowns: c, delta_a[G], b[G]; target y - sum T  (a = 1 + delta_a)
+        # unknowns: c, delta_a[G], b[G] (+ weight terms); target y - sum T  (a = 1 + delta_a)
         block_ms = float(np.mean([raw.cycles_to_ms(c) for row in raw.entries for o, c in row.items() if o]) or 1.0)
         design = np.concatenate([np.ones((len(y), 1)), totals, counts * block_ms], axis=1)
         target = y - totals.sum(axis=1)
-        a = design * weights[:, None]
-        b = target * weights
-        strength = np.sqrt(max(0.0, float(ridge)) * 1e-3 * len(y))
-        penalty = np.zeros((2 * n_groups, 1 + 2 * n_groups))
-        penalty[:, 1:] = np.eye(2 * n_groups) * strength
-        theta, *_ = np.linalg.lstsq(np.concatenate([a, penalty]), np.concatenate([b, np.zeros(2 * n_groups)]),
-                                    rcond=None)
+        extra: dict = {}
+        if method == "stage_affine_weights" and space is not None:
+            params = [[block_weight_params(space, i, o) for i, o in enumerate(opts)] for opts in options]
+            all_params = [block_weight_params(space, i, o) for i in range(n_pos) for o in space.options(i) if o]
+            per_param_ms = block_ms / float(np.mean(all_params) or 1.0)  # columns in ms units
+            weight_col = np.array([sum(p) for p in params]) * per_param_ms
+
+            def big_col(threshold: int) -> np.ndarray:
+                return np.array([sum(v > threshold for v in p) for p in params]) * block_ms
+
+            # threshold and ridge chosen by leave-one-out on the fit samples (never on held-out networks)
+            # (scored as applied: every corrected entry clipped at 0)
+            blocks = [[(groups[i], raw.block_ms(i, o), v) for i, (o, v) in enumerate(zip(opts, p)) if o]
+                      for opts, p in zip(options, params)]
+            choices = [(t, r) for t in WEIGHT_THRESHOLDS for r in (ridge / 10.0, ridge, ridge * 10.0, ridge * 100.0)]
+            loo = {c: _loo_mape(np.concatenate([design, weight_col[:, None], big_col(c[0])[:, None]], axis=1),
+                                target, y, c[1], blocks, n_groups, block_ms, per_param_ms, c[0])
+                   for c in choices}
+            threshold, ridge = min(choices, key=lambda c: loo[c])
+            design = np.concatenate([design, weight_col[:, None], big_col(threshold)[:, None]], axis=1)
+            extra = {"per_param_ms": per_param_ms, "threshold": threshold, "loo_mape_pct": loo[(threshold, ridge)]}
+        theta = _ridge_solve(design, target, weights, ridge)
         scale = (1.0 + theta[1:1 + n_groups]).tolist()
-        offset = (theta[1 + n_groups:] * block_ms).tolist()
+        offset = (theta[1 + n_groups:1 + 2 * n_groups] * block_ms).tolist()
         correction = Correction(method, groups, scale, offset, float(theta[0]))
+        if extra:
+            correction.weight_ms = float(theta[1 + 2 * n_groups] * extra["per_param_ms"])
+            correction.big_block_ms = float(theta[2 + 2 * n_groups] * block_ms)
+            correction.weight_threshold = int(extra["threshold"])
+            correction.space = space
     corrected = correction.apply(raw)
     fitted = np.array([corrected.estimate_ms(o) for o in options])
     correction.fit = {"samples": len(y), "ridge": float(ridge),
                       "train_raw_mape_pct": mape_pct(raw_sums, y), "train_mape_pct": mape_pct(fitted, y)}
+    if method == "stage_affine_weights" and "loo_mape_pct" in extra:
+        correction.fit["loo_mape_pct"] = float(extra["loo_mape_pct"])
     return correction
+
+
+def _ridge_solve(design: np.ndarray, target: np.ndarray, weights: np.ndarray, ridge: float) -> np.ndarray:
+    """Weighted least squares with a ridge on every unknown but the first (the fixed part)."""
+    a = design * weights[:, None]
+    b = target * weights
+    k = design.shape[1] - 1
+    strength = np.sqrt(max(0.0, float(ridge)) * 1e-3 * len(target))
+    penalty = np.zeros((k, k + 1))
+    penalty[:, 1:] = np.eye(k) * strength
+    theta, *_ = np.linalg.lstsq(np.concatenate([a, penalty]), np.concatenate([b, np.zeros(k)]), rcond=None)
+    return theta
+
+
+def _loo_mape(design: np.ndarray, target: np.ndarray, y: np.ndarray, ridge: float, blocks: list, n_groups: int,
+              block_ms: float, per_param_ms: float, threshold: int) -> float:
+    """Leave-one-out MAPE (%) of the stage_affine_weights model as applied: the fixed part plus every present
+    block's entry ``max(0, a_g t + b_g + w p + v [p > threshold])`` (``blocks``: (group, t ms, p) per sample)."""
+    errors = []
+    for k in range(len(y)):
+        keep = np.arange(len(y)) != k
+        theta = _ridge_solve(design[keep], target[keep], 1.0 / y[keep], ridge)
+        a, b = 1.0 + theta[1:1 + n_groups], theta[1 + n_groups:1 + 2 * n_groups] * block_ms
+        w, v = theta[1 + 2 * n_groups] * per_param_ms, theta[2 + 2 * n_groups] * block_ms
+        predicted = max(0.0, theta[0]) + sum(max(0.0, a[g] * t + b[g] + w * p + v * (p > threshold))
+                                             for g, t, p in blocks[k])
+        errors.append(abs(predicted - y[k]) / y[k])
+    return float(100.0 * np.mean(errors))
 
 
 # ----------------------------------------------------------------------------------------- scores

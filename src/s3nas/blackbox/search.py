@@ -34,7 +34,7 @@ def device_table(cfg: Any, device: Device, space: Any, progress: bool = True):
     hw = cfg.hardware
     measured = build_measured_table(space, device, cache_dir=cfg.paths.cache_dir,
                                     samples=int(hw.get("correction_samples", 60)),
-                                    correction=str(hw.get("correction", "stage_affine")),
+                                    correction=str(hw.get("correction", "stage_affine_weights")),
                                     ridge=float(hw.get("correction_ridge", 0.1)), seed=int(hw.get("seed", 0)),
                                     progress=progress)
     table = measured.corrected

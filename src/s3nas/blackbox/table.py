@@ -268,7 +268,7 @@ def block_table(space: SearchSpace, log: MeasurementLog, key: str = "", meta: di
 
 
 def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str | os.PathLike | None,
-                         samples: int = 60, correction: str = "stage_affine", ridge: float = 0.1, seed: int = 0,
+                         samples: int = 60, correction: str = "stage_affine_weights", ridge: float = 0.1, seed: int = 0,
                          progress: bool = True, chunk: int = 16,
                          printer: Callable[[str], None] | None = print,
                          reference: bool | None = None) -> MeasuredTable:

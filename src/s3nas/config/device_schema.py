@@ -27,7 +27,7 @@ class DeviceHardwareConfig(HardwareConfig):
     noise_pct: float = 0.0  # simulated device: multiplicative measurement noise (log-normal sigma, %)
     seed: int = 0
     # layer-adaptive correction: end-to-end measurements of sampled architectures
-    correction: str = "stage_affine"  # stage_affine | position_affine | ratio | none
+    correction: str = "stage_affine_weights"  # stage_affine_weights | stage_affine | position_affine | ratio | none
     correction_samples: int = 60  # sampled architectures measured end to end to fit the correction
     correction_ridge: float = 0.1  # ridge strength pulling scales to 1 and offsets to 0
     noise_repeats: int = 5  # separate measurements of one network for the noise estimate
