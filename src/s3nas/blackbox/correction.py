@@ -104,8 +104,8 @@ def _features(raw: LatencyTable, options: Sequence[Option], groups: list[int], n
     return np.concatenate([totals, counts])
 
 
-def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], float]], method: str = "stage_affine_weights",
-                   ridge: float = 0.1) -> Correction:
+def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], float]],
+                   method: str = "stage_affine_weights", ridge: float = 0.1) -> Correction:
     """Fit the correction of ``raw`` to ``samples`` = [(options per position, measured end-to-end ms), ...]."""
     if method not in METHODS:
         raise ValueError(f"correction: {method!r}; use one of {', '.join(METHODS)}")
