@@ -33,7 +33,7 @@ def space_range_ms(hardware: str, overrides: list[str]) -> tuple[float, float]:
     sys.path.insert(0, str(REPO / "src"))
     from s3nas.config import compose_config
     from s3nas.latency.lut import build_latency_table
-    from s3nas.search.runner import load_hardware
+    from s3nas.config import load_hardware
     from s3nas.space import SearchSpace
 
     cfg = compose_config("search", [f"hardware={hardware}", *overrides], output_dir=tempfile.gettempdir())

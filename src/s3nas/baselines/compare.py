@@ -211,7 +211,7 @@ def csv_text(rows: list[dict]) -> str:
 def check(cfg: Any) -> dict:
     """Every user error before anything is written."""
     from s3nas.baselines.zoo import select_entries
-    from s3nas.search.runner import load_hardware
+    from s3nas.config import load_hardware
 
     if not cfg.runs and not cfg.zoo:
         raise ConfigError("runs: nothing to compare; pass runs=[<run dir>,...] and/or zoo=[efficientnet_b1,...]")

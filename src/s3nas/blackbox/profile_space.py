@@ -106,7 +106,7 @@ def latency_backend(hardware_cfg: Any) -> LatencyBackend:
     device = make_device(hardware_cfg)
     if device is not None:
         return DeviceLatency(device)
-    from s3nas.train.runner import load_hardware
+    from s3nas.config import load_hardware
 
     return SimulatorLatency(load_hardware(hardware_cfg))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from s3nas.config import load_hardware  # noqa: F401 - re-exported (baselines, benchmarks import it from here)
+from s3nas.config import load_hardware
 from s3nas.errors import ConfigError
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 
