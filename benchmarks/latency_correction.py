@@ -1,7 +1,7 @@
 """Benchmark: raw sum of standalone block measurements vs the layer-adaptive corrected sum, on held-out networks.
 
 python benchmarks/latency_correction.py [--devices cpu_onnxruntime,sim_midap_blackbox] [--fit 40] [--heldout 40]
-    [--input-size 16] [--sim-input-size 224] [--sim-noise-pct 2] [--cache-dir DIR] [--seed 0]
+    [--input-size 224] [--num-classes 1000] [--sim-input-size 224] [--sim-noise-pct 2] [--cache-dir DIR] [--seed 0]
 
 For each device (a conf/hardware name with ``device:`` set): the per-block table is measured block by block
 (standalone blocks in their shape context, stem, head; cached and resumable like search.py's table, the same
@@ -14,9 +14,11 @@ measured (raw blocks, raw networks) is scored too (``as_measured``). ``noise_pct
 variation: ``--noise-nets`` held-out networks measured again in a later pass (with its own reference),
 median |second - first| / first after normalisation (``noise_raw_pct``: as measured); ``repeat_within10_pct``
 is the share of those repeats within +-10% of the first measurement (what any predictor can reach at this
-noise). The search space is the S3NAS supernet; ``--input-size`` 16 is the debug/search_small
-resolution (a full measured table in minutes on a CPU). Last line: one JSON object (keys of the first device at
-top level, every device under ``devices``).
+noise). The search space is the S3NAS supernet at search.py's default deployment shape (``deploy.input_size``
+224, ``deploy.num_classes`` 1000), so the table scored here is the one ``python search.py hardware=<device>``
+builds and the two share the log; ``--input-size 16 --num-classes 10`` is the weight-streaming-bound corner
+(docs/blackbox.md). Last line: one JSON object (keys of the first device at top level, every device under
+``devices``).
 """
 
 from __future__ import annotations
@@ -146,9 +148,9 @@ def main() -> None:
     ap.add_argument("--devices", default="cpu_onnxruntime,sim_midap_blackbox")
     ap.add_argument("--fit", type=int, default=40)
     ap.add_argument("--heldout", type=int, default=40)
-    ap.add_argument("--input-size", type=int, default=16)
+    ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--sim-input-size", type=int, default=224)
-    ap.add_argument("--num-classes", type=int, default=10)
+    ap.add_argument("--num-classes", type=int, default=1000)
     ap.add_argument("--sim-noise-pct", type=float, default=2.0)
     ap.add_argument("--correction", default="stage_affine_weights", choices=[m for m in METHODS if m != "none"])
     ap.add_argument("--ridge", type=float, default=0.1)
