@@ -395,15 +395,17 @@ class TorchCpuDevice(Device):
     kind = "torch"
 
     def __init__(self, name: str = "torch_cpu", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-                 rounds: int = 10, clock: str = "wall") -> None:
+                 rounds: int = 10, clock: str = "wall", keep_heap: bool = False) -> None:
         super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds, clock=clock)
         _check_threads(threads, clock)
         self.threads = int(threads)
+        self.keep_heap = bool(keep_heap) and keep_freed_memory()
 
     def identity(self) -> dict:
         import torch
 
-        return {**super().identity(), "threads": self.threads, "torch": torch.__version__, "host": _host()}
+        return {**super().identity(), "threads": self.threads, "torch": torch.__version__, "host": _host(),
+                **({"keep_heap": True} if self.keep_heap else {})}
 
     def _runner(self, network: Network):
         import torch
@@ -568,6 +570,24 @@ def make_device(hardware_cfg: Any) -> Device | None:
     return device
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to serve large allocations from the heap and not to give freed memory back to the system
+    (``mallopt(M_MMAP_THRESHOLD, 1 GiB)``, ``mallopt(M_TRIM_THRESHOLD, 2 GiB)``), so torch eager's activation
+    tensors reuse pages run after run instead of page-faulting fresh zeroed ones (measured here at 224x224: 1.0 M
+    -> 0.17 M page faults for 4 x 70 runs of one network, 37.7 -> 32.5 ms). Process-wide; False where there is no
+    glibc (the setting is then simply not applied)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+
+
 def _make_device(kind: str, name: str, get) -> Device:
     warmup, repeats = int(get("warmup", 10) or 0), int(get("repeats", 30) or 1)
     rounds, clock = int(get("rounds", 10) or 1), str(get("clock", "wall") or "wall")
@@ -576,7 +596,7 @@ def _make_device(kind: str, name: str, get) -> Device:
                                  rounds=rounds, clock=clock)
     if kind == "torch":
         return TorchCpuDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats,
-                              rounds=rounds, clock=clock)
+                              rounds=rounds, clock=clock, keep_heap=bool(get("keep_heap", False)))
     if kind == "simulated":
         profile = get("sim_profile", None)
         if not profile:

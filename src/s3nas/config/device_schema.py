@@ -34,6 +34,9 @@ class DeviceHardwareConfig(HardwareConfig):
     # time a reference (mid-size block / network) in every chunk of table measurements and normalise by it
     # (drift of a shared machine's load between chunks); the log keeps the raw values too
     reference: bool = False
+    # torch device: keep freed memory in the process heap (glibc mallopt) so a run's activations reuse pages
+    # instead of page-faulting fresh ones each run (fewer, steadier page faults; docs/blackbox.md)
+    keep_heap: bool = False
 
 
 def register(cs: Any) -> None:
