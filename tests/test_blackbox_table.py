@@ -238,3 +238,19 @@ def test_samples_span_the_space_from_its_fastest_network():
     span = largest - fastest  # stratified sizes: small, middle and large networks all present
     for lo, hi in ((0.0, 0.33), (0.33, 0.66), (0.66, 1.01)):
         assert any(fastest + lo * span < m <= fastest + hi * span for m in ms[1:]), (lo, hi)
+
+
+def test_delivered_measurement_reports_the_drift_since_the_table(tmp_path):
+    """The delivered network's summary says how far the machine is from the table's reference level."""
+    from s3nas.blackbox.search import DeviceLatency
+
+    space = _space(16)
+    device = SimulatedDevice("midap", "sim", repeats=1)
+    ref_ms = device.measure(reference_networks(space)["net"]).median_ms
+    options = list(space.min_options())
+    out = DeviceLatency(device, space, noise_repeats=2, reference_ms=ref_ms / 1.25).delivered(options)
+    assert out["device_drift_pct"] == pytest.approx(25.0)
+    assert out["reference_now_ms"] == pytest.approx(ref_ms) and "+25.0% vs the table" in out["latency_source"]
+    assert out["measured_ms"] == pytest.approx(device.measure(space.arch_spec(options)).median_ms)
+    plain = DeviceLatency(device, space, noise_repeats=2).delivered(options)
+    assert "device_drift_pct" not in plain and "vs the table" not in plain["latency_source"]

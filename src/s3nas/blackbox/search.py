@@ -45,8 +45,11 @@ def device_table(cfg: Any, device: Device, space: Any, progress: bool = True):
 class DeviceLatency:
     """options -> measured end-to-end latency (median ms) of the deployment network, cached per state."""
 
-    def __init__(self, device: Device, space: Any, noise_repeats: int = 5) -> None:
+    def __init__(self, device: Device, space: Any, noise_repeats: int = 5, reference_ms: float | None = None) -> None:
+        """``reference_ms``: the reference network's median over the table's log (the level the table's entries
+        are normalised to; None when the table was built without a reference)."""
         self.device, self.space, self.noise_repeats = device, space, int(noise_repeats)
+        self.reference_ms = reference_ms
         self.cache: dict = {}
 
     def measurement(self, options: Sequence) -> Measurement:
@@ -64,8 +67,17 @@ class DeviceLatency:
         noise = self.device.noise(spec, repeats=max(2, self.noise_repeats))
         first = self.measurement(options)
         median_ms = noise.median_ms
-        return {"measured_ms": median_ms, "latency_iqr_ms": first.iqr_ms, "latency_runs": first.n,
-                "latency_measurements_ms": list(noise.medians_ms), "latency_noise_pct": noise.noise_pct,
-                "latency_source": f"measurement ({self.device.name}, {self.space.input_size}x{self.space.input_size}, "
-                                  f"{self.space.num_classes} classes; median of {len(noise.medians_ms)} "
-                                  f"measurements of {first.n} timed runs each, noise +-{noise.noise_pct:.1f}%)"}
+        out = {"measured_ms": median_ms, "latency_iqr_ms": first.iqr_ms, "latency_runs": first.n,
+               "latency_measurements_ms": list(noise.medians_ms), "latency_noise_pct": noise.noise_pct}
+        drift = ""
+        if self.reference_ms:  # how far the machine is now from the conditions the table was normalised to
+            from s3nas.blackbox.table import reference_networks
+
+            now_ms = self.device.measure(reference_networks(self.space)["net"]).median_ms
+            out.update(reference_now_ms=now_ms, reference_table_ms=self.reference_ms,
+                       device_drift_pct=100.0 * (now_ms / self.reference_ms - 1.0))
+            drift = f"; reference network {out['device_drift_pct']:+.1f}% vs the table's measurements"
+        out["latency_source"] = (f"measurement ({self.device.name}, {self.space.input_size}x{self.space.input_size}, "
+                                 f"{self.space.num_classes} classes; median of {len(noise.medians_ms)} measurements "
+                                 f"of {first.n} timed runs each, noise +-{noise.noise_pct:.1f}%{drift})")
+        return out

@@ -98,7 +98,9 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     if device is not None:  # a black-box device: every latency below is measured end to end, not simulated
         from s3nas.blackbox.search import DeviceLatency
 
-        simulate_ms = measured = DeviceLatency(device, deploy_space, int(cfg.hardware.get("noise_repeats", 5)))
+        reference = (table.meta.get("reference") or {}).get("net")  # the level the table is normalised to
+        simulate_ms = measured = DeviceLatency(device, deploy_space, int(cfg.hardware.get("noise_repeats", 5)),
+                                               reference_ms=reference)
 
     decoded_simulated_ms = simulate_ms(options)
     final_state_simulated_ms = simulate_ms([canonical(b) for b in final_raw])
