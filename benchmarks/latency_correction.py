@@ -9,7 +9,7 @@ cache by default), then ``fit + heldout`` sampled architectures are measured end
 shuffled pass; the corrections are fitted on the ``fit`` networks and scored on the ``heldout`` ones: MAPE and
 the share within +-5% / +-10% against the measured end-to-end latency. With ``hardware.reference`` (the CPU
 devices) every chunk of measurements also times a reference (a mid-size block for blocks, a mid-size network
-for networks) and the scores use measurements normalised by it (``s3nas.blackbox.table``); the same data as
+for networks) and the scores use measurements normalised by it (``s3nas.latency.measured``); the same data as
 measured (raw blocks, raw networks) is scored too (``as_measured``). ``noise_pct`` is the repeat-measurement
 variation: ``--noise-nets`` held-out networks measured again in a later pass (with its own reference),
 median |second - first| / first after normalisation (``noise_raw_pct``: as measured); ``repeat_within10_pct``
@@ -29,12 +29,12 @@ import random
 import statistics
 import time
 
-from s3nas.blackbox import make_device
-from s3nas.blackbox.correction import METHODS, fit_correction, score
-from s3nas.blackbox.table import (block_table, build_measured_table, measure_networks, open_log, remeasure_networks,
+from s3nas.latency.device import make_device
+from s3nas.latency.correction import METHODS, fit_correction, score
+from s3nas.latency.measured import (block_table, build_measured_table, measure_networks, open_log, remeasure_networks,
                                   sample_architectures)
 from s3nas.config import compose_config
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 
 
 def space_of(input_size: int, num_classes: int) -> SearchSpace:

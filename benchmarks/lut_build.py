@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from s3nas.config import CONF_DIR, register_configs
 from s3nas.latency.lut import build_latency_table
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 
 
 def load_space(supernet: str, candidates: str, input_size: int, num_classes: int) -> SearchSpace:

@@ -6,12 +6,12 @@ Stages (each takes the previous stage's run dir; a stage whose run dir already h
 so an interrupted flow resumes):
   0 search      python search.py latency=2.5ms               (or --search <existing search run dir>)
   1 train       python train.py arch=<0>
-  2 plus        python -m s3nas.postprocess arch=<1> se=all act=hswish
-  3 scaled      python -m s3nas.scaling arch=<2> latency=<final>
+  2 plus        python -m s3nas.postsearch.postprocess arch=<1> se=all act=hswish
+  3 scaled      python -m s3nas.postsearch.scaling arch=<2> latency=<final>
   4 train       python train.py arch=<3>
-  5 rmse        python -m s3nas.se_removal run_dir=<4> fraction=0.4
+  5 rmse        python -m s3nas.postsearch.se_removal run_dir=<4> fraction=0.4
   6 train       python train.py arch=<5>
-then `python -m s3nas.flow runs=[0..6]` prints the comparison table. Prints the commands it runs, the table,
+then `python -m s3nas.postsearch.flow runs=[0..6]` prints the comparison table. Prints the commands it runs, the table,
 and as the last line one JSON object with every stage's figures.
 """
 
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency", default="5.2ms", help="final target of the scaling stage")
     parser.add_argument("--latency-factor", type=float, default=None,
                         help="instead of --latency: the final target as a multiple of stage 2's simulated latency")
-    parser.add_argument("--scaling-args", default="", help="overrides for s3nas.scaling")
+    parser.add_argument("--scaling-args", default="", help="overrides for s3nas.postsearch.scaling")
     parser.add_argument("--removal", default="fraction=0.4", help="count=N, fraction=F or threshold=T")
-    parser.add_argument("--removal-args", default="", help="more overrides for s3nas.se_removal (e.g. images=500)")
+    parser.add_argument("--removal-args", default="", help="more overrides for s3nas.postsearch.se_removal (e.g. images=500)")
     parser.add_argument("--common", default="logger=none", help="overrides for search.py and train.py")
     args = parser.parse_args(argv)
 
@@ -69,25 +69,25 @@ def main(argv: list[str] | None = None) -> dict:
                                  f"hydra.run.dir={dirs['search']}"], dirs["search"] / "arch.json")
     seconds["train"] = run([py, "train.py", f"arch={dirs['search']}", *common, *train,
                             f"hydra.run.dir={dirs['train']}"], dirs["train"] / "summary.json")
-    seconds["plus"] = run([py, "-m", "s3nas.postprocess", f"arch={dirs['train']}", "se=all", "act=hswish",
+    seconds["plus"] = run([py, "-m", "s3nas.postsearch.postprocess", f"arch={dirs['train']}", "se=all", "act=hswish",
                            f"hydra.run.dir={dirs['plus']}"], dirs["plus"] / "summary.json")
     latency = args.latency
     if args.latency_factor:
         plus_ms = json.loads((dirs["plus"] / "summary.json").read_text())["latency_ms"]
         latency = f"{args.latency_factor * plus_ms:.6f}ms"
-    seconds["scaled"] = run([py, "-m", "s3nas.scaling", f"arch={dirs['plus']}", f"latency={latency}",
+    seconds["scaled"] = run([py, "-m", "s3nas.postsearch.scaling", f"arch={dirs['plus']}", f"latency={latency}",
                              *shlex.split(args.scaling_args), f"hydra.run.dir={dirs['scaled']}"],
                             dirs["scaled"] / "summary.json")
     seconds["scaled_train"] = run([py, "train.py", f"arch={dirs['scaled']}", *common, *train,
                                    f"hydra.run.dir={dirs['scaled_train']}"], dirs["scaled_train"] / "summary.json")
-    seconds["rmse"] = run([py, "-m", "s3nas.se_removal", f"run_dir={dirs['scaled_train']}",
+    seconds["rmse"] = run([py, "-m", "s3nas.postsearch.se_removal", f"run_dir={dirs['scaled_train']}",
                            *shlex.split(args.removal), *shlex.split(args.removal_args),
                            f"hydra.run.dir={dirs['rmse']}"], dirs["rmse"] / "summary.json")
     seconds["rmse_train"] = run([py, "train.py", f"arch={dirs['rmse']}", *common, *train,
                                  f"hydra.run.dir={dirs['rmse_train']}"], dirs["rmse_train"] / "summary.json")
     runs = ",".join(str(d) for d in dirs.values())
     table_dir = out / "table"
-    proc = subprocess.run([py, "-m", "s3nas.flow", f"runs=[{runs}]", f"hydra.run.dir={table_dir}"], cwd=REPO,
+    proc = subprocess.run([py, "-m", "s3nas.postsearch.flow", f"runs=[{runs}]", f"hydra.run.dir={table_dir}"], cwd=REPO,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])

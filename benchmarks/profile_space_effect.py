@@ -4,7 +4,7 @@
     python benchmarks/profile_space_effect.py --hardware systolic --target 3ms
     python benchmarks/profile_space_effect.py --also-profile cpu_onnxruntime   # + the space chosen on the CPU
 
-1. Profile (``python -m s3nas.blackbox.profile_space``) on ``--hardware`` with a cheap accuracy proxy sized
+1. Profile (``python -m s3nas.profiling.profile_space``) on ``--hardware`` with a cheap accuracy proxy sized
    for a laptop CPU (SSBN depth x0.34 = 1/1/2/1/4 blocks, 16 px digits, ``--epochs`` epochs; latency always on
    the full SSBN at 224 px), cost.latency_weight ``--latency-weight``, top ``--top-k``.
 2. Two searches at the same target with ``debug=search_small`` (a one-minute S3NAS search): the default space
@@ -43,7 +43,7 @@ def run_measured(argv: list[str], log: Path) -> tuple[float, float, int]:
 
 def profile(args: argparse.Namespace, hardware: str, extra: list[str]) -> dict:
     run_dir = args.out / f"profile_{hardware}"
-    argv = [sys.executable, "-m", "s3nas.blackbox.profile_space", f"hardware={hardware}", "logger=none",
+    argv = [sys.executable, "-m", "s3nas.profiling.profile_space", f"hardware={hardware}", "logger=none",
             f"hydra.run.dir={run_dir}", f"paths.cache_dir={args.out / 'cache'}",
             f"output.config_dir={args.out / 'conf'}", f"output.name=bbssp_bench_{hardware}",
             f"cost.latency_weight={args.latency_weight}", f"select.top_k={args.top_k}",
@@ -70,7 +70,7 @@ def search(args: argparse.Namespace, label: str, extra: list[str]) -> dict:
     try:
         from omegaconf import OmegaConf
 
-        from s3nas.space import SearchSpace
+        from s3nas.arch.space import SearchSpace
 
         cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
         space = SearchSpace.from_config(cfg.supernet, cfg.candidates)

@@ -34,7 +34,7 @@ def space_range_ms(hardware: str, overrides: list[str]) -> tuple[float, float]:
     from s3nas.config import compose_config
     from s3nas.latency.lut import build_latency_table
     from s3nas.config import load_hardware
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
 
     cfg = compose_config("search", [f"hardware={hardware}", *overrides], output_dir=tempfile.gettempdir())
     space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),

@@ -26,7 +26,7 @@ def build(num_classes: int = 1000):
     import simulator
     from s3nas.config import CONF_DIR, register_configs
     from s3nas.latency.lut import build_latency_table
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
 
     register_configs()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):

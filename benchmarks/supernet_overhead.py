@@ -45,7 +45,7 @@ def load_space(supernet: str, candidates: str, num_classes: int):
     """SearchSpace from the repository's yaml configs (no Hydra run needed)."""
     import yaml
 
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
 
     def load(group: str, name: str) -> dict:
         cfg = yaml.safe_load((REPO / "conf" / group / f"{name}.yaml").read_text())
@@ -168,7 +168,7 @@ def peak_memory_child(kind: str, args) -> int:
 
     import s3nas.nn.builder  # noqa: F401
     import s3nas.nn.supernet  # noqa: F401
-    import s3nas.space  # noqa: F401
+    import s3nas.arch.space  # noqa: F401
 
     reset_rss_high_water()
     base = rss_bytes()

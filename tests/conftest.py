@@ -18,6 +18,8 @@ from s3nas.config import CONF_DIR, compose_config, register_configs  # noqa: E40
 register_configs()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# test oracles (e.g. the simulator's straightforward reference implementation) live under tests/oracles
+sys.path.insert(0, str(Path(__file__).resolve().parent / "oracles"))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from s3nas.arch.graph import archspec_to_graph, block_to_graph, load_graph_from_
 from s3nas.arch.spec import BlockSpec, Branch
 from s3nas.config.supernet_schema import CandidatesConfig, SupernetConfig
 from s3nas.nn.builder import build_model
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 
 
 def _space(block_type="mixconv") -> SearchSpace:

@@ -79,7 +79,7 @@ def test_real_space_samples_are_in_band_by_independent_simulation(compose_cfg):
 
     from s3nas.arch.graph import archspec_to_graph
     from s3nas.latency.lut import build_latency_table
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
 
     cfg = compose_cfg([])
     space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=1000, input_size=224)

@@ -14,11 +14,11 @@ import pytest
 
 import simulator
 from s3nas.arch.graph import archspec_to_graph
-from s3nas.blackbox import (CommandDevice, DeviceError, OnnxRuntimeDevice, Piece, SimulatedDevice, TorchCpuDevice,
+from s3nas.latency.device import (CommandDevice, DeviceError, OnnxRuntimeDevice, Piece, SimulatedDevice, TorchCpuDevice,
                             make_device)
-from s3nas.blackbox.devices import onnx_bytes, parse_ms, summarize
+from s3nas.latency.device import onnx_bytes, parse_ms, summarize
 from s3nas.config import compose_config
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,9 +146,9 @@ def test_make_device_from_hardware_configs():
 def test_keep_heap_cuts_torch_page_faults():
     """Measured in a fresh process each (the glibc setting is process-wide): the reference network at 160 px,
     20 timed runs after a first measurement (here: ~34k page faults without, ~10 with)."""
-    code = ("import resource, sys; from s3nas.blackbox.devices import TorchCpuDevice; "
-            "from s3nas.blackbox.table import reference_options; from s3nas.config import compose_config; "
-            "from s3nas.space import SearchSpace; cfg = compose_config('search', ['debug=search_small']); "
+    code = ("import resource, sys; from s3nas.latency.device import TorchCpuDevice; "
+            "from s3nas.latency.measured import reference_options; from s3nas.config import compose_config; "
+            "from s3nas.arch.space import SearchSpace; cfg = compose_config('search', ['debug=search_small']); "
             "space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=10, input_size=160); "
             "device = TorchCpuDevice(warmup=3, repeats=20, keep_heap=sys.argv[1] == '1'); "
             "net = space.arch_spec(reference_options(space)); device.measure(net); "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from s3nas.arch import codec
-from s3nas.blackbox import SimulatedDevice
+from s3nas.latency.device import SimulatedDevice
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["debug=search_small", "deploy.input_size=16", "deploy.num_classes=10"]
@@ -43,7 +43,7 @@ def test_search_on_simulated_black_box_meets_the_target(tmp_path):
 def test_search_on_onnxruntime_cpu_meets_the_target_within_noise(tmp_path):
     """Real measurements on this machine's CPU at the default deployment shape (224x224, 1000 classes), the
     measured table built from scratch (~2 min on one core)."""
-    from s3nas.blackbox import make_device
+    from s3nas.latency.device import make_device
     from s3nas.config import compose_config
 
     run_dir = tmp_path / "run"

@@ -8,14 +8,14 @@ import random
 import numpy as np
 import pytest
 
-from s3nas.blackbox import DeviceError, Piece, SimulatedDevice
-from s3nas.blackbox.devices import summarize
-from s3nas.blackbox.correction import block_weight_params, fit_correction, position_groups, score
-from s3nas.blackbox.table import (MeasurementLog, build_measured_table, measure_networks, reference_networks,
+from s3nas.latency.device import DeviceError, Piece, SimulatedDevice
+from s3nas.latency.device import summarize
+from s3nas.latency.correction import block_weight_params, fit_correction, position_groups, score
+from s3nas.latency.measured import (MeasurementLog, build_measured_table, measure_networks, reference_networks,
                                   remeasure_networks, sample_architectures)
 from s3nas.config import compose_config
 from s3nas.latency.lut import LatencyTable
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 
 
 def _space(size: int) -> SearchSpace:
@@ -163,7 +163,7 @@ def test_log_ignores_torn_and_foreign_lines(tmp_path):
 
 
 def test_logged_networks_are_keyed_by_their_options(space):
-    from s3nas.blackbox.table import network_id
+    from s3nas.latency.measured import network_id
 
     a, b = sample_architectures(space, 2, seed=5)
     assert network_id("net:0", 0, a) == network_id("net:0", 0, list(a))
@@ -242,7 +242,7 @@ def test_samples_span_the_space_from_its_fastest_network():
 
 def test_delivered_measurement_reports_the_drift_since_the_table(tmp_path):
     """The delivered network's summary says how far the machine is from the table's reference level."""
-    from s3nas.blackbox.search import DeviceLatency
+    from s3nas.latency.device_search import DeviceLatency
 
     space = _space(16)
     device = SimulatedDevice("midap", "sim", repeats=1)

@@ -11,7 +11,7 @@ from torch import nn
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
 from s3nas.config.supernet_schema import CandidatesConfig, SupernetConfig
 from s3nas.nn.builder import build_model
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 
 
 def test_forward_shapes_32_and_224():

@@ -138,7 +138,7 @@ def test_unknown_group_option_lists_choices(compose_cfg):
 
 
 # ------------------------------------------------------------------------------ CLI (subprocess)
-CHECK = [sys.executable, "-m", "s3nas.check"]
+CHECK = [sys.executable, "-m", "s3nas.search.check"]
 
 BAD_CLI = [
     ("latency=fast", ["latency", "2.5ms", "cycles"]),

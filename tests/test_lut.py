@@ -17,7 +17,7 @@ from s3nas.arch.graph import archspec_to_graph  # noqa: E402
 from s3nas.arch.spec import Branch  # noqa: E402
 from s3nas.latency import lut as lut_module  # noqa: E402
 from s3nas.latency.lut import LatencyTable, build_latency_table, cache_path, table_key  # noqa: E402
-from s3nas.space import SearchSpace  # noqa: E402
+from s3nas.arch.space import SearchSpace  # noqa: E402
 
 TINY_SUPERNET = {"name": "tiny", "widths": [16, 24, 32], "strides": [2, 2, 2], "depths": [2, 2, 2],
                  "stem_channels": 16, "head_channels": 64}

@@ -16,10 +16,10 @@ import pytest
 import simulator
 
 from s3nas.arch import codec
-from s3nas.postprocess import apply, se_blocks, without_se
-from s3nas.scaling import find_coefficient
-from s3nas.se_removal import lowest_blocks, record_excitations, score_blocks
-from s3nas.stepio import count_params, simulate_ms
+from s3nas.postsearch.postprocess import apply, se_blocks, without_se
+from s3nas.postsearch.scaling import find_coefficient
+from s3nas.postsearch.se_removal import lowest_blocks, record_excitations, score_blocks
+from s3nas.postsearch.stepio import count_params, simulate_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ("stem_c16_k3_s2_re | 0: ir_k3_e2_c16_s1 | 1: ir_k3_e2_c32_s2 mc_k3.5_e4.2_c32_s1 ir_k5_e4_c32_s1 | "
@@ -92,7 +92,7 @@ def test_paper_flow_end_to_end_on_a_tiny_budget(tmp_path):
 
 
 def test_flow_table_recomputes_every_stage_from_its_arch(tmp_path):
-    from s3nas.flow import stage_row, table_markdown
+    from s3nas.postsearch.flow import stage_row, table_markdown
 
     midap = simulator.load_profile("midap")
     base = codec.decode(SMALL)

@@ -17,9 +17,9 @@ import simulator
 from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.errors import ConfigError
-from s3nas.postprocess import apply, se_blocks, with_activation, with_se, without_se
-from s3nas.se_removal import lowest_blocks, score_blocks
-from s3nas.stepio import count_params, simulate_ms
+from s3nas.postsearch.postprocess import apply, se_blocks, with_activation, with_se, without_se
+from s3nas.postsearch.se_removal import lowest_blocks, score_blocks
+from s3nas.postsearch.stepio import count_params, simulate_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ("stem_c16_k3_s2_re | 0: ir_k3_e2_c16_s1 | 1: ir_k3_e2_c32_s2 ir_k3_e2_c32_s1 mc_k3.5_e4.2_c32_s1 | "
@@ -122,7 +122,7 @@ def test_lowest_blocks_by_count_fraction_threshold():
 def test_recorded_excitations_drive_the_removal(small):
     torch = pytest.importorskip("torch")
     from s3nas.nn.builder import build_model
-    from s3nas.se_removal import record_excitations
+    from s3nas.postsearch.se_removal import record_excitations
 
     spec = with_se(small, range(len(small.blocks)))
     torch.manual_seed(0)
@@ -159,7 +159,7 @@ def test_postprocess_cli(small, tmp_path):
     arch = tmp_path / "arch.json"
     codec.save_json(small, arch)
     out = tmp_path / "pp"
-    proc = _cli("s3nas.postprocess", [f"arch={arch}", "se=all", "act=hswish", f"hydra.run.dir={out}"])
+    proc = _cli("s3nas.postsearch.postprocess", [f"arch={arch}", "se=all", "act=hswish", f"hydra.run.dir={out}"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     new = codec.load_json(out / "arch.json")
@@ -170,7 +170,7 @@ def test_postprocess_cli(small, tmp_path):
     assert summary["latency_before_ms"] == pytest.approx(simulate_ms(small, profile))
     assert summary["latency_ms"] > summary["latency_before_ms"]
     assert summary["params"] == count_params(new) > summary["params_before"]
-    bad = _cli("s3nas.postprocess", [f"arch={arch}", "se=[0,40]", f"hydra.run.dir={tmp_path / 'bad'}"])
+    bad = _cli("s3nas.postsearch.postprocess", [f"arch={arch}", "se=[0,40]", f"hydra.run.dir={tmp_path / 'bad'}"])
     _one_line_error(bad, "se: block indices [40] out of range")
     assert not (tmp_path / "bad" / "arch.json").exists()
 
@@ -196,7 +196,7 @@ def test_se_removal_cli_removes_the_lowest_scored_blocks(small, tmp_path):
     run = tmp_path / "train_run"
     _fake_train_run(spec, run)
     out = tmp_path / "rm"
-    proc = _cli("s3nas.se_removal", [f"run_dir={run}", "count=2", "images=200", f"hydra.run.dir={out}"])
+    proc = _cli("s3nas.postsearch.se_removal", [f"run_dir={run}", "count=2", "images=200", f"hydra.run.dir={out}"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     scores = {int(k): v for k, v in summary["scores"].items()}
@@ -211,7 +211,7 @@ def test_se_removal_cli_removes_the_lowest_scored_blocks(small, tmp_path):
 
 
 def test_se_removal_user_errors(small, tmp_path, compose_cfg):
-    from s3nas.se_removal import check
+    from s3nas.postsearch.se_removal import check
 
     run = tmp_path / "train_run"
     _fake_train_run(with_se(small, [1, 2]), run)
@@ -230,5 +230,5 @@ def test_se_removal_user_errors(small, tmp_path, compose_cfg):
         with pytest.raises(ConfigError, match=contains.replace("(", r"\(")):
             check(compose_cfg(args, config_name="se_removal"))
     out = tmp_path / "out"  # the command line: one line, exit 2, nothing written
-    _one_line_error(_cli("s3nas.se_removal", [f"run_dir={untrained}", f"hydra.run.dir={out}"]), "weights.pt")
+    _one_line_error(_cli("s3nas.postsearch.se_removal", [f"run_dir={untrained}", f"hydra.run.dir={out}"]), "weights.pt")
     assert not (out / "arch.json").exists()

@@ -1,4 +1,4 @@
-"""BBSSP (python -m s3nas.blackbox.profile_space): SSBNs, cost/selection, the written space, caching, errors.
+"""BBSSP (python -m s3nas.profiling.profile_space): SSBNs, cost/selection, the written space, caching, errors.
 
 Fast tests run the real pipeline (SSBN specs, simulated or measured latency, cost, selection, the written
 candidates entry composed by search.py) on a one-block-per-stage supernet; where the accuracy ordering must
@@ -17,12 +17,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from s3nas.arch import codec
-from s3nas.blackbox import profile_space as ps
-from s3nas.blackbox.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
+from s3nas.latency.device import profile_space as ps
+from s3nas.profiling.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
                                  load_candidates_entry, space_entry, ssbn_spec)
 from s3nas.config import CONF_DIR, compose_config
 from s3nas.errors import ConfigError
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 from s3nas.utils.entry import prepare_config
 
 TINY = ["supernet.depths=[1,1,1,1,1]", "profile.candidates=[]", "profile.block_types=[mbconv,fused]",
@@ -245,7 +245,7 @@ def test_check_errors_name_the_key(tmp_path, override, key):
 def test_cli_refuses_to_overwrite_a_shipped_entry(tmp_path, cli_env, python_exe):
     run_dir = tmp_path / "run"
     before = (CONF_DIR / "candidates" / "s3nas.yaml").read_text()
-    proc = subprocess.run([python_exe, "-m", "s3nas.blackbox.profile_space", "output.name=s3nas", "logger=none",
+    proc = subprocess.run([python_exe, "-m", "s3nas.profiling.profile_space", "output.name=s3nas", "logger=none",
                            f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"],
                           capture_output=True, text=True, env=cli_env, timeout=300)
     assert proc.returncode == 2
@@ -260,7 +260,7 @@ def test_cli_refuses_to_overwrite_a_shipped_entry(tmp_path, cli_env, python_exe)
 def test_profile_then_search_in_the_written_space_end_to_end(tmp_path, cli_env, python_exe):
     """Real short training, the CLI, then search.py in the written space meets its target."""
     conf = tmp_path / "conf"
-    proc = subprocess.run([python_exe, "-m", "s3nas.blackbox.profile_space", *TINY, f"output.config_dir={conf}",
+    proc = subprocess.run([python_exe, "-m", "s3nas.profiling.profile_space", *TINY, f"output.config_dir={conf}",
                            f"hydra.run.dir={tmp_path / 'profile'}", f"paths.cache_dir={tmp_path / 'cache'}",
                            "output.name=bbssp_e2e", "supernet.depths=[1,2,1,2,1]", "select.top_k=4"],
                           capture_output=True, text=True, env=cli_env, timeout=1800)

@@ -1,4 +1,4 @@
-"""Compound scaling (s3nas.scaling): width multiples, depth rounding and block copies, the coefficient search
+"""Compound scaling (s3nas.postsearch.scaling): width multiples, depth rounding and block copies, the coefficient search
 against the simulator (budget met, largest feasible), and the command line (outputs, one-line errors)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import simulator
 from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.errors import ConfigError, InfeasibleTargetError
-from s3nas.scaling import copy_order, find_coefficient, round_filters, scale_arch, scaled_depth, stage_depths
-from s3nas.stepio import block_input_channels, block_params, count_params, simulate_ms
+from s3nas.postsearch.scaling import copy_order, find_coefficient, round_filters, scale_arch, scaled_depth, stage_depths
+from s3nas.postsearch.stepio import block_input_channels, block_params, count_params, simulate_ms
 
 REPO = Path(__file__).resolve().parents[1]
 MIDAP = simulator.load_profile("midap")
@@ -154,7 +154,7 @@ def test_target_below_coefficient_one_is_an_error(small):
 
 # ------------------------------------------------------------------------------------------------ CLI
 def _run(args, tmp_path):
-    return subprocess.run([sys.executable, "-m", "s3nas.scaling", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "s3nas.postsearch.scaling", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
 
 
@@ -183,7 +183,7 @@ def test_cli_writes_scaled_arch_checked_by_the_simulator_cli(small, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "invalid", "unreachable", "not_a_dir_run"])
 def test_user_errors_name_the_key(small, tmp_path, compose_cfg, case):
-    from s3nas.scaling import check
+    from s3nas.postsearch.scaling import check
     from s3nas.utils.entry import prepare_config
 
     arch = tmp_path / "arch.json"

@@ -15,7 +15,7 @@ import torch
 
 from s3nas.latency.lut import build_latency_table
 from s3nas.search.checkpoint_io import AtomicCheckpointIO
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 from s3nas.utils.io import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_unwritable_run_dir_is_one_line(tmp_path, where):
     run_dir = tmp_path / "a_file" if where == "file" else Path("/proc/s3nas-run")
     if where == "file":
         run_dir.write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "s3nas.check", f"hydra.run.dir={run_dir}", "logger=none"],
+    proc = subprocess.run([sys.executable, "-m", "s3nas.search.check", f"hydra.run.dir={run_dir}", "logger=none"],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

@@ -124,7 +124,7 @@ class _Space:
     def options(self, i):
         from itertools import product
 
-        from s3nas.space import canonical
+        from s3nas.arch.space import canonical
 
         states = [[Branch(k, e) for k in ks for e in es] for ks, es in LEVELS]
         return sorted({canonical(c) for c in product(*states)}, key=str)
@@ -169,7 +169,7 @@ def test_fit_to_target_reaches_target_and_never_grows_a_branch():
 
 
 def result_options(raw):
-    from s3nas.space import canonical
+    from s3nas.arch.space import canonical
 
     return [canonical(r) for r in raw]
 
@@ -247,7 +247,7 @@ def test_sweep_summary_collects_jobs(tmp_path: Path):
 def test_below_norm_init_puts_every_indicator_input_at_the_margin():
     from s3nas.nn.supernet import Supernet
     from s3nas.search.module import init_thresholds_below_norms
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
 
     tiny = {"name": "tiny", "widths": [16, 24], "strides": [2, 2], "depths": [2, 2], "stem_channels": 16,
             "head_channels": 32}

@@ -14,7 +14,7 @@ from s3nas.arch.spec import Branch
 from s3nas.config.supernet_schema import (CandidatesConfig, SupernetConfig, check_candidates, linear_depths,
                                           register)
 from s3nas.errors import ConfigError
-from s3nas.space import SearchSpace, canonical
+from s3nas.arch.space import SearchSpace, canonical
 
 CONF_DIR = os.path.join(os.path.dirname(__file__), "..", "conf")
 

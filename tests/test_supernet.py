@@ -9,7 +9,7 @@ import torch
 
 from s3nas.arch.spec import Branch
 from s3nas.nn.supernet import Supernet
-from s3nas.space import SearchSpace
+from s3nas.arch.space import SearchSpace
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -196,7 +196,7 @@ def test_export_onnx_matches_onnxruntime(runs):
 
 def test_export_command_other_input_size(runs, tmp_path):
     out = tmp_path / "m32.onnx"
-    proc = subprocess.run([sys.executable, "-m", "s3nas.export", f"run_dir={runs['resumed']}", "input_size=32",
+    proc = subprocess.run([sys.executable, "-m", "s3nas.train.export_app", f"run_dir={runs['resumed']}", "input_size=32",
                            f"output={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -210,7 +210,7 @@ def test_export_command_other_input_size(runs, tmp_path):
 
 
 def test_export_command_bad_run_dir(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "s3nas.export", f"run_dir={tmp_path}"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "s3nas.train.export_app", f"run_dir={tmp_path}"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

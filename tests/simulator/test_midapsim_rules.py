@@ -11,7 +11,7 @@ import simulator
 from simulator import GraphBuilder, unlimited_bandwidth
 from simulator.costs import adder_tree_conv_cycles, layer_compute, storage_channel_aligns
 from simulator.engine import plan_graph
-from simulator.reference import reference_compute_cycles, reference_simulate
+from midap_reference import reference_compute_cycles, reference_simulate
 
 MIDAP = simulator.load_profile("midap")
 

@@ -4,7 +4,7 @@ import pytest
 
 import simulator
 from simulator import GraphBuilder, unlimited_bandwidth
-from simulator.reference import reference_simulate
+from midap_reference import reference_simulate
 
 
 def _one(name, shape, build):

@@ -60,7 +60,7 @@ def check_random(cfg: DictConfig) -> Checked:
     from s3nas.config import resolve_target_ms
     from s3nas.errors import InfeasibleTargetError
     from s3nas.config import load_hardware
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
     from s3nas.train.module import SCHEDULERS
     from s3nas.utils.trainer import check_finite, check_loader_values
 

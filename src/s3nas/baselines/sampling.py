@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from s3nas.errors import InfeasibleTargetError
-from s3nas.space import Option, SearchSpace
+from s3nas.arch.space import Option, SearchSpace
 
 __all__ = ["Candidate", "SamplingStats", "sample_at_latency", "tilt_for_target", "simulate_options_ms"]
 

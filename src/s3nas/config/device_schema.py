@@ -1,5 +1,5 @@
 """Schema of the black-box hardware configs (conf/hardware/cpu_onnxruntime.yaml, torch_cpu, command,
-sim_midap_blackbox): a `hardware` node with ``device`` set is timed by a device (s3nas.blackbox) instead of
+sim_midap_blackbox): a `hardware` node with ``device`` set is timed by a device (s3nas.latency.device) instead of
 simulated. ``register(cs)`` stores it as ``hardware/device_schema`` (called by ``register_configs``).
 """
 

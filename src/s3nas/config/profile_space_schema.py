@@ -1,7 +1,7 @@
-"""Structured-config schema of ``python -m s3nas.blackbox.profile_space`` (black-box search-space profiling).
+"""Structured-config schema of ``python -m s3nas.profiling.profile_space`` (black-box search-space profiling).
 
 conf/profile_space.yaml lists ``profile_space_schema`` first in its defaults; OmegaConf then checks types and
-unknown keys at composition. Values are checked by ``s3nas.blackbox.profile_space.check`` (one line naming the
+unknown keys at composition. Values are checked by ``s3nas.profiling.profile_space.check`` (one line naming the
 key). ``register(cs)`` stores the schema (``s3nas.config.register_configs`` calls it).
 """
 

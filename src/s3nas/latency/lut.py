@@ -31,7 +31,7 @@ from simulator.graph import GraphBuilder
 
 from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
 from s3nas.arch.spec import ArchSpec, Branch
-from s3nas.space import Option, SearchSpace, canonical
+from s3nas.arch.space import Option, SearchSpace, canonical
 from s3nas.utils.io import atomic_write_text
 
 __all__ = ["LatencyTable", "build_latency_table", "table_key", "LUT_FORMAT"]

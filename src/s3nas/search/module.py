@@ -270,7 +270,7 @@ class SearchModule(pl.LightningModule):
     def _options_of_scores(self, scores: list) -> list:
         """Canonical option per block of the hard state given by ``scores``."""
         from s3nas.arch.spec import Branch
-        from s3nas.space import canonical
+        from s3nas.arch.space import canonical
 
         it = iter(scores)
         options = []

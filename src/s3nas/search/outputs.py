@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from s3nas.search.history import option_expansions, option_kernels
-from s3nas.space import canonical
+from s3nas.arch.space import canonical
 
 
 # ----------------------------------------------------------------------------------- delivered network
@@ -96,7 +96,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
 
     measured = None
     if device is not None:  # a black-box device: every latency below is measured end to end, not simulated
-        from s3nas.blackbox.search import DeviceLatency
+        from s3nas.latency.device_search import DeviceLatency
 
         reference = (table.meta.get("reference") or {}).get("net")  # the level the table is normalised to
         simulate_ms = measured = DeviceLatency(device, deploy_space, int(cfg.hardware.get("noise_repeats", 5)),

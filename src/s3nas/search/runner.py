@@ -56,7 +56,7 @@ class Checked:
     target_ms: float
     deploy_space: Any
     datamodule: Any
-    device: Any = None  # a black-box device (s3nas.blackbox) when hardware.device is set; profile is None then
+    device: Any = None  # a black-box device (s3nas.latency.device) when hardware.device is set; profile is None then
 
 
 def check_search(cfg: DictConfig) -> Checked:
@@ -67,7 +67,7 @@ def check_search(cfg: DictConfig) -> Checked:
     from s3nas.config.loss_schema import check_loss
     from s3nas.config.schedule_schema import check_schedule
     from s3nas.errors import InfeasibleTargetError
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
 
     check_loss(cfg.loss)
     check_schedule(cfg.schedule)
@@ -75,7 +75,7 @@ def check_search(cfg: DictConfig) -> Checked:
     check_loader_values(cfg.data)
     for group in ("schedule", "loss", "data", "trainer"):
         check_finite(cfg[group], group)
-    from s3nas.blackbox import make_device
+    from s3nas.latency.device import make_device
 
     device = make_device(cfg.hardware)  # None: a simulator profile
     profile = load_hardware(cfg.hardware) if device is None else None
@@ -84,7 +84,7 @@ def check_search(cfg: DictConfig) -> Checked:
                                            input_size=int(cfg.deploy.input_size),
                                            in_channels=int(cfg.deploy.get("in_channels", 3)))
     if device is not None:  # measured, not simulated: the fastest network is timed on the device
-        from s3nas.blackbox.search import check_device
+        from s3nas.latency.device_search import check_device
 
         if not math.isfinite(target_ms):
             raise InfeasibleTargetError(f"latency: target {target_ms} is not a finite latency")
@@ -203,7 +203,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     from s3nas.data.resume import resume_safe_loader
     from s3nas.search.history import SearchRecorder
     from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
     from s3nas.utils.loggers import build_loggers
 
     started = time.time()
@@ -221,7 +221,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     train_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=datamodule.num_classes,
                                           input_size=datamodule.image_size, in_channels=datamodule.in_channels)
     if checked.device is not None:  # measured block by block on the device, corrected end to end
-        from s3nas.blackbox.search import device_table
+        from s3nas.latency.device_search import device_table
 
         table = device_table(cfg, checked.device, deploy_space)
     else:

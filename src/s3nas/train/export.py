@@ -4,7 +4,7 @@
 export leaves no model.onnx behind) and, with ``check=True``, runs onnxruntime and torch on random input
 and on real images and requires the logits to agree within ``atol`` (max abs difference).
 ``export_run_dir(run_dir)`` rebuilds the network of a train.py run from ``weights.pt`` (or a checkpoint)
-and exports it; ``python -m s3nas.export run_dir=...`` is its command line.
+and exports it; ``python -m s3nas.train.export_app run_dir=...`` is its command line.
 """
 
 from __future__ import annotations

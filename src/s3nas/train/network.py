@@ -176,7 +176,7 @@ class DeviceReport:
 def measure_network(source: NetworkSource, device: Any, *, input_size: int, num_classes: int, in_channels: int = 3,
                     repeats: int = 5) -> DeviceReport:
     """Median of ``repeats`` separate measurements of the network's architecture at the deployment shape on
-    ``device`` (s3nas.blackbox; timing does not depend on the trained weights). ConfigError for timm networks."""
+    ``device`` (s3nas.latency.device; timing does not depend on the trained weights). ConfigError for timm networks."""
     if source.is_timm:
         raise ConfigError(f"hardware: a measured device ({device.name}) times s3nas architectures only, not "
                           f"'{source.label}'; use a simulator profile (hardware=midap) for timm networks")

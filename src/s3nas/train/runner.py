@@ -108,7 +108,7 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
     else:
         source = resolve_network(None)  # raises: arch not set
 
-    from s3nas.blackbox.devices import make_device
+    from s3nas.latency.device import make_device
 
     device = make_device(cfg.hardware)  # None: a simulator profile; else latency is measured on the device
     profile = load_hardware(cfg.hardware) if device is None else None

@@ -1,4 +1,4 @@
-"""`python -m s3nas.export run_dir=<train.py run dir> [input_size=224] [output=...] [opset=18] [atol=1e-4]`.
+"""`python -m s3nas.train.export_app run_dir=<train.py run dir> [input_size=224] [output=...] [opset=18] [atol=1e-4]`.
 
 Exports the trained (EMA) network of a train.py run to ONNX (``<run_dir>/model.onnx`` by default), checks
 onnxruntime against torch on random input and on real test images of the run's dataset, and prints one
@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str]) -> dict:
         except ValueError:
             raise ConfigError(f"{key}: {text!r} is not a {kind.__name__}") from None
     if not values["run_dir"]:
-        raise ConfigError("run_dir: not set; usage: python -m s3nas.export run_dir=<train.py run dir> "
+        raise ConfigError("run_dir: not set; usage: python -m s3nas.train.export_app run_dir=<train.py run dir> "
                           "[input_size=N] [output=model.onnx]")
     if values["input_size"] is not None and values["input_size"] < 1:
         raise ConfigError(f"input_size: must be a positive integer, got {values['input_size']}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from s3nas.blackbox.devices import Device, Measurement
+from s3nas.latency.device import Device, Measurement
 from s3nas.errors import InfeasibleTargetError
 
 
@@ -29,7 +29,7 @@ def check_device(cfg: Any, device: Device, space: Any, target_ms: float) -> floa
 
 def device_table(cfg: Any, device: Device, space: Any, progress: bool = True):
     """The corrected measured table of ``space`` on ``device`` (``hardware.correction*`` settings)."""
-    from s3nas.blackbox.table import build_measured_table
+    from s3nas.latency.measured import build_measured_table
 
     hw = cfg.hardware
     measured = build_measured_table(space, device, cache_dir=cfg.paths.cache_dir,
@@ -71,7 +71,7 @@ class DeviceLatency:
                "latency_measurements_ms": list(noise.medians_ms), "latency_noise_pct": noise.noise_pct}
         drift = ""
         if self.reference_ms:  # how far the machine is now from the conditions the table was normalised to
-            from s3nas.blackbox.table import reference_networks
+            from s3nas.latency.measured import reference_networks
 
             now_ms = self.device.measure(reference_networks(self.space)["net"]).median_ms
             out.update(reference_now_ms=now_ms, reference_table_ms=self.reference_ms,

@@ -1,13 +1,13 @@
-"""`python -m s3nas.blackbox.profile_space hardware=... data=...`: black-box search-space profiling (BBSSP).
+"""`python -m s3nas.profiling.profile_space hardware=... data=...`: black-box search-space profiling (BBSSP).
 
 Zeng et al. (ASP-DAC 2020): the search space bounds what NAS finds, and spaces designed for mobile CPUs suit
 accelerators badly, so profile the candidate blocks on the accelerator first and keep the ones that pay.
 
 1. Candidates: every block choice of the conf/candidates entries in ``profile.candidates`` plus the generated
-   ``profile.grid`` (``s3nas.blackbox.ssbn``), for the block types in ``profile.block_types``.
+   ``profile.grid`` (``s3nas.profiling.ssbn``), for the block types in ``profile.block_types``.
 2. One search-space base network (SSBN) per candidate: the block repeated through the supernet's stages.
    Latency: simulated on the `hardware` profile, or measured on a black-box device (``hardware.device``, see
-   ``s3nas.blackbox.devices``) at ``deploy.*``. Accuracy: a short training of the SSBN on `data` with
+   ``s3nas.latency.device``) at ``deploy.*``. Accuracy: a short training of the SSBN on `data` with
    train.py's runner and the `recipe` group (``profile.accuracy`` shortens it; validation accuracy is used,
    test accuracy is reported). Both are cached per SSBN under ``paths.cache_dir/bbssp`` (a training that was
    interrupted resumes from its last checkpoint), so rerunning only does what is missing.
@@ -37,13 +37,13 @@ from typing import Any, Callable, Optional, Sequence
 
 from s3nas.arch import codec
 from s3nas.arch.spec import BLOCK_TYPES, ArchSpec
-from s3nas.blackbox.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
+from s3nas.profiling.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
                                  load_candidates_entry, space_entry, ssbn_spec)
 from s3nas.errors import ConfigError
 from s3nas.utils.io import atomic_write_json, atomic_write_text
 
 #: Second line (after the package header) of every written candidates entry (only such files may be overwritten).
-MARKER = "# Written by `python -m s3nas.blackbox.profile_space` (BBSSP)."
+MARKER = "# Written by `python -m s3nas.profiling.profile_space` (BBSSP)."
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 CACHE_FORMAT = 1
 
@@ -84,7 +84,7 @@ class SimulatorLatency(LatencyBackend):
 
 
 class DeviceLatency(LatencyBackend):
-    """A black-box device (s3nas.blackbox.devices): median of timed runs, interleaved over the SSBNs."""
+    """A black-box device (s3nas.latency.device): median of timed runs, interleaved over the SSBNs."""
 
     def __init__(self, device: Any) -> None:
         self.device = device
@@ -101,7 +101,7 @@ class DeviceLatency(LatencyBackend):
 
 def latency_backend(hardware_cfg: Any) -> LatencyBackend:
     """DeviceLatency when ``hardware.device`` names a black-box device, else SimulatorLatency on the profile."""
-    from s3nas.blackbox.devices import make_device
+    from s3nas.latency.device import make_device
 
     device = make_device(hardware_cfg)
     if device is not None:
@@ -252,7 +252,7 @@ def train_cfg_for(cfg: Any, arch_path: Path, run_dir: Path, seed: int) -> Any:
     """A train.py config (for ``s3nas.train.run_train``) that trains ``arch_path`` briefly in ``run_dir``."""
     from omegaconf import OmegaConf
 
-    from s3nas.blackbox.devices import make_device
+    from s3nas.latency.device import make_device
 
     recipe = _plain(cfg.recipe)
     recipe["epochs"] = int(cfg.profile.accuracy.epochs)
@@ -338,7 +338,7 @@ def space_range(supernet_cfg: Any, block_type: Any, candidates_cfg: dict, deploy
                 backend: LatencyBackend, cache_dir: Path) -> dict:
     """Size and latency of the smallest and largest networks of a space (supernet + candidates)."""
     from s3nas.config.supernet_schema import check_supernet
-    from s3nas.space import SearchSpace
+    from s3nas.arch.space import SearchSpace
 
     sup = check_supernet(supernet_cfg)
     if block_type is not None:

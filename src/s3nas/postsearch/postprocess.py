@@ -1,4 +1,4 @@
-"""SE and h-swish post-processing (S3NAS section 4.3.2): ``python -m s3nas.postprocess arch=... se=all act=hswish``.
+"""SE and h-swish post-processing (S3NAS section 4.3.2): ``python -m s3nas.postsearch.postprocess arch=... se=all act=hswish``.
 
 ArchSpec -> ArchSpec transforms and their command. ``with_se(spec, blocks, ratio)`` puts a squeeze-and-
 excitation block (GAP -> 1x1 reduce, ReLU -> 1x1 expand, sigmoid -> channel multiply; reduced channels =
@@ -52,7 +52,7 @@ def se_blocks(spec: ArchSpec) -> list[int]:
 
 def select_blocks(value: Any, spec: ArchSpec, key: str) -> Optional[list[int]]:
     """'all' -> None (every block), a list/'0,3'/'2-6' -> the indices; ConfigError naming ``key``."""
-    from s3nas.stepio import parse_block_list
+    from s3nas.postsearch.stepio import parse_block_list
 
     if isinstance(value, str) and value.strip().lower() == "all":
         return None
@@ -72,7 +72,7 @@ def apply(spec: ArchSpec, se: Any = "keep", act: str = "keep", *, se_ratio: floa
         if se_text is not None and not any(ch.isdigit() for ch in se_text):
             raise ConfigError(f"se: {se!r} is not a choice; use {', '.join(SE_CHOICES)} or a list of block indices "
                               f"like [0,3,5] (0..{n - 1})")
-        from s3nas.stepio import parse_block_list
+        from s3nas.postsearch.stepio import parse_block_list
 
         spec = with_se(spec, parse_block_list(se, n, "se"), se_ratio)
     act_text = str(act).strip().lower()
@@ -96,9 +96,9 @@ class PostprocessInputs:
 
 
 def check(cfg: Any) -> PostprocessInputs:
-    """Every user-caused error before anything is written (``python -m s3nas.postprocess``'s ``check=``)."""
+    """Every user-caused error before anything is written (``python -m s3nas.postsearch.postprocess``'s ``check=``)."""
     from s3nas.config import load_hardware
-    from s3nas.stepio import load_arch
+    from s3nas.postsearch.stepio import load_arch
 
     ratio = cfg.get("se_ratio")
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
@@ -113,7 +113,7 @@ def check(cfg: Any) -> PostprocessInputs:
 def run_postprocess(cfg: Any, checked: Optional[PostprocessInputs] = None) -> dict:
     """Apply the transform, write arch.json and summary.json; returns the summary."""
     from s3nas.arch import codec
-    from s3nas.stepio import latency_source, measure
+    from s3nas.postsearch.stepio import latency_source, measure
     from s3nas.utils.io import atomic_write_json
 
     checked = checked or check(cfg)

@@ -1,4 +1,4 @@
-"""Selective SE removal (S3NAS section 4.3.3): ``python -m s3nas.se_removal run_dir=<train run> fraction=0.4``.
+"""Selective SE removal (S3NAS section 4.3.3): ``python -m s3nas.postsearch.se_removal run_dir=<train run> fraction=0.4``.
 
 From a trained network (a train.py run dir: its EMA weights in weights.pt) ``record_excitations`` hooks
 every SE block's gate (the sigmoid output, one value per channel) and runs up to ``images`` images
@@ -121,9 +121,9 @@ def _selection(cfg: Any) -> dict:
 
 
 def check(cfg: Any) -> RemovalInputs:
-    """Every user-caused error before anything is written (``python -m s3nas.se_removal``'s ``check=``)."""
+    """Every user-caused error before anything is written (``python -m s3nas.postsearch.se_removal``'s ``check=``)."""
     from s3nas.data import build_datamodule
-    from s3nas.postprocess import se_blocks
+    from s3nas.postsearch.postprocess import se_blocks
     from s3nas.config import load_hardware
     from s3nas.train.export import load_trained
     from s3nas.train.network import NetworkSource
@@ -149,7 +149,7 @@ def check(cfg: Any) -> RemovalInputs:
     n_se = len(se_blocks(spec))
     if n_se == 0:
         raise ConfigError(f"run_dir: the network of '{source_dir}' has no SE blocks; add them with "
-                          f"`python -m s3nas.postprocess arch=... se=all` and retrain")
+                          f"`python -m s3nas.postsearch.postprocess arch=... se=all` and retrain")
     if "count" in selection and selection["count"] > n_se:
         raise ConfigError(f"count: {selection['count']} is more than the {n_se} SE blocks of the network")
     profile = load_hardware(cfg.hardware)
@@ -184,8 +184,8 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
 
     from s3nas.arch import codec
     from s3nas.arch.shapes import block_mid_channels
-    from s3nas.postprocess import se_blocks, without_se
-    from s3nas.stepio import block_input_channels, latency_source, measure
+    from s3nas.postsearch.postprocess import se_blocks, without_se
+    from s3nas.postsearch.stepio import block_input_channels, latency_source, measure
     from s3nas.utils.io import atomic_write_json, atomic_write_text
 
     checked = checked or check(cfg)

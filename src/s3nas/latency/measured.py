@@ -5,7 +5,7 @@
    stem and the head on the device, in a shuffled order and interleaved in chunks (``Device.measure_many``)
    so a change of the machine's load does not line up with positions;
 2. times ``samples`` sampled architectures end to end (random options per position, seeded);
-3. fits the layer-adaptive correction (``s3nas.blackbox.correction``) and returns the raw and corrected
+3. fits the layer-adaptive correction (``s3nas.latency.correction``) and returns the raw and corrected
    tables (``LatencyTable`` in integer nanoseconds: ``clock_hz`` = 1e9, so ``estimate_ms`` works as for a
    simulated table).
 
@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from s3nas.blackbox.correction import Correction, fit_correction
-from s3nas.blackbox.devices import Device, DeviceError, Measurement, Piece
+from s3nas.latency.correction import Correction, fit_correction
+from s3nas.latency.device import Device, DeviceError, Measurement, Piece
 from s3nas.latency.lut import LatencyTable, _option_from_json, _option_to_json
-from s3nas.space import Option, SearchSpace
+from s3nas.arch.space import Option, SearchSpace
 
 LOG_FORMAT_VERSION = 1
 NS_CLOCK_HZ = 1e9  # table "cycles" are nanoseconds

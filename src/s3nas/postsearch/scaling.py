@@ -1,4 +1,4 @@
-"""Compound scaling under a latency budget (S3NAS section 4.3.1): ``python -m s3nas.scaling arch=... latency=5.2ms``.
+"""Compound scaling under a latency budget (S3NAS section 4.3.1): ``python -m s3nas.postsearch.scaling arch=... latency=5.2ms``.
 
 One coefficient ``c`` scales width and depth together (keeping the supernet's depth-width linearity), the
 input resolution grows more aggressively: ``r = c ** resolution_ratio`` (``resolution_ratio`` > 1; the
@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 from s3nas.arch.spec import ArchSpec, BlockSpec
 from s3nas.errors import ConfigError, InfeasibleTargetError
-from s3nas.stepio import block_input_channels, block_params
+from s3nas.postsearch.stepio import block_input_channels, block_params
 
 
 
@@ -257,9 +257,9 @@ def _positive(cfg: Any, key: str, *, at_least: float = 0.0, integer: bool = Fals
 
 
 def check(cfg: Any) -> ScalingInputs:
-    """Every user-caused error before anything is written (``python -m s3nas.scaling``'s ``check=``)."""
+    """Every user-caused error before anything is written (``python -m s3nas.postsearch.scaling``'s ``check=``)."""
     from s3nas.config import load_hardware
-    from s3nas.stepio import load_arch, measure, simulate_ms
+    from s3nas.postsearch.stepio import load_arch, measure, simulate_ms
 
     for key, at_least, integer in (("width_multiple", 0, True), ("resolution_multiple", 0, True),
                                    ("max_coefficient", 1.0, False), ("tolerance", 0.0, False),
@@ -295,7 +295,7 @@ def check(cfg: Any) -> ScalingInputs:
 def run_scaling(cfg: Any, checked: Optional[ScalingInputs] = None) -> dict:
     """Search the coefficient, write arch.json and summary.json; returns the summary."""
     from s3nas.arch import codec
-    from s3nas.stepio import latency_source, measure
+    from s3nas.postsearch.stepio import latency_source, measure
     from s3nas.utils.io import atomic_write_json
 
     checked = checked or check(cfg)

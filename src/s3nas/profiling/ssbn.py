@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from s3nas.arch.spec import BLOCK_TYPES, ArchSpec, BlockSpec, Branch
 from s3nas.config.supernet_schema import CandidatesConfig, check_candidates, check_kernel, check_supernet
 from s3nas.errors import ConfigError
-from s3nas.space import SearchSpace, canonical
+from s3nas.arch.space import SearchSpace, canonical
 
 __all__ = ["Candidate", "candidates_from_entry", "candidates_from_grid", "collect_candidates",
            "load_candidates_entry", "space_entry", "ssbn_spec"]

@@ -2,7 +2,7 @@
 
 A device knows nothing of the search: it receives a network and times it. How to use one::
 
-    from s3nas.blackbox import make_device, Piece
+    from s3nas.latency.device import make_device, Piece
     device = make_device(cfg.hardware)      # None for a plain simulator profile (hardware=midap)
     m = device.measure(spec)                # an ArchSpec: the whole network at spec.input_size, batch 1
     m = device.measure("model.onnx")        # an ONNX file (onnxruntime and command devices)
@@ -20,13 +20,13 @@ and inter-quartile range; ``hardware.clock`` is ``wall`` (wall-clock) or ``threa
 thread: with one intra-op thread the inference runs on it, so time other processes held the core is left out,
 which a shared machine needs; the configs of this machine's CPU use it). A device that fails (a command exits
 non-zero, prints no number, times out) raises ``DeviceError``: one line naming the device and what it printed.
-``hardware.reference`` (``Device.reference``) asks the measured table (``s3nas.blackbox.table``) to time a fixed
+``hardware.reference`` (``Device.reference``) asks the measured table (``s3nas.latency.measured``) to time a fixed
 reference network in every chunk of measurements and normalise by it (a device measuring one network at a time
 is not affected).
 
 A ``Piece`` is a part of a network timed on its own: ``block`` (input of the previous block's shape),
 ``stem`` (the input image) or ``head`` (1x1 conv, pool, classifier on the last block's shape). The
-measured latency table (``s3nas.blackbox.table``) is built from pieces, never from profiler traces.
+measured latency table (``s3nas.latency.measured``) is built from pieces, never from profiler traces.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ class Device:
     kind = "device"
     source = "measurement"
     #: whether measured tables normalise every chunk of measurements by a reference network timed in it
-    #: (``hardware.reference``; read by ``s3nas.blackbox.table``, not by ``measure``)
+    #: (``hardware.reference``; read by ``s3nas.latency.measured``, not by ``measure``)
     reference = False
 
     def __init__(self, name: str, *, warmup: int = 10, repeats: int = 30, rounds: int = 10,

@@ -1,4 +1,4 @@
-"""The paper's flow as one table: ``python -m s3nas.flow 'runs=[<run dir>,...]'``.
+"""The paper's flow as one table: ``python -m s3nas.postsearch.flow 'runs=[<run dir>,...]'``.
 
 S3NAS' third step is a chain of commands, each taking the previous one's run dir (README, "Scaling and
 post-processing"): search -> train -> post-process (SE, h-swish) -> scale -> SE removal -> train. This
@@ -30,7 +30,7 @@ def _task_of(run_dir: Path) -> str:
 
 def stage_row(run_dir: Path, profile: Any) -> dict:
     """One table row for a run dir (ConfigError when it holds no arch.json)."""
-    from s3nas.stepio import load_arch, measure
+    from s3nas.postsearch.stepio import load_arch, measure
 
     spec, _ = load_arch(run_dir, key=f"runs ({run_dir})")
     summary_path = run_dir / "summary.json"
