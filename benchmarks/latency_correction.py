@@ -17,14 +17,13 @@ is the share of those repeats within +-10% of the first measurement (what any pr
 noise). The search space is the S3NAS supernet at search.py's default deployment shape (``deploy.input_size``
 224, ``deploy.num_classes`` 1000), so the table scored here is the one ``python search.py hardware=<device>``
 builds and the two share the log; ``--input-size 16 --num-classes 10`` is the weight-streaming-bound corner
-(docs/blackbox.md). Last line: one JSON object (keys of the first device at top level, every device under
+(docs/notes/blackbox.md). Last line: one JSON object (keys of the first device at top level, every device under
 ``devices``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
@@ -35,6 +34,7 @@ from s3nas.latency.measured import (block_table, build_measured_table, measure_n
                                   sample_architectures)
 from s3nas.config import compose_config
 from s3nas.arch.space import SearchSpace
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 
 def space_of(input_size: int, num_classes: int) -> SearchSpace:
@@ -163,7 +163,7 @@ def main() -> None:
     first = results[0]
     keys = ("raw_mape_pct", "corrected_mape_pct", "within5_pct", "within10_pct", "raw_within10_pct", "n_heldout",
             "noise_pct", "repeat_within10_pct", "noise_raw_pct", "device", "correction", "reference")
-    print(json.dumps({**{k: first[k] for k in keys}, "devices": results}))
+    record({**{k: first[k] for k in keys}, "devices": results}, "latency_correction")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ in-context table (default) and, for reference, the block-isolated table. Last li
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -24,6 +23,7 @@ from lut_build import load_space  # noqa: E402
 
 from s3nas.arch.graph import archspec_to_graph  # noqa: E402
 from s3nas.latency.lut import build_latency_table  # noqa: E402
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 
 def errors_of(table, space, profile, samples):
@@ -77,10 +77,10 @@ def main() -> None:
         print(f"{method:<10} {mape:8.4f} {mx:10.4f} {bias:8.4f} {build_s:8.2f}")
     print("paper (MIDAP): MAPE 0.16 %")
     ctx, iso = rows[0], rows[1]
-    print(json.dumps({"mape_pct": round(ctx[1], 4), "max_err_pct": round(ctx[2], 4), "n": args.n,
-                      "bias_pct": round(ctx[3], 4), "isolated_mape_pct": round(iso[1], 4),
-                      "isolated_max_err_pct": round(iso[2], 4), "profile": args.profile,
-                      "supernet": space.name}))
+    record({"mape_pct": round(ctx[1], 4), "max_err_pct": round(ctx[2], 4), "n": args.n,
+            "bias_pct": round(ctx[3], 4), "isolated_mape_pct": round(iso[1], 4),
+            "isolated_max_err_pct": round(iso[2], 4), "profile": args.profile, "supernet": space.name},
+           "latency_estimator")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Prints a table, then one JSON line with cold_s, warm_s, entries.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 
@@ -16,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from s3nas.config import CONF_DIR, register_configs
 from s3nas.latency.lut import build_latency_table
 from s3nas.arch.space import SearchSpace
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 
 def load_space(supernet: str, candidates: str, input_size: int, num_classes: int) -> SearchSpace:
@@ -56,9 +56,9 @@ def main() -> None:
     print(f"{'warm':<8} {warm_s:9.4f}  cached JSON, key {table.key[:12]}")
     print(f"space {space.name}: min {table.min_ms:.3f} ms, max {table.max_ms:.3f} ms, fixed {table.fixed_ms:.3f} ms "
           f"on {args.profile} at {args.input_size}")
-    print(json.dumps({"cold_s": round(cold_s, 3), "warm_s": round(warm_s, 4), "entries": entries,
-                      "positions": len(space.positions), "method": args.method, "workers": args.workers,
-                      "min_ms": round(table.min_ms, 4), "max_ms": round(table.max_ms, 4)}))
+    record({"cold_s": round(cold_s, 3), "warm_s": round(warm_s, 4), "entries": entries,
+            "positions": len(space.positions), "method": args.method, "workers": args.workers,
+            "min_ms": round(table.min_ms, 4), "max_ms": round(table.max_ms, 4)}, "lut_build")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT_ONLY = False
@@ -176,10 +177,9 @@ def main() -> None:
               f"{lat[0]:.4f} ± {lat[1]:.4f} | {within}/{len(mine)} | {now[0]:.4f} ± {now[1]:.4f} | "
               f"{within_now}/{len(mine)} | {search:.0f} | {total:.0f} |")
     (out / "results.json").write_text(json.dumps({"runs": results, "methods": rows}, indent=2))
-    print(json.dumps({"target": args.target, "hardware": args.hardware, "image_size": args.image_size,
-                      "full_epochs": args.full_epochs, "rs_samples": args.rs_samples,
-                      "rsel_samples": args.rsel_samples, "seeds": args.seeds, "methods": rows,
-                      "wall_seconds": time.time() - started}))
+    record({"target": args.target, "hardware": args.hardware, "image_size": args.image_size,
+            "full_epochs": args.full_epochs, "rs_samples": args.rs_samples, "rsel_samples": args.rsel_samples,
+            "seeds": args.seeds, "methods": rows, "wall_seconds": time.time() - started}, "nas_vs_random")
 
 
 if __name__ == "__main__":

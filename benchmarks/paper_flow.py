@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
                                             "se_blocks")} for s in stages],
               "scaling_target_ms": scaled["target_ms"], "scaling_coefficient": scaled["width_depth_coefficient"],
               "removed_se_blocks": removal["removed_blocks"], "stage_seconds": seconds}
-    print(json.dumps(result))
+    record(result, "paper_flow")
     return result
 
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,12 +139,12 @@ def main() -> None:
     }
     print(f"default / profiled: wall time x{ratio['search_time_ratio']:.2f}, peak RSS x{ratio['peak_rss_ratio']:.2f}, "
           f"delivered latency x{ratio['latency_ratio']:.2f}")
-    print(json.dumps({"hardware": args.hardware, "target": args.target, "latency_weight": args.latency_weight,
-                      "top_k": args.top_k, "profile": {k: prof[k] for k in ("selected", "block_type", "candidates",
-                                                                            "wall_seconds", "num_ssbns")},
-                      "other_profiles": {h: {k: p[k] for k in ("selected", "block_type", "candidates")}
-                                         for h, p in others.items()},
-                      "default": default, "profiled": profiled, **ratio}, default=str))
+    record({"hardware": args.hardware, "target": args.target, "latency_weight": args.latency_weight,
+            "top_k": args.top_k, "profile": {k: prof[k] for k in ("selected", "block_type", "candidates",
+                                                                  "wall_seconds", "num_ssbns")},
+            "other_profiles": {h: {k: p[k] for k in ("selected", "block_type", "candidates")}
+                               for h, p in others.items()},
+            "default": default, "profiled": profiled, **ratio}, "profile_space_effect")
 
 
 if __name__ == "__main__":

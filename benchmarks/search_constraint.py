@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,7 @@ def main() -> None:
     }
     if fastest_ms is not None:
         figures["space_range_ms"] = [round(fastest_ms, 4), round(slowest_ms, 4)]
-    print(json.dumps(figures))
+    record(figures, "search_constraint")
 
 
 if __name__ == "__main__":

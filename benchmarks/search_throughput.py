@@ -12,11 +12,11 @@ Prints a table; the last line is one JSON object of the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 import torch.nn.functional as F
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 
 def build(num_classes: int = 1000):
@@ -129,7 +129,7 @@ def main() -> None:
         # one epoch of ImageNet (1.28M images) per phase step rate: the paper's 10 epochs
         rate = min(figures["gpu_warmup_images_per_s"], figures["gpu_search_images_per_s"])
         figures["imagenet_10_epochs_minutes"] = round(10 * 1_281_167 / rate / 60, 1)
-    print(json.dumps(figures))
+    record(figures, "search_throughput")
 
 
 if __name__ == "__main__":

@@ -27,13 +27,13 @@ Last line: one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 import simulator
 from simulator.models import mobilenet_v2
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 TSV = "midap-mobilenetv2-per-layer.tsv"
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{', '.join(swaps) or 'none'}")
     print("\nNot checkable here: the held-out 739-block MidapSim table (block-class MAPE, worst block) is not "
           "in this checkout.")
-    print(json.dumps(summary))
+    record(summary, "simulator_fidelity")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 MODELS = (("mobilenetv2_100", 224), ("efficientnet_b0", 224), ("resnet50", 224))
 
@@ -167,7 +168,7 @@ def main() -> None:
         summary[f"cli_{key}_load"] = round(t["load"], 1)
     summary["peak_mem_mb"] = round(result["max_rss_mb"], 1)
     summary["tracemalloc_peak_mb"] = round(result["tracemalloc_peak_mb"], 2)
-    print(json.dumps(summary))
+    record(summary, "simulator_speed")
 
 
 if __name__ == "__main__":

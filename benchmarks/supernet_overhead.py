@@ -26,7 +26,6 @@ Prints a table; the last line is one JSON object (time_ratio, mem_ratio, multipa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -314,7 +314,7 @@ def main() -> None:
         "supernet_peak_mib": round(peaks["supernet"] / mib, 1), "child_peak_mib": round(peaks["child"] / mib, 1),
         "latency_loss": args.latency_loss, "batch": args.batch, "size": args.size, "device": device, "supernet": args.supernet,
     }
-    print(json.dumps(result))
+    record(result, "supernet_overhead")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ mobilenetv2_100 and efficientnet_b0, plus every --arch given. Prints a table; th
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 
 from s3nas.train.module import ModelEma
 from s3nas.train.network import build_network, resolve_network
+from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 
 def throughput(source, device: str, batch: int, steps: int, warmup: int, size: int, bf16: bool,
@@ -95,7 +95,7 @@ def main() -> None:
               + (f"   gpu(bf16, channels_last) {row['gpu_images_per_s']:9.1f} img/s" if "gpu_images_per_s" in row else ""),
               flush=True)
     result = {"threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(0) if gpu else None, "rows": rows}
-    print(json.dumps(result))
+    record(result, "train_throughput")
 
 
 if __name__ == "__main__":

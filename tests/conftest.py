@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +44,27 @@ def cli_env() -> dict:
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def run_cmd(cli_env):
+    """run_cmd(args, cwd=REPO_ROOT, env=None, timeout=900, check=True) -> CompletedProcess (text, captured).
+
+    ``args`` is the command line after ``python`` (``["search.py", "latency=2ms"]`` or ``["-m", "s3nas..."]``),
+    run with this interpreter, offline W&B, no inherited HYDRA_FULL_ERROR and one OpenMP thread (2 shared
+    cores); ``env`` adds variables. ``check=True`` fails the test with the output's tail on a non-zero exit.
+    """
+
+    def _run(args, cwd=REPO_ROOT, env=None, timeout: float = 900, check: bool = True):
+        full_env = {**cli_env, "OMP_NUM_THREADS": "1", **(env or {})}
+        proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd), env=full_env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            pytest.fail(f"exit {proc.returncode}: python {' '.join(map(str, args))}\n"
+                        f"--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-4000:]}")
+        return proc
+
+    return _run
 
 
 __all__ = ["CONF_DIR", "REPO_ROOT"]

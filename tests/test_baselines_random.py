@@ -35,14 +35,17 @@ def test_random_search_delivers_within_two_percent(random_search_run):
     from s3nas.arch import codec
     from s3nas.arch.graph import archspec_to_graph
 
+    from s3nas.outputs import RandomBaselineSummary, validate_summary_file
+
+    assert isinstance(validate_summary_file(random_search_run / "summary.json"), RandomBaselineSummary)
     summary = json.loads((random_search_run / "summary.json").read_text())
     spec = codec.load_json(random_search_run / "arch.json")
     simulated = simulator.simulate(archspec_to_graph(spec), simulator.load_profile("midap")).latency_ms  # independent
     assert abs(simulated / 2.5 - 1) <= 0.02
-    assert summary["simulated_ms"] == pytest.approx(simulated, rel=1e-9) and summary["within_tolerance"]
+    assert summary["latency_ms"] == pytest.approx(simulated, rel=1e-9) and summary["within_tolerance"]
     assert codec.encode(spec) == summary["arch"]
     samples = summary["samples"]
-    assert len(samples) == 2 and all(abs(s["simulated_ms"] / 2.5 - 1) <= 0.02 for s in samples)
+    assert len(samples) == 2 and all(abs(s["latency_ms"] / 2.5 - 1) <= 0.02 for s in samples)
     best = max(samples, key=lambda s: (s["val_acc"], -s["index"]))
     assert summary["selected_sample"] == best["index"] and summary["arch"] == best["arch"]
     # the delivered figures are the retrained network's (final/), not the short sample's
@@ -106,12 +109,14 @@ def test_compare_table(random_search_run, tmp_path):
 
     from s3nas.baselines.compare import comparison_rows, expand_run_dirs, markdown_table
 
-    profile = simulator.load_profile("midap")
-    rows, data = comparison_rows(expand_run_dirs([str(random_search_run)]), ["efficientnet_b1"], profile)
+    from s3nas.latency.simulated import SimulatorBackend
+
+    rows, data = comparison_rows(expand_run_dirs([str(random_search_run)]), ["efficientnet_b1"],
+                                 SimulatorBackend("midap"))
     assert data == "digits" and [r["kind"] for r in rows] == ["random_search", "zoo (published)"]
     summary = json.loads((random_search_run / "summary.json").read_text())
     mine = rows[0]
-    assert mine["latency_ms"] == pytest.approx(summary["simulated_ms"]) and mine["accuracy"] == pytest.approx(
+    assert mine["latency_ms"] == pytest.approx(summary["latency_ms"]) and mine["accuracy"] == pytest.approx(
         100 * summary["test_acc"])
     assert mine["search_seconds"] == pytest.approx(summary["search_seconds"])
     assert rows[1]["accuracy"] == 78.8 and rows[1]["search_seconds"] is None

@@ -185,17 +185,18 @@ def test_train_measures_latency_on_a_device(space):
     from dataclasses import replace
 
     from s3nas.errors import ConfigError
-    from s3nas.train.network import NetworkSource, measure_network
+    from s3nas.latency.device_backend import DeviceBackend
+    from s3nas.train.network import NetworkSource, deploy_latency
 
     spec = replace(space.arch_spec(space.random_options(random.Random(1))), num_classes=100, input_size=64)
-    device = SimulatedDevice("midap", "sim_midap_blackbox")
-    report = measure_network(NetworkSource(spec=spec), device, input_size=16, num_classes=10)
+    backend = DeviceBackend(SimulatedDevice("midap", "sim_midap_blackbox"), noise_repeats=3)
+    result, macs = deploy_latency(NetworkSource(spec=spec), backend, input_size=16, num_classes=10)
     truth = simulator.simulate(archspec_to_graph(replace(spec, num_classes=10), input_size=16), "midap")
-    assert report.latency_ms == pytest.approx(truth.latency_ms) and report.macs == truth.macs
-    assert report.latency_source.startswith("measurement (sim_midap_blackbox, 16x16, 10 classes")
-    assert report.latency_noise_pct == 0.0 and len(report.latency_measurements_ms) >= 2
-    with pytest.raises(ConfigError, match="hardware: a measured device"):
-        measure_network(NetworkSource(timm_name="mobilenetv2_050"), device, input_size=16, num_classes=10)
+    assert result.latency_ms == pytest.approx(truth.latency_ms) and macs == truth.macs
+    assert result.source.startswith("measurement (sim_midap_blackbox, 16x16, 10 classes")
+    assert result.noise_pct == 0.0 and len(result.details["latency_measurements_ms"]) == 3
+    with pytest.raises(ConfigError, match="times s3nas architectures only"):
+        deploy_latency(NetworkSource(timm_name="mobilenetv2_050"), backend, input_size=16, num_classes=10)
 
 
 @pytest.mark.slow

@@ -241,16 +241,19 @@ def test_samples_span_the_space_from_its_fastest_network():
 
 
 def test_delivered_measurement_reports_the_drift_since_the_table(tmp_path):
-    """The delivered network's summary says how far the machine is from the table's reference level."""
-    from s3nas.latency.device_search import DeviceLatency
+    """The delivered network's result says how far the machine is from the table's reference level."""
+    from s3nas.latency.device_backend import DeviceBackend
 
     space = _space(16)
     device = SimulatedDevice("midap", "sim", repeats=1)
     ref_ms = device.measure(reference_networks(space)["net"]).median_ms
-    options = list(space.min_options())
-    out = DeviceLatency(device, space, noise_repeats=2, reference_ms=ref_ms / 1.25).delivered(options)
-    assert out["device_drift_pct"] == pytest.approx(25.0)
-    assert out["reference_now_ms"] == pytest.approx(ref_ms) and "+25.0% vs the table" in out["latency_source"]
-    assert out["measured_ms"] == pytest.approx(device.measure(space.arch_spec(options)).median_ms)
-    plain = DeviceLatency(device, space, noise_repeats=2).delivered(options)
-    assert "device_drift_pct" not in plain and "vs the table" not in plain["latency_source"]
+    spec = space.arch_spec(list(space.min_options()))
+    plain = DeviceBackend(device, noise_repeats=2).evaluate(spec)  # no table measured: no reference level
+    assert "device_drift_pct" not in plain.details and "vs the table" not in plain.source
+    assert plain.latency_ms == pytest.approx(device.measure(spec).median_ms)
+    assert plain.source.startswith("measurement (sim") and plain.noise_pct is not None
+    backend = DeviceBackend(device, noise_repeats=2)
+    backend._reference = (reference_networks(space)["net"], ref_ms / 1.25)  # as a table measured 25% faster sets it
+    out = backend.evaluate(spec)
+    assert out.details["device_drift_pct"] == pytest.approx(25.0)
+    assert out.details["reference_now_ms"] == pytest.approx(ref_ms) and "+25.0% vs the table" in out.source

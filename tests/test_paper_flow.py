@@ -97,14 +97,15 @@ def test_flow_table_recomputes_every_stage_from_its_arch(tmp_path):
     midap = simulator.load_profile("midap")
     base = codec.decode(SMALL)
     plus = apply(base, "all", "hswish")
+    from s3nas.outputs import PostprocessSummary, SearchSummary, TrainSummary, example, write_summary
+
     runs = []
-    for name, spec, summary in (("search", base, {"test_acc": 0.9, "target_ms": 1.0}),
-                                ("train", base, {"test_acc": 0.8, "data": "digits", "latency_ms": 123.0}),
-                                ("postprocess", plus, {"latency_ms": 0.0})):
+    for name, spec, summary in (("search", base, example(SearchSummary, test_acc=0.9, target_ms=1.0)),
+                                ("train", base, example(TrainSummary, test_acc=0.8, data="digits", latency_ms=123.0)),
+                                ("postprocess", plus, example(PostprocessSummary, latency_ms=0.0))):
         run = tmp_path / name
         codec.save_json(spec, run / "arch.json")
-        (run / "summary.json").write_text(json.dumps(summary))
-        (run / "config_resolved.yaml").write_text(f"task_name: {name}\nseed: 1\n")
+        write_summary(run, summary)  # the stage is the summary's kind
         runs.append(run)
     rows = [stage_row(r, midap) for r in runs]
     assert [r["stage"] for r in rows] == ["search", "train", "postprocess"]

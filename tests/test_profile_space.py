@@ -17,7 +17,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from s3nas.arch import codec
-from s3nas.latency.device import profile_space as ps
+from s3nas.profiling import profile_space as ps
 from s3nas.profiling.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
                                  load_candidates_entry, space_entry, ssbn_spec)
 from s3nas.config import CONF_DIR, compose_config
@@ -101,9 +101,11 @@ def test_ssbn_repeats_the_candidate_through_the_supernet(compose_cfg):
 
 def test_ssbn_latency_grows_with_expansion_and_kernel(compose_cfg):
     cfg = compose_cfg()
-    backend = ps.SimulatorLatency(__import__("simulator").load_profile("midap"))
+    from s3nas.latency.simulated import SimulatorBackend
+
+    backend = SimulatorBackend("midap")
     specs = [ssbn_spec(Candidate("mbconv", (k,), e), cfg.supernet) for k, e in ((3, 2), (3, 4), (3, 6), (5, 6))]
-    lat = backend.latency_ms(specs)
+    lat = backend.latencies_ms(specs)
     assert lat == sorted(lat) and lat[0] < lat[-1]
 
 
@@ -163,6 +165,10 @@ def test_profile_writes_a_space_search_uses_and_the_knob_picks_a_faster_one(tmp_
     assert fast["latency_source"] == "simulation" and len(rows) == fast["num_ssbns"] == 6
     for name in ("summary.json", "profile.png", "ssbns.csv", "bbssp_w1.yaml"):
         assert (tmp_path / "run1.0" / name).is_file()
+    from s3nas.outputs import ProfileSpaceSummary, validate_summary_file
+
+    typed = validate_summary_file(tmp_path / "run1.0" / "summary.json")  # the summary validates against its type
+    assert isinstance(typed, ProfileSpaceSummary) and typed.to_dict() == fast
     assert len(list((tmp_path / "run1.0" / "ssbns").glob("*.json"))) == 6
 
     # the written entry is what search.py composes: block type and candidates of the chosen space

@@ -17,8 +17,10 @@ TINY = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms", "c
         "callbacks.rich_progress_bar=null"]
 
 
-def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
+def start(run_dir: Path, *overrides: str, crash_after_steps: int | None = None) -> subprocess.Popen:
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    if crash_after_steps is not None:  # fault injection: not a config key
+        env["S3NAS_FAULT_INTERRUPT_AFTER_STEPS"] = str(crash_after_steps)
     cmd = [sys.executable, "search.py", *TINY, *overrides, f"hydra.run.dir={run_dir}"]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -30,8 +32,9 @@ def finish(proc: subprocess.Popen, check: bool = True) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def search(run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    return finish(start(run_dir, *overrides), check=check)
+def search(run_dir: Path, *overrides: str, check: bool = True,
+           crash_after_steps: int | None = None) -> subprocess.CompletedProcess:
+    return finish(start(run_dir, *overrides, crash_after_steps=crash_after_steps), check=check)
 
 
 def arch_of(run_dir: Path) -> dict:
@@ -45,7 +48,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     """(uninterrupted run, run crashed at step 10 then resumed); the first two run side by side."""
     reference = tmp_path_factory.mktemp("uninterrupted")
     run_dir = tmp_path_factory.mktemp("interrupted")
-    procs = [start(reference), start(run_dir, "schedule.interrupt_after_steps=10")]
+    procs = [start(reference), start(run_dir, crash_after_steps=10)]
     finish(procs[0])
     crashed = finish(procs[1], check=False)
     assert crashed.returncode != 0 and "interrupted after" in crashed.stderr
@@ -84,7 +87,7 @@ def test_resume_between_phases_with_ckpt_path(reference, tmp_path):
     # crash early in the 1st search epoch: the latest checkpoint is the end of the warm-up; resume from it
     # explicitly in another run dir
     crashed_dir = tmp_path / "crashed"
-    search(crashed_dir, "schedule.interrupt_after_steps=6", check=False)
+    search(crashed_dir, check=False, crash_after_steps=6)
     resumed_dir = tmp_path / "resumed"
     search(resumed_dir, f"ckpt_path={crashed_dir / 'checkpoints' / 'last.ckpt'}")
     assert arch_of(resumed_dir) == arch_of(reference)

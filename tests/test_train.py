@@ -43,9 +43,12 @@ def arch_file(tmp_path_factory) -> Path:
     return path
 
 
-def start(run_dir: Path, *overrides: str, logger: str = "logger=none") -> subprocess.Popen:
+def start(run_dir: Path, *overrides: str, logger: str = "logger=none",
+          crash_after_steps: int | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1")
+    if crash_after_steps is not None:  # fault injection: not a config key
+        env["S3NAS_FAULT_INTERRUPT_AFTER_STEPS"] = str(crash_after_steps)
     cmd = [sys.executable, "train.py", *TINY, logger, *overrides, f"hydra.run.dir={run_dir}"]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -77,7 +80,7 @@ def runs(tmp_path_factory, arch_file) -> dict:
     resumed = tmp_path_factory.mktemp("resumed")
     from_ckpt = tmp_path_factory.mktemp("from_ckpt")
     procs = [start(reference, f"arch={arch_file}", "export.onnx=true", logger="logger=wandb"),
-             start(resumed, f"arch={arch_file}", "recipe.interrupt_after_steps=6")]
+             start(resumed, f"arch={arch_file}", crash_after_steps=6)]
     finish(procs[0])
     crashed = finish(procs[1], check=False)
     assert crashed.returncode != 0 and "simulated crash" in crashed.stderr
@@ -274,8 +277,8 @@ def test_latency_is_simulated_at_the_archs_own_input_size(compose_train, tmp_pat
     own = simulator.simulate(archspec_to_graph(spec, input_size=96), profile).latency_ms
     at_224 = simulator.simulate(archspec_to_graph(spec, input_size=224), profile).latency_ms
     assert own < at_224
-    assert check_train(compose_train(f"arch={path}")).report.latency_ms == pytest.approx(own)
-    assert check_train(compose_train(f"arch={path}", "deploy.input_size=224")).report.latency_ms == pytest.approx(at_224)
+    assert check_train(compose_train(f"arch={path}")).latency.latency_ms == pytest.approx(own)
+    assert check_train(compose_train(f"arch={path}", "deploy.input_size=224")).latency.latency_ms == pytest.approx(at_224)
 
 
 def test_missing_arch_is_an_error(compose_train):
@@ -396,7 +399,7 @@ def test_tf_ema_warmup_and_step_schedule():
     assert ema.get_decay(0) == pytest.approx(0.1) and ema.get_decay(90) == pytest.approx(91 / 100)
     assert ema.get_decay(10_000_000) == 0.9999
     settings = RecipeSettings(lr=0.1, warmup_steps=10, warmup_lr_init=0.0, decay_rate=0.5, decay_steps=5)
-    module = RetrainModule(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), settings)
+    module = RetrainModule(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), settings, num_classes=2)
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert type(optimizer).__name__ == "RMSpropTF"
@@ -410,6 +413,30 @@ def test_tf_ema_warmup_and_step_schedule():
     assert lr_at(15) == pytest.approx(0.05) and lr_at(20) == pytest.approx(0.025)  # x0.5 every 5 steps
     # no weight decay on biases (timm's filter_bias_and_bn)
     assert sorted(group["weight_decay"] for group in optimizer.param_groups) == [0.0, settings.weight_decay]
+
+
+def test_validation_accuracy_is_correct_over_seen_across_uneven_batches():
+    """val/acc and val/acc_raw (torchmetrics) are correct / seen over the whole split, not a mean of batch means."""
+    import pytorch_lightning as pl
+
+    from s3nas.train.module import RecipeSettings, RetrainModule
+
+    torch.manual_seed(0)
+    images, labels = torch.randn(37, 4), torch.randint(0, 3, (37,))  # batches of 16, 16 and 5
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=16)
+    module = RetrainModule(torch.nn.Linear(4, 3), RecipeSettings(lr=0.1), meta={"num_classes": 3})
+    with torch.no_grad():
+        module.model.weight.add_(3 * torch.randn(3, 4))  # the EMA copy keeps the initial weights: two accuracies
+        ema_correct = (module.eval_model(images).argmax(1) == labels).sum().item()
+        raw_correct = (module.model(images).argmax(1) == labels).sum().item()
+    batch_means = [(module.eval_model(x).argmax(1) == y).float().mean().item() for x, y in loader]
+    assert abs(sum(batch_means) / 3 - ema_correct / 37) > 1e-3  # the two averages differ on this split
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
+    metrics = trainer.validate(module, loader, verbose=False)[0]
+    assert metrics["val/acc"] == pytest.approx(ema_correct / 37)
+    assert metrics["val/acc_raw"] == pytest.approx(raw_correct / 37)
+    assert ema_correct != raw_correct
 
 
 def test_random_shift_translates_each_image_within_the_bound():

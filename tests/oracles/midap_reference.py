@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 
-from .costs import fused_gaps, storage_channel_aligns, uses_gemm
-from .engine import plan_graph, tile_program
-from .graph import Graph, Layer
+from simulator.costs import fused_gaps, storage_channel_aligns, uses_gemm
+from simulator.engine import plan_graph, tile_program
+from simulator.graph import Graph, Layer
 
 
 def _cdiv(a: int, b: int) -> int:

@@ -279,6 +279,10 @@ class SearchSpace:
         """Smallest option (by total expansion, then kernel) per position."""
         return [self.options(i)[0] for i in range(len(self.positions))]
 
+    def max_options(self) -> list[Option]:
+        """Largest option (by total expansion, then kernel) per position."""
+        return [self.options(i)[-1] for i in range(len(self.positions))]
+
     def to_dict(self) -> dict:
         """JSON-able description (validated configs + deployment shape), used for cache keys and logs."""
         return {"supernet": self.supernet_cfg, "candidates": self.candidates_cfg, "num_classes": self.num_classes,

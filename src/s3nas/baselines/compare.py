@@ -2,8 +2,8 @@
 
 For one dataset and one hardware profile: every network of the given run dirs (search.py, train.py,
 random_search, random_selection; a multirun dir stands for its jobs) and the named zoo networks, with its
-accuracy (and what kind: weight-sharing, retrained, published ImageNet), its latency simulated here on the
-profile at its deployment shape (the same simulation for every row), weights and MACs at that shape, and the
+accuracy (and what kind: weight-sharing, retrained, published ImageNet), its latency obtained here on the
+hardware's backend at its deployment shape (the same backend for every row), weights and MACs at that shape, and the
 search cost in wall-clock seconds (a train.py run of a searched network inherits its search's cost; zoo rows
 have none). Writes ``compare.csv``, ``compare.md``, ``summary.json`` and ``compare_<hardware>.png`` (the rows on
 the accuracy-latency plane). ``notebooks/compare_models.ipynb`` draws the same from run dirs.
@@ -11,12 +11,14 @@ the accuracy-latency plane). ``notebooks/compare_models.ipynb`` draws the same f
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from s3nas.errors import ConfigError
+from s3nas.outputs import (CompareRow, CompareSummary, RandomBaselineSummary, SearchSummary, Summary, TrainSummary,
+                           load_summary, write_summary)
+from s3nas.utils import tables
 
 COLUMNS = ("model", "kind", "data", "accuracy", "accuracy_kind", "latency_ms", "target_ms", "params_m", "macs_g",
            "search_seconds", "train_seconds", "seed", "run_dir")
@@ -38,11 +40,12 @@ def expand_run_dirs(paths: Iterable[str], key: str = "runs") -> list[Path]:
     return found
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path) -> Summary:
+    """The typed summary at ``path``; ConfigError naming ``runs`` and the file (old, unreadable, off-schema)."""
     try:
-        return json.loads(path.read_text())
-    except (ValueError, OSError) as error:
-        raise ConfigError(f"runs: '{path}' is not readable JSON ({error})") from None
+        return load_summary(path)
+    except ConfigError as error:
+        raise ConfigError(f"runs: {error}") from None
 
 
 def describe_run(run_dir: Path) -> dict:
@@ -53,15 +56,15 @@ def describe_run(run_dir: Path) -> dict:
     arch_path = run_dir / "arch.json"
     spec = codec.load_json(arch_path) if arch_path.is_file() else None
     timm_name = None
-    if summary.get("method") in ("random_search", "random_selection"):
-        kind = summary["method"]
-        accuracy_kind = f"retrained {summary.get('full_epochs')} ep"
-        search_seconds = summary.get("search_seconds")
-    elif "decoded_simulated_ms" in summary:
+    if isinstance(summary, RandomBaselineSummary):
+        kind = summary.method
+        accuracy_kind = f"retrained {summary.full_epochs} ep"
+        search_seconds = summary.search_seconds
+    elif isinstance(summary, SearchSummary):
         kind, accuracy_kind = "s3nas search", "weight sharing"
-        search_seconds = summary.get("search_seconds")
-    elif "train_seconds" in summary:
-        origin = str(summary.get("arch_origin") or "")
+        search_seconds = summary.search_seconds
+    elif isinstance(summary, TrainSummary):
+        origin = summary.arch_origin
         kind, search_seconds = "trained", None
         if origin.startswith("timm:"):
             timm_name, kind = origin[len("timm:"):], "zoo (trained here)"
@@ -69,38 +72,36 @@ def describe_run(run_dir: Path) -> dict:
             parent = Path(origin).parent if origin else None
             if parent is not None and (parent / "summary.json").is_file():
                 searched = _read(parent / "summary.json")
-                search_seconds = searched.get("search_seconds")
-                kind = searched.get("method") or ("s3nas" if "decoded_simulated_ms" in searched else "trained")
+                search_seconds = getattr(searched, "search_seconds", None)
+                kind = ("s3nas" if isinstance(searched, SearchSummary) else
+                        searched.method if isinstance(searched, RandomBaselineSummary) else "trained")
                 kind = f"{kind} (retrained)" if "retrained" not in kind else kind
-        accuracy_kind = f"retrained {summary.get('epochs')} ep"
+        accuracy_kind = f"retrained {summary.epochs} ep"
     else:
-        raise ConfigError(f"runs: '{run_dir}' is not a search.py, train.py or random baseline run dir")
+        raise ConfigError(f"runs: '{run_dir}' is a {summary.kind} run dir, not a search.py, train.py or random "
+                          f"baseline one")
     if spec is None and timm_name is None:
         raise ConfigError(f"runs: '{run_dir}' holds no arch.json")
-    return {"kind": kind, "accuracy": summary.get("test_acc"), "accuracy_kind": accuracy_kind,
-            "data": str(summary.get("data") or ""), "search_seconds": search_seconds,
-            "train_seconds": summary.get("train_seconds"), "target_ms": summary.get("target_ms"),
-            "seed": summary.get("seed"), "spec": spec, "timm_name": timm_name, "run_dir": str(run_dir),
-            "name": (spec.name if spec is not None else timm_name)}
+    return {"kind": kind, "accuracy": summary.test_acc, "accuracy_kind": accuracy_kind,
+            "data": summary.data, "search_seconds": search_seconds,
+            "train_seconds": summary.train_seconds if not isinstance(summary, SearchSummary) else None,
+            "target_ms": getattr(summary, "target_ms", None), "seed": summary.seed, "spec": spec,
+            "timm_name": timm_name, "run_dir": str(run_dir), "name": (spec.name if spec is not None else timm_name)}
 
 
-def simulate_spec(spec: Any, profile: Any) -> tuple[float, float, float]:
-    """(latency ms, params M, MACs G) of an ArchSpec at its deployment shape on ``profile``."""
-    import simulator
-
+def network_figures(spec: Any, backend: Any) -> tuple[float, float, float]:
+    """(latency ms on ``backend``, params M, MACs G) of an ArchSpec at its deployment shape."""
     from s3nas.arch.graph import archspec_to_graph
 
     graph = archspec_to_graph(spec)
-    report = simulator.simulate(graph, profile)
-    return float(report.latency_ms), sum(layer.weight_count for layer in graph) / 1e6, report.macs / 1e9
+    return backend.latency_ms(spec), sum(layer.weight_count for layer in graph) / 1e6, graph.macs / 1e9
 
 
-def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], profile: Any,
+def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], backend: Any,
                     data: Optional[str] = None) -> tuple[list[dict], str]:
-    """The table's rows (runs on ``data`` first by accuracy, then the zoo) and the dataset used."""
-    import simulator
-
-    from s3nas.baselines.zoo import build_graph, row_of, select_entries
+    """The table's rows (runs on ``data`` first by accuracy, then the zoo) and the dataset used; latency on
+    ``backend`` (a LatencyBackend)."""
+    from s3nas.baselines.zoo import build_graph, select_entries
 
     runs = [describe_run(Path(d)) for d in run_dirs]
     if data is None and runs:
@@ -110,15 +111,14 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], profile: 
         if data is not None and run["data"] != data:
             continue
         if run["spec"] is not None:
-            latency, params, macs = simulate_spec(run["spec"], profile)
+            latency, params, macs = network_figures(run["spec"], backend)
         else:
             from s3nas.baselines.zoo import ZooEntry
 
             entry = ZooEntry(run["timm_name"], run["timm_name"], run["timm_name"], 224, None, "")
             graph = build_graph(entry)
-            report = simulator.simulate(graph, profile)
-            latency, params, macs = (float(report.latency_ms), sum(l.weight_count for l in graph) / 1e6,
-                                     report.macs / 1e9)
+            latency = backend.evaluate_graph(graph, entry.timm_name, entry.input_size, 1000).latency_ms
+            params, macs = sum(layer.weight_count for layer in graph) / 1e6, graph.macs / 1e9
         rows.append({"model": run["name"], "kind": run["kind"], "data": run["data"],
                      "accuracy": None if run["accuracy"] is None else 100.0 * float(run["accuracy"]),
                      "accuracy_kind": f"{run['accuracy_kind']}, test split", "latency_ms": latency,
@@ -128,7 +128,8 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], profile: 
     rows.sort(key=lambda r: (-(r["accuracy"] or -1.0), r["latency_ms"]))
     for entry in select_entries(zoo_keys) if list(zoo_keys) else []:
         graph = build_graph(entry)
-        z = row_of(entry, graph, simulator.simulate(graph, profile))
+        z = {"latency_ms": backend.evaluate_graph(graph, entry.timm_name, entry.input_size, 1000).latency_ms,
+             "params_m": sum(layer.weight_count for layer in graph) / 1e6, "macs_g": graph.macs / 1e9}
         rows.append({"model": entry.display, "kind": "zoo (published)", "data": "imagenet",
                      "accuracy": entry.published_top1, "accuracy_kind": "published ImageNet top-1",
                      "latency_ms": z["latency_ms"], "target_ms": None, "params_m": z["params_m"],
@@ -137,22 +138,23 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], profile: 
     return rows, data or ""
 
 
-def _cell(value: Any, spec: str) -> str:
-    return "" if value is None else format(value, spec)
+def _search_cost(row: dict) -> str:
+    seconds = row["search_seconds"]
+    return "" if seconds is None else f"{seconds:.0f} s ({seconds / 3600:.2f} h)"
 
 
 def markdown_table(rows: list[dict], hardware: str, data: str) -> str:
     """Table 6 shape: model, top-1, latency, params, MACs, search cost (wall clock)."""
-    lines = [f"Networks on `{data}` and zoo networks, latency simulated on `{hardware}` at each network's deployment "
-             f"shape; accuracies of different kinds are not comparable across kinds.", "",
-             "| model | kind | seed | top-1 % | accuracy kind | latency ms | params M | MACs G | search cost (wall clock) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        cost = "" if r["search_seconds"] is None else f"{r['search_seconds']:.0f} s ({r['search_seconds'] / 3600:.2f} h)"
-        lines.append(f"| {r['model']} | {r['kind']} | {_cell(r['seed'], 'd')} | {_cell(r['accuracy'], '.2f')} | "
-                     f"{r['accuracy_kind']} | "
-                     f"{r['latency_ms']:.3f} | {r['params_m']:.2f} | {r['macs_g']:.2f} | {cost} |")
-    return "\n".join(lines) + "\n"
+    title = (f"Networks on `{data}` and zoo networks, latency simulated on `{hardware}` at each network's deployment "
+             f"shape; accuracies of different kinds are not comparable across kinds.")
+    table = tables.markdown_table(
+        rows, ["model", "kind", "seed", "accuracy", "accuracy_kind", "latency_ms", "params_m", "macs_g",
+               "search_seconds"],
+        {"seed": "d", "accuracy": ".2f", "latency_ms": ".3f", "params_m": ".2f", "macs_g": ".2f",
+         "search_seconds": _search_cost},
+        headers=["model", "kind", "seed", "top-1 %", "accuracy kind", "latency ms", "params M", "MACs G",
+                 "search cost (wall clock)"])
+    return f"{title}\n\n{table}"
 
 
 def plot_comparison(rows: list[dict], hardware: str, path: Optional[str | Path] = None, ax: Any = None) -> Any:
@@ -196,22 +198,15 @@ def plot_comparison(rows: list[dict], hardware: str, path: Optional[str | Path] 
 
 
 def csv_text(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS))
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
-    return buffer.getvalue()
+    """compare.csv: the COLUMNS of every row (None and missing values empty)."""
+    return tables.csv_text(rows, COLUMNS, extras="ignore")
 
 
 # ----------------------------------------------------------------------------------------- entry point
 def check(cfg: Any) -> dict:
     """Every user error before anything is written."""
     from s3nas.baselines.zoo import select_entries
-    from s3nas.config import load_hardware
+    from s3nas.latency.backend import make_backend
 
     if not cfg.runs and not cfg.zoo:
         raise ConfigError("runs: nothing to compare; pass runs=[<run dir>,...] and/or zoo=[efficientnet_b1,...]")
@@ -219,30 +214,30 @@ def check(cfg: Any) -> dict:
     for run_dir in run_dirs:
         describe_run(run_dir)
     select_entries(cfg.zoo)
-    profile = load_hardware(cfg.hardware)
-    return {"run_dirs": run_dirs, "profile": profile}
+    return {"run_dirs": run_dirs, "backend": make_backend(cfg.hardware)}
 
 
 def main(cfg: Any, checked: Optional[dict] = None) -> dict:
     """Hydra task: build the rows, write compare.csv / compare.md / summary.json / PNG, log to W&B."""
-    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.utils.io import atomic_write_text
     from s3nas.utils.loggers import build_loggers
 
     started = time.time()
     checked = checked or check(cfg)
     run_dir = Path(str(cfg.paths.output_dir))
-    profile = checked["profile"]
-    rows, data = comparison_rows(checked["run_dirs"], cfg.zoo, profile, cfg.get("data"))
-    markdown = markdown_table(rows, profile.name, data)
+    backend = checked["backend"]
+    rows, data = comparison_rows(checked["run_dirs"], cfg.zoo, backend, cfg.get("data"))
+    markdown = markdown_table(rows, backend.name, data)
     atomic_write_text(run_dir / "compare.csv", csv_text(rows))
     atomic_write_text(run_dir / "compare.md", markdown)
     plot = None
     if cfg.plot:
-        plot = run_dir / f"compare_{profile.name}.png"
-        plot_comparison(rows, profile.name, plot)
-    summary = {"hardware": profile.name, "data": data, "rows": rows, "plot": str(plot) if plot else None,
-               "seconds": time.time() - started, "run_dir": str(run_dir)}
-    atomic_write_json(run_dir / "summary.json", summary)
+        plot = run_dir / f"compare_{backend.name}.png"
+        plot_comparison(rows, backend.name, plot)
+    typed = CompareSummary(hardware=backend.name, data=data, rows=rows, plot=str(plot) if plot else None,
+                           seconds=time.time() - started, run_dir=str(run_dir))
+    write_summary(run_dir, typed)
+    summary = typed.to_dict()
     for logger in build_loggers(cfg):
         if type(logger).__name__ == "WandbLogger":
             try:
@@ -262,7 +257,12 @@ def main(cfg: Any, checked: Optional[dict] = None) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-compare`` (also ``python -m s3nas.baselines.compare``)."""
     from s3nas.utils.entry import run
 
     run(main, "compare", check=check)
+
+
+if __name__ == "__main__":
+    cli()

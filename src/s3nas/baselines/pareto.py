@@ -9,21 +9,22 @@ accuracies are not ImageNet figures and the plot says so.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from s3nas.errors import ConfigError
+from s3nas.outputs import RandomBaselineSummary, SearchSummary, Summary, TrainSummary, load_summary
 
 
-def _method_of(summary: dict, run_dir: Path) -> str:
-    if summary.get("method"):
-        return str(summary["method"])
-    if "decoded_simulated_ms" in summary:
+def _method_of(summary: Summary) -> str:
+    """What made the network: the random baseline's method, s3nas search / retrained, or the command."""
+    if isinstance(summary, RandomBaselineSummary):
+        return summary.method
+    if isinstance(summary, SearchSummary):
         return "s3nas search"
-    if "train_seconds" in summary:
-        return "s3nas retrained" if summary.get("arch_origin", "").endswith("arch.json") else "trained"
-    return run_dir.name
+    if isinstance(summary, TrainSummary):
+        return "s3nas retrained" if summary.arch_origin.endswith("arch.json") else "trained"
+    return summary.kind
 
 
 def load_overlays(run_dirs: Iterable[str], key: str = "overlay") -> list[dict]:
@@ -39,29 +40,29 @@ def load_overlays(run_dirs: Iterable[str], key: str = "overlay") -> list[dict]:
             raise ConfigError(f"{key}: '{run_dir}' holds no arch.json + summary.json (a finished search.py, train.py "
                               f"or random baseline run dir)")
         try:
-            summary = json.loads(summary_path.read_text())
-        except (ValueError, OSError) as error:
-            raise ConfigError(f"{key}: '{summary_path}' is not readable JSON ({error})") from None
+            summary = load_summary(summary_path)
+        except ConfigError as error:
+            raise ConfigError(f"{key}: {error}") from None
         spec = codec.load_json(arch)
-        method = _method_of(summary, run_dir)
-        data = str(summary.get("data") or "?")
+        method = _method_of(summary)
+        data = getattr(summary, "data", None) or "?"
         overlays.append({"label": f"{method} ({data})", "method": method, "data": data,
-                         "accuracy": summary.get("test_acc"), "accuracy_source": summary.get("accuracy_source")
-                         or f"test_acc of {summary_path}", "spec": spec, "run_dir": str(run_dir), "summary": summary})
+                         "accuracy": getattr(summary, "test_acc", None),
+                         "accuracy_source": getattr(summary, "accuracy_source", None) or f"test_acc of {summary_path}",
+                         "spec": spec, "run_dir": str(run_dir), "summary": summary})
     return overlays
 
 
 def overlay_points(overlays: list[dict], profiles: Iterable[Any]) -> list[dict]:
-    """Each overlay network simulated on each profile at its deployment shape (JSON-able points)."""
-    import simulator
-
+    """Each overlay network simulated on each profile (a SimulatorBackend) at its deployment shape (JSON-able
+    points)."""
     from s3nas.arch.graph import archspec_to_graph
 
     points = []
     for overlay in overlays:
         graph = archspec_to_graph(overlay["spec"])
         for profile in profiles:
-            report = simulator.simulate(graph, profile)
+            report = profile.simulate_graph(graph)
             acc = overlay["accuracy"]
             points.append({"label": overlay["label"], "method": overlay["method"], "data": overlay["data"],
                            "hardware": profile.name, "latency_ms": float(report.latency_ms),

@@ -14,8 +14,6 @@ finished sample trainings (and train.py resumes unfinished ones from their last 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 import warnings
@@ -26,6 +24,9 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from s3nas.errors import ConfigError
+from s3nas.latency.backend import make_backend
+from s3nas.outputs import RandomBaselineSummary, TrainSummary, load_summary, write_summary
+from s3nas.utils.tables import write_csv
 
 SELECT_ON = ("val_acc", "val_acc_raw", "best_val_acc")
 SAMPLES_DIR = "samples"
@@ -36,7 +37,7 @@ FINAL_DIR = "final"
 class Checked:
     """What ``check_random`` established (reused by ``run_random``)."""
 
-    profile: Any
+    backend: Any  # the hardware's LatencyBackend
     target_ms: float
     space: Any  # SearchSpace at the deployment shape
     fastest_ms: float
@@ -54,12 +55,8 @@ def method_of(cfg: DictConfig) -> str:
 # ----------------------------------------------------------------------------------------- checks
 def check_random(cfg: DictConfig) -> Checked:
     """Every user error before anything is written (one line each, exit 2)."""
-    import simulator
-
-    from s3nas.arch.graph import archspec_to_graph
     from s3nas.config import resolve_target_ms
     from s3nas.errors import InfeasibleTargetError
-    from s3nas.config import load_hardware
     from s3nas.arch.space import SearchSpace
     from s3nas.train.module import SCHEDULERS
     from s3nas.utils.trainer import check_finite, check_loader_values
@@ -88,21 +85,21 @@ def check_random(cfg: DictConfig) -> Checked:
 
     _check_recipe(OmegaConf.create({"recipe": _plain(cfg.recipe), "data": _plain(cfg.data),
                                     "trainer": _plain(cfg.trainer), "export": {"onnx": False}}))
-    profile = load_hardware(cfg.hardware)
+    backend = make_backend(cfg.hardware)
     target_ms = float(resolve_target_ms(cfg))
     space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
                                     input_size=int(cfg.deploy.input_size),
-                                    in_channels=int(cfg.deploy.get("in_channels", 3)))
-    fastest_ms = float(simulator.simulate(archspec_to_graph(space.arch_spec(space.min_options())), profile).latency_ms)
+                                    in_channels=int(cfg.deploy.in_channels))
+    fastest_ms = backend.feasibility(space).fastest_ms
     if not math.isfinite(target_ms) or target_ms * (1 + tolerance) < fastest_ms:
         raise InfeasibleTargetError(
             f"latency: target {target_ms:.4g} ms (+-{tolerance:.0%}) is below the fastest architecture of the search "
-            f"space ({fastest_ms:.4g} ms on {profile.name}); use a latency of at least {fastest_ms:.4g}ms")
+            f"space ({fastest_ms:.4g} ms {backend.how} on {backend.name}); use a latency of at least {fastest_ms:.4g}ms")
     from s3nas.data import build_datamodule
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
-    return Checked(profile=profile, target_ms=target_ms, space=space, fastest_ms=fastest_ms)
+    return Checked(backend=backend, target_ms=target_ms, space=space, fastest_ms=fastest_ms)
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -128,11 +125,10 @@ def train_config(cfg: DictConfig, *, arch_path: Path, out_dir: Path, stage: Any)
     })
 
 
-def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any, keep_checkpoints: bool = False) -> dict:
+def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any,
+                  keep_checkpoints: bool = False) -> TrainSummary:
     """Train ``spec`` with train.py's runner in ``out_dir`` (reusing a finished run there); its summary. The
     finished run's Lightning checkpoints are removed unless ``keep_checkpoints``."""
-    import json
-
     from s3nas.arch import codec
     from s3nas.train import check_train, run_train
 
@@ -140,14 +136,13 @@ def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any, keep_ch
     summary_path = out_dir / "summary.json"
     train_cfg = train_config(cfg, arch_path=out_dir / "arch.json", out_dir=out_dir, stage=stage)
     if summary_path.is_file():
-        try:
-            done = json.loads(summary_path.read_text())
-            if done.get("arch") == codec.encode(spec) and int(done.get("epochs", -1)) == int(train_cfg.recipe.epochs):
-                return done
-        except (ValueError, OSError):
-            pass
+        done = load_summary(summary_path)  # a summary of an older s3nas: one line naming it, not a silent retrain
+        if isinstance(done, TrainSummary) and done.arch == codec.encode(spec) and \
+                done.epochs == int(train_cfg.recipe.epochs):
+            return done
     codec.save_json(spec, out_dir / "arch.json")
     summary = run_train(train_cfg, check_train(train_cfg))
+    summary = summary if isinstance(summary, TrainSummary) else TrainSummary.from_dict(summary)
     if not keep_checkpoints:
         # finished: summary.json marks it done and weights.pt holds the evaluated weights; the Lightning
         # checkpoints (2 x ~190 MB for a 12 M-parameter network) are only needed to resume an unfinished run
@@ -162,8 +157,7 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     """Sample, train, select (and retrain for random search); write arch.json / summary.json."""
     from s3nas.arch import codec
     from s3nas.baselines.sampling import sample_at_latency
-    from s3nas.latency.lut import build_latency_table
-    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.arch.graph import archspec_to_graph
     from s3nas.utils.loggers import build_loggers
 
     started = time.time()
@@ -171,13 +165,12 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     method = method_of(cfg)
     run_dir = Path(str(cfg.paths.output_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
-    space, profile, target_ms = checked.space, checked.profile, checked.target_ms
-    table = build_latency_table(space, profile, cache_dir=cfg.paths.cache_dir, workers=int(cfg.lut_workers),
-                                progress=True)
-    samples, stats = sample_at_latency(space, table, profile, target_ms, int(cfg.num_samples), seed=int(cfg.seed),
+    space, backend, target_ms = checked.space, checked.backend, checked.target_ms
+    table = backend.table(space, cache_dir=cfg.paths.cache_dir, workers=int(cfg.lut_workers), progress=True)
+    samples, stats = sample_at_latency(space, table, backend, target_ms, int(cfg.num_samples), seed=int(cfg.seed),
                                        tolerance=float(cfg.tolerance), name_prefix=method)
     print(f"{method}: {len(samples)} architectures within {target_ms:.4g} ms +-{float(cfg.tolerance):.0%} on "
-          f"{profile.name} (simulated {min(s.simulated_ms for s in samples):.4f}..{max(s.simulated_ms for s in samples):.4f} ms; "
+          f"{backend.name} ({backend.how} {min(s.latency_ms for s in samples):.4f}..{max(s.latency_ms for s in samples):.4f} ms; "
           f"{stats.draws} draws, {stats.rejected_by_simulation} rejected by simulation)")
     loggers = build_loggers(cfg)
     rows: list[dict] = []
@@ -185,16 +178,16 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     for sample in samples:
         out_dir = run_dir / SAMPLES_DIR / f"{sample.index:03d}"
         result = train_network(cfg, sample.spec, out_dir, cfg.short, keep_checkpoints=bool(cfg.keep_checkpoints))
-        row = {"index": sample.index, "estimated_ms": sample.estimated_ms, "simulated_ms": sample.simulated_ms,
-               "val_acc": result.get("val_acc"), "val_acc_raw": result.get("val_acc_raw"),
-               "best_val_acc": result.get("best_val_acc"), "test_acc": result.get("test_acc"),
-               "params": result.get("params"), "macs": result.get("macs"), "epochs": result.get("epochs"),
-               "train_seconds": result.get("train_seconds"), "num_blocks": len(sample.spec.blocks),
+        row = {"index": sample.index, "estimated_ms": sample.estimated_ms, "latency_ms": sample.latency_ms,
+               "val_acc": result.val_acc, "val_acc_raw": result.val_acc_raw,
+               "best_val_acc": result.best_val_acc, "test_acc": result.test_acc,
+               "params": result.params, "macs": result.macs, "epochs": result.epochs,
+               "train_seconds": result.train_seconds, "num_blocks": len(sample.spec.blocks),
                "arch": codec.encode(sample.spec), "run_dir": str(out_dir)}
         rows.append(row)
         _log_metrics(loggers, {f"sample/{k}": v for k, v in row.items() if isinstance(v, (int, float))
                                and not isinstance(v, bool) and v is not None}, step=sample.index)
-        print(f"{method}: sample {sample.index + 1}/{len(samples)}  simulated {sample.simulated_ms:.4f} ms  "
+        print(f"{method}: sample {sample.index + 1}/{len(samples)}  {backend.how} {sample.latency_ms:.4f} ms  "
               f"{select_on} {_fmt(row[select_on])}")
     scores = [(r[select_on] if r[select_on] is not None and math.isfinite(r[select_on]) else -1.0) for r in rows]
     best = max(range(len(rows)), key=lambda i: (scores[i], -i))  # ties: the first sampled
@@ -204,62 +197,57 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
         final = train_network(cfg, chosen.spec, run_dir / FINAL_DIR, cfg.full, keep_checkpoints=True)
         final_dir = run_dir / FINAL_DIR
     else:
-        final, final_dir = None, Path(rows[best]["run_dir"])
-        import json
-
-        final = json.loads((final_dir / "summary.json").read_text())
-    import simulator
-    from s3nas.arch.graph import archspec_to_graph
-
-    report = simulator.simulate(archspec_to_graph(chosen.spec), profile)  # independent check of the delivered net
-    simulated_ms = float(report.latency_ms)
+        final_dir = Path(rows[best]["run_dir"])
+        final = load_summary(final_dir / "summary.json")
+    delivered = backend.evaluate(chosen.spec)  # independent check of the delivered network
+    latency_ms = float(delivered.latency_ms)
     tolerance = float(cfg.tolerance)
-    summary = {
-        "method": method,
-        "target_ms": target_ms,
-        "simulated_ms": simulated_ms,
-        "estimated_ms": chosen.estimated_ms,
-        "target_ratio": simulated_ms / target_ms,
-        "within_tolerance": abs(simulated_ms / target_ms - 1.0) <= tolerance + 1e-12,
-        "meets_target": simulated_ms <= target_ms,
-        "tolerance": tolerance,
-        "val_acc": final.get("val_acc"),
-        "test_acc": final.get("test_acc"),
-        "selected_on": select_on,
-        "selected_sample": best,
-        "selected_sample_score": rows[best][select_on],
-        "accuracy_source": (f"trained from scratch by train.py's runner (recipe {final.get('recipe')}, "
-                            f"{final.get('epochs')} epochs, seed {int(cfg.seed)}, {final.get('evaluated')} weights) "
-                            f"in {final_dir}"),
-        "latency_source": f"simulation ({profile.name}, {space.input_size}x{space.input_size}, "
-                          f"{space.num_classes} classes)",
-        "search_seconds": search_seconds,
-        "train_seconds": final.get("train_seconds"),
-        "total_seconds": None,
-        "num_samples": len(samples),
-        "short_epochs": rows[best]["epochs"],
-        "full_epochs": final.get("epochs"),
-        "sampling": stats.to_dict(),
-        "samples": rows,
-        "hardware": profile.name,
-        "seed": int(cfg.seed),
-        "data": str(cfg.data.get("name", "")),
-        "params": final.get("params"),
-        "macs": int(report.macs),
-        "num_blocks": len(chosen.spec.blocks),
-        "arch": codec.encode(chosen.spec),
-        "final_run_dir": str(final_dir),
-        "run_dir": str(run_dir),
-    }
-    summary["total_seconds"] = time.time() - started
-    keys = ("method", "target_ms", "estimated_ms", "simulated_ms", "val_acc", "test_acc", "accuracy_source",
+    typed = RandomBaselineSummary(
+        method=method,
+        target_ms=target_ms,
+        latency_ms=latency_ms,
+        latency_source=delivered.source,
+        latency_noise_pct=delivered.noise_pct,
+        estimated_ms=chosen.estimated_ms,
+        target_ratio=latency_ms / target_ms,
+        within_tolerance=abs(latency_ms / target_ms - 1.0) <= tolerance + 1e-12,
+        meets_target=delivered.meets(target_ms),
+        tolerance=tolerance,
+        val_acc=final.val_acc,
+        test_acc=final.test_acc,
+        selected_on=select_on,
+        selected_sample=best,
+        selected_sample_score=rows[best][select_on],
+        accuracy_source=(f"trained from scratch by train.py's runner (recipe {final.recipe}, "
+                         f"{final.epochs} epochs, seed {int(cfg.seed)}, {final.evaluated} weights) "
+                         f"in {final_dir}"),
+        search_seconds=search_seconds,
+        train_seconds=final.train_seconds,
+        total_seconds=time.time() - started,
+        num_samples=len(samples),
+        short_epochs=rows[best]["epochs"],
+        full_epochs=final.epochs,
+        sampling=stats.to_dict(),
+        samples=rows,
+        hardware=backend.name,
+        seed=int(cfg.seed),
+        data=str(cfg.data.get("name", "")),
+        params=final.params,
+        macs=int(archspec_to_graph(chosen.spec).macs),
+        num_blocks=len(chosen.spec.blocks),
+        arch=codec.encode(chosen.spec),
+        final_run_dir=str(final_dir),
+        run_dir=str(run_dir),
+    )
+    summary = typed.to_dict()
+    keys = ("method", "target_ms", "estimated_ms", "latency_ms", "val_acc", "test_acc", "accuracy_source",
             "latency_source", "hardware", "data", "search_seconds")
     from dataclasses import replace
 
     spec = replace(chosen.spec, meta={**dict(chosen.spec.meta or {}), method: {k: summary[k] for k in keys}})
     codec.save_json(spec, run_dir / "arch.json")
-    atomic_write_json(run_dir / "summary.json", summary)
-    atomic_write_text(run_dir / "samples.csv", _csv(rows))
+    write_summary(run_dir, typed)
+    write_csv(run_dir / "samples.csv", rows)
     _log_final(loggers, summary, rows, run_dir)
     print_summary(summary)
     return summary
@@ -267,14 +255,6 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
-
-
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def _log_metrics(loggers: list, metrics: dict, step: int) -> None:
@@ -302,7 +282,7 @@ def _log_final(loggers: list, summary: dict, rows: list[dict], run_dir: Path) ->
             columns = list(rows[0])
             run.log({"samples": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})
             artifact = wandb.Artifact(f"arch-{run.id}", type="architecture", metadata={
-                k: summary[k] for k in ("method", "target_ms", "simulated_ms", "val_acc", "test_acc", "hardware")})
+                k: summary[k] for k in ("method", "target_ms", "latency_ms", "val_acc", "test_acc", "hardware")})
             artifact.add_file(str(run_dir / "arch.json"))
             run.log_artifact(artifact)
         except Exception as error:  # noqa: BLE001
@@ -317,14 +297,14 @@ def print_summary(summary: dict) -> None:
     console = Console(width=120)
     table = Table(title=f"{summary['method']}: {summary['num_samples']} samples at {summary['target_ms']:.4g} ms "
                         f"+-{summary['tolerance']:.0%} on {summary['hardware']}")
-    for column in ("#", "simulated ms", "estimated ms", summary["selected_on"], "test acc", "params", "epochs"):
+    for column in ("#", "latency ms", "estimated ms", summary["selected_on"], "test acc", "params", "epochs"):
         table.add_column(column, justify="right")
     for row in summary["samples"]:
         mark = " *" if row["index"] == summary["selected_sample"] else ""
-        table.add_row(f"{row['index']}{mark}", _fmt(row["simulated_ms"]), _fmt(row["estimated_ms"]),
+        table.add_row(f"{row['index']}{mark}", _fmt(row["latency_ms"]), _fmt(row["estimated_ms"]),
                       _fmt(row[summary["selected_on"]]), _fmt(row["test_acc"]), str(row["params"]), str(row["epochs"]))
     console.print(table)
-    console.print(f"delivered (sample {summary['selected_sample']}): simulated {summary['simulated_ms']:.4f} ms "
+    console.print(f"delivered (sample {summary['selected_sample']}): latency {summary['latency_ms']:.4f} ms "
                   f"(target {summary['target_ms']:.4g} ms, ratio {summary['target_ratio']:.3f}), "
                   f"val acc {_fmt(summary['val_acc'])}, test acc {_fmt(summary['test_acc'])} after "
                   f"{summary['full_epochs']} epochs; search {summary['search_seconds']:.0f} s, "

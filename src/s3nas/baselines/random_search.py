@@ -24,7 +24,12 @@ def main(cfg, checked=None):
     return summary.get(metric) if metric else summary.get("test_acc")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-random-search`` (also ``python -m s3nas.baselines.random_search``)."""
     from s3nas.utils.entry import run
 
     run(main, "random_search", check=check)
+
+
+if __name__ == "__main__":
+    cli()

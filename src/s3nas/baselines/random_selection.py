@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from s3nas.baselines.random_search import check, main
 
-__all__ = ["check", "main"]
+__all__ = ["check", "cli", "main"]
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """Console script ``s3nas-random-selection`` (also ``python -m s3nas.baselines.random_selection``)."""
     from s3nas.utils.entry import run
 
     run(main, "random_selection", check=check)
+
+
+if __name__ == "__main__":
+    cli()

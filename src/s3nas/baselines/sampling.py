@@ -22,7 +22,7 @@ import numpy as np
 from s3nas.errors import InfeasibleTargetError
 from s3nas.arch.space import Option, SearchSpace
 
-__all__ = ["Candidate", "SamplingStats", "sample_at_latency", "tilt_for_target", "simulate_options_ms"]
+__all__ = ["Candidate", "SamplingStats", "sample_at_latency", "tilt_for_target"]
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Candidate:
     options: list[Option]
     spec: Any  # ArchSpec at the deployment shape
     estimated_ms: float  # latency-table sum
-    simulated_ms: float  # end-to-end simulation of the whole network
+    latency_ms: float  # end-to-end latency of the whole network on the backend (simulated or measured)
 
 
 @dataclass
@@ -92,17 +92,9 @@ def tilt_for_target(table: Any, target_ms: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def simulate_options_ms(space: SearchSpace, profile: Any, options: list[Option]) -> float:
-    """End-to-end simulated latency (ms) of one option per position at the space's deployment shape."""
-    import simulator
-    from s3nas.arch.graph import archspec_to_graph
-
-    return float(simulator.simulate(archspec_to_graph(space.arch_spec(list(options))), profile).latency_ms)
-
-
-def sample_at_latency(space: SearchSpace, table: Any, profile: Any, target_ms: float, count: int, *,
+def sample_at_latency(space: SearchSpace, table: Any, backend: Any, target_ms: float, count: int, *,
                       seed: int = 0, tolerance: float = 0.02, max_draws: int = 2_000_000,
-                      name_prefix: str = "random", simulate: Optional[Callable[[list], float]] = None,
+                      name_prefix: str = "random", network_ms: Optional[Callable[[list], float]] = None,
                       ) -> tuple[list[Candidate], SamplingStats]:
     """``count`` distinct architectures, uniform over those whose table estimate is within ``target_ms * (1 +-
     tolerance)``, each confirmed in the band by an end-to-end simulation. InfeasibleTargetError when the band is
@@ -112,8 +104,11 @@ def sample_at_latency(space: SearchSpace, table: Any, profile: Any, target_ms: f
     if hi_ms < table.min_ms or lo_ms > table.max_ms:
         raise InfeasibleTargetError(
             f"latency: {target_ms:.4g} ms +-{tolerance:.0%} is outside this search space "
-            f"({table.min_ms:.4g}..{table.max_ms:.4g} ms on {getattr(profile, 'name', profile)})")
-    simulate = simulate or (lambda opts: simulate_options_ms(space, profile, opts))
+            f"({table.min_ms:.4g}..{table.max_ms:.4g} ms on {getattr(backend, 'name', backend)})")
+    if network_ms is None:
+        from s3nas.latency.backend import NetworkLatency
+
+        network_ms = NetworkLatency(backend, space)  # the backend's end-to-end latency (simulated or measured)
     options, cycles = _cost_arrays(table)
     per_ms = table.clock_hz / 1e3
     lo_c, hi_c = lo_ms * per_ms, hi_ms * per_ms
@@ -152,14 +147,14 @@ def sample_at_latency(space: SearchSpace, table: Any, profile: Any, target_ms: f
             seen.add(key)
             opts = [options[i][j] for i, j in enumerate(key)]
             estimated_ms = float(lat) / per_ms
-            simulated_ms = float(simulate(opts))
-            stats.simulated_errors_pct.append((simulated_ms - estimated_ms) / estimated_ms * 100)
-            if not lo_ms <= simulated_ms <= hi_ms:
+            latency_ms = float(network_ms(opts))
+            stats.simulated_errors_pct.append((latency_ms - estimated_ms) / estimated_ms * 100)
+            if not lo_ms <= latency_ms <= hi_ms:
                 stats.rejected_by_simulation += 1
                 continue
             spec = space.arch_spec(opts, name=f"{name_prefix}_{len(found)}")
             found.append(Candidate(index=len(found), options=opts, spec=spec, estimated_ms=estimated_ms,
-                                   simulated_ms=simulated_ms))
+                                   latency_ms=latency_ms))
             if len(found) >= count:
                 break
     stats.seconds = time.time() - started

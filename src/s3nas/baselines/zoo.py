@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from s3nas.errors import ConfigError
+from s3nas.outputs import ZooSummary, write_summary
+from s3nas.utils import tables
 
 # Sources of the published top-1 values (FP32, ImageNet val, single crop, as the authors published them).
 EFFNET = "Tan & Le, EfficientNet (ICML 2019, arXiv:1905.11946v1-v3), Table 2; S3NAS Table 6 quotes it"
@@ -87,14 +89,17 @@ def select_entries(keys: Iterable[str]) -> list[ZooEntry]:
 
 
 def load_profiles(names: Iterable[str], key: str = "profiles") -> list[Any]:
-    """Simulator profiles by name or YAML path (every known profile when empty); ConfigError otherwise."""
+    """Simulator backends (s3nas.latency.simulated) of profiles by name or YAML path (every known profile when
+    empty); ConfigError otherwise. The zoo reports simulator figures (DRAM traffic, utilisation) per profile."""
     import simulator
+
+    from s3nas.latency.simulated import SimulatorBackend
 
     names = [str(n) for n in names] or list(simulator.list_profiles())
     profiles = []
     for name in names:
         try:
-            profiles.append(simulator.load_profile(name))
+            profiles.append(SimulatorBackend(hardware_profile=simulator.load_profile(name)))
         except Exception as error:  # noqa: BLE001 - unknown name, bad file
             raise ConfigError(f"{key}: unknown hardware '{name}' ({' '.join(str(error).split()) or type(error).__name__}); "
                               f"use any of {', '.join(simulator.list_profiles())} or a profile YAML path") from None
@@ -132,8 +137,6 @@ def row_of(entry: ZooEntry, graph: Any, report: Any) -> dict:
 def zoo_table(entries: Iterable[ZooEntry], profiles: Iterable[Any], *, use_cache: bool = True,
               progress: bool = False) -> tuple[list[dict], dict]:
     """Rows (one per model and profile) and timings: each graph built once, simulated on every profile."""
-    import simulator
-
     profiles = list(profiles)
     rows: list[dict] = []
     timings = {"build_seconds": 0.0, "simulate_seconds": 0.0, "per_model": {}}
@@ -142,7 +145,7 @@ def zoo_table(entries: Iterable[ZooEntry], profiles: Iterable[Any], *, use_cache
         graph = build_graph(entry, use_cache=use_cache)
         built = time.perf_counter()
         for profile in profiles:
-            rows.append(row_of(entry, graph, simulator.simulate(graph, profile)))
+            rows.append(row_of(entry, graph, profile.simulate_graph(graph)))
         done = time.perf_counter()
         timings["build_seconds"] += built - started
         timings["simulate_seconds"] += done - built
@@ -170,30 +173,23 @@ def markdown_table(rows: list[dict]) -> str:
     """The table as markdown, one block per hardware profile."""
     lines: list[str] = []
     for hardware in dict.fromkeys(r["hardware"] for r in rows):
-        lines += [f"### {hardware}", "",
-                  "| model | input | latency ms | paper ms (MIDAP) | params M | MACs G | DRAM MB | bound | published top-1 |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in sorted((r for r in rows if r["hardware"] == hardware), key=lambda r: r["latency_ms"]):
-            paper = f"{r['paper_midap_ms']:.2f}" if r["paper_midap_ms"] is not None else ""
-            top1 = f"{r['published_top1']:g}" if r["published_top1"] is not None else ""
-            lines.append(f"| {r['model']} | {r['input_size']} | {r['latency_ms']:.3f} | {paper} | {r['params_m']:.2f} | "
-                         f"{r['macs_g']:.2f} | {r['dram_traffic_mb']:.1f} | {r['bound']} | {top1} |")
-        lines.append("")
+        table = tables.markdown_table(
+            sorted((r for r in rows if r["hardware"] == hardware), key=lambda r: r["latency_ms"]),
+            ["model", "input_size", "latency_ms", "paper_midap_ms", "params_m", "macs_g", "dram_traffic_mb", "bound",
+             "published_top1"],
+            {"latency_ms": ".3f", "paper_midap_ms": ".2f", "params_m": ".2f", "macs_g": ".2f",
+             "dram_traffic_mb": ".1f", "published_top1": "g"},
+            headers=["model", "input", "latency ms", "paper ms (MIDAP)", "params M", "MACs G", "DRAM MB", "bound",
+                     "published top-1"])
+        lines += [f"### {hardware}", "", table]  # the table ends in a newline: an empty line after it
     sources = dict.fromkeys((r["model"], r["top1_source"]) for r in rows)
     lines += ["Published top-1 sources:", ""] + [f"- {model}: {source}" for model, source in sources]
     return "\n".join(lines) + "\n"
 
 
 def csv_text(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS))
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
-    return buffer.getvalue()
+    """zoo.csv: the COLUMNS of every row (None empty)."""
+    return tables.csv_text(rows, COLUMNS, extras="ignore")
 
 
 # ----------------------------------------------------------------------------------------- entry point
@@ -210,7 +206,7 @@ def check(cfg: Any) -> dict:
 def main(cfg: Any, checked: Optional[dict] = None) -> dict:
     """Hydra task: build, simulate, write zoo.csv / zoo.md / summary.json / Pareto PNGs, log to W&B."""
     from s3nas.baselines.pareto import log_wandb_plots, overlay_points, plot_pareto
-    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.utils.io import atomic_write_text
     from s3nas.utils.loggers import build_loggers
 
     started = time.perf_counter()
@@ -231,11 +227,13 @@ def main(cfg: Any, checked: Optional[dict] = None) -> dict:
             path = run_dir / f"pareto_{profile.name}.png"
             plot_pareto(rows, points, profile.name, path)
             plots[profile.name] = str(path)
-    summary = {"rows": len(rows), "models": [e.key for e in entries], "hardware": [p.name for p in profiles],
-               "table_seconds": table_seconds, **{k: timings[k] for k in ("build_seconds", "simulate_seconds")},
-               "per_model_seconds": timings["per_model"], "order_midap": check_order(rows, "midap"),
-               "graph_cache": bool(cfg.graph_cache), "plots": plots, "overlay": points, "run_dir": str(run_dir)}
-    atomic_write_json(run_dir / "summary.json", summary)
+    typed = ZooSummary(rows=len(rows), models=[e.key for e in entries], hardware=[p.name for p in profiles],
+                       table_seconds=table_seconds, build_seconds=timings["build_seconds"],
+                       simulate_seconds=timings["simulate_seconds"], per_model_seconds=timings["per_model"],
+                       order_midap=check_order(rows, "midap"), graph_cache=bool(cfg.graph_cache), plots=plots,
+                       overlay=points, run_dir=str(run_dir))
+    write_summary(run_dir, typed)
+    summary = typed.to_dict()
     loggers = build_loggers(cfg)
     log_wandb_plots(loggers, rows, points, plots, summary)
     print(markdown)
@@ -244,7 +242,12 @@ def main(cfg: Any, checked: Optional[dict] = None) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-zoo`` (also ``python -m s3nas.baselines.zoo``)."""
     from s3nas.utils.entry import run
 
     run(main, "zoo", check=check)
+
+
+if __name__ == "__main__":
+    cli()

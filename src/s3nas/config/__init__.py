@@ -28,13 +28,33 @@ __all__ = [
     "split_latency",
 ]
 
-#: The repository root (src/s3nas/config/__init__.py -> three levels up from s3nas/).
-REPO_ROOT = Path(__file__).resolve().parents[3]
-#: Hydra's config directory; S3NAS_CONFIG_DIR overrides it.
-CONF_DIR = Path(os.environ.get("S3NAS_CONFIG_DIR", REPO_ROOT / "conf")).resolve()
 
-#: Clock of each profile while the simulator does not provide load_profile (fallback only).
-_FALLBACK_CLOCK_HZ = {"midap": 1e9}
+
+def _find_conf_dir() -> Path:
+    """Hydra's config tree: $S3NAS_CONFIG_DIR, else the ``s3nas.conf`` package (conf/ of the checkout in an
+    editable install, site-packages/s3nas/conf in a wheel)."""
+    override = os.environ.get("S3NAS_CONFIG_DIR")
+    if override:
+        return Path(override).resolve()
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("s3nas.conf"))).resolve()
+    except ModuleNotFoundError:
+        raise ConfigError("s3nas.conf (the config tree) is not installed; reinstall s3nas "
+                          "(pip install . or pip install -e .)") from None
+
+
+def _find_project_root(conf_dir: Path) -> Optional[Path]:
+    """The checkout holding ``conf_dir`` (a source or editable install), None for an installed wheel."""
+    root = conf_dir.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "src" / "s3nas").is_dir() else None
+
+
+#: Hydra's config directory (see _find_conf_dir).
+CONF_DIR = _find_conf_dir()
+#: The source checkout (editable install) or None (installed wheel); paths.root falls back to the cwd.
+REPO_ROOT = _find_project_root(CONF_DIR)
 
 _registered = False
 
@@ -56,7 +76,7 @@ def register_configs() -> None:
             module = importlib.import_module(f"{__name__}.{module_info.name}")
             if hasattr(module, "register"):
                 module.register(cs)
-    OmegaConf.register_new_resolver("s3nas.repo_root", lambda: str(REPO_ROOT), replace=True)
+    OmegaConf.register_new_resolver("s3nas.repo_root", lambda: str(REPO_ROOT or Path.cwd()), replace=True)
     OmegaConf.register_new_resolver(
         "s3nas.user_cache",
         lambda: str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "s3nas"),
@@ -69,8 +89,8 @@ def load_hardware(hardware_cfg: Any) -> Any:
     """Simulator profile from ``hardware.name`` / ``hardware.profile`` (ConfigError naming the problem)."""
     import simulator
 
-    profile = hardware_cfg.get("profile")
-    name_or_path = profile or hardware_cfg.get("name")
+    profile = hardware_cfg.profile
+    name_or_path = profile or hardware_cfg.name
     key = "hardware.profile" if profile else "hardware.name"
     if profile and Path(str(profile)).is_file():
         try:
@@ -88,38 +108,14 @@ def load_hardware(hardware_cfg: Any) -> Any:
 
 def hardware_clock_hz(hardware_cfg: Any) -> float:
     """Clock of the configured hardware (``hardware.profile`` path if set, else ``hardware.name``)."""
-    name = hardware_cfg.get("profile") or hardware_cfg.get("name")
-    key = "hardware.profile" if hardware_cfg.get("profile") else "hardware.name"
+    import simulator
+
+    name = hardware_cfg.profile or hardware_cfg.name
+    key = "hardware.profile" if hardware_cfg.profile else "hardware.name"
     try:
-        import simulator
-    except ImportError:  # pragma: no cover - simulator ships with s3nas
-        simulator = None
-    if simulator is not None and hasattr(simulator, "load_profile"):
-        try:
-            return float(simulator.load_profile(str(name)).clock_hz)
-        except (ValueError, FileNotFoundError, KeyError) as err:
-            raise ConfigError(f"{key}: {_first_line(err)}") from None
-    return _clock_from_profile_yaml(str(name))
-
-
-def _clock_from_profile_yaml(name: str) -> float:
-    """Fallback while simulator.load_profile is missing: read clock_hz from the profile YAML."""
-    import yaml
-
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"hardware.profile: no such file {name!r}; give a profile YAML path")
-    else:
-        path = REPO_ROOT / "simulator" / "profiles" / f"{name}.yaml"
-    if path.is_file():
-        data = yaml.safe_load(path.read_text()) or {}
-        if "clock_hz" in data:
-            return float(data["clock_hz"])
-    if name in _FALLBACK_CLOCK_HZ:
-        return _FALLBACK_CLOCK_HZ[name]
-    raise ConfigError(f"hardware.name: no clock_hz known for profile {name!r}; use midap, systolic, eyeriss "
-                      "or hardware.profile=<profile.yaml>")
+        return float(simulator.load_profile(str(name)).clock_hz)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as err:
+        raise ConfigError(f"{key}: {_first_line(err)}") from None
 
 
 def resolve_target_ms(cfg: Any) -> float:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from s3nas.config.schema import DeployConfig
+from s3nas.config.schema import AppConfig, DeployConfig
 
 
 @dataclass
@@ -20,7 +20,7 @@ class StageRecipe:
 
 
 @dataclass
-class RandomBaselineConfig:
+class RandomBaselineConfig(AppConfig):
     """Top-level keys of conf/random_search.yaml and conf/random_selection.yaml."""
 
     data: Any = MISSING
@@ -29,9 +29,7 @@ class RandomBaselineConfig:
     hardware: Any = MISSING
     recipe: Any = MISSING
     trainer: Any = MISSING
-    logger: Any = MISSING
     callbacks: Any = MISSING
-    paths: Any = MISSING
     latency: str = "2.5ms"
     latency_ms: Optional[float] = None
     tolerance: float = 0.02  # +- fraction of the target a sampled network's simulated latency must be within
@@ -41,41 +39,30 @@ class RandomBaselineConfig:
     keep_checkpoints: bool = False  # keep every sample's Lightning checkpoints (2 x ~190 MB each) once finished
     select_on: str = "val_acc"  # metric of the sample trainings that picks the best (val_acc, val_acc_raw)
     lut_workers: int = 2
-    seed: int = 42
-    task_name: str = "random_search"
     deploy: DeployConfig = field(default_factory=DeployConfig)
     optimized_metric: Optional[str] = None
-    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
-class ZooConfig:
+class ZooConfig(AppConfig):
     """Top-level keys of conf/zoo.yaml."""
 
-    paths: Any = MISSING
-    logger: Any = MISSING
     models: list[str] = field(default_factory=list)  # keys of s3nas.baselines.zoo.ZOO; empty: all
     profiles: list[str] = field(default_factory=list)  # profile names or YAML paths; empty: every profile
     overlay: list[str] = field(default_factory=list)  # run dirs (search/train/random) drawn on the Pareto plot
     graph_cache: bool = True  # reuse timm graphs across runs (simulator graph cache)
     plot: bool = True
-    task_name: str = "zoo"
-    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(AppConfig):
     """Top-level keys of conf/compare.yaml."""
 
-    paths: Any = MISSING
-    logger: Any = MISSING
     runs: list[str] = field(default_factory=list)  # run dirs (search, train, random_*), or multirun dirs
     zoo: list[str] = field(default_factory=list)  # zoo models to add (keys of the zoo), simulated here
     hardware: Any = MISSING  # the hardware group (hardware=systolic, hardware.profile=<yaml>)
     data: Optional[str] = None  # only runs on this dataset (null: the data of the first run)
     plot: bool = True
-    task_name: str = "compare"
-    tags: list[str] = field(default_factory=list)
 
 
 def register(cs: Any) -> None:

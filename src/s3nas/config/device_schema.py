@@ -8,13 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from s3nas.config.ranges import Range, check_ranges
 from s3nas.config.schema import HardwareConfig
+from s3nas.errors import ConfigError
 
 
 @dataclass
 class DeviceHardwareConfig(HardwareConfig):
     """A measured device and how its latency table is built and corrected."""
 
+    _target_: str = "s3nas.latency.device_backend.DeviceBackend"
     device: str = "onnxruntime"  # onnxruntime | torch | simulated | command
     threads: int = 1  # intra-op threads (pinned; onnxruntime/torch)
     warmup: int = 10  # untimed runs before timing
@@ -37,6 +40,36 @@ class DeviceHardwareConfig(HardwareConfig):
     # torch device: keep freed memory in the process heap (glibc mallopt) so a run's activations reuse pages
     # instead of page-faulting fresh ones each run (fewer, steadier page faults; docs/blackbox.md)
     keep_heap: bool = False
+
+
+#: Value ranges of a device's keys (s3nas.config.ranges); types and unknown keys are the schema's.
+RANGES = {
+    "threads": Range(low=1, integer=True),
+    "warmup": Range(low=0, integer=True),
+    "repeats": Range(low=1, integer=True),
+    "rounds": Range(low=1, integer=True),
+    "timeout_s": Range(low=0, low_open=True),
+    "noise_pct": Range(low=0),
+    "correction_samples": Range(low=0, integer=True),
+    "correction_ridge": Range(low=0),
+    "noise_repeats": Range(low=1, integer=True),
+}
+
+
+def device_config(hardware_cfg: Any) -> Any:
+    """A device's `hardware` node (DictConfig or dict) over this schema, its ranges checked: the schema holds
+    every default, so the code reads the values without fallbacks. ConfigError naming the key otherwise."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(DeviceHardwareConfig), hardware_cfg)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or "hardware"
+        message = (str(getattr(error, "msg", None) or error).strip().splitlines() or ["invalid value"])[0]
+        raise ConfigError(f"hardware.{key}: {message}") from None
+    check_ranges(merged, RANGES, prefix="hardware.")
+    return merged
 
 
 def register(cs: Any) -> None:

@@ -1,7 +1,7 @@
 """Structured-config schema of the `loss` config group (paper Eq. 9) and its value check.
 
 ``register(cs)`` stores the schema in Hydra's ConfigStore (called by ``s3nas.config.register_configs``);
-``check_loss`` checks values and raises ``ConfigError`` naming the key.
+``check_loss`` checks values (the ``RANGES`` table) and raises ``ConfigError`` naming the key.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from s3nas.config.ranges import Range, check_ranges
 from s3nas.errors import ConfigError
 
 
@@ -20,6 +21,14 @@ class LossConfig:
     lambda1: float = 15.0  # weight of the latency term (0 = accuracy only)
     lambda2: float = 100.0  # sharpness of the latency term (per ms over the target)
     label_smoothing: float = 0.1
+
+
+#: Value ranges (s3nas.config.ranges); lambda1=0 switches the latency term off, lambda2 must stay > 0.
+RANGES = {
+    "lambda1": Range(low=0),
+    "lambda2": Range(low=0, low_open=True),
+    "label_smoothing": Range(low=0, high=1, high_open=True),
+}
 
 
 def register(cs: Any) -> None:
@@ -43,14 +52,5 @@ def check_loss(cfg: Any) -> dict:
     if unknown:
         raise ConfigError(f"loss.{unknown[0]}: unknown key; accepted keys: {', '.join(defaults)}")
     c = {**defaults, **raw}
-    for key, low, high, closed_high in (("lambda1", 0.0, None, False), ("lambda2", 0.0, None, False),
-                                        ("label_smoothing", 0.0, 1.0, False)):
-        value = c[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low \
-                or (high is not None and value >= high) or value != value:
-            accepted = f">= {low}" + (f" and < {high}" if high is not None else "")
-            raise ConfigError(f"loss.{key}: must be a number {accepted}, got {value!r}")
-        c[key] = float(value)
-    if c["lambda2"] == 0:
-        raise ConfigError("loss.lambda2: must be a number > 0, got 0 (set loss.lambda1=0 to disable the term)")
-    return c
+    check_ranges(c, RANGES, prefix="loss.")
+    return {**c, **{key: float(c[key]) for key in RANGES}}

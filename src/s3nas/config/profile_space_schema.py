@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from s3nas.config.schema import DeployConfig
+from s3nas.config.schema import AppConfig, DeployConfig
 
 
 @dataclass
@@ -78,7 +78,7 @@ class OutputConfig:
 
 
 @dataclass
-class ProfileSpaceConfig:
+class ProfileSpaceConfig(AppConfig):
     """Top-level keys of conf/profile_space.yaml."""
 
     data: Any = MISSING
@@ -86,17 +86,12 @@ class ProfileSpaceConfig:
     hardware: Any = MISSING
     recipe: Any = MISSING
     trainer: Any = MISSING
-    logger: Any = MISSING
     callbacks: Any = MISSING
-    paths: Any = MISSING
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    seed: int = 42
-    task_name: str = "profile_space"
     deploy: DeployConfig = field(default_factory=DeployConfig)
-    tags: list[str] = field(default_factory=list)
 
 
 def register(cs: Any) -> None:

@@ -1,19 +1,18 @@
 """Structured-config schema of the `schedule` config group (search phases, optimizer, threshold training).
 
 Every default lives here, once; ``conf/schedule/*.yaml`` list ``schedule_schema`` first and override what
-differs. ``check_schedule`` checks the values (ranges, not only types) and raises ``ConfigError`` naming the
-key and the accepted range. The paper's reference formulation is ``schedule=paper`` (thresholds from 0, the
+differs. ``check_schedule`` checks the values (the ``RANGES`` table, s3nas.config.ranges) and raises ``ConfigError``
+naming the key and the accepted range. The paper's reference formulation is ``schedule=paper`` (thresholds from 0, the
 same optimizer settings for weights and thresholds, the final state decoded); departures used by the digits
 schedule are documented next to their keys and measured in docs/search-tuning.md.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from s3nas.errors import ConfigError
+from s3nas.config.ranges import Range, check_choice, check_ranges
 
 DECODES = ("final", "best_feasible")
 THRESHOLD_INITS = ("zero", "below_norm")
@@ -88,7 +87,6 @@ class ScheduleConfig:
     log_every_n_steps: int = 5  # Lightning loggers (W&B/CSV)
     history_every_n_steps: int = 1  # history.json rows (CE, latency, thresholds)
     choices_every_n_steps: int = 10  # choices.csv / W&B table rows
-    interrupt_after_steps: Optional[int] = None  # fault injection (tests): crash after N optimizer steps
     lut_workers: int = 2
     num_threads: Optional[int] = 1  # torch CPU threads (null: torch's default)
 
@@ -98,59 +96,38 @@ def register(cs: Any) -> None:
     cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)
 
 
-def _number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, integer: bool = False, nullable: bool = False) -> None:
-    if value is None and nullable:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and integer:
-        ok = float(value).is_integer()
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low:g}")
-        if high is not None:
-            bounds.append(f"<= {high:g}")
-        rng = f" {' and '.join(bounds)}" if bounds else ""
-        raise ConfigError(f"schedule.{key}: must be {kind}{rng}{' or null' if nullable else ''}, got {value!r}")
+#: Value ranges of the schedule keys (s3nas.config.ranges); types are checked by the schema.
+RANGES: dict[str, Range] = {
+    "warmup_epochs": Range(low=0, integer=True),
+    "search_epochs": Range(low=1, integer=True),
+    "optimizer.lr_per_256": Range(low=0, low_open=True),
+    "optimizer.alpha": Range(low=0, high=1),
+    "optimizer.momentum": Range(low=0, high=1),
+    "optimizer.eps": Range(low=0, low_open=True),
+    "optimizer.weight_decay": Range(low=0),
+    "optimizer.decay_rate": Range(low=0, high=1, low_open=True),
+    "optimizer.decay_epochs": Range(low=0, low_open=True),
+    "thresholds.init_margin": Range(low=0),
+    "thresholds.lr_scale": Range(low=0, low_open=True),
+    "thresholds.eps": Range(low=0, low_open=True, nullable=True),
+    "thresholds.momentum": Range(low=0, high=1, nullable=True),
+    "thresholds.square_avg_init": Range(low=0, nullable=True),
+    "thresholds.approach_band": Range(low=0, low_open=True, nullable=True),
+    "thresholds.approach_floor": Range(low=0, high=1, low_open=True),
+    "gradient_clip_val": Range(low=0, low_open=True, nullable=True),
+    "target_margin": Range(low=0, high=0.5),
+    "bn_recalibration_batches": Range(low=0, integer=True),
+    "log_every_n_steps": Range(low=1, integer=True),
+    "history_every_n_steps": Range(low=1, integer=True),
+    "choices_every_n_steps": Range(low=1, integer=True),
+    "lut_workers": Range(low=1, integer=True),
+    "num_threads": Range(low=1, integer=True, nullable=True),
+}
 
 
 def check_schedule(schedule: Any) -> None:
     """ConfigError naming the key for any out-of-range schedule value."""
-    s = schedule
-    _number("warmup_epochs", s.warmup_epochs, low=0, integer=True)
-    _number("search_epochs", s.search_epochs, low=1, integer=True)
-    o = s.optimizer
-    if o.name != "rmsproptf":
-        raise ConfigError(f"schedule.optimizer.name: {o.name!r} is not supported; use rmsproptf")
-    _number("optimizer.lr_per_256", o.lr_per_256, low=0, low_open=True)
-    _number("optimizer.alpha", o.alpha, low=0, high=1)
-    _number("optimizer.momentum", o.momentum, low=0, high=1)
-    _number("optimizer.eps", o.eps, low=0, low_open=True)
-    _number("optimizer.weight_decay", o.weight_decay, low=0)
-    _number("optimizer.decay_rate", o.decay_rate, low=0, high=1, low_open=True)
-    _number("optimizer.decay_epochs", o.decay_epochs, low=0, low_open=True)
-    t = s.thresholds
-    if t.init not in THRESHOLD_INITS:
-        raise ConfigError(f"schedule.thresholds.init: {t.init!r}; use one of {', '.join(THRESHOLD_INITS)}")
-    _number("thresholds.init_margin", t.init_margin, low=0)
-    _number("thresholds.lr_scale", t.lr_scale, low=0, low_open=True)
-    _number("thresholds.eps", t.eps, low=0, low_open=True, nullable=True)
-    _number("thresholds.momentum", t.momentum, low=0, high=1, nullable=True)
-    _number("thresholds.square_avg_init", t.square_avg_init, low=0, nullable=True)
-    _number("thresholds.approach_band", t.approach_band, low=0, low_open=True, nullable=True)
-    _number("thresholds.approach_floor", t.approach_floor, low=0, high=1, low_open=True)
-    _number("gradient_clip_val", s.gradient_clip_val, low=0, low_open=True, nullable=True)
-    _number("target_margin", s.target_margin, low=0, high=0.5)
-    if s.decode not in DECODES:
-        raise ConfigError(f"schedule.decode: {s.decode!r}; use one of {', '.join(DECODES)}")
-    _number("bn_recalibration_batches", s.bn_recalibration_batches, low=0, integer=True)
-    for key in ("log_every_n_steps", "history_every_n_steps", "choices_every_n_steps", "lut_workers"):
-        _number(key, getattr(s, key), low=1, integer=True)
-    _number("interrupt_after_steps", s.interrupt_after_steps, low=1, integer=True, nullable=True)
-    _number("num_threads", s.num_threads, low=1, integer=True, nullable=True)
+    check_choice("schedule.optimizer.name", schedule.optimizer.name, ("rmsproptf",))
+    check_choice("schedule.thresholds.init", schedule.thresholds.init, THRESHOLD_INITS)
+    check_choice("schedule.decode", schedule.decode, DECODES)
+    check_ranges(schedule, RANGES, prefix="schedule.")

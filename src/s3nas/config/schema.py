@@ -196,14 +196,17 @@ class PathsConfig:
 
     root: str = MISSING
     data_dir: str = MISSING
-    output_dir: str = MISSING  # the Hydra run dir (${hydra:runtime.output_dir})
+    # the Hydra run dir (${hydra:runtime.output_dir}); null only where Hydra has none (`--cfg job --resolve`)
+    output_dir: Optional[str] = MISSING
     cache_dir: str = MISSING  # latency-table caches
 
 
 @dataclass
 class HardwareConfig:
-    """The `hardware` group: a simulator profile name; ``profile`` (a YAML path) overrides it."""
+    """The `hardware` group: the LatencyBackend class (``_target_``) and its fields; for the simulator a profile
+    name, ``profile`` (a YAML path) overriding it."""
 
+    _target_: str = "s3nas.latency.simulated.SimulatorBackend"  # a s3nas.latency.backend.LatencyBackend subclass
     name: str = "midap"
     profile: Optional[str] = None
 
@@ -219,7 +222,18 @@ class DeployConfig:
 
 
 @dataclass
-class SearchConfig:
+class AppConfig:
+    """Keys every command shares; conf/base.yaml (in every command's defaults) gives their values."""
+
+    paths: Any = MISSING  # the paths group
+    logger: Any = MISSING  # the logger group (wandb | csv | none)
+    seed: int = MISSING  # conf/base.yaml: 42
+    task_name: str = MISSING  # names the run dir (outputs/<task_name>/...) and the W&B job type
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchConfig(AppConfig):
     """Top-level keys of conf/search.yaml (groups are validated by their own schemas)."""
 
     data: Any = MISSING
@@ -229,21 +243,16 @@ class SearchConfig:
     loss: Any = MISSING
     schedule: Any = MISSING
     trainer: Any = MISSING
-    logger: Any = MISSING
     callbacks: Any = MISSING
-    paths: Any = MISSING
     latency: str = "2.5ms"  # target with a unit; see s3nas.config.units
     latency_ms: Optional[float] = None  # resolved from `latency` at startup (what code reads/logs)
-    seed: int = 42
-    task_name: str = "search"
     deploy: DeployConfig = field(default_factory=DeployConfig)
     ckpt_path: Optional[str] = None
     optimized_metric: Optional[str] = None  # returned to sweepers (hparams_search)
-    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(AppConfig):
     """Top-level keys of conf/train.yaml (retraining an ArchSpec)."""
 
     data: Any = MISSING
@@ -251,17 +260,12 @@ class TrainConfig:
     recipe: Any = MISSING  # s3nas/config/train_schema.py: RecipeConfig
     export: Any = MISSING  # s3nas/config/train_schema.py: ExportConfig
     trainer: Any = MISSING
-    logger: Any = MISSING
     callbacks: Any = MISSING
-    paths: Any = MISSING
     # arch.json, a search run dir (its arch.json) or timm:<name>; null: the run dir's checkpoint's arch
     arch: Optional[str] = None
-    seed: int = 42
-    task_name: str = "train"
     deploy: DeployConfig = field(default_factory=DeployConfig)
     ckpt_path: Optional[str] = None
     optimized_metric: Optional[str] = None
-    tags: list[str] = field(default_factory=list)
 
 
 def register(cs: Any) -> None:

@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from s3nas.arch.spec import ACTIVATIONS, BLOCK_TYPES
+from s3nas.config.ranges import Range, check_choice, check_ranges, check_value
 from s3nas.errors import ConfigError
 
 #: Largest kernel size accepted anywhere (a 9x9 depthwise ring already exceeds every paper setting).
 MAX_KERNEL = 9
+STEM_STRIDES = (1, 2, 4)
+#: Value ranges of the supernet's scalar keys (s3nas.config.ranges); se_ratio applies to each stage's value.
+RANGES = {
+    "stem_channels": Range(low=1, integer=True),
+    "head_channels": Range(low=1, integer=True),
+    "dropout": Range(low=0, high=1, high_open=True),
+}
+SE_RATIO_RANGE = Range(low=0, high=1)
 
 
 @dataclass
@@ -208,18 +217,11 @@ def check_supernet(cfg: Any) -> dict:
             raise ConfigError(f"supernet.block_type: {t!r} is not a block type; use one of {', '.join(BLOCK_TYPES)}")
     se_ratios = _per_stage("supernet.se_ratio", c["se_ratio"], n)
     for r in se_ratios:
-        if not _is_number(r) or not 0 <= r <= 1:
-            raise ConfigError(f"supernet.se_ratio: must be a number in [0, 1], got {r!r}")
-    for key in ("stem_channels", "head_channels"):
-        if not _is_int(c[key]) or c[key] < 1:
-            raise ConfigError(f"supernet.{key}: must be a positive integer, got {c[key]!r}")
+        check_value("supernet.se_ratio", r, SE_RATIO_RANGE)
+    check_ranges(c, RANGES, prefix="supernet.")
     check_kernel("supernet.stem_kernel", c["stem_kernel"])
-    if c["stem_stride"] not in (1, 2, 4):
-        raise ConfigError(f"supernet.stem_stride: must be 1, 2 or 4, got {c['stem_stride']!r}")
-    if c["act"] not in ACTIVATIONS:
-        raise ConfigError(f"supernet.act: {c['act']!r} is not an activation; use one of {', '.join(ACTIVATIONS)}")
-    if not _is_number(c["dropout"]) or not 0 <= c["dropout"] < 1:
-        raise ConfigError(f"supernet.dropout: must be a number in [0, 1), got {c['dropout']!r}")
+    check_choice("supernet.stem_stride", c["stem_stride"], STEM_STRIDES)
+    check_choice("supernet.act", c["act"], tuple(ACTIVATIONS))
     return {**c, "widths": widths, "strides": strides, "depths": depths, "block_type": block_types,
             "se_ratio": [float(r) for r in se_ratios], "total_blocks": sum(depths)}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from s3nas.config.schema import AppConfig
+
 
 @dataclass
 class RetrainOptimizerConfig:
@@ -73,14 +75,12 @@ class RecipeConfig:
     deterministic: bool = True  # Trainer(deterministic=True) on CPU unless trainer.deterministic is set
     num_threads: Optional[int] = None  # torch CPU threads (null: torch's default)
     log_every_n_steps: int = 10
-    interrupt_after_steps: Optional[int] = None  # fault injection (tests): crash after N optimizer steps
 
 
 @dataclass
-class ExportConfig:
-    """The `export` group: ONNX of the trained (EMA) network, checked against onnxruntime."""
+class ExportOptions:
+    """How a trained (EMA) network is written to ONNX and checked against onnxruntime."""
 
-    onnx: bool = False  # write model.onnx at the end of train.py
     input_size: Optional[int] = None  # null: the training resolution
     opset: int = 18
     dynamic_batch: bool = True
@@ -88,7 +88,24 @@ class ExportConfig:
     atol: float = 1.0e-4  # max abs difference of the logits accepted by the check
 
 
+@dataclass
+class ExportConfig(ExportOptions):
+    """The `export` group of train.py: the options above, and whether train.py exports at its end."""
+
+    onnx: bool = False  # write model.onnx at the end of train.py
+
+
+@dataclass
+class ExportAppConfig(AppConfig, ExportOptions):
+    """Top-level keys of conf/export.yaml (``s3nas-export run_dir=<train.py run dir>``)."""
+
+    run_dir: Optional[str] = None  # a train.py run dir (weights.pt, or checkpoints/last.ckpt); required
+    output: Optional[str] = None  # null: <run_dir>/model.onnx
+    weights: Optional[str] = None  # null: the run's weights.pt, else its last checkpoint
+
+
 def register(cs: Any) -> None:
     """Store the recipe and export schemas in Hydra's ConfigStore ``cs``."""
     cs.store(group="recipe", name="recipe_schema", node=RecipeConfig)
     cs.store(group="export", name="export_schema", node=ExportConfig)
+    cs.store(name="export_app_schema", node=ExportAppConfig)

@@ -169,25 +169,29 @@ def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], 
 
 
 def _ridge_solve(design: np.ndarray, target: np.ndarray, weights: np.ndarray, ridge: float) -> np.ndarray:
-    """Weighted least squares with a ridge on every unknown but the first (the fixed part)."""
-    a = design * weights[:, None]
-    b = target * weights
-    k = design.shape[1] - 1
-    strength = np.sqrt(max(0.0, float(ridge)) * 1e-3 * len(target))
-    penalty = np.zeros((k, k + 1))
-    penalty[:, 1:] = np.eye(k) * strength
-    theta, *_ = np.linalg.lstsq(np.concatenate([a, penalty]), np.concatenate([b, np.zeros(k)]), rcond=None)
-    return theta
+    """Weighted ridge regression (scikit-learn's ``Ridge``): minimises ``sum (w_i (x_i theta - t_i))^2 +
+    alpha |theta[1:]|^2``, ``alpha = ridge * 1e-3 * n``; the first column of ``design`` (all ones) is the
+    unpenalised intercept (the fixed part). Returns ``[intercept, coefficients...]``."""
+    from sklearn.linear_model import Ridge  # heavy (scipy): imported when a correction is fitted
+
+    alpha = max(0.0, float(ridge)) * 1e-3 * len(target)
+    model = Ridge(alpha=alpha, fit_intercept=True, solver="svd")
+    model.fit(design[:, 1:], target, sample_weight=weights**2)  # squared residuals weighted by w_i^2
+    return np.concatenate([[model.intercept_], model.coef_])
 
 
 def _loo_mape(design: np.ndarray, target: np.ndarray, y: np.ndarray, ridge: float, blocks: list, n_groups: int,
               block_ms: float, per_param_ms: float, threshold: int) -> float:
     """Leave-one-out MAPE (%) of the stage_affine_weights model as applied: the fixed part plus every present
-    block's entry ``max(0, a_g t + b_g + w p + v [p > threshold])`` (``blocks``: (group, t ms, p) per sample)."""
+    block's entry ``max(0, a_g t + b_g + w p + v [p > threshold])`` (``blocks``: (group, t ms, p) per sample).
+
+    The splits are scikit-learn's ``LeaveOneOut``; the score is not ``RidgeCV``'s closed-form one because it
+    clips every block's corrected entry at 0 and scores the relative error of the whole network."""
+    from sklearn.model_selection import LeaveOneOut
+
     errors = []
-    for k in range(len(y)):
-        keep = np.arange(len(y)) != k
-        theta = _ridge_solve(design[keep], target[keep], 1.0 / y[keep], ridge)
+    for train, (k,) in LeaveOneOut().split(design):
+        theta = _ridge_solve(design[train], target[train], 1.0 / y[train], ridge)
         a, b = 1.0 + theta[1:1 + n_groups], theta[1 + n_groups:1 + 2 * n_groups] * block_ms
         w, v = theta[1 + 2 * n_groups] * per_param_ms, theta[2 + 2 * n_groups] * block_ms
         predicted = max(0.0, theta[0]) + sum(max(0.0, a[g] * t + b[g] + w * p + v * (p > threshold))

@@ -560,13 +560,13 @@ def parse_ms(line: str) -> list[float] | None:
 # ----------------------------------------------------------------------------------------- factory
 def make_device(hardware_cfg: Any) -> Device | None:
     """The device of a `hardware` config node (dict/DictConfig); None for a plain simulator profile."""
-    get = hardware_cfg.get if hasattr(hardware_cfg, "get") else (lambda k, d=None: getattr(hardware_cfg, k, d))
-    kind = get("device", None) or "simulator"
-    name = str(get("name", None) or kind)
-    if kind == "simulator":
+    from s3nas.config.device_schema import device_config
+
+    if "device" not in hardware_cfg or hardware_cfg["device"] in (None, "simulator"):
         return None
-    device = _make_device(kind, name, get)
-    device.reference = bool(get("reference", False))
+    hw = device_config(hardware_cfg)  # the schema's defaults, ranges checked (repeats >= 1, ...)
+    device = _make_device(hw.device, str(hw.name or hw.device), hw)
+    device.reference = bool(hw.reference)
     return device
 
 
@@ -588,17 +588,15 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
-def _make_device(kind: str, name: str, get) -> Device:
-    warmup, repeats = int(get("warmup", 10) or 0), int(get("repeats", 30) or 1)
-    rounds, clock = int(get("rounds", 10) or 1), str(get("clock", "wall") or "wall")
+def _make_device(kind: str, name: str, hw: Any) -> Device:
+    """The device of a schema-complete `hardware` node (``device_config``): values read as they are."""
+    timing = {"warmup": hw.warmup, "repeats": hw.repeats, "rounds": hw.rounds, "clock": hw.clock}
     if kind == "onnxruntime":
-        return OnnxRuntimeDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats,
-                                 rounds=rounds, clock=clock)
+        return OnnxRuntimeDevice(name, threads=hw.threads, **timing)
     if kind == "torch":
-        return TorchCpuDevice(name, threads=int(get("threads", 1) or 1), warmup=warmup, repeats=repeats,
-                              rounds=rounds, clock=clock, keep_heap=bool(get("keep_heap", False)))
+        return TorchCpuDevice(name, threads=hw.threads, keep_heap=hw.keep_heap, **timing)
     if kind == "simulated":
-        profile = get("sim_profile", None)
+        profile = hw.sim_profile
         if not profile:
             raise ConfigError("hardware.sim_profile: not set; a simulated device wraps a simulator profile "
                               "(midap, systolic, eyeriss or a profile YAML path)")
@@ -609,9 +607,7 @@ def _make_device(kind: str, name: str, get) -> Device:
         except (ValueError, FileNotFoundError, KeyError, OSError) as error:
             raise ConfigError(f"hardware.sim_profile: unknown profile '{profile}' ({' '.join(str(error).split())})"
                               ) from None
-        return SimulatedDevice(loaded, name, noise_pct=float(get("noise_pct", 0.0) or 0.0),
-                               seed=int(get("seed", 0) or 0), repeats=repeats)
+        return SimulatedDevice(loaded, name, noise_pct=hw.noise_pct, seed=hw.seed, repeats=hw.repeats)
     if kind == "command":
-        return CommandDevice(str(get("cmd", "") or ""), name, timeout_s=float(get("timeout_s", 120.0) or 120.0),
-                             repeats=repeats)
+        return CommandDevice(str(hw.cmd or ""), name, timeout_s=hw.timeout_s, repeats=hw.repeats)
     raise ConfigError(f"hardware.device: unknown device '{kind}'; use one of {', '.join(DEVICE_KINDS)}")

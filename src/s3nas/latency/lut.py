@@ -407,3 +407,25 @@ def _exists(path: Path) -> bool:
         return path.is_file()
     except OSError:
         return False
+
+
+def difference_table(space: SearchSpace, latency_ms, *, key: str, meta: dict | None = None) -> LatencyTable:
+    """A table from whole-network latencies alone (``latency_ms(spec) -> ms``): each option's entry is what
+    swapping it into the space's fastest network adds (>= 0); the fixed part is the fastest network's latency.
+    For backends that time networks but not layers; one evaluation per option of the space."""
+    base = space.min_options()
+    base_ms = float(latency_ms(space.arch_spec(base)))
+    ns_per_ms = 1e6  # entries in integer "cycles" of a 1 GHz clock: nanoseconds
+    entries: list[dict[Option, int]] = []
+    for i in range(len(space.positions)):
+        row: dict[Option, int] = {}
+        for option in space.options(i):
+            if option == base[i]:
+                row[option] = 0
+                continue
+            swapped = list(base)
+            swapped[i] = option
+            row[option] = max(0, int(round((float(latency_ms(space.arch_spec(swapped))) - base_ms) * ns_per_ms)))
+        entries.append(row)
+    return LatencyTable(entries, int(round(base_ms * ns_per_ms)), 1e9, key, space=space,
+                        meta={"method": "differences", **dict(meta or {})})

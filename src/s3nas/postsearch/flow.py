@@ -6,20 +6,23 @@ command reads the run dirs in order and writes one comparison table (flow.md) an
 its accuracy (train.py runs: test accuracy of the retrained EMA weights; a search run: its weight-sharing
 estimate, no retraining; the transform steps train nothing), and the network's simulated latency, params
 and MACs, all recomputed here from each run dir's arch.json at its own deployment input size on one
-hardware profile, so every row is measured the same way.
+hardware backend, so every row is measured the same way.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 from s3nas.errors import ConfigError
+from s3nas.outputs import FlowStage, FlowSummary, SearchSummary, TrainSummary, load_summary, write_summary
+from s3nas.utils import tables
 
 
-def _task_of(run_dir: Path) -> str:
-    """The command that made ``run_dir`` (its config's task_name, else the directory name)."""
+def _task_of(run_dir: Path, summary: Any) -> str:
+    """The command that made ``run_dir``: its summary's kind, else its config's task_name, else the dir name."""
+    if summary is not None:
+        return summary.kind
     config = run_dir / "config_resolved.yaml"
     if config.is_file():
         for line in config.read_text().splitlines():
@@ -28,46 +31,51 @@ def _task_of(run_dir: Path) -> str:
     return run_dir.name
 
 
-def stage_row(run_dir: Path, profile: Any) -> dict:
-    """One table row for a run dir (ConfigError when it holds no arch.json)."""
+def stage_row(run_dir: Path, backend: Any) -> dict:
+    """One table row for a run dir (ConfigError when it holds no arch.json or an unreadable summary.json)."""
     from s3nas.postsearch.stepio import load_arch, measure
 
     spec, _ = load_arch(run_dir, key=f"runs ({run_dir})")
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    task = _task_of(run_dir)
-    figures = measure(spec, profile)
+    summary = load_summary(summary_path) if summary_path.is_file() else None
+    task = _task_of(run_dir, summary)
+    figures = measure(spec, backend)
     accuracy, source = None, "not trained here"
-    if "test_acc" in summary and task != "search":
-        accuracy, source = summary.get("test_acc"), f"retrained ({summary.get('data', '')}, test split, EMA)"
-    elif "test_acc" in summary:
-        accuracy, source = summary.get("test_acc"), "search estimate (weight sharing, no retraining)"
+    if isinstance(summary, TrainSummary):
+        accuracy, source = summary.test_acc, f"retrained ({summary.data}, test split, EMA)"
+    elif isinstance(summary, SearchSummary):
+        accuracy, source = summary.test_acc, "search estimate (weight sharing, no retraining)"
     se = sum(1 for b in spec.blocks if b.se_ratio > 0)
     acts = sorted({spec.act, *(b.act for b in spec.blocks)})
-    return {"stage": task, "run_dir": str(run_dir), "test_acc": accuracy, "accuracy_source": source,
-            "latency_ms": figures.latency_ms, "params": figures.params, "macs": figures.macs,
-            "input_size": spec.input_size, "blocks": len(spec.blocks), "se_blocks": se, "activations": acts,
-            "target_ms": summary.get("target_ms")}
+    return FlowStage(stage=task, run_dir=str(run_dir), test_acc=accuracy, accuracy_source=source,
+                     latency_ms=figures.latency_ms, params=figures.params, macs=figures.macs,
+                     input_size=spec.input_size, blocks=len(spec.blocks), se_blocks=se, activations=acts,
+                     target_ms=getattr(summary, "target_ms", None)).to_dict()
 
 
 def table_markdown(rows: list[dict], hardware: str) -> str:
     """The comparison table as Markdown."""
-    lines = [f"| # | stage | test acc | latency ms ({hardware}, simulated) | params | MACs | input | blocks | SE | act |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(rows):
-        acc = f"{r['test_acc']:.4f}" + ("*" if r["accuracy_source"].startswith("search") else "") \
-            if r["test_acc"] is not None else "-"
-        lines.append(f"| {i} | {r['stage']} | {acc} | {r['latency_ms']:.4f} | {r['params']:,} | {r['macs']:,} | "
-                     f"{r['input_size']} | {r['blocks']} | {r['se_blocks']} | {'/'.join(r['activations'])} |")
-    lines.append("")
-    lines.append("test acc: retrained EMA weights on the run's data (* = the search's weight-sharing estimate); "
-                 "latency, params and MACs: each run dir's arch.json at its deployment input size.")
-    return "\n".join(lines) + "\n"
+    def accuracy(r: dict) -> str:
+        if r["test_acc"] is None:
+            return "-"
+        return f"{r['test_acc']:.4f}" + ("*" if r["accuracy_source"].startswith("search") else "")
+
+    table = tables.markdown_table(
+        [{"index": i, **r} for i, r in enumerate(rows)],
+        ["index", "stage", "test_acc", "latency_ms", "params", "macs", "input_size", "blocks", "se_blocks",
+         "activations"],
+        {"test_acc": accuracy, "latency_ms": ".4f", "params": ",", "macs": ",",
+         "activations": lambda r: "/".join(r["activations"])},
+        headers=["#", "stage", "test acc", f"latency ms ({hardware}, simulated)", "params", "MACs", "input",
+                 "blocks", "SE", "act"])
+    note = ("test acc: retrained EMA weights on the run's data (* = the search's weight-sharing estimate); "
+            "latency, params and MACs: each run dir's arch.json at its deployment input size.")
+    return f"{table}\n{note}\n"
 
 
 def check(cfg: Any) -> tuple[list[Path], Any]:
-    """Run dirs exist and hold arch.json; the hardware profile loads."""
-    from s3nas.config import load_hardware
+    """Run dirs exist and hold arch.json; the hardware backend loads."""
+    from s3nas.latency.backend import make_backend
 
     runs = cfg.get("runs")
     if runs is None or isinstance(runs, str) or len(runs) == 0:
@@ -78,26 +86,33 @@ def check(cfg: Any) -> tuple[list[Path], Any]:
         path = Path(str(text)).expanduser()
         if not (path / "arch.json").is_file():
             raise ConfigError(f"runs: '{path}' is not a run dir holding arch.json")
+        if (path / "summary.json").is_file():
+            load_summary(path / "summary.json")  # an old or malformed summary: one line before anything is written
         dirs.append(path)
-    return dirs, load_hardware(cfg.hardware)
+    return dirs, make_backend(cfg.hardware)
 
 
 def main(cfg: Any, checked: Optional[tuple] = None) -> float:
     """Hydra task: write flow.md and summary.json; returns the last stage's simulated latency."""
-    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.utils.io import atomic_write_text
 
-    dirs, profile = checked or check(cfg)
-    rows = [stage_row(d, profile) for d in dirs]
-    text = table_markdown(rows, profile.name)
+    dirs, backend = checked or check(cfg)
+    rows = [stage_row(d, backend) for d in dirs]
+    text = table_markdown(rows, backend.name)
     out = Path(str(cfg.paths.output_dir))
     atomic_write_text(out / "flow.md", text)
-    atomic_write_json(out / "summary.json", {"hardware": profile.name, "stages": rows})
+    write_summary(out, FlowSummary(hardware=backend.name, stages=rows))
     print(text, end="")
     print(f"run dir: {out}")
     return rows[-1]["latency_ms"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-flow`` (also ``python -m s3nas.postsearch.flow``)."""
     from s3nas.utils.entry import run
 
     run(main, "flow", check=check)
+
+
+if __name__ == "__main__":
+    cli()

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Optional
 
 from s3nas.arch.spec import ACTIVATIONS, ArchSpec
 from s3nas.errors import ConfigError
+from s3nas.outputs import PostprocessSummary, write_summary
 
 SE_CHOICES = ("all", "none", "keep")
 ACT_CHOICES = ("keep",) + ACTIVATIONS
@@ -91,13 +92,13 @@ class PostprocessInputs:
     spec: ArchSpec
     new_spec: ArchSpec
     arch_path: Path
-    profile: Any
+    backend: Any
     run_dir: Path
 
 
 def check(cfg: Any) -> PostprocessInputs:
     """Every user-caused error before anything is written (``python -m s3nas.postsearch.postprocess``'s ``check=``)."""
-    from s3nas.config import load_hardware
+    from s3nas.latency.backend import make_backend
     from s3nas.postsearch.stepio import load_arch
 
     ratio = cfg.get("se_ratio")
@@ -105,47 +106,48 @@ def check(cfg: Any) -> PostprocessInputs:
         raise ConfigError(f"se_ratio: must be a number in (0, 1] (the paper's 0.25), got {ratio!r}")
     spec, path = load_arch(cfg.get("arch"))
     new_spec = apply(spec, cfg.get("se"), cfg.get("act"), se_ratio=float(ratio), act_blocks=cfg.get("act_blocks"))
-    profile = load_hardware(cfg.hardware)
-    return PostprocessInputs(spec=spec, new_spec=new_spec, arch_path=path, profile=profile,
+    backend = make_backend(cfg.hardware)
+    return PostprocessInputs(spec=spec, new_spec=new_spec, arch_path=path, backend=backend,
                              run_dir=Path(str(cfg.paths.output_dir)))
 
 
 def run_postprocess(cfg: Any, checked: Optional[PostprocessInputs] = None) -> dict:
     """Apply the transform, write arch.json and summary.json; returns the summary."""
     from s3nas.arch import codec
-    from s3nas.postsearch.stepio import latency_source, measure
-    from s3nas.utils.io import atomic_write_json
+    from s3nas.postsearch.stepio import measure
 
     checked = checked or check(cfg)
-    before = measure(checked.spec, checked.profile)
+    before = measure(checked.spec, checked.backend)
     meta = dict(checked.new_spec.meta)
     meta.setdefault("postprocess", []).append(
         {"se": str(cfg.se), "act": str(cfg.act), "se_ratio": float(cfg.se_ratio), "act_blocks": str(cfg.act_blocks),
          "source": str(checked.arch_path)})
     new_spec = replace(checked.new_spec, meta=meta)
-    after = measure(new_spec, checked.profile)
+    after = measure(new_spec, checked.backend)
     changed = [i for i, (a, b) in enumerate(zip(checked.spec.blocks, new_spec.blocks)) if a != b]
-    summary = {
-        "latency_ms": after.latency_ms,
-        "latency_before_ms": before.latency_ms,
-        "latency_change_ms": after.latency_ms - before.latency_ms,
-        "params": after.params,
-        "params_before": before.params,
-        "macs": after.macs,
-        "macs_before": before.macs,
-        "input_size": new_spec.input_size,
-        "se_blocks": se_blocks(new_spec),
-        "se_blocks_before": se_blocks(checked.spec),
-        "se_ratio": float(cfg.se_ratio),
-        "activations": sorted({new_spec.act, *(b.act for b in new_spec.blocks)}),
-        "changed_blocks": changed,
-        "hardware": checked.profile.name,
-        "latency_source": latency_source(checked.profile, new_spec),
-        "arch": codec.encode(new_spec),
-        "arch_origin": str(checked.arch_path),
-    }
+    summary = PostprocessSummary(
+        latency_ms=after.latency_ms,
+        latency_source=after.latency_source,
+        latency_noise_pct=after.latency_noise_pct,
+        latency_before_ms=before.latency_ms,
+        latency_change_ms=after.latency_ms - before.latency_ms,
+        params=after.params,
+        params_before=before.params,
+        macs=after.macs,
+        macs_before=before.macs,
+        input_size=new_spec.input_size,
+        se_blocks=se_blocks(new_spec),
+        se_blocks_before=se_blocks(checked.spec),
+        se_ratio=float(cfg.se_ratio),
+        activations=sorted({new_spec.act, *(b.act for b in new_spec.blocks)}),
+        changed_blocks=changed,
+        hardware=checked.backend.name,
+        arch=codec.encode(new_spec),
+        arch_origin=str(checked.arch_path),
+    )
     codec.save_json(new_spec, checked.run_dir / "arch.json")
-    atomic_write_json(checked.run_dir / "summary.json", summary)
+    write_summary(checked.run_dir, summary)
+    summary = summary.to_dict()
     print(f"{'':8s} {'latency ms':>11s} {'params':>12s} {'MACs':>15s}  SE blocks")
     print(f"{'before':8s} {before.latency_ms:11.4f} {before.params:12,d} {before.macs:15,d}  "
           f"{len(summary['se_blocks_before'])}/{len(new_spec.blocks)}")
@@ -161,7 +163,12 @@ def main(cfg: Any, checked: Optional[PostprocessInputs] = None) -> float:
     return run_postprocess(cfg, checked)["latency_ms"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-postprocess`` (also ``python -m s3nas.postsearch.postprocess``)."""
     from s3nas.utils.entry import run
 
     run(main, "postprocess", check=check)
+
+
+if __name__ == "__main__":
+    cli()

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 
 from s3nas.arch.spec import ArchSpec, BlockSpec
 from s3nas.errors import ConfigError, InfeasibleTargetError
+from s3nas.outputs import ScalingSummary, write_summary
 from s3nas.postsearch.stepio import block_input_channels, block_params
 
 
@@ -239,7 +240,7 @@ class ScalingInputs:
 
     spec: ArchSpec
     arch_path: Path
-    profile: Any
+    backend: Any
     run_dir: Path
     before: Any  # stepio.Figures of the input network
     result: CoefficientSearch
@@ -258,8 +259,8 @@ def _positive(cfg: Any, key: str, *, at_least: float = 0.0, integer: bool = Fals
 
 def check(cfg: Any) -> ScalingInputs:
     """Every user-caused error before anything is written (``python -m s3nas.postsearch.scaling``'s ``check=``)."""
-    from s3nas.config import load_hardware
-    from s3nas.postsearch.stepio import load_arch, measure, simulate_ms
+    from s3nas.latency.backend import make_backend
+    from s3nas.postsearch.stepio import load_arch, measure
 
     for key, at_least, integer in (("width_multiple", 0, True), ("resolution_multiple", 0, True),
                                    ("max_coefficient", 1.0, False), ("tolerance", 0.0, False),
@@ -272,72 +273,73 @@ def check(cfg: Any) -> ScalingInputs:
     if not isinstance(cfg.get("scan_points"), int) or cfg.scan_points < 0:
         raise ConfigError(f"scan_points: must be an integer >= 0, got {cfg.get('scan_points')!r}")
     spec, path = load_arch(cfg.get("arch"))
-    profile = load_hardware(cfg.hardware)
+    backend = make_backend(cfg.hardware)
     target_ms = float(cfg.latency_ms)
-    before = measure(spec, profile)
+    before = measure(spec, backend)
     if target_ms < before.latency_ms:
         raise InfeasibleTargetError(f"latency: target {target_ms:g} ms is below the unscaled network's simulated "
                                     f"{before.latency_ms:.4f} ms ({path}); scaling only grows a network: pass "
                                     f"latency >= {before.latency_ms:.4f}ms")
     # the search only simulates (nothing is written): an unreachable target is reported before the run dir
     result = find_coefficient(
-        spec, target_ms, lambda s: simulate_ms(s, profile), resolution_ratio=float(cfg.resolution_ratio),
+        spec, target_ms, backend.latency_ms, resolution_ratio=float(cfg.resolution_ratio),
         width_multiple=int(cfg.width_multiple), resolution_multiple=int(cfg.resolution_multiple),
         scale_stem_head=bool(cfg.scale_stem_head), max_coefficient=float(cfg.max_coefficient),
         tolerance=float(cfg.tolerance), scan_points=int(cfg.scan_points), scan_window=float(cfg.scan_window),
         max_shortfall=float(cfg.max_shortfall), refine_window=float(cfg.refine.window),
         refine_points=int(cfg.refine.points) if cfg.refine.enabled else 0,
         min_resolution_ratio=float(cfg.refine.min_resolution_ratio))
-    return ScalingInputs(spec=spec, arch_path=path, profile=profile, run_dir=Path(str(cfg.paths.output_dir)),
+    return ScalingInputs(spec=spec, arch_path=path, backend=backend, run_dir=Path(str(cfg.paths.output_dir)),
                          before=before, result=result)
 
 
 def run_scaling(cfg: Any, checked: Optional[ScalingInputs] = None) -> dict:
     """Search the coefficient, write arch.json and summary.json; returns the summary."""
     from s3nas.arch import codec
-    from s3nas.postsearch.stepio import latency_source, measure
-    from s3nas.utils.io import atomic_write_json
+    from s3nas.postsearch.stepio import measure
 
     checked = checked or check(cfg)
-    profile, before, result = checked.profile, checked.before, checked.result
+    backend, before, result = checked.backend, checked.before, checked.result
     target_ms = float(cfg.latency_ms)
     scaled = result.spec
     meta = dict(scaled.meta)
     meta["scaling"] = {**meta["scaling"], "target_ms": target_ms, "latency_ms": result.latency_ms,
-                       "hardware": profile.name, "source": str(checked.arch_path)}
+                       "hardware": backend.name, "source": str(checked.arch_path)}
     scaled = replace(scaled, meta=meta)
-    after = measure(scaled, profile)
+    after = measure(scaled, backend)
     within = result.shortfall <= float(cfg.max_shortfall)
-    summary = {
-        "target_ms": target_ms,
-        "latency_ms": after.latency_ms,
-        "meets_target": after.latency_ms <= target_ms,
-        "shortfall": result.shortfall,
-        "within_shortfall": within,
-        "max_shortfall": float(cfg.max_shortfall),
-        "width_depth_coefficient": result.coefficient,
-        "resolution_coefficient": result.resolution_coefficient,
-        "resolution_ratio": float(cfg.resolution_ratio),
-        "resolution_ratio_effective": _log_ratio(result.resolution_coefficient, result.coefficient),
-        "refined": result.refined,
-        "tied_latency_ms": result.tied_latency_ms,
-        "input_size": scaled.input_size,
-        "params": after.params,
-        "macs": after.macs,
-        "stage_depths": list(stage_depths(scaled).values()),
-        "stage_widths": _stage_widths(scaled),
-        "before": before.as_dict(),
-        "hardware": profile.name,
-        "latency_source": latency_source(profile, scaled),
-        "simulations": result.simulations,
-        "reached_max_coefficient": result.reached_max,
-        "arch": codec.encode(scaled),
-        "arch_origin": str(checked.arch_path),
-        "evaluations": [e.__dict__ for e in sorted(result.evaluations, key=lambda e: e.coefficient)],
-    }
+    summary = ScalingSummary(
+        target_ms=target_ms,
+        latency_ms=after.latency_ms,
+        latency_source=after.latency_source,
+        latency_noise_pct=after.latency_noise_pct,
+        meets_target=after.latency_ms <= target_ms,
+        shortfall=result.shortfall,
+        within_shortfall=within,
+        max_shortfall=float(cfg.max_shortfall),
+        width_depth_coefficient=result.coefficient,
+        resolution_coefficient=result.resolution_coefficient,
+        resolution_ratio=float(cfg.resolution_ratio),
+        resolution_ratio_effective=_log_ratio(result.resolution_coefficient, result.coefficient),
+        refined=result.refined,
+        tied_latency_ms=result.tied_latency_ms,
+        input_size=scaled.input_size,
+        params=after.params,
+        macs=after.macs,
+        stage_depths=list(stage_depths(scaled).values()),
+        stage_widths=_stage_widths(scaled),
+        before=before.as_dict(),
+        hardware=backend.name,
+        simulations=result.simulations,
+        reached_max_coefficient=result.reached_max,
+        arch=codec.encode(scaled),
+        arch_origin=str(checked.arch_path),
+        evaluations=[e.__dict__ for e in sorted(result.evaluations, key=lambda e: e.coefficient)],
+    )
     run_dir = checked.run_dir
     codec.save_json(scaled, run_dir / "arch.json")
-    atomic_write_json(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
+    summary = summary.to_dict()
     _print(summary, run_dir)
     return summary
 
@@ -380,7 +382,12 @@ def main(cfg: Any, checked: Optional[ScalingInputs] = None) -> float:
     return run_scaling(cfg, checked)["latency_ms"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-scale`` (also ``python -m s3nas.postsearch.scaling``)."""
     from s3nas.utils.entry import run
 
     run(main, "scaling", check=check)
+
+
+if __name__ == "__main__":
+    cli()

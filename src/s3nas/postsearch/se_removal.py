@@ -22,6 +22,7 @@ import numpy as np
 
 from s3nas.arch.spec import ArchSpec
 from s3nas.errors import ConfigError
+from s3nas.outputs import SeRemovalSummary, write_summary
 
 SE_MODULE_SUFFIX = ".se"
 
@@ -95,7 +96,7 @@ class RemovalInputs:
     model: Any
     meta: dict
     spec: ArchSpec
-    profile: Any
+    backend: Any
     datamodule: Any
     run_dir: Path
     source_dir: Path
@@ -124,7 +125,7 @@ def check(cfg: Any) -> RemovalInputs:
     """Every user-caused error before anything is written (``python -m s3nas.postsearch.se_removal``'s ``check=``)."""
     from s3nas.data import build_datamodule
     from s3nas.postsearch.postprocess import se_blocks
-    from s3nas.config import load_hardware
+    from s3nas.latency.backend import make_backend
     from s3nas.train.export import load_trained
     from s3nas.train.network import NetworkSource
 
@@ -152,7 +153,7 @@ def check(cfg: Any) -> RemovalInputs:
                           f"`python -m s3nas.postsearch.postprocess arch=... se=all` and retrain")
     if "count" in selection and selection["count"] > n_se:
         raise ConfigError(f"count: {selection['count']} is more than the {n_se} SE blocks of the network")
-    profile = load_hardware(cfg.hardware)
+    backend = make_backend(cfg.hardware)
     image_size = int(cfg.get("image_size") or meta.get("image_size") or cfg.data.get("image_size"))
     datamodule = build_datamodule(cfg.data, image_size=image_size, num_workers=0)
     if int(datamodule.in_channels) != int(meta.get("in_channels", 3)):
@@ -161,7 +162,7 @@ def check(cfg: Any) -> RemovalInputs:
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.setup("test")
-    return RemovalInputs(model=model, meta=meta, spec=spec, profile=profile, datamodule=datamodule,
+    return RemovalInputs(model=model, meta=meta, spec=spec, backend=backend, datamodule=datamodule,
                          run_dir=Path(str(cfg.paths.output_dir)), source_dir=source_dir.resolve())
 
 
@@ -185,8 +186,8 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
     from s3nas.arch import codec
     from s3nas.arch.shapes import block_mid_channels
     from s3nas.postsearch.postprocess import se_blocks, without_se
-    from s3nas.postsearch.stepio import block_input_channels, latency_source, measure
-    from s3nas.utils.io import atomic_write_json, atomic_write_text
+    from s3nas.postsearch.stepio import block_input_channels, measure
+    from s3nas.utils.io import atomic_write_text
 
     checked = checked or check(cfg)
     if cfg.get("num_threads"):
@@ -203,7 +204,7 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
     meta["se_removal"] = {"source": str(checked.source_dir), "removed_blocks": removed, "images": n_images,
                           "split": str(cfg.split), "data": str(cfg.data.get("name", ""))}
     new_spec = replace(without_se(spec, removed), meta=meta)
-    before, after = measure(spec, checked.profile), measure(new_spec, checked.profile)
+    before, after = measure(spec, checked.backend), measure(new_spec, checked.backend)
     inputs = block_input_channels(spec)
     ranked = sorted(scores, key=lambda i: (scores[i], i))
     rows = [{"block": i, "stage": spec.blocks[i].stage, "channels": sum(block_mid_channels(spec.blocks[i], inputs[i])),
@@ -211,32 +212,34 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
     csv = "block,stage,channels,score,rank,removed\n" + "".join(
         f"{r['block']},{r['stage']},{r['channels']},{r['score']:.6g},{r['rank']},{str(r['removed']).lower()}\n"
         for r in rows)
-    summary = {
-        "latency_ms": after.latency_ms,
-        "latency_before_ms": before.latency_ms,
-        "latency_change_ms": after.latency_ms - before.latency_ms,
-        "params": after.params, "params_before": before.params,
-        "macs": after.macs, "macs_before": before.macs,
-        "input_size": new_spec.input_size,
-        "removed_blocks": removed,
-        "se_blocks": se_blocks(new_spec),
-        "se_blocks_before": se_blocks(spec),
-        "scores": {str(r["block"]): r["score"] for r in rows},
-        "score": "mean over channels of the per-channel standard deviation of the SE excitation across images",
-        "images": n_images,
-        "split": str(cfg.split),
-        "data": str(cfg.data.get("name", "")),
-        "image_size": int(checked.datamodule.image_size),
-        "trained_on": checked.meta.get("data"),
-        "weights": "EMA" if checked.meta.get("ema") else "raw",
-        "hardware": checked.profile.name,
-        "latency_source": latency_source(checked.profile, new_spec),
-        "arch": codec.encode(new_spec),
-        "arch_origin": str(checked.source_dir),
-    }
+    summary = SeRemovalSummary(
+        latency_ms=after.latency_ms,
+        latency_source=after.latency_source,
+        latency_noise_pct=after.latency_noise_pct,
+        latency_before_ms=before.latency_ms,
+        latency_change_ms=after.latency_ms - before.latency_ms,
+        params=after.params, params_before=before.params,
+        macs=after.macs, macs_before=before.macs,
+        input_size=new_spec.input_size,
+        removed_blocks=removed,
+        se_blocks=se_blocks(new_spec),
+        se_blocks_before=se_blocks(spec),
+        scores={str(r["block"]): r["score"] for r in rows},
+        score="mean over channels of the per-channel standard deviation of the SE excitation across images",
+        images=n_images,
+        split=str(cfg.split),
+        data=str(cfg.data.get("name", "")),
+        image_size=int(checked.datamodule.image_size),
+        trained_on=checked.meta.get("data"),
+        weights="EMA" if checked.meta.get("ema") else "raw",
+        hardware=checked.backend.name,
+        arch=codec.encode(new_spec),
+        arch_origin=str(checked.source_dir),
+    )
     codec.save_json(new_spec, checked.run_dir / "arch.json")
     atomic_write_text(checked.run_dir / "scores.csv", csv)
-    atomic_write_json(checked.run_dir / "summary.json", summary)
+    write_summary(checked.run_dir, summary)
+    summary = summary.to_dict()
     print(f"SE scores over {n_images} {summary['data']} {summary['split']} images ({summary['weights']} weights), "
           f"lowest first:")
     print(f"{'block':>5s} {'stage':>5s} {'channels':>8s} {'score':>9s}  removed")
@@ -254,7 +257,12 @@ def main(cfg: Any, checked: Optional[RemovalInputs] = None) -> float:
     return run_removal(cfg, checked)["latency_ms"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-se-removal`` (also ``python -m s3nas.postsearch.se_removal``)."""
     from s3nas.utils.entry import run
 
     run(main, "se_removal", check=check)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,8 +1,8 @@
 """Inputs and figures shared by the third S3NAS step's commands (scaling, post-processing, SE removal).
 
 ``load_arch(text)`` reads ``arch=`` (an arch.json or any run dir holding one: search, train, scaling,
-post-processing) (the simulator profile comes from ``s3nas.config.load_hardware``); ``measure(spec, profile)`` the
-figures every step reports for a network (simulated latency, MACs at its deployment input size, and
+post-processing); ``measure(spec, backend)`` the figures every step reports for a network (latency on the
+hardware's LatencyBackend with its source, MACs at its deployment input size, and
 parameters counted exactly as ``train.py`` counts them, without building the torch model). Nothing here
 imports torch.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from s3nas.arch.shapes import block_mid_channels, se_channels
 from s3nas.arch.spec import ArchSpec, BlockSpec
@@ -36,15 +36,6 @@ def load_arch(text: Any, key: str = "arch") -> tuple[ArchSpec, Path]:
     elif not path.is_file():
         raise ConfigError(f"{key}: no file or directory '{path}'; pass {key}=<arch.json> or {key}=<run dir>")
     return codec.load_json(path), path.resolve()  # ArchSpecError (a ConfigError) names the file and field
-
-
-def simulate_ms(spec: ArchSpec, profile: Any) -> float:
-    """Simulated latency (ms) of ``spec`` at its deployment input size on ``profile`` (whole network)."""
-    import simulator
-
-    from s3nas.arch.graph import archspec_to_graph
-
-    return float(simulator.simulate(archspec_to_graph(spec), profile).latency_ms)
 
 
 # ------------------------------------------------------------------------------------------ parameters
@@ -90,34 +81,28 @@ def count_params(spec: ArchSpec, num_classes: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class Figures:
-    """What each step reports for a network: simulated latency, MACs and parameters."""
+    """What each step reports for a network: latency on the hardware's backend (and how), MACs, parameters."""
 
     latency_ms: float
     macs: int
     params: int
     input_size: int
+    latency_source: str = ""
+    latency_noise_pct: Optional[float] = None
 
     def as_dict(self, prefix: str = "") -> dict:
         return {f"{prefix}latency_ms": self.latency_ms, f"{prefix}macs": self.macs, f"{prefix}params": self.params,
                 f"{prefix}input_size": self.input_size}
 
 
-def measure(spec: ArchSpec, profile: Any) -> Figures:
-    """Simulated latency, MACs (deployment input size) and parameter count of ``spec``."""
-    import simulator
-
+def measure(spec: ArchSpec, backend: Any) -> Figures:
+    """Latency on ``backend`` (a LatencyBackend), MACs (deployment input size) and parameter count of ``spec``."""
     from s3nas.arch.graph import archspec_to_graph
 
-    graph = archspec_to_graph(spec)
-    report = simulator.simulate(graph, profile)
-    return Figures(latency_ms=float(report.latency_ms), macs=int(graph.macs), params=count_params(spec),
-                   input_size=int(spec.input_size))
-
-
-def latency_source(profile: Any, spec: ArchSpec) -> str:
-    """How the latencies were obtained, for summary.json."""
-    return (f"simulation (python -m simulator equivalent: {getattr(profile, 'name', profile)}, "
-            f"{spec.input_size}x{spec.input_size}, {spec.num_classes} classes, batch 1)")
+    result = backend.evaluate(spec)
+    return Figures(latency_ms=float(result.latency_ms), macs=int(archspec_to_graph(spec).macs),
+                   params=count_params(spec), input_size=int(spec.input_size), latency_source=result.source,
+                   latency_noise_pct=result.noise_pct)
 
 
 def parse_block_list(value: Any, n_blocks: int, key: str) -> list[int]:

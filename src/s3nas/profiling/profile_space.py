@@ -25,7 +25,6 @@ accelerators badly, so profile the candidate blocks on the accelerator first and
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import re
@@ -40,75 +39,15 @@ from s3nas.arch.spec import BLOCK_TYPES, ArchSpec
 from s3nas.profiling.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
                                  load_candidates_entry, space_entry, ssbn_spec)
 from s3nas.errors import ConfigError
+from s3nas.outputs import ProfileSpaceSummary, write_summary
+from s3nas.latency.backend import LatencyBackend, make_backend
+from s3nas.utils import tables
 from s3nas.utils.io import atomic_write_json, atomic_write_text
 
 #: Second line (after the package header) of every written candidates entry (only such files may be overwritten).
 MARKER = "# Written by `python -m s3nas.profiling.profile_space` (BBSSP)."
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 CACHE_FORMAT = 1
-
-
-# ------------------------------------------------------------------------------------- latency backends
-class LatencyBackend:
-    """Latency of an ArchSpec at its own input size: ``latency_ms(specs)``; ``key`` identifies the numbers."""
-
-    source = "simulation"
-    key: dict = {}
-
-    def latency_ms(self, specs: Sequence[ArchSpec]) -> list[float]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the device (nothing by default)."""
-
-
-class SimulatorLatency(LatencyBackend):
-    """The NPU simulator on a profile (end-to-end simulation of the whole SSBN)."""
-
-    source = "simulation"
-
-    def __init__(self, profile: Any) -> None:
-        import simulator
-
-        self.profile = profile
-        fields = dataclasses.asdict(profile) if dataclasses.is_dataclass(profile) else vars(profile)
-        self.key = {"simulator": simulator.SIMULATOR_VERSION, "profile": fields}
-        self.name = str(getattr(profile, "name", "simulator"))
-
-    def latency_ms(self, specs: Sequence[ArchSpec]) -> list[float]:
-        import simulator
-
-        from s3nas.arch.graph import archspec_to_graph
-
-        return [float(simulator.simulate(archspec_to_graph(s), self.profile).latency_ms) for s in specs]
-
-
-class DeviceLatency(LatencyBackend):
-    """A black-box device (s3nas.latency.device): median of timed runs, interleaved over the SSBNs."""
-
-    def __init__(self, device: Any) -> None:
-        self.device = device
-        self.key = {"device": device.identity()}
-        self.name = device.name
-        self.source = getattr(device, "source", "measurement")
-
-    def latency_ms(self, specs: Sequence[ArchSpec]) -> list[float]:
-        return [float(m.median_ms) for m in self.device.measure_many(list(specs))]
-
-    def close(self) -> None:
-        self.device.close()
-
-
-def latency_backend(hardware_cfg: Any) -> LatencyBackend:
-    """DeviceLatency when ``hardware.device`` names a black-box device, else SimulatorLatency on the profile."""
-    from s3nas.latency.device import make_device
-
-    device = make_device(hardware_cfg)
-    if device is not None:
-        return DeviceLatency(device)
-    from s3nas.config import load_hardware
-
-    return SimulatorLatency(load_hardware(hardware_cfg))
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -185,7 +124,7 @@ def check(cfg: Any) -> Checked:
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing data: DataError before anything is written
-    backend = latency_backend(cfg.hardware)
+    backend = make_backend(cfg.hardware)
     return Checked(candidates=candidates, backend=backend, output_path=out_path, config_dir=conf_dir,
                    run_dir=Path(str(cfg.paths.output_dir)))
 
@@ -220,7 +159,7 @@ def _read_json(path: Path) -> Optional[dict]:
 def profile_latency(specs: dict[str, ArchSpec], backend: LatencyBackend, cache_dir: Path) -> dict[str, dict]:
     """{name: {latency_ms, source, cached}}; cached per (backend key, ArchSpec)."""
     out, missing = {}, []
-    backend_key = _digest(backend.key)
+    backend_key = _digest(backend.identity())
     for name, spec in specs.items():
         path = cache_dir / "latency" / backend_key / f"{_digest(codec.to_dict(spec))}.json"
         hit = _read_json(path)
@@ -229,11 +168,11 @@ def profile_latency(specs: dict[str, ArchSpec], backend: LatencyBackend, cache_d
         else:
             missing.append((name, spec, path))
     if missing:
-        values = backend.latency_ms([spec for _, spec, _ in missing])
+        values = backend.latencies_ms([spec for _, spec, _ in missing])
         for (name, spec, path), value in zip(missing, values):
-            atomic_write_json(path, {"format": CACHE_FORMAT, "latency_ms": value, "source": backend.source,
+            atomic_write_json(path, {"format": CACHE_FORMAT, "latency_ms": value, "source": backend.method,
                                      "backend": backend.name, "arch": codec.encode(spec)})
-            out[name] = {"latency_ms": value, "source": backend.source, "cached": False}
+            out[name] = {"latency_ms": value, "source": backend.method, "cached": False}
     return out
 
 
@@ -250,9 +189,8 @@ def training_key(spec: ArchSpec, cfg: Any, seed: int) -> dict:
 
 def train_cfg_for(cfg: Any, arch_path: Path, run_dir: Path, seed: int) -> Any:
     """A train.py config (for ``s3nas.train.run_train``) that trains ``arch_path`` briefly in ``run_dir``."""
+    from hydra.utils import get_class
     from omegaconf import OmegaConf
-
-    from s3nas.latency.device import make_device
 
     recipe = _plain(cfg.recipe)
     recipe["epochs"] = int(cfg.profile.accuracy.epochs)
@@ -261,9 +199,10 @@ def train_cfg_for(cfg: Any, arch_path: Path, run_dir: Path, seed: int) -> Any:
                    limit_train_batches=cfg.profile.accuracy.get("limit_train_batches"))
     paths = _plain(cfg.paths)
     paths["output_dir"] = str(run_dir)
-    # train.py simulates what it trains for its summary; a device config has no simulator profile, and that
-    # figure is not used here (latency comes from the profiling backend)
-    hardware = _plain(cfg.hardware) if make_device(cfg.hardware) is None else {"name": "midap", "profile": None}
+    # train.py times what it trains for its summary; that figure is not used here (latency comes from the
+    # profiling backend), so a backend whose networks are costly to time (a device) is not asked for it
+    hardware = _plain(cfg.hardware) if get_class(str(cfg.hardware._target_)).cheap_networks else \
+        {"_target_": "s3nas.latency.simulated.SimulatorBackend", "name": "midap", "profile": None}
     return OmegaConf.create({
         "data": _plain(cfg.data), "hardware": hardware, "recipe": recipe, "trainer": trainer,
         "logger": {"kind": "none"}, "callbacks": {}, "paths": paths, "arch": str(arch_path), "seed": int(seed),
@@ -359,7 +298,7 @@ def entry_text(block_type: str, entry: dict, *, selected: Sequence[dict], cfg: A
     import yaml
 
     lines = ["# @package _global_", MARKER,
-             f"# hardware {backend.name} ({backend.source}, deploy {cfg.deploy.input_size}px), data "
+             f"# hardware {backend.name} ({backend.method}, deploy {cfg.deploy.input_size}px), data "
              f"{cfg.data.get('name')}, cost.latency_weight={float(cfg.cost.latency_weight):g}, "
              f"select.top_k={int(cfg.select.top_k)}.",
              "# Selected candidates (best first): SSBN latency, short-training val acc, cost:"]
@@ -414,15 +353,9 @@ CSV_COLUMNS = ("rank", "name", "type", "kernels", "expansion", "latency_ms", "la
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> Path:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({**r, "kernels": ".".join(str(k) for k in r["kernels"]), "sources": "+".join(r["sources"])})
-    return atomic_write_text(path, buffer.getvalue())
+    """ssbns.csv: the CSV_COLUMNS of every SSBN row, kernels joined by '.', sources by '+'."""
+    flat = [{**r, "kernels": ".".join(str(k) for k in r["kernels"]), "sources": "+".join(r["sources"])} for r in rows]
+    return tables.write_csv(path, flat, CSV_COLUMNS, extras="ignore")
 
 
 def print_table(rows: Sequence[dict], title: str) -> None:
@@ -485,7 +418,7 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
     for name, spec in specs.items():
         codec.save_json(spec, run_dir / "ssbns" / f"{name}.json")
 
-    print(f"BBSSP: {len(cands)} SSBNs; latency on {checked.backend.name} ({checked.backend.source})")
+    print(f"BBSSP: {len(cands)} SSBNs; latency on {checked.backend.name} ({checked.backend.method})")
     t0 = time.time()
     latency = profile_latency(specs, checked.backend, cache_dir)
     latency_seconds = time.time() - t0
@@ -530,14 +463,14 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
                              f"BBSSP on {checked.backend.name}: w={float(cfg.cost.latency_weight):g}, "
                              f"top {int(cfg.select.top_k)} selected (red), {cfg.data.get('name')}")
     atomic_write_text(run_dir / f"{name}.yaml", text)
-    summary = {
+    typed = ProfileSpaceSummary(**{
         "candidates_name": name, "candidates_file": str(checked.output_path),
         "search_command": f"python search.py candidates={name}"
                           + ("" if checked.config_dir == config_dirs(cfg)[-1]
                              else f" hydra.searchpath=[file://{checked.config_dir}]"),
         "block_type": block_type, "candidates": entry, "selected": [r["name"] for r in selected],
         "in_space": sorted(used_names), "latency_weight": float(cfg.cost.latency_weight),
-        "top_k": int(cfg.select.top_k), "hardware": checked.backend.name, "latency_source": checked.backend.source,
+        "top_k": int(cfg.select.top_k), "hardware": checked.backend.name, "latency_source": checked.backend.method,
         "deploy_input_size": int(deploy.input_size), "data": str(cfg.data.get("name")),
         "accuracy_source": "short training (train.py runner): mean val acc over "
                            f"{len(seeds)} seed(s), {int(cfg.profile.accuracy.epochs)} epoch(s), "
@@ -551,8 +484,9 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
         "latency_seconds": latency_seconds, "accuracy_seconds": accuracy_seconds,
         "trained": sum(not r["accuracy_cached"] for r in rows), "total_seconds": time.time() - started,
         "run_dir": str(run_dir),
-    }
-    atomic_write_json(run_dir / "summary.json", summary)
+    })
+    write_summary(run_dir, typed)
+    summary = typed.to_dict()
     # the written entry last: when it exists, everything that describes it exists too
     atomic_write_text(checked.output_path, text)
     print_table(rows, f"BBSSP: {len(rows)} SSBNs on {checked.backend.name}, w={float(cfg.cost.latency_weight):g}")
@@ -571,7 +505,12 @@ def main(cfg: Any, checked: Optional[Checked] = None) -> dict:
     return run_profile(cfg, checked)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-profile-space`` (also ``python -m s3nas.profiling.profile_space``)."""
     from s3nas.utils.entry import run
 
     run(main, "profile_space", check=check)
+
+
+if __name__ == "__main__":
+    cli()

@@ -27,5 +27,10 @@ def main(cfg: Any, checked: Any = None) -> float:
     return float(cfg.latency_ms)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``s3nas-check`` (also ``python -m s3nas.search.check``)."""
     run(main, config_name="search", check=check)
+
+
+if __name__ == "__main__":
+    cli()

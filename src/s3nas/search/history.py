@@ -9,7 +9,6 @@ reads them). When a W&B logger is attached the same data goes to W&B: threshold 
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from s3nas.utils.io import atomic_write_text
+from s3nas.utils.tables import write_csv
 
 CHOICE_COLUMNS = ["step", "phase", "block", "kernels", "expansions", "expansion_total"]
 
@@ -92,11 +92,7 @@ class SearchRecorder(pl.Callback):
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.history_path, json.dumps(self.rows))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CHOICE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.choices)
-        atomic_write_text(self.choices_path, buffer.getvalue())
+        write_csv(self.choices_path, self.choices, CHOICE_COLUMNS)
 
     # ---- recording -----------------------------------------------------------------------------
     def record_choices(self, step: int, phase: str, supernet) -> None:

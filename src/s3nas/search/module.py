@@ -361,11 +361,11 @@ class SearchInterrupted(RuntimeError):
 
 
 class InterruptAfter(pl.Callback):
-    """Raise ``SearchInterrupted`` once the global step reaches ``steps`` (``schedule.interrupt_after_steps``)."""
+    """Raise ``SearchInterrupted`` once the global step reaches ``steps`` ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS)."""
 
     def __init__(self, steps: int) -> None:
         self.steps = int(steps)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.total_step >= self.steps:
-            raise SearchInterrupted(f"interrupted after {pl_module.total_step} steps (schedule.interrupt_after_steps)")
+            raise SearchInterrupted(f"interrupted after {pl_module.total_step} steps (S3NAS_FAULT_INTERRUPT_AFTER_STEPS)")

@@ -1,7 +1,7 @@
-"""End of a search: decode, fit to target if needed, evaluate the delivered network, simulate, write, show.
+"""End of a search: decode, fit to target if needed, evaluate the delivered network, write, show.
 
-The figures written belong to the network in ``arch.json``: its latency is simulated end to end on the
-configured hardware, and its accuracy (``val_acc``, ``test_acc``) is that of the plain child network built from
+The figures written belong to the network in ``arch.json``: its latency is obtained end to end by the
+hardware's LatencyBackend (simulated or measured; ``latency_source`` says which), and its accuracy (``val_acc``, ``test_acc``) is that of the plain child network built from
 the decoded choice with the supernet's weights, after its BatchNorm statistics were re-estimated on training
 batches. ``supernet_val_acc`` is the supernet's own accuracy at the end of the fit (for comparison).
 """
@@ -17,8 +17,17 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from s3nas.search.history import option_expansions, option_kernels
+from s3nas.arch import codec
+from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.space import canonical
+from s3nas.latency.backend import NetworkLatency
+from s3nas.search.history import option_expansions, option_kernels
+from s3nas.search.repair import fit_to_target
+from s3nas.utils.io import atomic_write_json
+
+#: figures a measurement adds about the delivered network (None in a simulated search's summary)
+LATENCY_DETAIL_KEYS = ("latency_iqr_ms", "latency_runs", "latency_measurements_ms", "reference_now_ms",
+                       "reference_table_ms", "device_drift_pct")
 
 
 # ----------------------------------------------------------------------------------- delivered network
@@ -68,16 +77,10 @@ def delivered_child(supernet, raw) -> torch.nn.Module:
 
 
 # ----------------------------------------------------------------------------------- outputs
-def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_space, table, profile,
-                  target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer,
-                  device=None) -> dict:
-    """Decode, repair if needed, evaluate and simulate the delivered network, write arch.json/summary.json."""
-    import simulator
-    from s3nas.arch import codec
-    from s3nas.arch.graph import archspec_to_graph
-    from s3nas.search.repair import fit_to_target
-    from s3nas.utils.io import atomic_write_json
-
+def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_space, table, backend,
+                  target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer) -> dict:
+    """Decode, repair if needed, evaluate the delivered network (accuracy; latency on the backend), write
+    arch.json/summary.json."""
     schedule = cfg.schedule
     supernet = module.supernet
     total_steps = int(module.total_step)
@@ -91,32 +94,18 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     options = [canonical(b) for b in raw]
     decoded_estimated_ms = float(table.estimate_ms(options))
 
-    def simulate_ms(opts) -> float:
-        return float(simulator.simulate(archspec_to_graph(deploy_space.arch_spec(list(opts))), profile).latency_ms)
-
-    measured = None
-    if device is not None:  # a black-box device: every latency below is measured end to end, not simulated
-        from s3nas.latency.device_search import DeviceLatency
-
-        reference = (table.meta.get("reference") or {}).get("net")  # the level the table is normalised to
-        simulate_ms = measured = DeviceLatency(device, deploy_space, int(cfg.hardware.get("noise_repeats", 5)),
-                                               reference_ms=reference)
-
-    decoded_simulated_ms = simulate_ms(options)
-    final_state_simulated_ms = simulate_ms([canonical(b) for b in final_raw])
+    network_latency = NetworkLatency(backend, deploy_space)  # simulated or measured, cached per network
+    decoded_latency_ms = network_latency(options)
+    final_state_latency_ms = network_latency([canonical(b) for b in final_raw])
     repair_steps: list[dict] = []
-    if decoded_simulated_ms > target_ms and schedule.fit_to_target:
-        result = fit_to_target(raw, supernet.raw_levels(), deploy_space, table, target_ms, simulate_ms=simulate_ms)
+    if decoded_latency_ms > target_ms and schedule.fit_to_target:
+        result = fit_to_target(raw, supernet.raw_levels(), deploy_space, table, target_ms, network_ms=network_latency)
         raw, repair_steps = result.raw, result.steps
         options = result.options
     estimated_ms = float(table.estimate_ms(options))
     spec = deploy_space.arch_spec(list(options))
-    if measured is None:
-        report = simulator.simulate(archspec_to_graph(spec), profile)
-        simulated_ms, macs, measurement = float(report.latency_ms), int(report.macs), {}
-    else:
-        measurement = measured.delivered(options)
-        simulated_ms, macs = measurement["measured_ms"], int(archspec_to_graph(spec).macs)
+    delivered = backend.evaluate(spec)  # the network in arch.json: its own latency and how it was obtained
+    latency_ms, macs = float(delivered.latency_ms), int(archspec_to_graph(spec).macs)
 
     # The delivered network's own accuracy: child with the supernet's weights, BN re-estimated.
     datamodule.setup("test")
@@ -129,22 +118,22 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
 
     summary = {
         "target_ms": target_ms,
-        "simulated_ms": simulated_ms,  # end-to-end simulation of the network in arch.json
-        "estimated_ms": estimated_ms,  # LUT sum of the same network
-        "target_ratio": simulated_ms / target_ms,
-        "meets_target": simulated_ms <= target_ms,
+        "latency_ms": latency_ms,  # the network in arch.json, on the backend (simulated or measured)
+        "latency_source": delivered.source,
+        "latency_noise_pct": delivered.noise_pct,  # repeat-measurement noise; None for an exact simulation
+        "estimated_ms": estimated_ms,  # table sum of the same network
+        "target_ratio": latency_ms / target_ms,
+        "meets_target": delivered.meets(target_ms),
+        "meets_target_within_noise": delivered.meets_within_noise(target_ms),
         "val_acc": val_acc,  # the delivered child (supernet weights, BN re-estimated), val split
         "test_acc": test_acc,  # same network, test split
         "supernet_val_acc": supernet_val_acc,  # the supernet at the end of the fit
         "accuracy_source": f"weight sharing: child of the supernet, BN re-estimated on {recal_batches} training "
                            "batches, no retraining",
-        "latency_source": None if device is not None else  # a device run: set from its measurement below
-        f"simulation ({profile.name}, {deploy_space.input_size}x{deploy_space.input_size}, "
-        f"{deploy_space.num_classes} classes)",
         "search_seconds": search_seconds,
         "world_size": int(trainer.world_size),
         "rank_threshold_max_diff": rank_diff,  # 0.0: every process ended with rank 0's thresholds
-        "hardware": device.name if device is not None else profile.name,
+        "hardware": backend.name,
         "lambda1": float(cfg.loss.lambda1),
         "lambda2": float(cfg.loss.lambda2),
         "seed": int(cfg.seed),
@@ -155,9 +144,9 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "line_searches": list(getattr(module, "line_searches", [])),  # target crossings landed on (step, ms)
         "decode_step": decode_step,
         "final_state_estimated_ms": final_state_ms,  # where the search itself ended (table sum)
-        "final_state_simulated_ms": final_state_simulated_ms,  # the same state, simulated
+        "final_state_latency_ms": final_state_latency_ms,  # the same state on the backend
         "decoded_estimated_ms": decoded_estimated_ms,
-        "decoded_simulated_ms": decoded_simulated_ms,  # the search's own result, before any repair
+        "decoded_latency_ms": decoded_latency_ms,  # the search's own result on the backend, before any repair
         "repaired": bool(repair_steps),
         "repair_steps": repair_steps,
         "lut_min_ms": float(table.min_ms),
@@ -167,13 +156,8 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "arch": codec.encode(spec),
         "run_dir": str(run_dir),
     }
-    if measurement:  # measured on a device: *_simulated_ms keys hold no simulation
-        summary.update(measurement, simulated_ms=None, hardware=device.name,
-                       decoded_measured_ms=summary.pop("decoded_simulated_ms"),
-                       final_state_measured_ms=summary.pop("final_state_simulated_ms"))
-        summary["meets_target_within_noise"] = bool(
-            simulated_ms <= target_ms * (1.0 + measurement["latency_noise_pct"] / 100.0))
-    summary["latency_ms"] = simulated_ms  # the delivered network's latency (simulation or measurement)
+    for key in LATENCY_DETAIL_KEYS:  # a measurement's figures (None for a simulation)
+        summary[key] = delivered.details.get(key)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     if trainer.is_global_zero:
         spec = _with_meta(spec, summary)
@@ -198,7 +182,7 @@ def _rank_threshold_diff(trainer, supernet) -> float:
 def _with_meta(spec, summary: dict):
     from dataclasses import replace
 
-    keys = ("target_ms", "estimated_ms", "latency_ms", "simulated_ms", "val_acc", "test_acc", "supernet_val_acc",
+    keys = ("target_ms", "estimated_ms", "latency_ms", "val_acc", "test_acc", "supernet_val_acc",
             "accuracy_source", "latency_source", "hardware", "lambda1", "lambda2", "repaired", "data")
     return replace(spec, meta={**dict(spec.meta or {}), "search": {k: summary[k] for k in keys}})
 
@@ -216,7 +200,7 @@ def _log_to_wandb(loggers: list, summary: dict, run_dir: Path, table) -> None:
             run = logger.experiment
             run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
             arch = wandb.Artifact(f"arch-{run.id}", type="architecture", metadata={
-                k: summary[k] for k in ("target_ms", "estimated_ms", "simulated_ms", "val_acc", "hardware")})
+                k: summary[k] for k in ("target_ms", "estimated_ms", "latency_ms", "val_acc", "hardware")})
             arch.add_file(str(run_dir / "arch.json"))
             run.log_artifact(arch)
             lut_path = run_dir / "latency_table.json"
@@ -249,7 +233,7 @@ def print_summary(summary: dict, spec, options, table, space=None) -> None:
                        f"{table.block_ms(i, option):.4f}" if option else "0")
     console.print(blocks)
     latency = Table(title="Delivered network on " + summary["hardware"])
-    kind = "measured" if summary.get("measured_ms") is not None else "simulated"
+    kind = "measured" if summary["latency_source"].startswith("measurement") else "latency"
     for column in ("target ms", "estimated ms (LUT)", f"{kind} ms", f"{kind}/target", "val acc", "test acc",
                    "repaired"):
         latency.add_column(column, justify="right")

@@ -57,7 +57,7 @@ class RepairResult:
 
 
 def fit_to_target(raw: Sequence[Sequence[Branch]], levels: Levels, space, table, target_ms: float,
-                  simulate_ms: Callable[[list], float] | None = None, max_steps: int = 500) -> RepairResult:
+                  network_ms: Callable[[list], float] | None = None, max_steps: int = 500) -> RepairResult:
     """Shrink greedily until the LUT estimate (then the simulation of the canonical options, if given) <= target."""
     raw = [tuple(block) for block in raw]
     steps: list[dict] = []
@@ -66,9 +66,9 @@ def fit_to_target(raw: Sequence[Sequence[Branch]], levels: Levels, space, table,
         options = [canonical(block) for block in raw]
         estimate_ms = table.estimate_ms(options)
         if estimate_ms <= budget_ms:
-            if simulate_ms is None:
+            if network_ms is None:
                 break
-            simulated_ms = simulate_ms(options)
+            simulated_ms = network_ms(options)
             if simulated_ms <= target_ms:
                 break
             # The LUT under-estimates this network: tighten the LUT budget by the observed gap.

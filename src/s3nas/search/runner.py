@@ -11,7 +11,6 @@ run resumes from ``ckpt_path=...`` or, without it, from the newest readable chec
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from s3nas.config import load_hardware
 from s3nas.errors import ConfigError
+from s3nas.latency.backend import NetworkLatency, make_backend
+from s3nas.utils.entry import fault_interrupt_after_steps
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 
 #: Trainer keys the search sets itself: the message names the schedule key to use instead.
@@ -52,22 +52,19 @@ def _check_trainer(trainer_cfg) -> None:
 class Checked:
     """What ``check_search`` established (reused by ``run_search``)."""
 
-    profile: Any
+    backend: Any  # s3nas.latency.backend.LatencyBackend of cfg.hardware
     target_ms: float
     deploy_space: Any
     datamodule: Any
-    device: Any = None  # a black-box device (s3nas.latency.device) when hardware.device is set; profile is None then
+    feasibility: Any = None  # the space's fastest and slowest network on the backend
 
 
 def check_search(cfg: DictConfig) -> Checked:
     """Every user error of a search, fast (no latency table, no training): raises one-line UserErrors."""
-    import simulator
-    from s3nas.arch.graph import archspec_to_graph
+    from s3nas.arch.space import SearchSpace
     from s3nas.config import resolve_target_ms
     from s3nas.config.loss_schema import check_loss
     from s3nas.config.schedule_schema import check_schedule
-    from s3nas.errors import InfeasibleTargetError
-    from s3nas.arch.space import SearchSpace
 
     check_loss(cfg.loss)
     check_schedule(cfg.schedule)
@@ -75,38 +72,14 @@ def check_search(cfg: DictConfig) -> Checked:
     check_loader_values(cfg.data)
     for group in ("schedule", "loss", "data", "trainer"):
         check_finite(cfg[group], group)
-    from s3nas.latency.device import make_device
-
-    device = make_device(cfg.hardware)  # None: a simulator profile
-    profile = load_hardware(cfg.hardware) if device is None else None
+    backend = make_backend(cfg.hardware)
     target_ms = float(resolve_target_ms(cfg))
     deploy_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
                                            input_size=int(cfg.deploy.input_size),
-                                           in_channels=int(cfg.deploy.get("in_channels", 3)))
-    if device is not None:  # measured, not simulated: the fastest network is timed on the device
-        from s3nas.latency.device_search import check_device
-
-        if not math.isfinite(target_ms):
-            raise InfeasibleTargetError(f"latency: target {target_ms} is not a finite latency")
-        check_device(cfg, device, deploy_space, target_ms)
-        return _check_rest(cfg, Checked(profile=None, target_ms=target_ms, deploy_space=deploy_space,
-                                        datamodule=None, device=device))
-    # Feasibility from an end-to-end simulation (milliseconds), before the latency table exists.
-    try:
-        fastest_ms = float(simulator.simulate(archspec_to_graph(deploy_space.arch_spec(deploy_space.min_options())),
-                                              profile).latency_ms)
-        simulator.simulate(archspec_to_graph(deploy_space.arch_spec(
-            [deploy_space.options(i)[-1] for i in range(len(deploy_space.positions))])), profile)
-    except ValueError as error:  # SimulationLimitError: the profile cannot run this space in bounded time
-        key = "hardware.profile" if cfg.hardware.get("profile") else "hardware"
-        raise ConfigError(f"{key}: {profile.name} cannot simulate this search space: {error}") from None
-    if not math.isfinite(target_ms) or target_ms < fastest_ms:
-        raise InfeasibleTargetError(
-            f"latency: target {target_ms:.4g} ms is below the fastest architecture of the search space "
-            f"({fastest_ms:.4g} ms on {profile.name}); use a latency of at least {fastest_ms:.4g}ms, or a smaller "
-            f"supernet/candidates")
-    return _check_rest(cfg, Checked(profile=profile, target_ms=target_ms, deploy_space=deploy_space,
-                                    datamodule=None))
+                                           in_channels=int(cfg.deploy.in_channels))
+    feasibility = backend.check_target(target_ms, deploy_space)  # the fastest network, simulated or measured
+    return _check_rest(cfg, Checked(backend=backend, target_ms=target_ms, deploy_space=deploy_space,
+                                    datamodule=None, feasibility=feasibility))
 
 
 def _check_rest(cfg: DictConfig, checked: Checked) -> Checked:
@@ -197,8 +170,6 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     import torch
 
     from s3nas.latency.estimator import LatencyEstimator
-    from s3nas.latency.feasibility import check_target
-    from s3nas.latency.lut import build_latency_table
     from s3nas.nn.supernet import Supernet
     from s3nas.data.resume import resume_safe_loader
     from s3nas.search.history import SearchRecorder
@@ -220,14 +191,8 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     deploy_space = checked.deploy_space
     train_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=datamodule.num_classes,
                                           input_size=datamodule.image_size, in_channels=datamodule.in_channels)
-    if checked.device is not None:  # measured block by block on the device, corrected end to end
-        from s3nas.latency.device_search import device_table
-
-        table = device_table(cfg, checked.device, deploy_space)
-    else:
-        table = build_latency_table(deploy_space, checked.profile, cache_dir=cfg.paths.cache_dir,
-                                    workers=int(schedule.lut_workers), progress=True)
-    check_target(checked.target_ms, table)
+    table = checked.backend.table(deploy_space, cache_dir=cfg.paths.cache_dir, workers=int(schedule.lut_workers),
+                                  progress=True)
 
     if schedule.num_threads:
         torch.set_num_threads(int(schedule.num_threads))
@@ -248,10 +213,12 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
                           warmup_epochs=int(schedule.warmup_epochs), lambda1=float(cfg.loss.lambda1),
                           lambda2=float(cfg.loss.lambda2), label_smoothing=float(cfg.loss.label_smoothing),
                           seed=int(cfg.seed), channels_last=bool(schedule.channels_last))
-    # on a device the corrected table stands for the states (measuring every state would dominate the search)
-    module.state_latency = StateLatency(deploy_space, checked.profile) \
-        if schedule.simulate_states and checked.device is None else None
-    faults = [InterruptAfter(schedule.interrupt_after_steps)] if schedule.interrupt_after_steps else []
+    # where one network's latency is cheap (a simulation) the states visited are evaluated too; elsewhere (a
+    # device) the table stands for them
+    module.state_latency = NetworkLatency(checked.backend, deploy_space) \
+        if schedule.simulate_states and checked.backend.cheap_networks else None
+    fault_steps = fault_interrupt_after_steps()  # resume tests only ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS)
+    faults = [InterruptAfter(fault_steps)] if fault_steps else []
     trainer = build_trainer(cfg, max_epochs=int(schedule.warmup_epochs) + int(schedule.search_epochs),
                             loggers=loggers, callbacks=[recorder, *faults])
     if resume_from is not None:
@@ -270,26 +237,8 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     from s3nas.search.outputs import finish_search
 
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
-                         table=table, profile=checked.profile, target_ms=checked.target_ms,
-                         supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer,
-                         device=checked.device)
-
-
-class StateLatency:
-    """options -> simulated latency (ms) of the deployment network, cached per state."""
-
-    def __init__(self, deploy_space, profile) -> None:
-        self.space, self.profile, self.cache = deploy_space, profile, {}
-
-    def __call__(self, options) -> float:
-        key = tuple(tuple(o) for o in options)
-        if key not in self.cache:
-            import simulator
-            from s3nas.arch.graph import archspec_to_graph
-
-            graph = archspec_to_graph(self.space.arch_spec(list(key)))
-            self.cache[key] = float(simulator.simulate(graph, self.profile).latency_ms)
-        return self.cache[key]
+                         table=table, backend=checked.backend, target_ms=checked.target_ms,
+                         supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer)
 
 
 def _checkpoint_step(path: Path) -> int:

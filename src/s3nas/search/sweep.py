@@ -6,16 +6,18 @@ values and other overrides vs simulated latency vs accuracy). Registered in conf
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-COLUMNS = ("target_ms", "estimated_ms", "simulated_ms", "val_acc", "lambda1", "lambda2", "repaired",
+from s3nas.outputs import load_summary
+from s3nas.utils import tables
+from s3nas.utils.io import atomic_write_text
+
+#: Summary fields of the sweep table (SearchSummary's), in column order.
+COLUMNS = ("target_ms", "estimated_ms", "latency_ms", "val_acc", "lambda1", "lambda2", "repaired",
            "search_seconds")
 
 
@@ -24,10 +26,7 @@ def collect_sweep(sweep_dir: str | Path) -> list[dict]:
     sweep_dir = Path(sweep_dir)
     rows = []
     for summary_path in sorted(sweep_dir.glob("*/summary.json"), key=lambda p: _job_key(p.parent.name)):
-        try:
-            summary = json.loads(summary_path.read_text())
-        except (OSError, ValueError):
-            continue
+        summary = load_summary(summary_path)  # an old or malformed summary: one line naming the file
         overrides = ""
         overrides_path = summary_path.parent / ".hydra" / "overrides.yaml"
         if overrides_path.exists():
@@ -35,7 +34,8 @@ def collect_sweep(sweep_dir: str | Path) -> list[dict]:
 
             overrides = " ".join(yaml.safe_load(overrides_path.read_text()) or [])
         row = {"job": summary_path.parent.name, "overrides": overrides}
-        row.update({key: summary.get(key) for key in COLUMNS})
+        # a search sweep fills every column; other commands' sweeps (train, random baselines) the ones they have
+        row.update({key: getattr(summary, key, None) for key in COLUMNS})
         rows.append(row)
     return rows
 
@@ -50,21 +50,14 @@ def _fmt(value: Any) -> str:
 
 def write_sweep_summary(sweep_dir: str | Path) -> list[dict]:
     """Write sweep_summary.csv/.md into ``sweep_dir``, print the table, return the rows."""
-    from s3nas.utils.io import atomic_write_text
-
     sweep_dir = Path(sweep_dir)
     rows = collect_sweep(sweep_dir)
     if not rows:
         return rows
     fields = ["job", "overrides", *COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(sweep_dir / "sweep_summary.csv", buffer.getvalue())
-    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
-    lines += ["| " + " | ".join(_fmt(row[f]) for f in fields) + " |" for row in rows]
-    atomic_write_text(sweep_dir / "sweep_summary.md", "\n".join(lines) + "\n")
+    tables.write_csv(sweep_dir / "sweep_summary.csv", rows, fields)
+    markdown = tables.markdown_table(rows, fields, default=_fmt)
+    atomic_write_text(sweep_dir / "sweep_summary.md", markdown)
     try:
         from rich.console import Console
         from rich.table import Table
@@ -76,7 +69,7 @@ def write_sweep_summary(sweep_dir: str | Path) -> list[dict]:
             table.add_row(*(_fmt(row[f]) for f in fields))
         Console(width=160).print(table)
     except Exception:
-        print("\n".join(lines))
+        print(markdown, end="")
     return rows
 
 

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torchmetrics
 from timm.utils import ModelEmaV3
 from torch import nn
 
@@ -67,12 +68,27 @@ class RecipeSettings:
 
 
 class RetrainModule(pl.LightningModule):
-    """Trains ``model``; evaluates (and exposes as ``eval_model``) its EMA when enabled."""
+    """Trains ``model``; evaluates (and exposes as ``eval_model``) its EMA when enabled.
 
-    def __init__(self, model: nn.Module, settings: RecipeSettings, meta: Optional[dict] = None) -> None:
+    Accuracies are torchmetrics' top-1 ``MulticlassAccuracy`` (micro: correct / seen over the epoch, summed
+    over DDP ranks), one metric object per logged curve; ``num_classes`` defaults to ``meta["num_classes"]``
+    or the model's ``num_classes``.
+    """
+
+    def __init__(self, model: nn.Module, settings: RecipeSettings, meta: Optional[dict] = None,
+                 num_classes: Optional[int] = None) -> None:
         super().__init__()
         self.settings = settings
         self.meta = dict(meta or {})  # recorded in checkpoints (network, classes, image size)
+        num_classes = num_classes or self.meta.get("num_classes") or getattr(model, "num_classes", None)
+        if not num_classes:
+            raise ValueError("RetrainModule: pass num_classes (or meta['num_classes']) for the accuracy metrics")
+        curves = ["train/acc", "val/acc", "test/acc"]
+        if settings.ema and settings.validate_raw:
+            curves += ["val/acc_raw", "test/acc_raw"]
+        # keys without '/' (a ModuleDict key may not hold one); not persistent: checkpoints are unchanged
+        self.accuracy = nn.ModuleDict({curve.replace("/", "_"): torchmetrics.classification.MulticlassAccuracy(
+            num_classes=int(num_classes), average="micro") for curve in curves})
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -112,9 +128,10 @@ class RetrainModule(pl.LightningModule):
             images = random_shift(images, self.settings.augment_shift)
         logits = self.model(self._format(images))  # (B, classes)
         loss = self.criterion(logits, labels)
-        acc = (logits.argmax(dim=1) == labels).float().mean()
+        accuracy = self.accuracy["train_acc"]
+        accuracy(logits.detach(), labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
-        self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log("train/acc", accuracy, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -126,12 +143,13 @@ class RetrainModule(pl.LightningModule):
         images = self._format(images)
         logits = self.eval_model(images)
         self.log(f"{stage}/loss", self.eval_criterion(logits, labels), batch_size=len(labels), sync_dist=True)
-        self.log(f"{stage}/acc", (logits.argmax(dim=1) == labels).float().mean(), prog_bar=stage == "val",
-                 batch_size=len(labels), sync_dist=True)
+        accuracy = self.accuracy[f"{stage}_acc"]
+        accuracy(logits, labels)
+        self.log(f"{stage}/acc", accuracy, prog_bar=stage == "val", batch_size=len(labels))
         if self.ema is not None and self.settings.validate_raw:
-            raw = self.model(images)
-            self.log(f"{stage}/acc_raw", (raw.argmax(dim=1) == labels).float().mean(), batch_size=len(labels),
-                     sync_dist=True)
+            accuracy_raw = self.accuracy[f"{stage}_acc_raw"]
+            accuracy_raw(self.model(images), labels)
+            self.log(f"{stage}/acc_raw", accuracy_raw, batch_size=len(labels))
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -2,7 +2,7 @@
 
 ``resolve_network(text)`` turns the ``arch=`` value into a :class:`NetworkSource` (one-line ``ConfigError``
 for a missing/invalid file or an unknown timm model); ``build_network`` makes the plain, untrained
-nn.Module; ``simulate_network`` runs it through the NPU simulator at the deployment shape. A source
+nn.Module; ``deploy_latency`` times it on the hardware's LatencyBackend at the deployment shape. A source
 round-trips through ``to_meta``/``from_meta`` (what checkpoints and weights.pt record).
 """
 
@@ -133,63 +133,26 @@ def _init_classifier_like_s3nas(model: nn.Module) -> None:
             nn.init.zeros_(classifier.bias)
 
 
-def simulate_network(source: NetworkSource, profile: Any, *, input_size: int, num_classes: int,
-                     in_channels: int = 3) -> Any:
-    """simulator Report of the network at the deployment shape (ConfigError if the simulator cannot map it)."""
-    import simulator
-
+def deploy_latency(source: NetworkSource, backend: Any, *, input_size: int, num_classes: int,
+                   in_channels: int = 3) -> tuple[Any, int]:
+    """(LatencyResult, MACs) of the network at the deployment shape on the hardware's LatencyBackend
+    (timing does not depend on the trained weights); ConfigError if the backend cannot run it."""
     try:
         if source.is_timm:
             import timm
 
-            from simulator.frontends.torch import graph_from_module
-
             model = timm.create_model(source.timm_name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
-            graph = graph_from_module(model, (in_channels, input_size, input_size), name=source.timm_name)
-        else:
-            from s3nas.arch.graph import archspec_to_graph
+            result = backend.evaluate_model(model, (in_channels, input_size, input_size), source.timm_name)
+            return result, int(result.details.get("macs", 0))
+        from s3nas.arch.graph import archspec_to_graph
 
-            spec = replace(source.spec, num_classes=num_classes, in_channels=in_channels)
-            graph = archspec_to_graph(spec, input_size=input_size)
-        return simulator.simulate(graph, profile)
+        spec = replace(source.spec, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+        return backend.evaluate(spec), int(archspec_to_graph(spec).macs)
     except ConfigError:
         raise
-    except Exception as error:  # noqa: BLE001 - an op the simulator does not map is the user's model choice
-        raise ConfigError(f"arch: the simulator cannot run '{source.label[:80]}' at {input_size}x{input_size} "
-                          f"on {getattr(profile, 'name', profile)} ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
-
-
-@dataclass(frozen=True)
-class DeviceReport:
-    """Latency of the network measured on a black-box device (``hardware=cpu_onnxruntime`` ...), in the
-    fields train.py's summary reads from a simulator report, plus how it was obtained."""
-
-    latency_ms: float
-    macs: int
-    profile_name: str
-    latency_source: str
-    latency_noise_pct: float
-    latency_measurements_ms: tuple
-
-
-def measure_network(source: NetworkSource, device: Any, *, input_size: int, num_classes: int, in_channels: int = 3,
-                    repeats: int = 5) -> DeviceReport:
-    """Median of ``repeats`` separate measurements of the network's architecture at the deployment shape on
-    ``device`` (s3nas.latency.device; timing does not depend on the trained weights). ConfigError for timm networks."""
-    if source.is_timm:
-        raise ConfigError(f"hardware: a measured device ({device.name}) times s3nas architectures only, not "
-                          f"'{source.label}'; use a simulator profile (hardware=midap) for timm networks")
-    from s3nas.arch.graph import archspec_to_graph
-
-    spec = replace(source.spec, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-    macs = int(archspec_to_graph(spec, input_size=input_size).macs)
-    noise = device.noise(spec, repeats=max(2, int(repeats)))
-    runs = device.repeats
-    return DeviceReport(noise.median_ms, macs, device.name,
-                        f"measurement ({device.name}, {input_size}x{input_size}, {num_classes} classes; median of "
-                        f"{len(noise.medians_ms)} measurements of {runs} timed runs each, noise "
-                        f"+-{noise.noise_pct:.1f}%)", noise.noise_pct, tuple(noise.medians_ms))
+    except Exception as error:  # noqa: BLE001 - an op the backend does not map is the user's model choice
+        raise ConfigError(f"arch: {backend.name} cannot run '{source.label[:80]}' at {input_size}x{input_size} "
+                          f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
 
 
 def count_parameters(model: nn.Module) -> int:

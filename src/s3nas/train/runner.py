@@ -21,12 +21,12 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from s3nas.config import load_hardware
 from s3nas.errors import ConfigError
 from s3nas.utils.io import atomic_write_bytes
+from s3nas.utils.entry import fault_interrupt_after_steps
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
-from s3nas.train.network import (NetworkSource, build_network, count_parameters, measure_network, resolve_network,
-                                 simulate_network)
+from s3nas.latency.backend import make_backend
+from s3nas.train.network import NetworkSource, build_network, count_parameters, deploy_latency, resolve_network
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last"
@@ -40,12 +40,13 @@ class CheckedInputs:
     """What ``check_train`` resolved (passed to ``run_train``)."""
 
     source: NetworkSource
-    profile: Any
-    report: Any  # simulator Report at the deployment shape
+    backend: Any  # the hardware's LatencyBackend
+    latency: Any  # LatencyResult of the network at the deployment shape
+    macs: int
     datamodule: Any
     resume_from: Optional[Path]
     run_dir: Path
-    deploy_input_size: int = 224  # the shape ``report`` was simulated/measured at
+    deploy_input_size: int = 224  # the shape ``latency`` was obtained at
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -108,10 +109,7 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
     else:
         source = resolve_network(None)  # raises: arch not set
 
-    from s3nas.latency.device import make_device
-
-    device = make_device(cfg.hardware)  # None: a simulator profile; else latency is measured on the device
-    profile = load_hardware(cfg.hardware) if device is None else None
+    backend = make_backend(cfg.hardware)  # simulated or measured: the runner does not ask which
     datamodule = build_datamodule(cfg.data)
     if resume_meta is not None:
         for key, have in (("num_classes", datamodule.num_classes), ("in_channels", datamodule.in_channels)):
@@ -125,11 +123,8 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
     deploy = cfg.get("deploy") or {}
     shape = dict(input_size=deploy_input_size(deploy.get("input_size"), source),
                  num_classes=int(deploy.get("num_classes", 1000)), in_channels=int(deploy.get("in_channels", 3)))
-    if device is None:
-        report = simulate_network(source, profile, **shape)
-    else:
-        report = measure_network(source, device, repeats=int(cfg.hardware.get("noise_repeats", 5)), **shape)
-    return CheckedInputs(source=source, profile=profile, report=report, datamodule=datamodule,
+    latency, macs = deploy_latency(source, backend, **shape)
+    return CheckedInputs(source=source, backend=backend, latency=latency, macs=macs, datamodule=datamodule,
                          resume_from=resume_from, run_dir=run_dir, deploy_input_size=shape["input_size"])
 
 
@@ -206,7 +201,7 @@ class InterruptAfter(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.global_step >= self.steps:
-            raise RuntimeError(f"recipe.interrupt_after_steps={self.steps}: simulated crash")
+            raise RuntimeError(f"S3NAS_FAULT_INTERRUPT_AFTER_STEPS={self.steps}: simulated crash")
 
 
 def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callbacks: list) -> pl.Trainer:
@@ -270,7 +265,8 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_arch(source, run_dir)
     loggers = build_loggers(cfg)
-    faults = [InterruptAfter(recipe.interrupt_after_steps)] if recipe.get("interrupt_after_steps") else []
+    fault_steps = fault_interrupt_after_steps()  # resume tests only ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS)
+    faults = [InterruptAfter(fault_steps)] if fault_steps else []
     trainer = build_trainer(cfg, ckpt_dir=ckpt_dir, loggers=loggers, extra_callbacks=faults)
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
                 ckpt_path=str(checked.resume_from) if checked.resume_from else None)
@@ -285,7 +281,7 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     best_callback = trainer.checkpoint_callback
     best_score = getattr(best_callback, "best_model_score", None)
 
-    report = checked.report
+    latency = checked.latency
     summary = {
         "test_acc": _metric(test_metrics, "test/acc"),
         "val_acc": _metric(val_metrics, "val/acc"),
@@ -293,10 +289,11 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
         "test_acc_raw": _metric(test_metrics, "test/acc_raw"),
         "val_acc_raw": _metric(val_metrics, "val/acc_raw"),
         "params": count_parameters(module.model),
-        "macs": int(report.macs),
-        "latency_ms": float(report.latency_ms),
-        "hardware": str(report.profile_name),
-        "latency_source": getattr(report, "latency_source", None) or f"simulation ({report.profile_name})",
+        "macs": int(checked.macs),
+        "latency_ms": float(latency.latency_ms),
+        "hardware": str(checked.backend.name),
+        "latency_source": latency.source,
+        "latency_noise_pct": latency.noise_pct,
         "deploy_input_size": int(checked.deploy_input_size),
         "deploy_num_classes": int(cfg.deploy.num_classes),
         "epochs": int(trainer.current_epoch),

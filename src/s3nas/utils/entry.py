@@ -20,6 +20,18 @@ from s3nas.errors import ConfigError, UserError
 
 #: Exit status of every user-caused error.
 USER_ERROR_EXIT = 2
+#: Fault injection for the resume tests (not a config key): crash after this many optimizer steps.
+FAULT_INTERRUPT_ENV = "S3NAS_FAULT_INTERRUPT_AFTER_STEPS"
+
+
+def fault_interrupt_after_steps() -> Optional[int]:
+    """Steps after which the search/retraining simulates a crash ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS), or None."""
+    text = os.environ.get(FAULT_INTERRUPT_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{FAULT_INTERRUPT_ENV}: must be an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def run(main_fn: Callable[..., Any], config_name: str = "search",

