@@ -89,7 +89,7 @@ def random_run(args, seed: int, out: Path, log, method: str) -> dict:
                     f"hydra.run.dir={rdir}"], log)
     s = read(rdir / "summary.json")
     return {"method": method, "seed": seed, "test_acc": s["test_acc"], "val_acc": s["val_acc"],
-            "simulated_ms": s["simulated_ms"], "search_seconds": s["search_seconds"],
+            "simulated_ms": s["latency_ms"], "search_seconds": s["search_seconds"],
             "total_seconds": s["total_seconds"], "wall_seconds": wall, "run_dir": str(rdir),
             "arch": str(rdir / "arch.json")}
 

@@ -86,7 +86,7 @@ def search(args: argparse.Namespace, label: str, extra: list[str]) -> dict:
     except Exception:  # noqa: BLE001
         size, block_type = float("nan"), []
     return {"space": label, "block_type": "+".join(block_type), "space_size": size,
-            "target_ms": s.get("target_ms"), "delivered_ms": s.get("simulated_ms"), "val_acc": s.get("val_acc"),
+            "target_ms": s.get("target_ms"), "delivered_ms": s.get("latency_ms"), "val_acc": s.get("val_acc"),
             "test_acc": s.get("test_acc"), "repaired": s.get("repaired"), "search_seconds": s.get("search_seconds"),
             "wall_seconds": wall, "peak_rss_mib": rss, "supernet_params": params}
 

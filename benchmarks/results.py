@@ -34,6 +34,14 @@ SCHEMA_VERSION = 1
 #: hours on 2 CPU cores) and the headline figures shown as columns (dotted paths into the figures; the
 #: newest record's every figure is listed below its table).
 BENCHMARKS: dict[str, dict[str, Any]] = {
+    "main_job": {
+        "about": "the README's main job as a user runs it: wall time of the whole command, the delivered network's "
+                 "latency and accuracy (digits, `midap`, CPU)",
+        "command": "python benchmarks/main_job.py",
+        "long": True,
+        "headline": ["wall_s", "search_seconds", "latency_ms", "target_ms", "meets_target", "repaired", "val_acc",
+                     "test_acc", "load_avg_after"],
+    },
     "simulator_speed": {
         "about": "wall time of one simulation per model and profile (a worker process without torch), peak "
                  "memory, and the wall/CPU time of one `python -m simulator timm:mobilenetv2_100` call",
@@ -213,7 +221,10 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+        if abs(value) >= 1e5:
+            return f"{value:,.0f}"
+        text = f"{value:.4g}"
+        return text if any(c in text for c in ".en") else text + ".0"  # -1.0 stays a float, not "-1"
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 1e5 else str(value)
     if isinstance(value, list):

@@ -99,10 +99,10 @@ def main() -> None:
             rows.append({"target_ms": target, "error": tail.strip().splitlines()[-1] if tail.strip() else "failed"})
             continue
         s = json.loads((run_dir / "summary.json").read_text())
-        rows.append({"target_ms": target, "search_simulated_ms": s["decoded_simulated_ms"],
-                     "search_end_simulated_ms": s["final_state_simulated_ms"], "decode_step": s["decode_step"],
+        rows.append({"target_ms": target, "search_simulated_ms": s["decoded_latency_ms"],
+                     "search_end_simulated_ms": s["final_state_latency_ms"], "decode_step": s["decode_step"],
                      "repaired": s["repaired"], "repair_steps": len(s["repair_steps"]),
-                     "simulated_ms": s["simulated_ms"], "ratio": s["simulated_ms"] / target, "val_acc": s["val_acc"],
+                     "simulated_ms": s["latency_ms"], "ratio": s["latency_ms"] / target, "val_acc": s["val_acc"],
                      "supernet_val_acc": s["supernet_val_acc"], "seconds": seconds})
     print(f"run dirs: {out}; hardware: {args.hardware}"
           + (f"; space range {fastest_ms:.4f}..{slowest_ms:.4f} ms" if fastest_ms is not None else ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -136,8 +137,29 @@ def test_compare_notebook_executes(random_search_run, tmp_path, monkeypatch):
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
-    images = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the figures are inline cell outputs
-    assert (tmp_path / "compare_models_table.png").stat().st_size > 5000
-    assert (tmp_path / "compare_models_pareto.png").stat().st_size > 5000
+    for image in images:  # each a decodable, drawn PNG
+        _assert_drawn_png(base64.b64decode(image["data"]["image/png"]))
+    # the comparison table lists the random-search run and both zoo models, with the run's latency
+    tables = "\n".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+    summary = json.loads((random_search_run / "summary.json").read_text())
+    assert "random_search" in tables and "MobileNetV2" in tables and "EfficientNet-B1" in tables
+    assert f"{summary['latency_ms']:.3f}" in tables, tables
+    for name in ("compare_models_table.png", "compare_models_pareto.png"):
+        _assert_drawn_png((tmp_path / name).read_bytes())
+
+
+def _assert_drawn_png(data: bytes) -> None:
+    """A PNG that decodes, is at least 300x200 and holds a drawing (many colours, not a blank canvas)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    image.load()
+    assert image.width >= 300 and image.height >= 200, image.size
+    colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 16, "blank image"

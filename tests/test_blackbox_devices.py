@@ -130,8 +130,12 @@ def test_thread_cpu_clock_needs_one_thread():
 
 def test_make_device_from_hardware_configs():
     assert make_device(compose_config("search", ["hardware=midap"]).hardware) is None
-    device = make_device(compose_config("search", ["hardware=cpu_onnxruntime"]).hardware)
-    assert isinstance(device, OnnxRuntimeDevice) and device.threads == 1 and device.repeats >= 30
+    hardware = compose_config("search", ["hardware=cpu_onnxruntime"]).hardware
+    device = make_device(hardware)
+    assert isinstance(device, OnnxRuntimeDevice)
+    # every timing value is the composed one (conf/hardware/cpu_onnxruntime.yaml over the schema)
+    assert (device.threads, device.warmup, device.repeats, device.rounds, device.clock) == \
+        (hardware.threads, hardware.warmup, hardware.repeats, hardware.rounds, hardware.clock)
     assert device.clock == "thread_cpu" and device.identity()["clock"] == "thread_cpu"
     torch_device = make_device(compose_config("search", ["hardware=torch_cpu"]).hardware)
     assert isinstance(torch_device, TorchCpuDevice) and torch_device.keep_heap
@@ -141,6 +145,36 @@ def test_make_device_from_hardware_configs():
     assert isinstance(sim, SimulatedDevice) and sim.profile.name == "midap"
     cmd = make_device(compose_config("search", ["hardware=command", "hardware.cmd=echo 1"]).hardware)
     assert isinstance(cmd, CommandDevice) and cmd._argv("m.onnx") == ["echo", "1", "m.onnx"]
+
+
+def test_device_values_missing_from_a_config_are_the_schemas():
+    """A key a hardware file leaves out gets the schema's default (not a default written in the device class),
+    an override reaches the device, and an out-of-range value is refused naming the key."""
+    from omegaconf import OmegaConf
+
+    from s3nas.config.device_schema import DeviceHardwareConfig
+    from s3nas.errors import ConfigError
+
+    schema = DeviceHardwareConfig()
+    node = OmegaConf.to_container(compose_config("search", ["hardware=cpu_onnxruntime"]).hardware)
+    for key in ("repeats", "warmup", "rounds", "clock"):
+        node.pop(key)
+    device = make_device(node)
+    assert (device.repeats, device.warmup, device.rounds, device.clock) == \
+        (schema.repeats, schema.warmup, schema.rounds, schema.clock)
+    for option in ("cpu_onnxruntime", "torch_cpu", "sim_midap_blackbox"):
+        tuned = make_device(compose_config("search", [f"hardware={option}", "hardware.repeats=7"]).hardware)
+        assert tuned.repeats == 7
+        with pytest.raises(ConfigError, match=r"hardware\.repeats"):
+            make_device(compose_config("search", [f"hardware={option}", "hardware.repeats=0"]).hardware)
+    # the simulated device's timed runs: repeats samples per measurement
+    sim = make_device(compose_config("search", ["hardware=sim_midap_blackbox", "hardware.repeats=3"]).hardware)
+    assert sim.measure(Piece.head(_small_space())).n == 3
+
+
+def _small_space() -> SearchSpace:
+    cfg = compose_config("search", ["debug=search_small"])
+    return SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=10, input_size=16)
 
 
 def test_keep_heap_cuts_torch_page_faults():
@@ -199,10 +233,10 @@ def test_train_measures_latency_on_a_device(space):
         deploy_latency(NetworkSource(timm_name="mobilenetv2_050"), backend, input_size=16, num_classes=10)
 
 
-@pytest.mark.slow
-def test_train_cli_reports_device_measurement(tmp_path):
-    """train.py hardware=sim_midap_blackbox: summary.json's latency_ms is a measurement on that device of the
-    trained architecture (noiseless simulated device: equal to the simulator's latency at the deploy shape)."""
+def test_train_cli_reports_device_measurement(tmp_path, run_cmd):
+    """train.py hardware=sim_midap_blackbox on a tiny recipe (default suite): summary.json's latency_ms is a
+    measurement on that device of the trained architecture (noiseless simulated device: equal to the
+    simulator's latency at the deploy shape)."""
     import json
     from dataclasses import replace
 
@@ -212,16 +246,16 @@ def test_train_cli_reports_device_measurement(tmp_path):
     space16 = SearchSpace.from_config(spec.supernet, spec.candidates, num_classes=10, input_size=16)
     arch = space16.arch_spec(space16.min_options())
     codec.save_json(arch, tmp_path / "arch.json")
-    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "train.py", f"arch={tmp_path / 'arch.json'}", "hardware=sim_midap_blackbox",
-                           "deploy.input_size=16", "deploy.num_classes=10", "data.image_size=16", "data.batch_size=32",
-                           "trainer.limit_train_batches=2", "recipe.epochs=1", "recipe.num_threads=1",
-                           "callbacks=none", "trainer.enable_progress_bar=false", "logger=none",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    run_dir = tmp_path / "run"
+    run_cmd(["train.py", f"arch={tmp_path / 'arch.json'}", "hardware=sim_midap_blackbox", "deploy.input_size=16",
+             "deploy.num_classes=10", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=2",
+             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "recipe.epochs=1", "recipe.num_threads=1",
+             "callbacks=none", "trainer.enable_progress_bar=false", "logger=none", f"hydra.run.dir={run_dir}"],
+            timeout=600)
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hardware"] == "sim_midap_blackbox"
-    assert summary["latency_source"].startswith("measurement (sim_midap_blackbox, 16x16, 10 classes")
+    assert summary["latency_source"].startswith("measurement (sim_midap_blackbox, 16x16, 10 classes"), summary
     truth = simulator.simulate(archspec_to_graph(replace(arch, num_classes=10), input_size=16), "midap").latency_ms
     assert summary["latency_ms"] == pytest.approx(truth)
+    assert 0.0 <= summary["test_acc"] <= 1.0
+    assert codec.load_json(run_dir / "arch.json").blocks == arch.blocks  # the trained network is the given one

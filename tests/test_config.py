@@ -109,10 +109,38 @@ def test_hydra_group_sets_run_dirs_and_no_chdir(tmp_path):
 
 
 def test_debug_fast_shrinks_the_run(compose_cfg):
-    cfg = compose_cfg(["debug=fast"])
-    # every epoch of the schedule, two batches each (the search's epochs come from schedule.*)
-    assert cfg.trainer.max_epochs is None and cfg.trainer.limit_train_batches == 2
-    assert cfg.trainer.num_sanity_val_steps == 0
+    """The search's trainer built from debug=fast runs two training and two validation batches per epoch (of a
+    10-batch loader) and no sanity validation: counted in the steps a module actually receives."""
+    import pytorch_lightning as pl
+    import torch
+
+    from s3nas.search.runner import build_trainer
+    from s3nas.utils.entry import prepare_config
+
+    class Counting(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer, self.calls = torch.nn.Linear(2, 2), []
+
+        def training_step(self, batch, batch_idx):
+            self.calls.append(("train", self.current_epoch))
+            return self.layer(batch[0]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.calls.append(("val", self.current_epoch))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(40, 2)), batch_size=4)
+    cfg = prepare_config(compose_cfg(["debug=fast", "logger=none", "callbacks=none"]))
+    module = Counting()
+    trainer = build_trainer(cfg, max_epochs=3, callbacks=[], loggers=[])
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    assert module.calls[0] == ("train", 0)  # no sanity validation first
+    for epoch in range(3):
+        assert module.calls.count(("train", epoch)) == 2 and module.calls.count(("val", epoch)) == 2
+    assert trainer.global_step == 6 and len(module.calls) == 12
 
 
 @pytest.mark.parametrize("override,key", [
@@ -209,3 +237,152 @@ def test_import_simulator_does_not_import_torch(cli_env):
 def test_conf_dir_is_the_repo_conf():
     assert CONF_DIR == (REPO_ROOT / "conf").resolve()
     assert (Path(CONF_DIR) / "search.yaml").is_file() and (Path(CONF_DIR) / "train.yaml").is_file()
+
+
+# ------------------------------------------------------------------------ every default once
+#: Every command's config (conf/<name>.yaml at the top level, base.yaml aside).
+APP_CONFIGS = sorted(p.stem for p in CONF_DIR.glob("*.yaml") if p.stem != "base")
+
+
+@pytest.mark.parametrize("config_name", APP_CONFIGS)
+@pytest.mark.parametrize("logger", ["none", "csv"])
+def test_every_command_takes_the_base_config(tmp_path, config_name, logger):
+    from s3nas.config import compose_config
+
+    cfg = compose_config(config_name, [f"logger={logger}"], output_dir=tmp_path)
+    assert cfg.logger.kind == logger  # logger=none is accepted by every command (postprocess included)
+    assert cfg.paths.output_dir == tmp_path.as_posix() and cfg.paths.root == str(REPO_ROOT)
+    assert isinstance(cfg.seed, int) and cfg.task_name == config_name
+
+
+def test_base_config_holds_the_shared_defaults():
+    base = yaml.safe_load((CONF_DIR / "base.yaml").read_text())
+    assert {"paths": "default"} in base["defaults"] and {"logger": "wandb"} in base["defaults"]
+    for config_name in APP_CONFIGS:
+        own = yaml.safe_load((CONF_DIR / f"{config_name}.yaml").read_text())
+        assert "base" in own["defaults"], config_name
+        # the shared groups are chosen once, in base.yaml (an app may override the logger)
+        assert not any(isinstance(d, dict) and set(d) & {"paths", "hydra", "logger"} for d in own["defaults"])
+
+
+def test_range_validator_names_key_range_and_value():
+    from s3nas.config.ranges import Range, check_ranges
+    from s3nas.errors import ConfigError
+
+    node = OmegaConf.create({"a": {"steps": 0, "rate": 1.0, "eps": None, "flag": True}})
+    check_ranges(node, {"a.eps": Range(low=0, nullable=True), "a.missing": Range(low=5)})  # absent keys pass
+    cases = [("a.steps", Range(low=1, integer=True), "x.a.steps: must be an integer >= 1, got 0"),
+             ("a.rate", Range(low=0, high=1, high_open=True), "x.a.rate: must be a number in [0, 1), got 1.0"),
+             ("a.eps", Range(low=0, low_open=True), "x.a.eps: must be a number > 0, got None"),
+             ("a.flag", Range(low=0), "x.a.flag: must be a number >= 0, got True")]
+    for key, rule, message in cases:
+        with pytest.raises(ConfigError) as err:
+            check_ranges(node, {key: rule}, prefix="x.")
+        assert str(err.value) == message
+    assert Range(low=1, integer=True).accepts(3) and not Range(low=1, integer=True).accepts(2.5)
+    assert not Range(low=0).accepts(float("nan"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("schedule.search_epochs=0", "schedule.search_epochs: must be an integer >= 1, got 0"),
+    ("schedule.optimizer.alpha=1.5", "schedule.optimizer.alpha: must be a number in [0, 1], got 1.5"),
+    ("schedule.thresholds.eps=0", "schedule.thresholds.eps: must be a number > 0 or null, got 0.0"),
+    ("schedule.target_margin=0.6", "schedule.target_margin: must be a number in [0, 0.5], got 0.6"),
+    ("schedule.decode=last", "schedule.decode: 'last' is not accepted; use one of final, best_feasible"),
+    ("loss.lambda2=0", "loss.lambda2: must be a number > 0, got 0.0 (set loss.lambda1=0 to disable the term)"),
+])
+def test_search_value_checks_name_the_key(compose_cfg, override, message):
+    from s3nas.config.loss_schema import check_loss
+    from s3nas.config.schedule_schema import check_schedule
+    from s3nas.errors import ConfigError
+
+    cfg = compose_cfg([override])
+    with pytest.raises(ConfigError) as err:
+        check_loss(cfg.loss)
+        check_schedule(cfg.schedule)
+    assert str(err.value) == message
+
+
+def test_every_numeric_schedule_key_declares_its_range():
+    import dataclasses
+    import typing
+
+    from s3nas.config.schedule_schema import RANGES, ScheduleConfig
+
+    def numeric_keys(cls, prefix=""):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = hints[f.name]
+            if dataclasses.is_dataclass(kind):
+                yield from numeric_keys(kind, f"{prefix}{f.name}.")
+            elif kind in (int, float, typing.Optional[int], typing.Optional[float]):
+                yield f"{prefix}{f.name}"
+
+    assert set(numeric_keys(ScheduleConfig)) == set(RANGES)
+
+
+def test_test_only_knobs_are_not_config_keys(compose_cfg, monkeypatch):
+    from s3nas.errors import ConfigError
+    from s3nas.utils.entry import FAULT_INTERRUPT_ENV, fault_interrupt_after_steps
+
+    for override, config_name in (("schedule.interrupt_after_steps=3", "search"),
+                                  ("recipe.interrupt_after_steps=3", "train")):
+        with pytest.raises(ConfigCompositionException):
+            compose_cfg([override], config_name=config_name)
+    monkeypatch.delenv(FAULT_INTERRUPT_ENV, raising=False)
+    assert fault_interrupt_after_steps() is None
+    monkeypatch.setenv(FAULT_INTERRUPT_ENV, "6")
+    assert fault_interrupt_after_steps() == 6
+    monkeypatch.setenv(FAULT_INTERRUPT_ENV, "0")
+    with pytest.raises(ConfigError, match=FAULT_INTERRUPT_ENV):
+        fault_interrupt_after_steps()
+
+
+def test_device_defaults_are_the_schema_and_repeats_below_one_is_refused(compose_cfg):
+    from s3nas.config.device_schema import DeviceHardwareConfig
+    from s3nas.errors import ConfigError
+    from s3nas.latency.device import make_device
+
+    schema_repeats = DeviceHardwareConfig().repeats
+    # a hardware node that does not set repeats gets the schema's value (the code has no fallback of its own)
+    assert make_device({"device": "torch", "name": "t"}).repeats == schema_repeats
+    assert make_device({"device": "simulated", "sim_profile": "midap"}).repeats == schema_repeats
+    assert make_device(compose_cfg(["hardware=sim_midap_blackbox", "hardware.repeats=7"]).hardware).repeats == 7
+    for key, value in (("repeats", 0), ("warmup", -1), ("threads", 0), ("timeout_s", 0)):
+        cfg = compose_cfg(["hardware=sim_midap_blackbox", f"hardware.{key}={value}"])
+        with pytest.raises(ConfigError) as err:
+            make_device(cfg.hardware)
+        assert str(err.value).startswith(f"hardware.{key}: must be") and f"got {value}" in str(err.value)
+    with pytest.raises(ConfigError, match="hardware.bogus"):
+        make_device({"device": "torch", "bogus": 1})
+
+
+def test_missing_plugin_names_its_extra():
+    from hydra.errors import MissingConfigException
+
+    from s3nas.utils.entry import format_config_error
+
+    for option, extra in (("hydra/sweeper/optuna", "sweeps"), ("hydra/launcher/joblib", "sweeps"),
+                          ("hydra/launcher/submitit_slurm", "slurm")):
+        err = MissingConfigException(f"In 'hparams_search/optuna': Could not find '{option}'", missing_cfg_file=option)
+        message = format_config_error(err)
+        assert message == f"{option} needs the optional extra '{extra}': pip install \"s3nas[{extra}]\""
+    plain = format_config_error(MissingConfigException("Could not find 'data/nope'", missing_cfg_file="data/nope"))
+    assert "s3nas[" not in plain and "data/nope" in plain
+
+
+def test_export_command_checks_its_keys(tmp_path):
+    from s3nas.config import compose_config
+    from s3nas.errors import ConfigError
+    from s3nas.train.export_app import check
+
+    with pytest.raises(ConfigError, match="^run_dir: not set"):
+        check(compose_config("export", [], output_dir=tmp_path))
+    with pytest.raises(ConfigError, match=r"^input_size: must be an integer >= 1 or null, got 0$"):
+        check(compose_config("export", [f"run_dir={tmp_path}", "input_size=0"], output_dir=tmp_path))
+    cfg = compose_config("export", [f"run_dir={tmp_path}"], output_dir=tmp_path)
+    check(cfg)
+    from s3nas.config.train_schema import ExportConfig
+
+    # one default for the export options: the app and train.py's export group read the same schema
+    assert cfg.opset == ExportConfig().opset and cfg.atol == ExportConfig().atol

@@ -67,12 +67,6 @@ def test_build_from_composed_config(compose_cfg):
 
 
 # ------------------------------------------------------------------------------- _target_
-@pytest.mark.parametrize("group,target", [("digits", "DigitsDataModule"), ("cifar10", "CifarDataModule"),
-                                          ("cifar100", "CifarDataModule"), ("imagenet", "ImageNetDataModule")])
-def test_data_configs_name_their_module(compose_cfg, group, target):
-    assert compose_cfg([f"data={group}"]).data._target_ == f"s3nas.data.{target}"
-
-
 def test_data_target_is_instantiated_with_the_config(compose_cfg, tmp_path, monkeypatch):
     (tmp_path / "my_data.py").write_text(
         "from s3nas.data import DigitsDataModule\n"

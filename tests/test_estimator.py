@@ -146,7 +146,7 @@ def simulated():
 
 
 def test_latency_loss_alone_drives_the_thresholds_under_a_feasible_target(simulated):
-    from s3nas.latency.feasibility import check_target
+    from s3nas.latency.backend import Feasibility
     from s3nas.latency.loss import latency_loss
 
     space, table = simulated
@@ -154,7 +154,7 @@ def test_latency_loss_alone_drives_the_thresholds_under_a_feasible_target(simula
     net = Supernet(space, num_classes=10)
     estimator = LatencyEstimator(table)
     target = table.min_ms + 0.4 * (table.max_ms - table.min_ms)
-    check_target(target, table)  # feasible: no error, no warning
+    Feasibility(table.min_ms, table.max_ms, "midap").check(target)  # feasible: no error, no warning
     assert float(estimator(net)) > target  # all options on at initialisation
     optimizer = torch.optim.Adam(net.threshold_parameters(), lr=0.2)
     for _ in range(200):
@@ -170,10 +170,11 @@ def test_latency_loss_alone_drives_the_thresholds_under_a_feasible_target(simula
 
 def test_feasibility_bounds_of_a_simulated_table(simulated):
     from s3nas.errors import InfeasibleTargetError
-    from s3nas.latency.feasibility import LatencyTargetWarning, check_target
+    from s3nas.latency.backend import Feasibility, LatencyTargetWarning
 
     _, table = simulated
+    feasibility = Feasibility(table.min_ms, table.max_ms, "midap")
     with pytest.raises(InfeasibleTargetError, match="latency"):
-        check_target(table.min_ms * 0.9, table)
+        feasibility.check(table.min_ms * 0.9)
     with pytest.warns(LatencyTargetWarning):
-        check_target(table.max_ms * 1.1, table)
+        feasibility.check(table.max_ms * 1.1)

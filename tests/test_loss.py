@@ -10,7 +10,7 @@ import torch
 
 from s3nas.config.loss_schema import LossConfig, check_loss
 from s3nas.errors import ConfigError, InfeasibleTargetError
-from s3nas.latency.feasibility import LatencyTargetWarning, check_target
+from s3nas.latency.backend import Feasibility, LatencyTargetWarning
 from s3nas.latency.loss import latency_loss
 
 
@@ -39,24 +39,24 @@ def test_loss_config_defaults_and_checks():
         check_loss({"lamda1": 1.0})
 
 
-class _Table:
-    min_ms, max_ms = 1.25, 4.5
+def check_target(target_ms, feasibility=Feasibility(fastest_ms=1.25, slowest_ms=4.5, hardware="npu")):
+    feasibility.check(target_ms)
 
 
 def test_target_below_min_is_infeasible_and_names_both_bounds():
     with pytest.raises(InfeasibleTargetError) as err:
-        check_target(1.0, _Table())
+        check_target(1.0)
     message = str(err.value)
     assert "latency" in message and "1.25" in message and "4.5" in message and "\n" not in message
 
 
 def test_target_above_max_warns_and_feasible_target_is_silent():
     with pytest.warns(LatencyTargetWarning, match="inactive"):
-        check_target(5.0, _Table())
+        check_target(5.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_target(2.5, _Table())
-        check_target(1.25, _Table())
+        check_target(2.5)
+        check_target(1.25)
 
 
 def test_loss_configs_compose_and_the_schema_rejects_bad_values():

@@ -1,8 +1,9 @@
 """The third S3NAS step chained: scale -> SE/h-swish -> selective SE removal.
 
-The fast test chains the transforms on a small ArchSpec with an untrained network's excitations (no
-training); the slow one runs the README's command sequence end to end on a tiny budget
-(benchmarks/paper_flow.py: search -> train -> post-process -> scale -> train -> SE removal -> train -> table).
+The first test chains the transforms on a small ArchSpec with an untrained network's excitations (no
+training); a default-suite test runs the commands on a tiny budget (search -> train -> post-process -> scale ->
+flow table); the slow one runs the README's whole sequence (benchmarks/paper_flow.py: search -> train ->
+post-process -> scale -> train -> SE removal -> train -> table).
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from s3nas.arch import codec
 from s3nas.postsearch.postprocess import apply, se_blocks, without_se
 from s3nas.postsearch.scaling import find_coefficient
 from s3nas.postsearch.se_removal import lowest_blocks, record_excitations, score_blocks
-from s3nas.postsearch.stepio import count_params, simulate_ms
+from s3nas.arch.params import count_params
+
+
+def simulate_ms(spec, profile) -> float:
+    """Independent oracle: the simulator's end-to-end latency of ``spec`` on ``profile``."""
+    import simulator
+    from s3nas.arch.graph import archspec_to_graph
+
+    return float(simulator.simulate(archspec_to_graph(spec), profile).latency_ms)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ("stem_c16_k3_s2_re | 0: ir_k3_e2_c16_s1 | 1: ir_k3_e2_c32_s2 mc_k3.5_e4.2_c32_s1 ir_k5_e4_c32_s1 | "
@@ -56,6 +65,43 @@ def test_scale_then_se_then_removal_on_a_small_arch():
     stripped_ms = simulate_ms(stripped, midap)
     assert simulate_ms(apply(scaled, "none", "keep"), midap) < stripped_ms < scaled_ms
     assert count_params(stripped) < count_params(scaled)
+
+
+def test_paper_flow_commands_on_a_tiny_budget(tmp_path, run_cmd):
+    """search (tiny) -> train (2 batches) -> +SE/h-swish -> scale to 1.5x -> flow table, as the README's commands;
+    the table recomputes every stage's latency on the simulator from its arch.json."""
+    runs = {name: tmp_path / name for name in ("search", "train", "plus", "scaled", "table")}
+    run_cmd(["search.py", "debug=search_tiny", "data.image_size=16", "latency=2.5ms",
+             f"hydra.run.dir={runs['search']}"])
+    run_cmd(["train.py", f"arch={runs['search']}", "data.image_size=16", "data.batch_size=16", "recipe.epochs=1",
+             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+             "logger=none", "callbacks=none", "trainer.enable_progress_bar=false", f"hydra.run.dir={runs['train']}"])
+    run_cmd(["-m", "s3nas.postsearch.postprocess", f"arch={runs['train']}", "se=all", "act=hswish", "logger=none",
+             f"hydra.run.dir={runs['plus']}"])
+    midap = simulator.load_profile("midap")
+    plus = codec.load_json(runs["plus"] / "arch.json")
+    target_ms = round(1.5 * simulate_ms(plus, midap), 4)
+    run_cmd(["-m", "s3nas.postsearch.scaling", f"arch={runs['plus']}", f"latency={target_ms}ms", "logger=none",
+             f"hydra.run.dir={runs['scaled']}"])
+    stage_dirs = ",".join(str(runs[n]) for n in ("search", "train", "plus", "scaled"))
+    run_cmd(["-m", "s3nas.postsearch.flow", f"runs=[{stage_dirs}]", f"hydra.run.dir={runs['table']}"])
+
+    stages = json.loads((runs["table"] / "summary.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == ["search", "train", "postprocess", "scaling"]
+    specs = [codec.load_json(runs[n] / "arch.json") for n in ("search", "train", "plus", "scaled")]
+    for stage, spec in zip(stages, specs):  # every figure recomputed from the stage's own network
+        assert stage["latency_ms"] == pytest.approx(simulate_ms(spec, midap))
+        assert stage["se_blocks"] == len(se_blocks(spec))
+    lat = [s["latency_ms"] for s in stages]
+    search_summary = json.loads((runs["search"] / "summary.json").read_text())
+    assert lat[0] <= 2.5 and lat[0] == pytest.approx(search_summary["latency_ms"])
+    assert lat[1] == pytest.approx(lat[0]) and specs[1].blocks == specs[0].blocks  # train keeps the network
+    assert lat[2] > lat[1] and stages[2]["se_blocks"] == len(specs[2].blocks)  # + SE on every block
+    assert lat[2] < lat[3] <= target_ms  # scaled up, within the final target
+    assert stages[3]["input_size"] > stages[2]["input_size"] and stages[3]["params"] > stages[2]["params"]
+    assert stages[1]["test_acc"] is not None and 0.0 <= stages[1]["test_acc"] <= 1.0
+    table = (runs["table"] / "flow.md").read_text()
+    assert all(f"| {i} | {name} |" in table for i, name in enumerate(["search", "train", "postprocess", "scaling"]))
 
 
 @pytest.mark.slow
@@ -107,7 +153,9 @@ def test_flow_table_recomputes_every_stage_from_its_arch(tmp_path):
         codec.save_json(spec, run / "arch.json")
         write_summary(run, summary)  # the stage is the summary's kind
         runs.append(run)
-    rows = [stage_row(r, midap) for r in runs]
+    from s3nas.latency.simulated import SimulatorBackend
+
+    rows = [stage_row(r, SimulatorBackend("midap")) for r in runs]
     assert [r["stage"] for r in rows] == ["search", "train", "postprocess"]
     assert rows[1]["latency_ms"] == pytest.approx(simulate_ms(base, midap))  # not the summary's figure
     assert rows[2]["latency_ms"] == pytest.approx(simulate_ms(plus, midap))

@@ -19,7 +19,15 @@ from s3nas.arch.graph import archspec_to_graph
 from s3nas.errors import ConfigError
 from s3nas.postsearch.postprocess import apply, se_blocks, with_activation, with_se, without_se
 from s3nas.postsearch.se_removal import lowest_blocks, score_blocks
-from s3nas.postsearch.stepio import count_params, simulate_ms
+from s3nas.arch.params import count_params
+
+
+def simulate_ms(spec, profile) -> float:
+    """Independent oracle: the simulator's end-to-end latency of ``spec`` on ``profile``."""
+    import simulator
+    from s3nas.arch.graph import archspec_to_graph
+
+    return float(simulator.simulate(archspec_to_graph(spec), profile).latency_ms)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ("stem_c16_k3_s2_re | 0: ir_k3_e2_c16_s1 | 1: ir_k3_e2_c32_s2 ir_k3_e2_c32_s1 mc_k3.5_e4.2_c32_s1 | "

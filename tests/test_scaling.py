@@ -17,7 +17,15 @@ from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.errors import ConfigError, InfeasibleTargetError
 from s3nas.postsearch.scaling import copy_order, find_coefficient, round_filters, scale_arch, scaled_depth, stage_depths
-from s3nas.postsearch.stepio import block_input_channels, block_params, count_params, simulate_ms
+from s3nas.arch.params import block_input_channels, block_params, count_params
+
+
+def simulate_ms(spec, profile) -> float:
+    """Independent oracle: the simulator's end-to-end latency of ``spec`` on ``profile``."""
+    import simulator
+    from s3nas.arch.graph import archspec_to_graph
+
+    return float(simulator.simulate(archspec_to_graph(spec), profile).latency_ms)
 
 REPO = Path(__file__).resolve().parents[1]
 MIDAP = simulator.load_profile("midap")

@@ -82,15 +82,26 @@ def test_resume_mid_search_same_architecture(runs):
     assert summary["supernet_val_acc"] == pytest.approx(ref_summary["supernet_val_acc"])
 
 
-@pytest.mark.slow
 def test_resume_between_phases_with_ckpt_path(reference, tmp_path):
-    # crash early in the 1st search epoch: the latest checkpoint is the end of the warm-up; resume from it
-    # explicitly in another run dir
+    # crash early in the 1st search epoch: the latest checkpoint is the end of the warm-up (4 steps); resume
+    # from it explicitly in another run dir
+    import torch
+
     crashed_dir = tmp_path / "crashed"
-    search(crashed_dir, check=False, crash_after_steps=6)
+    crashed = search(crashed_dir, check=False, crash_after_steps=6)
+    assert crashed.returncode != 0 and "interrupted after" in crashed.stderr
+    checkpoint = crashed_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] == 4
     resumed_dir = tmp_path / "resumed"
-    search(resumed_dir, f"ckpt_path={crashed_dir / 'checkpoints' / 'last.ckpt'}")
+    resumed = search(resumed_dir, f"ckpt_path={checkpoint}")
+    assert "resuming from" in resumed.stdout and str(checkpoint) in resumed.stdout
     assert arch_of(resumed_dir) == arch_of(reference)
+    summary, ref_summary = (json.loads((d / "summary.json").read_text()) for d in (resumed_dir, reference))
+    assert summary["total_steps"] == ref_summary["total_steps"] == 12  # 8 steps run here, after the warm-up's 4
+    history = json.loads((resumed_dir / "history.json").read_text())
+    ref_history = json.loads((reference / "history.json").read_text())
+    assert history[-1]["thresholds"] == pytest.approx(ref_history[-1]["thresholds"], rel=1e-5, abs=1e-7)
+    assert summary["val_acc"] == pytest.approx(ref_summary["val_acc"])
 
 
 def test_callbacks_none_writes_no_checkpoint(tmp_path):

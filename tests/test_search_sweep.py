@@ -49,9 +49,24 @@ def test_lambda_grid_on_the_small_config(tmp_path):
     assert all((tmp_path / str(job) / "summary.json").exists() for job in (0, 1))
 
 
-@pytest.mark.slow
-def test_optuna_two_objectives(tmp_path):
-    _multirun(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.population_size=2")
+def test_optuna_two_objectives(tmp_path, run_cmd):
+    """A 2-trial optuna sweep of tiny searches (default suite): each trial returns (val_acc, latency gap) of its
+    own job's summary.json, with lambdas drawn from the configured intervals."""
+    run_cmd(["search.py", "-m", *TINY, "latency=2.5ms", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+             "hydra.sweeper.sampler.population_size=2", f"hydra.sweep.dir={tmp_path}"])
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert results["name"] == "optuna"
-    assert all(len(trial["values"]) == 2 for trial in results["solutions"])
+    jobs = []
+    for job in (0, 1):
+        summary = json.loads((tmp_path / str(job) / "summary.json").read_text())
+        overrides = yaml.safe_load((tmp_path / str(job) / ".hydra" / "overrides.yaml").read_text())
+        params = dict(o.split("=", 1) for o in overrides if o.startswith("loss."))
+        assert 1.0 <= float(params["loss.lambda1"]) <= 50.0 and 1.0 <= float(params["loss.lambda2"]) <= 1000.0
+        assert summary["lambda1"] == pytest.approx(float(params["loss.lambda1"]))
+        gap = abs(summary["latency_ms"] - summary["target_ms"])
+        jobs.append((summary["val_acc"], gap))
+    solutions = results["solutions"]
+    assert solutions and all(len(trial["values"]) == 2 for trial in solutions)
+    # the Pareto set optuna reports is made of the jobs' own (val_acc, gap) pairs
+    for trial in solutions:
+        assert any(trial["values"] == pytest.approx(list(job)) for job in jobs), (trial, jobs)

@@ -31,18 +31,28 @@ def _schedule(**changes):
     return schedule
 
 
-def test_lr_decays_097_every_24_epochs_with_steplr():
-    optim = OptimSettings.from_schedule(_schedule(), global_batch=64, steps_per_epoch=10)
-    net = torch.nn.Linear(2, 2)
-    opt = torch.optim.SGD(net.parameters(), lr=1.0)
-    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.decay_steps, gamma=optim.decay_rate)
+def test_search_module_lr_decays_097_every_24_steps():
+    """The search module's own optimizer and scheduler: the default schedule's x0.97 every 2.4 epochs is
+    every 24 steps at 10 steps an epoch, for the weights and the thresholds alike (thresholds at lr x scale)."""
+    from s3nas.arch.space import SearchSpace
+    from s3nas.nn.supernet import Supernet
+
+    optim = OptimSettings.from_schedule(_schedule(**{"thresholds.lr_scale": 3.0}), global_batch=64, steps_per_epoch=10)
+    small = dict(widths=[8, 16], depths=[1, 1], strides=[2, 2], stem_channels=8, head_channels=16, block_type="mbconv")
+    supernet = Supernet(SearchSpace.from_config(small, {}, num_classes=10), num_classes=10)
+    config = SearchModule(supernet, optim, estimator=None, target_ms=1.0, warmup_epochs=1).configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"  # stepped per optimizer step, not per epoch
+    base = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert base["weights"] == pytest.approx(0.016 * 64 / 256) and base["thresholds"] == pytest.approx(3 * base["weights"])
     lrs = []
-    for _ in range(2 * optim.decay_steps + 1):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
+    for _ in range(49):
+        lrs.append({g["name"]: g["lr"] for g in optimizer.param_groups})
+        optimizer.step()
         scheduler.step()
-    assert optim.decay_steps == 24
-    assert lrs[23] == 1.0 and lrs[24] == pytest.approx(0.97) and lrs[48] == pytest.approx(0.97**2)
+    for name, lr in base.items():
+        assert lrs[23][name] == pytest.approx(lr) and lrs[24][name] == pytest.approx(0.97 * lr)
+        assert lrs[47][name] == pytest.approx(0.97 * lr) and lrs[48][name] == pytest.approx(0.97**2 * lr)
 
 
 def test_lr_scales_with_global_batch():

@@ -200,9 +200,14 @@ def test_export_onnx_matches_onnxruntime(runs):
 def test_export_command_other_input_size(runs, tmp_path):
     out = tmp_path / "m32.onnx"
     proc = subprocess.run([sys.executable, "-m", "s3nas.train.export_app", f"run_dir={runs['resumed']}", "input_size=32",
-                           f"output={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+                           f"output={out}", f"hydra.run.dir={tmp_path / 'export'}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    from s3nas.outputs import ExportSummary, validate_summary_file
+
+    summary = validate_summary_file(tmp_path / "export" / "summary.json")  # the export's typed summary
+    assert isinstance(summary, ExportSummary) and summary.onnx.to_dict() == result
     assert result["input_size"] == 32 and result["max_abs_diff"] <= 1e-4
     assert set(result["max_abs_diff_by_input"]) == {"random", "real"}
     import onnx

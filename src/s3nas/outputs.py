@@ -45,10 +45,6 @@ def doc(text: str, *, key: Optional[str] = None, **kwargs: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ validation
-def _is_optional(tp: Any) -> bool:
-    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
-
-
 def _type_name(tp: Any) -> str:
     """A type as outputs.md writes it: ``float | null``, ``list[int]``, ``dict[str, float]``, record names."""
     if tp is Any:
@@ -63,6 +59,8 @@ def _type_name(tp: Any) -> str:
     if origin is dict:
         key, value = typing.get_args(tp)
         return f"dict[{_type_name(key)}, {_type_name(value)}]"
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return f"[{tp.__name__}](#{tp.__name__.lower()})"
     return tp.__name__
 
 
@@ -73,11 +71,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, float) and not math.isfinite(value) and float in args):
-            if type(None) in typing.get_args(tp):
-                return None
-        if len(args) != 1:
+        if len(args) != 1 or len(typing.get_args(tp)) != 2:
             raise TypeError(f"{where}: only Optional[X] unions are supported in schemas")
+        if value is None or (args[0] is float and isinstance(value, float) and not math.isfinite(value)):
+            return None  # an optional number that is not finite is written as null
         return _coerce(value, args[0], where)
     if origin is list:
         if not isinstance(value, (list, tuple)):
@@ -148,10 +145,7 @@ class Record:
 
     def __post_init__(self) -> None:
         for name, key, tp, _ in self.fields():
-            object.__setattr__(self, name, _coerce(getattr(self, name), tp, self._where(key)))
-
-    def _where(self, key: str) -> str:
-        return key
+            setattr(self, name, _coerce(getattr(self, name), tp, key))
 
     def to_dict(self) -> dict:
         """The JSON object (keys in field order; NaN/inf become null)."""
@@ -338,6 +332,22 @@ class RandomSample(Record):
 
 
 @dataclass(kw_only=True)
+class OnnxExport(Record):
+    """An ONNX export of a trained network and its onnxruntime check."""
+
+    path: str = doc("the written .onnx file")
+    input_size: int = doc("input resolution of the exported graph")
+    opset: int = doc("ONNX opset")
+    dynamic_batch: bool = doc("the batch dimension is dynamic")
+    checked: bool = doc("onnxruntime was compared with torch")
+    max_abs_diff: Optional[float] = doc("largest |onnxruntime - torch| logit difference (null: not checked)",
+                                        default=None)
+    max_abs_diff_by_input: Optional[dict[str, float]] = doc("that difference per input batch (random, real)",
+                                                             default=None)
+    atol: Optional[float] = doc("the tolerance the check used (null: not checked)", default=None)
+
+
+@dataclass(kw_only=True)
 class SpaceRange(Record):
     """Size and latency range of a search space (its smallest and largest networks)."""
 
@@ -400,7 +410,8 @@ class SearchSummary(Summary):
     reference_table_ms: Optional[float] = doc("device only: reference network when the table was measured (ms)",
                                               default=None)
     device_drift_pct: Optional[float] = doc("device only: reference_now_ms vs reference_table_ms in %", default=None)
-    meets_target_within_noise: Optional[bool] = doc("device only: latency_ms <= target * (1 + noise)", default=None)
+    meets_target_within_noise: Optional[bool] = doc("latency_ms <= target_ms * (1 + latency_noise_pct / 100) "
+                                                     "(meets_target for a simulation)", default=None)
 
 
 @dataclass(kw_only=True)
@@ -445,8 +456,19 @@ class TrainSummary(Summary):
     resumed_from: Optional[str] = doc("checkpoint the run resumed from (null: fresh)")
     run_dir: str = doc("the run dir")
     total_seconds: float = doc("wall clock seconds of the whole command")
-    onnx: Optional[dict[str, Any]] = doc("ONNX export result (path, checks) when export.onnx is on, else null",
-                                         default=None)
+    onnx: Optional[OnnxExport] = doc("the ONNX export when export.onnx is on, else null", default=None)
+
+
+@dataclass(kw_only=True)
+class ExportSummary(Summary):
+    """ONNX export of a train.py run (the run dir of the export command; the .onnx file is where ``onnx.path`` says)."""
+
+    KINDS: ClassVar[tuple[str, ...]] = ("export",)
+    COMMAND: ClassVar[str] = "s3nas-export (python -m s3nas.train.export_app)"
+
+    onnx: OnnxExport = doc("the export and its check")
+    source_run_dir: str = doc("the train.py run dir that was exported")
+    run_dir: str = doc("the export command's run dir")
 
 
 @dataclass(kw_only=True)
@@ -678,8 +700,8 @@ class ProfileSpaceSummary(Summary):
 
 
 SUMMARY_TYPES: tuple[type[Summary], ...] = (
-    SearchSummary, TrainSummary, ScalingSummary, PostprocessSummary, SeRemovalSummary, FlowSummary, ZooSummary,
-    CompareSummary, RandomBaselineSummary, ProfileSpaceSummary)
+    SearchSummary, TrainSummary, ExportSummary, ScalingSummary, PostprocessSummary, SeRemovalSummary, FlowSummary,
+    ZooSummary, CompareSummary, RandomBaselineSummary, ProfileSpaceSummary)
 BY_KIND: dict[str, type[Summary]] = {kind: cls for cls in SUMMARY_TYPES for kind in cls.KINDS}
 
 

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -92,15 +91,32 @@ def test_large_layers_are_tiled_not_rejected(midap):
     assert r.layers[0].tiles > 1
 
 
-def test_small_block_is_fast(midap):
+def test_small_block_is_cheap(midap, monkeypatch):
+    """Latency tables simulate thousands of blocks: one small block is a few dozen tiles, each computing
+    layer's tile program is built once, and the work (tiles) does not grow from one call to the next."""
+    from simulator import engine
+
     b = GraphBuilder((40, 28, 28))
     x = b.conv(b.input, 240, 1, act="swish")
     x = b.depthwise(x, 5, act="swish")
     x = b.se(x, 10)
     x = b.conv(x, 40, 1)
     b.add(x, b.input)
-    simulator.simulate(b.graph, midap)
-    start = time.perf_counter()
-    for _ in range(50):
-        simulator.simulate(b.graph, midap)
-    assert (time.perf_counter() - start) / 50 < 0.02
+    programs = []
+    tile_program = engine.tile_program
+
+    def counting(plan, *args, **kwargs):
+        tiles, loads = tile_program(plan, *args, **kwargs)
+        programs.append((plan.layer.name, len(tiles)))
+        return tiles, loads
+
+    monkeypatch.setattr(engine, "tile_program", counting)
+    report = simulator.simulate(b.graph, midap)
+    computing = [layer for layer in report.layers if layer.module]
+    assert sorted(name for name, _ in programs) == sorted(layer.name for layer in computing)
+    assert sum(n for _, n in programs) == sum(layer.tiles for layer in computing) <= 64
+    first = list(programs)
+    for _ in range(3):
+        programs.clear()
+        assert simulator.simulate(b.graph, midap).total_cycles == report.total_cycles
+        assert programs == first

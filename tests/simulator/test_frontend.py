@@ -161,7 +161,7 @@ def test_hard_activations_map_to_ir_names():
 
 
 class _Composite(nn.Module):
-    """Look-alike h-swish written with elementary ops (like s3nas.nn.layers.HardSwish)."""
+    """Look-alike h-swish written with elementary ops: x * relu6(x + 3) / 6 (a hand-written HardSwish class)."""
 
     def forward(self, x):
         return x * F.relu6(x + 3.0) / 6.0

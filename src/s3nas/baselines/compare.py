@@ -20,8 +20,8 @@ from s3nas.outputs import (CompareRow, CompareSummary, RandomBaselineSummary, Se
                            load_summary, write_summary)
 from s3nas.utils import tables
 
-COLUMNS = ("model", "kind", "data", "accuracy", "accuracy_kind", "latency_ms", "target_ms", "params_m", "macs_g",
-           "search_seconds", "train_seconds", "seed", "run_dir")
+#: compare.csv's columns: the fields of a row of the typed summary (s3nas.outputs.CompareRow).
+COLUMNS = tuple(key for _, key, _, _ in CompareRow.fields())
 
 
 def expand_run_dirs(paths: Iterable[str], key: str = "runs") -> list[Path]:

@@ -26,7 +26,7 @@ class LossConfig:
 #: Value ranges (s3nas.config.ranges); lambda1=0 switches the latency term off, lambda2 must stay > 0.
 RANGES = {
     "lambda1": Range(low=0),
-    "lambda2": Range(low=0, low_open=True),
+    "lambda2": Range(low=0, low_open=True, hint="set loss.lambda1=0 to disable the term"),
     "label_smoothing": Range(low=0, high=1, high_open=True),
 }
 

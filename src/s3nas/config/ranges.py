@@ -27,6 +27,7 @@ class Range:
     high_open: bool = False  # value < high instead of value <= high
     integer: bool = False
     nullable: bool = False
+    hint: str = ""  # appended to the message in parentheses (what to do instead)
 
     def accepts(self, value: Any) -> bool:
         """Whether ``value`` is in the range (None only when nullable; bools are not numbers)."""
@@ -59,7 +60,7 @@ class Range:
 def check_value(key: str, value: Any, rule: Range) -> None:
     """ConfigError '<key>: must be <range>, got <value>' unless ``rule`` accepts ``value``."""
     if not rule.accepts(value):
-        raise ConfigError(f"{key}: must be {rule.describe()}, got {value!r}")
+        raise ConfigError(f"{key}: must be {rule.describe()}, got {value!r}{f' ({rule.hint})' if rule.hint else ''}")
 
 
 def check_choice(key: str, value: Any, accepted: tuple) -> None:

@@ -89,7 +89,7 @@ class Correction:
 
 def block_weight_params(space: Any, i: int, option: Option) -> int:
     """Weight parameters of position ``i`` with ``option`` (0 for a skip)."""
-    from s3nas.postsearch.stepio import block_params
+    from s3nas.arch.params import block_params
 
     return block_params(space.block_spec(i, option), space.positions[i].in_channels) if option else 0
 

@@ -23,21 +23,13 @@ from torch import Tensor, nn
 
 from s3nas.arch.spec import Branch
 from s3nas.arch.shapes import branch_channels, se_channels
+from s3nas.nn.layers import make_act
 from s3nas.nn.superkernel import SuperKernel
 
-__all__ = ["make_act", "expanded_channels", "canonical_option", "SearchableBlock", "SearchableMBConv",
+__all__ = ["expanded_channels", "canonical_option", "SearchableBlock", "SearchableMBConv",
            "SearchableMixConv", "SearchableFused", "SqueezeExcite", "build_searchable_block"]
 
 Option = tuple[Branch, ...]
-
-
-def make_act(name: str) -> nn.Module:
-    """Activation module by ArchSpec name (relu, relu6, swish, hswish)."""
-    table = {"relu": nn.ReLU, "relu6": nn.ReLU6, "swish": nn.SiLU, "silu": nn.SiLU, "hswish": nn.Hardswish,
-             "hard_swish": nn.Hardswish}
-    if name not in table:
-        raise ValueError(f"act: {name!r} is not an activation; use one of relu, relu6, swish, hswish")
-    return table[name](inplace=True)
 
 
 def expanded_channels(in_channels: int, expansion: float) -> int:

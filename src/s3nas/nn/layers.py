@@ -27,16 +27,10 @@ def act_layer(name: str | None) -> type[nn.Module] | None:
 
 
 def make_act(name: str | None) -> nn.Module:
-    """An activation module (nn.Identity for None)."""
+    """The activation module of an ArchSpec name, in place (timm's factory; nn.Identity for None): the one
+    activation factory of every network here (child networks, supernet, searchable blocks)."""
     layer = act_layer(name)
     return create_act_layer(layer, inplace=True) if layer is not None else nn.Identity()
-
-
-class HardSwish(nn.Module):
-    """h-swish(x) = x * relu6(x + 3) / 6."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * nn.functional.relu6(x + 3.0) / 6.0
 
 
 class ConvBnAct(nn.Module):

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from s3nas.arch.spec import ArchSpec, Branch
-from s3nas.nn.blocks import SearchableBlock, build_searchable_block, canonical_option as _canonical, make_act
-from s3nas.nn.layers import init_weights_goog
+from s3nas.nn.blocks import SearchableBlock, build_searchable_block, canonical_option as _canonical
+from s3nas.nn.layers import init_weights_goog, make_act
 from s3nas.nn.superkernel import SuperKernel
 
 __all__ = ["Supernet", "PHASES"]

@@ -55,6 +55,7 @@ def stage_row(run_dir: Path, backend: Any) -> dict:
 
 def table_markdown(rows: list[dict], hardware: str) -> str:
     """The comparison table as Markdown."""
+
     def accuracy(r: dict) -> str:
         if r["test_acc"] is None:
             return "-"

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 from s3nas.arch.spec import ArchSpec, BlockSpec
 from s3nas.errors import ConfigError, InfeasibleTargetError
 from s3nas.outputs import ScalingSummary, write_summary
-from s3nas.postsearch.stepio import block_input_channels, block_params
+from s3nas.arch.params import block_input_channels, block_params
 
 
 

@@ -186,7 +186,8 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
     from s3nas.arch import codec
     from s3nas.arch.shapes import block_mid_channels
     from s3nas.postsearch.postprocess import se_blocks, without_se
-    from s3nas.postsearch.stepio import block_input_channels, measure
+    from s3nas.arch.params import block_input_channels
+    from s3nas.postsearch.stepio import measure
     from s3nas.utils.io import atomic_write_text
 
     checked = checked or check(cfg)

@@ -463,28 +463,28 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
                              f"BBSSP on {checked.backend.name}: w={float(cfg.cost.latency_weight):g}, "
                              f"top {int(cfg.select.top_k)} selected (red), {cfg.data.get('name')}")
     atomic_write_text(run_dir / f"{name}.yaml", text)
-    typed = ProfileSpaceSummary(**{
-        "candidates_name": name, "candidates_file": str(checked.output_path),
-        "search_command": f"python search.py candidates={name}"
-                          + ("" if checked.config_dir == config_dirs(cfg)[-1]
-                             else f" hydra.searchpath=[file://{checked.config_dir}]"),
-        "block_type": block_type, "candidates": entry, "selected": [r["name"] for r in selected],
-        "in_space": sorted(used_names), "latency_weight": float(cfg.cost.latency_weight),
-        "top_k": int(cfg.select.top_k), "hardware": checked.backend.name, "latency_source": checked.backend.method,
-        "deploy_input_size": int(deploy.input_size), "data": str(cfg.data.get("name")),
-        "accuracy_source": "short training (train.py runner): mean val acc over "
-                           f"{len(seeds)} seed(s), {int(cfg.profile.accuracy.epochs)} epoch(s), "
-                           f"depth_scale {depth_scale:g}",
-        "num_ssbns": len(rows), "chosen_space": chosen_range, "reference_space": reference_range,
-        "reference_space_name": reference_name,
-        "best_ssbn": selected[0]["name"], "best_ssbn_latency_ms": selected[0]["latency_ms"],
-        "best_ssbn_val_acc": selected[0]["val_acc"],
-        "selected_mean_latency_ms": sum(r["latency_ms"] for r in selected) / len(selected),
-        "selected_mean_val_acc": sum(r["val_acc"] for r in selected) / len(selected),
-        "latency_seconds": latency_seconds, "accuracy_seconds": accuracy_seconds,
-        "trained": sum(not r["accuracy_cached"] for r in rows), "total_seconds": time.time() - started,
-        "run_dir": str(run_dir),
-    })
+    typed = ProfileSpaceSummary(
+        candidates_name=name, candidates_file=str(checked.output_path),
+        search_command=f"python search.py candidates={name}"
+                       + ("" if checked.config_dir == config_dirs(cfg)[-1]
+                          else f" hydra.searchpath=[file://{checked.config_dir}]"),
+        block_type=block_type, candidates=entry, selected=[r["name"] for r in selected],
+        in_space=sorted(used_names), latency_weight=float(cfg.cost.latency_weight),
+        top_k=int(cfg.select.top_k), hardware=checked.backend.name, latency_source=checked.backend.method,
+        deploy_input_size=int(deploy.input_size), data=str(cfg.data.get("name")),
+        accuracy_source="short training (train.py runner): mean val acc over "
+                        f"{len(seeds)} seed(s), {int(cfg.profile.accuracy.epochs)} epoch(s), "
+                        f"depth_scale {depth_scale:g}",
+        num_ssbns=len(rows), chosen_space=chosen_range, reference_space=reference_range,
+        reference_space_name=reference_name,
+        best_ssbn=selected[0]["name"], best_ssbn_latency_ms=selected[0]["latency_ms"],
+        best_ssbn_val_acc=selected[0]["val_acc"],
+        selected_mean_latency_ms=sum(r["latency_ms"] for r in selected) / len(selected),
+        selected_mean_val_acc=sum(r["val_acc"] for r in selected) / len(selected),
+        latency_seconds=latency_seconds, accuracy_seconds=accuracy_seconds,
+        trained=sum(not r["accuracy_cached"] for r in rows), total_seconds=time.time() - started,
+        run_dir=str(run_dir),
+    )
     write_summary(run_dir, typed)
     summary = typed.to_dict()
     # the written entry last: when it exists, everything that describes it exists too

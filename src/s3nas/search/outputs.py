@@ -21,9 +21,9 @@ from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.space import canonical
 from s3nas.latency.backend import NetworkLatency
+from s3nas.outputs import SearchSummary, write_summary
 from s3nas.search.history import option_expansions, option_kernels
 from s3nas.search.repair import fit_to_target
-from s3nas.utils.io import atomic_write_json
 
 #: figures a measurement adds about the delivered network (None in a simulated search's summary)
 LATENCY_DETAIL_KEYS = ("latency_iqr_ms", "latency_runs", "latency_measurements_ms", "reference_now_ms",
@@ -159,10 +159,12 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     for key in LATENCY_DETAIL_KEYS:  # a measurement's figures (None for a simulation)
         summary[key] = delivered.details.get(key)
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    typed = SearchSummary.from_dict(summary)  # the schema (s3nas.outputs): a missing or stray key fails here
+    summary = typed.to_dict()
     if trainer.is_global_zero:
         spec = _with_meta(spec, summary)
         codec.save_json(spec, run_dir / "arch.json")
-        atomic_write_json(run_dir / "summary.json", summary)
+        write_summary(run_dir, typed)
         _log_to_wandb(loggers, summary, run_dir, table)
         print_summary(summary, spec, options, table, deploy_space)
     return summary

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from s3nas.errors import ConfigError
 from s3nas.latency.backend import NetworkLatency, make_backend
 from s3nas.utils.entry import fault_interrupt_after_steps
+from s3nas.utils.trainer import build_trainer as build_lightning_trainer
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 
 #: Trainer keys the search sets itself: the message names the schedule key to use instead.
@@ -128,32 +129,23 @@ def resume_checkpoint(cfg: DictConfig, ckpt_dir: Path | None) -> Path | None:
 
 # ----------------------------------------------------------------------------------- trainer
 def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers: list):
-    """pl.Trainer from cfg.trainer with the search's epochs, our callbacks and cfg.callbacks."""
+    """The search's pl.Trainer (``s3nas.utils.trainer.build_trainer``): its epochs, our callbacks then
+    cfg.callbacks (checkpointing when those hold a ModelCheckpoint), the schedule's determinism and logging
+    interval, atomic checkpoint writes; the trainer keys the schedule owns are dropped."""
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
 
+    from s3nas.search.checkpoint_io import AtomicCheckpointIO
     from s3nas.utils.callbacks import build_callbacks
 
     configured = build_callbacks(cfg, loggers)
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in configured)
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in SEARCH_OWNED_TRAINER_KEYS:
-        trainer_cfg.pop(key, None)
-    trainer_cfg.setdefault("_target_", "pytorch_lightning.Trainer")
-    if trainer_cfg.get("deterministic") in (None, False) and cfg.schedule.deterministic:
-        trainer_cfg["deterministic"] = True if trainer_cfg.get("accelerator", "cpu") == "cpu" else "warn"
-    if trainer_cfg.get("strategy") == "ddp":
-        # switched-off options and (in warm-up) the thresholds get no gradient: DDP must expect unused parameters
-        trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
-    if trainer_cfg.get("num_sanity_val_steps") is None:
-        trainer_cfg["num_sanity_val_steps"] = 0
-    trainer_cfg["log_every_n_steps"] = int(cfg.schedule.log_every_n_steps)
-    from s3nas.search.checkpoint_io import AtomicCheckpointIO
-
-    plugins = list(trainer_cfg.pop("plugins", None) or []) + [AtomicCheckpointIO()]
-    return instantiate(trainer_cfg, max_epochs=max_epochs, callbacks=callbacks + configured,
-                       logger=loggers or False, enable_checkpointing=checkpointing, plugins=plugins,
-                       _convert_="all")
+    # switched-off options and (in warm-up) the thresholds get no gradient: DDP must expect unused parameters
+    return build_lightning_trainer(cfg.trainer, max_epochs=max_epochs, callbacks=callbacks + configured,
+                                   loggers=loggers, enable_checkpointing=checkpointing,
+                                   deterministic=bool(cfg.schedule.deterministic),
+                                   log_every_n_steps=int(cfg.schedule.log_every_n_steps),
+                                   drop_keys=SEARCH_OWNED_TRAINER_KEYS, ddp_find_unused_parameters=True,
+                                   plugins=[AtomicCheckpointIO()])
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path | None:

@@ -10,7 +10,6 @@ and exports it; ``python -m s3nas.train.export_app run_dir=...`` is its command 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from s3nas.errors import ConfigError, UserError
+from s3nas.utils.io import atomic_output_path
 
 
 class ExportCheckError(UserError):
@@ -33,13 +33,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_size: int, i
                 real_images: Optional[torch.Tensor] = None, seed: int = 0) -> dict:
     """Write ``model`` (eval mode, float32, CPU) as ONNX to ``path``; returns what was checked."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = _export_copy(model)
     example = torch.randn(2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(seed))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    # external-data file of a failed export: <temp name>.data
+    with atomic_output_path(path, side_suffixes=(".data",)) as tmp:
         _torch_export(model, example, tmp, opset=opset, dynamic_batch=dynamic_batch)
         result: dict = {"path": str(path), "input_size": int(input_size), "opset": int(opset),
                         "dynamic_batch": bool(dynamic_batch), "checked": False}
@@ -57,15 +54,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_size: int, i
             if not worst <= atol:
                 raise ExportCheckError(f"export: onnxruntime differs from torch by {worst:.3g} (> export.atol={atol}) "
                                        f"for {path.name}; nothing written")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; an exported model is meant to be shared
-        os.replace(tmp, path)
-        return result
-    finally:
-        tmp.unlink(missing_ok=True)
-        for leftover in path.parent.glob(f"{tmp.name}.data"):  # external-data file of a failed export
-            leftover.unlink(missing_ok=True)
+    return result
 
 
 def compare_with_onnxruntime(model: nn.Module, onnx_path: str | os.PathLike, inputs: dict) -> dict:

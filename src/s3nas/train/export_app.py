@@ -10,10 +10,12 @@ written unless the check passes.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from s3nas.config.ranges import Range, check_ranges
 from s3nas.errors import ConfigError
+from s3nas.outputs import ExportSummary, write_summary
 
 #: Value ranges of the export keys (types are checked by the schema at composition).
 RANGES = {
@@ -28,6 +30,8 @@ def check(cfg: Any) -> None:
     if not cfg.run_dir:
         raise ConfigError("run_dir: not set; usage: s3nas-export run_dir=<train.py run dir> "
                           "[input_size=N] [output=model.onnx]")
+    if not Path(cfg.run_dir).is_dir():
+        raise ConfigError(f"run_dir: no directory '{cfg.run_dir}'; give a train.py run dir")
     check_ranges(cfg, RANGES)
 
 
@@ -38,6 +42,8 @@ def main(cfg: Any, checked: Any = None) -> dict:
     result = export_run_dir(cfg.run_dir, output=cfg.output, input_size=cfg.input_size, opset=cfg.opset,
                             dynamic_batch=cfg.dynamic_batch, check=cfg.check, atol=cfg.atol,
                             weights=cfg.weights)
+    run_dir = Path(str(cfg.paths.output_dir))
+    write_summary(run_dir, ExportSummary(onnx=result, source_run_dir=str(cfg.run_dir), run_dir=str(run_dir)))
     print(json.dumps(result), flush=True)
     return result
 

@@ -19,13 +19,15 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from s3nas.errors import ConfigError
 from s3nas.utils.io import atomic_write_bytes
 from s3nas.utils.entry import fault_interrupt_after_steps
+from s3nas.utils.trainer import build_trainer as build_lightning_trainer
 from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 from s3nas.latency.backend import make_backend
+from s3nas.outputs import TrainSummary, write_summary
 from s3nas.train.network import NetworkSource, build_network, count_parameters, deploy_latency, resolve_network
 
 CHECKPOINT_DIR = "checkpoints"
@@ -205,9 +207,9 @@ class InterruptAfter(pl.Callback):
 
 
 def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callbacks: list) -> pl.Trainer:
-    """pl.Trainer from cfg.trainer with best/last checkpoints, cfg.callbacks (minus its checkpoint) and loggers."""
-    from hydra.utils import instantiate
-
+    """The retraining's pl.Trainer (``s3nas.utils.trainer.build_trainer``): best/last checkpoints, cfg.callbacks
+    (minus its checkpoint) and loggers; the recipe owns the epochs, determinism and the logging interval
+    (``recipe.log_every_n_steps``, else the trainer's, else 10)."""
     from s3nas.utils.callbacks import build_callbacks
 
     best = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename=BEST, monitor="val/acc", mode="max",
@@ -215,24 +217,17 @@ def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callb
                                         enable_version_counter=False)
     callbacks = [best, *extra_callbacks]
     callbacks += [c for c in build_callbacks(cfg, loggers) if not isinstance(c, pl.callbacks.ModelCheckpoint)]
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_cfg.setdefault("_target_", "pytorch_lightning.Trainer")
-    trainer_cfg["max_epochs"] = int(cfg.recipe.epochs)  # the recipe owns the schedule's length
-    if trainer_cfg.get("deterministic") in (None, False) and cfg.recipe.get("deterministic", True):
-        trainer_cfg["deterministic"] = True if trainer_cfg.get("accelerator", "cpu") == "cpu" else "warn"
-    if trainer_cfg.get("num_sanity_val_steps") is None:
-        trainer_cfg["num_sanity_val_steps"] = 0
-    if trainer_cfg.get("log_every_n_steps") is None or cfg.recipe.get("log_every_n_steps"):
-        trainer_cfg["log_every_n_steps"] = int(cfg.recipe.get("log_every_n_steps") or 10)
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, enable_checkpointing=True,
-                       _convert_="all")
+    log_every = cfg.recipe.get("log_every_n_steps") or (10 if cfg.trainer.get("log_every_n_steps") is None else None)
+    return build_lightning_trainer(cfg.trainer, max_epochs=int(cfg.recipe.epochs), callbacks=callbacks,
+                                   loggers=loggers, enable_checkpointing=True,
+                                   deterministic=bool(cfg.recipe.get("deterministic", True)),
+                                   log_every_n_steps=log_every)
 
 
 def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     """Train, test, write the run dir's outputs; returns the summary (also in summary.json)."""
     from s3nas.data.resume import resume_safe_loader
     from s3nas.train.module import RetrainModule
-    from s3nas.utils.io import atomic_write_json
     from s3nas.utils.loggers import build_loggers
 
     started = time.time()
@@ -328,8 +323,10 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
                              check=bool(cfg.export.check), atol=float(cfg.export.atol), real_images=images)
         summary["onnx"] = result
     summary["total_seconds"] = time.time() - started
+    typed = TrainSummary.from_dict(summary)  # the schema (s3nas.outputs): a missing or stray key fails here
+    summary = typed.to_dict()
     if trainer.is_global_zero:
-        atomic_write_json(run_dir / "summary.json", summary)
+        write_summary(run_dir, typed)
         _log_results(loggers, summary, run_dir, weights_path)
         print_summary(summary)
     return summary

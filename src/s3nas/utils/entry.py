@@ -171,11 +171,19 @@ def interrupted_message(cfg: Any, started: bool) -> str:
     if not started or not run_dir or not Path(run_dir).is_dir():
         return "interrupted before the run started; nothing was written"
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=")]
-    command = " ".join(shlex.quote(a) for a in ["python", Path(sys.argv[0]).name, *args,
-                                                 f"hydra.run.dir={run_dir}"])
+    command = " ".join(shlex.quote(a) for a in [*_command_words(), *args, f"hydra.run.dir={run_dir}"])
     has_checkpoints = any(Path(run_dir).rglob("*.ckpt"))
     where = f"the run dir {run_dir} keeps its checkpoints" if has_checkpoints else "no checkpoint was written yet"
     return f"interrupted; {where}; resume with: {command}"
+
+
+def _command_words() -> list[str]:
+    """How this command was started: ['s3nas-search'], ['python', 'search.py'] or ['python', '-m', 'module']."""
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is not None and main_spec.name:  # python -m s3nas.postsearch.scaling
+        return ["python", "-m", main_spec.name.removesuffix(".__main__")]
+    script = Path(sys.argv[0]).name
+    return ["python", script] if script.endswith(".py") else [script]
 
 
 #: What Hydra (and our config printer) put into a run dir before the task does anything.
@@ -195,6 +203,15 @@ def remove_unused_run_dir(cfg: Any) -> None:
     entries = list(run_dir.iterdir())
     if all(e.name in _STARTUP_FILES or (e.is_file() and e.suffix == ".log") for e in entries):
         shutil.rmtree(run_dir, ignore_errors=True)
+        # and the default layout's parents (outputs/<task>/) when this run was all they held
+        default_roots = {(Path.cwd() / name).resolve() for name in ("outputs", "multirun")}
+        for parent in list(run_dir.resolve().parents)[:2]:
+            if not any(parent == root or root in parent.parents for root in default_roots):
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (other runs) or not ours to remove
+                break
 
 
 def finish_wandb(exit_code: int = 0) -> None:
@@ -250,10 +267,32 @@ def _omegaconf_detail(err: BaseException) -> str:
     return detail
 
 
+#: Hydra plugins shipped as optional extras: missing config option -> the extra that provides it.
+PLUGIN_EXTRAS = {
+    "hydra/sweeper/optuna": "sweeps",
+    "hydra/sweeper/sampler": "sweeps",
+    "hydra/launcher/joblib": "sweeps",
+    "hydra/launcher/submitit_slurm": "slurm",
+    "hydra/launcher/submitit_local": "slurm",
+}
+
+
+def missing_extra(message: str) -> Optional[str]:
+    """The optional extra whose Hydra plugin a 'Could not find ...' message asks for, or None."""
+    for option, extra in PLUGIN_EXTRAS.items():
+        if f"'{option}" in message:
+            return extra
+    return None
+
+
 def _format_missing_config(err: BaseException) -> str:
     """'Could not find data/nope; available options in data: cifar10, digits, ...' (schemas hidden)."""
     lines = [line.strip() for line in str(err).splitlines()]
     head = lines[0] if lines else "config not found"
+    extra = missing_extra(head)
+    if extra is not None:
+        option = head.split("'")[-2] if head.count("'") >= 2 else head
+        return f"{option} needs the optional extra '{extra}': pip install \"s3nas[{extra}]\""
     options = [o for o in (getattr(err, "options", None) or []) if not str(o).endswith("_schema")]
     if not options:
         # fall back to parsing Hydra's "Available options in 'group':" block

@@ -1,15 +1,18 @@
 """Atomic file writes: a temp file in the destination directory, then ``os.replace``.
 
 Readers never see a half-written file, and an interrupted run leaves the old file (or none) behind.
+``atomic_write`` hands the temp file's handle to a writer; ``atomic_output_path`` hands its path to a library
+that writes by file name (``torch.onnx.export``) and only renames it when the ``with`` block succeeds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
@@ -29,6 +32,29 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: str | os.PathLike[str], side_suffixes: Sequence[str] = ()) -> Iterator[Path]:
+    """Yield a temp path next to ``path`` (same suffix) for a writer that takes a file name; when the block
+    ends without an error the temp file is fsynced and renamed over ``path`` with the user's umask, otherwise
+    it is removed and the old ``path`` stays. ``side_suffixes``: files the writer may leave beside the temp
+    file (``<temp name><suffix>``, e.g. ONNX external data ``.data``), removed in every case."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        for suffix in side_suffixes:
+            Path(f"{tmp_name}{suffix}").unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -1,12 +1,47 @@
-"""Small helpers shared by the search and the retraining: global batch size and steps per epoch."""
+"""Helpers shared by the search and the retraining: the Lightning trainer, global batch size, steps per epoch."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from s3nas.errors import ConfigError
+
+
+def build_trainer(trainer_cfg: Any, *, max_epochs: int, callbacks: list, loggers: list, enable_checkpointing: bool,
+                  deterministic: bool, log_every_n_steps: int | None = None, drop_keys: Iterable[str] = (),
+                  ddp_find_unused_parameters: bool = False, plugins: Sequence[Any] = ()) -> Any:
+    """``pl.Trainer`` from the ``trainer`` config node (``_target_`` defaults to ``pytorch_lightning.Trainer``)
+    with what the calling command owns.
+
+    ``drop_keys``: trainer keys the command sets itself (dropped from the node); ``max_epochs``, ``callbacks``,
+    ``loggers`` (none: ``logger=False``) and ``enable_checkpointing`` are the command's; ``deterministic``:
+    switch deterministic algorithms on unless the node already does (``"warn"`` off the CPU);
+    ``log_every_n_steps``: overrides the node's when given; ``ddp_find_unused_parameters``: plain ``ddp``
+    becomes ``ddp_find_unused_parameters_true``; ``plugins`` are appended to the node's. A missing
+    ``num_sanity_val_steps`` is 0.
+    """
+    config = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(trainer_cfg) \
+        else dict(trainer_cfg)
+    for key in drop_keys:
+        config.pop(key, None)
+    config.setdefault("_target_", "pytorch_lightning.Trainer")
+    config["max_epochs"] = int(max_epochs)
+    if config.get("deterministic") in (None, False) and deterministic:
+        config["deterministic"] = True if config.get("accelerator", "cpu") == "cpu" else "warn"
+    if ddp_find_unused_parameters and config.get("strategy") == "ddp":
+        config["strategy"] = "ddp_find_unused_parameters_true"
+    if config.get("num_sanity_val_steps") is None:
+        config["num_sanity_val_steps"] = 0
+    if log_every_n_steps is not None:
+        config["log_every_n_steps"] = int(log_every_n_steps)
+    extra: dict = {}
+    if plugins:  # passed beside the node: plugin objects are no config values
+        extra["plugins"] = list(config.pop("plugins", None) or []) + list(plugins)
+    return instantiate(config, callbacks=callbacks, logger=loggers or False, enable_checkpointing=enable_checkpointing,
+                       _convert_="all", **extra)
 
 
 def world_size_of(trainer_cfg: Any) -> int:
