@@ -88,7 +88,7 @@ def test_search_tiny_with_checkpoints_and_csv_runs(cli_env, tmp_path):
     run_dir = tmp_path / "run"
     env = dict(cli_env, OMP_NUM_THREADS="1")
     proc = subprocess.run([*command, "debug=search_tiny", "data.image_size=16", "latency=3ms", "callbacks=default",
-                           "logger=csv", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"],
+                           "logger=csv", f"hydra.run.dir={run_dir}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()

@@ -386,3 +386,15 @@ def test_export_command_checks_its_keys(tmp_path):
 
     # one default for the export options: the app and train.py's export group read the same schema
     assert cfg.opset == ExportConfig().opset and cfg.atol == ExportConfig().atol
+
+
+@pytest.mark.parametrize("script", ["search.py", "train.py"])
+def test_top_level_scripts_print_the_resolved_job_config(script, cli_env, tmp_path):
+    """`python search.py --cfg job --resolve` (paths.output_dir is null where Hydra has no run dir)."""
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / script), "--cfg", "job", "--resolve", "logger=csv"],
+                          cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    resolved = yaml.safe_load(proc.stdout)
+    assert resolved["paths"]["output_dir"] is None and resolved["logger"]["save_dir"] is None
+    assert resolved["task_name"] == script[:-3] and resolved["seed"] == 42
+    assert not (tmp_path / "outputs").exists()

@@ -190,7 +190,7 @@ def test_fit_to_target_follows_the_simulator_gap():
     target_ms = table.estimate_ms(result_options(raw)) - 0.1
     # the "simulator" is 0.2 ms slower than the LUT: the repair must go further than the LUT asks
     result = fit_to_target(raw, [LEVELS, LEVELS], space, table, target_ms,
-                           simulate_ms=lambda o: table.estimate_ms(o) + 0.2)
+                           network_ms=lambda o: table.estimate_ms(o) + 0.2)
     assert table.estimate_ms(result.options) + 0.2 <= target_ms
 
 
@@ -240,17 +240,18 @@ def test_resume_picks_the_newest_readable_checkpoint(tmp_path: Path):
 
 
 def test_sweep_summary_collects_jobs(tmp_path: Path):
+    from s3nas.outputs import SearchSummary, example, write_summary
+
     for job, (l1, sim) in enumerate([(5.0, 2.4), (30.0, 2.2)]):
         job_dir = tmp_path / str(job)
         (job_dir / ".hydra").mkdir(parents=True)
         (job_dir / ".hydra" / "overrides.yaml").write_text(f"- loss.lambda1={l1}\n")
-        (job_dir / "summary.json").write_text(json.dumps(
-            {"target_ms": 2.5, "estimated_ms": sim, "simulated_ms": sim, "val_acc": 0.5, "lambda1": l1,
-             "lambda2": 100.0, "repaired": False, "search_seconds": 1.0}))
+        write_summary(job_dir, example(SearchSummary, target_ms=2.5, estimated_ms=sim, latency_ms=sim, val_acc=0.5,
+                                       lambda1=l1, lambda2=100.0, repaired=False, search_seconds=1.0))
     rows = write_sweep_summary(tmp_path)
-    assert [r["lambda1"] for r in rows] == [5.0, 30.0]
+    assert [r["lambda1"] for r in rows] == [5.0, 30.0] and [r["latency_ms"] for r in rows] == [2.4, 2.2]
     csv_text = (tmp_path / "sweep_summary.csv").read_text()
-    assert "loss.lambda1=30.0" in csv_text and "simulated_ms" in csv_text.splitlines()[0]
+    assert "loss.lambda1=30.0" in csv_text and "latency_ms" in csv_text.splitlines()[0]
     assert (tmp_path / "sweep_summary.md").read_text().count("\n") == 4
 
 

@@ -110,6 +110,9 @@ def hardware_clock_hz(hardware_cfg: Any) -> float:
     """Clock of the configured hardware (``hardware.profile`` path if set, else ``hardware.name``)."""
     import simulator
 
+    if "name" not in hardware_cfg or "profile" not in hardware_cfg:  # a user's backend names no profile
+        raise ConfigError("latency: a target in cycles needs the clock of a simulator profile (hardware.name or "
+                          "hardware.profile); give this backend's target in ms or us")
     name = hardware_cfg.profile or hardware_cfg.name
     key = "hardware.profile" if hardware_cfg.profile else "hardware.name"
     try:

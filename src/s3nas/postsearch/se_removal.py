@@ -157,7 +157,7 @@ def check(cfg: Any) -> RemovalInputs:
     image_size = int(cfg.get("image_size") or meta.get("image_size") or cfg.data.get("image_size"))
     datamodule = build_datamodule(cfg.data, image_size=image_size, num_workers=0)
     if int(datamodule.in_channels) != int(meta.get("in_channels", 3)):
-        raise ConfigError(f"data: {cfg.data.get('name')} has {datamodule.in_channels} channels but the network was "
+        raise ConfigError(f"data: {cfg.data.name} has {datamodule.in_channels} channels but the network was "
                           f"trained on {meta.get('in_channels')}")
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -203,7 +203,7 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
     spec = checked.spec
     meta = dict(spec.meta)
     meta["se_removal"] = {"source": str(checked.source_dir), "removed_blocks": removed, "images": n_images,
-                          "split": str(cfg.split), "data": str(cfg.data.get("name", ""))}
+                          "split": str(cfg.split), "data": str(cfg.data.name)}
     new_spec = replace(without_se(spec, removed), meta=meta)
     before, after = measure(spec, checked.backend), measure(new_spec, checked.backend)
     inputs = block_input_channels(spec)
@@ -229,7 +229,7 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
         score="mean over channels of the per-channel standard deviation of the SE excitation across images",
         images=n_images,
         split=str(cfg.split),
-        data=str(cfg.data.get("name", "")),
+        data=str(cfg.data.name),
         image_size=int(checked.datamodule.image_size),
         trained_on=checked.meta.get("data"),
         weights="EMA" if checked.meta.get("ema") else "raw",

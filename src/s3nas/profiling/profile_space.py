@@ -283,7 +283,7 @@ def space_range(supernet_cfg: Any, block_type: Any, candidates_cfg: dict, deploy
     if block_type is not None:
         sup["block_type"] = block_type
     space = SearchSpace.from_config(sup, candidates_cfg, num_classes=int(deploy.num_classes),
-                                    input_size=int(deploy.input_size), in_channels=int(deploy.get("in_channels", 3)))
+                                    input_size=int(deploy.input_size), in_channels=int(deploy.in_channels))
     smallest = space.arch_spec(space.min_options(), name="space_min")
     largest = space.arch_spec([space.options(i)[-1] for i in range(len(space.positions))], name="space_max")
     lat = profile_latency({"min": smallest, "max": largest}, backend, cache_dir)
@@ -299,7 +299,7 @@ def entry_text(block_type: str, entry: dict, *, selected: Sequence[dict], cfg: A
 
     lines = ["# @package _global_", MARKER,
              f"# hardware {backend.name} ({backend.method}, deploy {cfg.deploy.input_size}px), data "
-             f"{cfg.data.get('name')}, cost.latency_weight={float(cfg.cost.latency_weight):g}, "
+             f"{cfg.data.name}, cost.latency_weight={float(cfg.cost.latency_weight):g}, "
              f"select.top_k={int(cfg.select.top_k)}.",
              "# Selected candidates (best first): SSBN latency, short-training val acc, cost:"]
     for r in selected:
@@ -409,7 +409,7 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
     cache_dir = Path(str(cfg.paths.cache_dir)).expanduser() / "bbssp"
     deploy = cfg.deploy
     shape = dict(num_classes=int(deploy.num_classes), input_size=int(deploy.input_size),
-                 in_channels=int(deploy.get("in_channels", 3)))
+                 in_channels=int(deploy.in_channels))
     cands = {c.name: c for c in checked.candidates}
     specs = {n: ssbn_spec(c, cfg.supernet, **shape) for n, c in cands.items()}
     depth_scale = float(cfg.profile.accuracy.depth_scale)
@@ -461,7 +461,7 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
     write_csv(rows, run_dir / "ssbns.csv")
     plot_path = plot_profile(rows, run_dir / "profile.png",
                              f"BBSSP on {checked.backend.name}: w={float(cfg.cost.latency_weight):g}, "
-                             f"top {int(cfg.select.top_k)} selected (red), {cfg.data.get('name')}")
+                             f"top {int(cfg.select.top_k)} selected (red), {cfg.data.name}")
     atomic_write_text(run_dir / f"{name}.yaml", text)
     typed = ProfileSpaceSummary(
         candidates_name=name, candidates_file=str(checked.output_path),

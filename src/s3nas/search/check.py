@@ -1,8 +1,8 @@
-"""`python -m s3nas.search.check [overrides]`: check a search command line without running it.
+"""`s3nas-check [overrides]` (or `python -m s3nas.search.check`): check a search command line without running it.
 
 Composes conf/search.yaml with the overrides, runs every check ``python search.py`` runs before it starts
 (loss, schedule, trainer keys, hardware, latency target and its feasibility, data) and prints the resolved
-latency target, e.g. ``python -m s3nas.search.check latency=2500000cycles hardware=systolic``. Bad input: one
+latency target, e.g. ``s3nas-check latency=2500000cycles hardware=systolic``. Bad input: one
 ``error:`` line, exit 2.
 """
 

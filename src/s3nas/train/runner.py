@@ -117,14 +117,14 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
         for key, have in (("num_classes", datamodule.num_classes), ("in_channels", datamodule.in_channels)):
             recorded = resume_meta.get(key)
             if recorded is not None and int(recorded) != int(have):
-                raise ConfigError(f"data: {cfg.data.get('name')} has {key}={have} but the checkpoint being resumed "
+                raise ConfigError(f"data: {cfg.data.name} has {key}={have} but the checkpoint being resumed "
                                   f"({resume_from}) was trained with {key}={recorded}; use the same data or "
                                   f"another hydra.run.dir")
     datamodule.prepare_data()  # missing/empty dataset files: DataError before anything is written
     datamodule.setup("fit")
-    deploy = cfg.get("deploy") or {}
-    shape = dict(input_size=deploy_input_size(deploy.get("input_size"), source),
-                 num_classes=int(deploy.get("num_classes", 1000)), in_channels=int(deploy.get("in_channels", 3)))
+    deploy = cfg.deploy
+    shape = dict(input_size=deploy_input_size(deploy.input_size, source), num_classes=int(deploy.num_classes),
+                 in_channels=int(deploy.in_channels))
     latency, macs = deploy_latency(source, backend, **shape)
     return CheckedInputs(source=source, backend=backend, latency=latency, macs=macs, datamodule=datamodule,
                          resume_from=resume_from, run_dir=run_dir, deploy_input_size=shape["input_size"])
@@ -188,9 +188,9 @@ def recipe_settings(cfg: DictConfig, *, global_batch: int, steps_per_epoch: int,
         scheduler=str(r.scheduler.name), warmup_steps=steps_of(float(r.scheduler.warmup_epochs), steps_per_epoch),
         warmup_lr_init=float(r.scheduler.warmup_lr_init), decay_rate=float(r.scheduler.decay_rate),
         decay_steps=max(1, steps_of(float(r.scheduler.decay_epochs), steps_per_epoch)),
-        total_steps=max(1, epochs * steps_per_epoch), min_lr=float(r.scheduler.get("min_lr", 0.0)),
+        total_steps=max(1, epochs * steps_per_epoch), min_lr=float(r.scheduler.min_lr),
         label_smoothing=float(r.label_smoothing), ema=bool(r.ema.enabled), ema_decay=float(r.ema.decay),
-        ema_warmup=str(r.ema.warmup), ema_warmup_power=float(r.ema.get("warmup_power", 0.75)),
+        ema_warmup=str(r.ema.warmup), ema_warmup_power=float(r.ema.warmup_power),
         channels_last=bool(r.channels_last), validate_raw=bool(r.validate_raw),
         augment_shift=int(r.augment.shift), seed=int(cfg.seed))
 
@@ -220,7 +220,7 @@ def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callb
     log_every = cfg.recipe.get("log_every_n_steps") or (10 if cfg.trainer.get("log_every_n_steps") is None else None)
     return build_lightning_trainer(cfg.trainer, max_epochs=int(cfg.recipe.epochs), callbacks=callbacks,
                                    loggers=loggers, enable_checkpointing=True,
-                                   deterministic=bool(cfg.recipe.get("deterministic", True)),
+                                   deterministic=bool(cfg.recipe.deterministic),
                                    log_every_n_steps=log_every)
 
 
@@ -254,7 +254,7 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     settings = recipe_settings(cfg, global_batch=global_batch, steps_per_epoch=steps_per_epoch, epochs=epochs)
     meta = {"network": source.to_meta(), "num_classes": int(datamodule.num_classes),
             "in_channels": int(datamodule.in_channels), "image_size": int(datamodule.image_size),
-            "drop_path": float(recipe.drop_path), "dropout": dropout, "data": str(cfg.data.get("name", ""))}
+            "drop_path": float(recipe.drop_path), "dropout": dropout, "data": str(cfg.data.name)}
     module = RetrainModule(model, settings, meta=meta)
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -300,12 +300,12 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
         "network": source.name,
         "ema": bool(settings.ema),
         "evaluated": "ema" if settings.ema else "raw",
-        "data": str(cfg.data.get("name", "")),
+        "data": str(cfg.data.name),
         "image_size": int(datamodule.image_size),
         "num_classes": int(datamodule.num_classes),
         "global_batch": global_batch,
         "lr": settings.lr,
-        "recipe": str(recipe.get("name", "")),
+        "recipe": str(recipe.name),
         "seed": int(cfg.seed),
         "num_threads": int(torch.get_num_threads()),
         "resumed_from": str(checked.resume_from) if checked.resume_from else None,
