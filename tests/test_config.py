@@ -398,3 +398,20 @@ def test_top_level_scripts_print_the_resolved_job_config(script, cli_env, tmp_pa
     assert resolved["paths"]["output_dir"] is None and resolved["logger"]["save_dir"] is None
     assert resolved["task_name"] == script[:-3] and resolved["seed"] == 42
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("recipe.epochs=0", "recipe.epochs: must be an integer >= 1, got 0"),
+    ("recipe.ema.decay=1.0", "recipe.ema.decay: must be a number in [0, 1), got 1.0"),
+    ("recipe.dropout=1.5", "recipe.dropout: must be a number in [0, 1) or null, got 1.5"),
+    ("recipe.optimizer.lr_per_256=0", "recipe.optimizer.lr_per_256: must be a number > 0, got 0.0"),
+    ("export.input_size=0", "export.input_size: must be an integer >= 1 or null, got 0"),
+])
+def test_train_value_checks_name_the_key(compose_cfg, override, message):
+    from s3nas.errors import ConfigError
+    from s3nas.train.runner import _check_recipe
+
+    _check_recipe(compose_cfg(["logger=none"], config_name="train"))  # the defaults pass
+    with pytest.raises(ConfigError) as err:
+        _check_recipe(compose_cfg(["logger=none", override], config_name="train"))
+    assert str(err.value) == message

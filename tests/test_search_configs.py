@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from s3nas.config import CONF_DIR, register_configs
 

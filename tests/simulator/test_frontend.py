@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -106,13 +105,22 @@ def test_every_listed_timm_model_converts(name, size):
     check_model(name, size)
 
 
-@pytest.mark.slow
-def test_b4_at_380_builds_in_seconds():
+def test_b4_at_380_builds_from_one_shapes_only_pass(monkeypatch):
+    """A large network's graph costs one forward pass on the meta device (shapes, no arithmetic): counted,
+    not timed."""
+    from simulator.frontends import torch as frontend
+
+    passes = []
+    record = frontend._record
+
+    def counting(module, input_shape, meta):
+        passes.append(meta)
+        return record(module, input_shape, meta)
+
+    monkeypatch.setattr(frontend, "_record", counting)
     model = timm.create_model("efficientnet_b4", pretrained=False)
-    graph_from_module(model, (3, 64, 64))  # warm-up (allocator, kernels)
-    start = time.perf_counter()
     graph = graph_from_module(model, (3, 380, 380))
-    assert time.perf_counter() - start < 5.0
+    assert passes == [True]  # no fallback to a real (arithmetic) forward
     assert graph.macs > 4e9
 
 

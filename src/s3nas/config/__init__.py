@@ -1,5 +1,9 @@
 """Config plumbing: the conf/ directory, schema registration, resolvers, latency-target resolution.
 
+The config tree is the repository's top-level conf/, shipped inside the package as ``s3nas.conf``
+(pyproject.toml maps it), so ``CONF_DIR`` is found through importlib.resources in a wheel and in an editable
+install alike; ``S3NAS_CONFIG_DIR`` overrides it.
+
 ``register_configs()`` must run before any composition (entry points do it through
 ``s3nas.utils.entry.run``; tests through ``tests/conftest.py``). It stores BASE's schemas and those of
 every ``s3nas/config/*_schema.py`` module that defines ``register(cs)``, and registers the ``s3nas.*``

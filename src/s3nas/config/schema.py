@@ -3,7 +3,9 @@
 Each group yaml lists its schema first in its defaults list (``- digits_schema``, ``- trainer_schema``,
 ...), the Hydra "structured config schema" pattern, so a wrong type or an unknown key fails at
 composition naming the key. The top-level schemas (``search_schema``, ``train_schema``) type the
-top-level keys; groups are ``Any`` there because their own schema validates them.
+top-level keys; groups are ``Any`` there because their own schema validates them. Every command's schema
+extends ``AppConfig`` (paths, logger, seed, task_name, tags), whose values come from conf/base.yaml.
+Value ranges are declared as ``RANGES`` tables next to the schemas (s3nas.config.ranges).
 ``register(cs)`` stores everything in Hydra's ConfigStore (``s3nas.config.register_configs`` calls it).
 """
 

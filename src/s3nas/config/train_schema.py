@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from s3nas.config.ranges import Range
 from s3nas.config.schema import AppConfig
 
 
@@ -102,6 +103,25 @@ class ExportAppConfig(AppConfig, ExportOptions):
     run_dir: Optional[str] = None  # a train.py run dir (weights.pt, or checkpoints/last.ckpt); required
     output: Optional[str] = None  # null: <run_dir>/model.onnx
     weights: Optional[str] = None  # null: the run's weights.pt, else its last checkpoint
+
+
+#: Value ranges of the recipe keys (s3nas.config.ranges); types are checked by the schema at composition.
+RECIPE_RANGES = {
+    "epochs": Range(low=1, integer=True),
+    "optimizer.lr_per_256": Range(low=0, low_open=True),
+    "ema.decay": Range(low=0, high=1, high_open=True),
+    "label_smoothing": Range(low=0, high=1, high_open=True),
+    "drop_path": Range(low=0, high=1, high_open=True),
+    "dropout": Range(low=0, high=1, high_open=True, nullable=True),
+    "num_threads": Range(low=1, integer=True, nullable=True),
+    "log_every_n_steps": Range(low=1, integer=True),
+}
+#: Value ranges of the export options (train.py's `export` group and s3nas-export alike).
+EXPORT_RANGES = {
+    "input_size": Range(low=1, integer=True, nullable=True),
+    "opset": Range(low=11, integer=True),
+    "atol": Range(low=0, low_open=True),
+}
 
 
 def register(cs: Any) -> None:

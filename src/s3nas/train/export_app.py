@@ -13,16 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from s3nas.config.ranges import Range, check_ranges
+from s3nas.config.ranges import check_ranges
+from s3nas.config.train_schema import EXPORT_RANGES
 from s3nas.errors import ConfigError
 from s3nas.outputs import ExportSummary, write_summary
-
-#: Value ranges of the export keys (types are checked by the schema at composition).
-RANGES = {
-    "input_size": Range(low=1, integer=True, nullable=True),
-    "opset": Range(low=11, integer=True),
-    "atol": Range(low=0, low_open=True),
-}
 
 
 def check(cfg: Any) -> None:
@@ -32,7 +26,7 @@ def check(cfg: Any) -> None:
                           "[input_size=N] [output=model.onnx]")
     if not Path(cfg.run_dir).is_dir():
         raise ConfigError(f"run_dir: no directory '{cfg.run_dir}'; give a train.py run dir")
-    check_ranges(cfg, RANGES)
+    check_ranges(cfg, EXPORT_RANGES)  # the same ranges as train.py's export group
 
 
 def main(cfg: Any, checked: Any = None) -> dict:
