@@ -372,6 +372,7 @@ class SearchSummary(Summary):
     latency_noise_pct: Optional[float] = doc("repeat-measurement noise of latency_ms in % (null for a simulation)")
     estimated_ms: float = doc("latency-table sum (ms) of the same network")
     target_ratio: float = doc("latency_ms / target_ms")
+    latency_gap_ms: float = doc("|latency_ms - target_ms| (the optuna sweep's second objective)")
     meets_target: bool = doc("latency_ms <= target_ms")
     val_acc: Optional[float] = doc("the delivered child's validation accuracy (supernet weights, BN re-estimated)")
     test_acc: Optional[float] = doc("the same network's test accuracy (null: no test split)")

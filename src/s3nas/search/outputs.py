@@ -123,6 +123,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "latency_noise_pct": delivered.noise_pct,  # repeat-measurement noise; None for an exact simulation
         "estimated_ms": estimated_ms,  # table sum of the same network
         "target_ratio": latency_ms / target_ms,
+        "latency_gap_ms": abs(latency_ms - target_ms),
         "meets_target": delivered.meets(target_ms),
         "meets_target_within_noise": delivered.meets_within_noise(target_ms),
         "val_acc": val_acc,  # the delivered child (supernet weights, BN re-estimated), val split
