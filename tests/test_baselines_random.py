@@ -101,7 +101,7 @@ def test_random_baseline_cli_user_error_is_one_line(tmp_path, python_exe):
 def test_random_baseline_check_user_errors(compose_cfg, override, key):
     from s3nas.baselines.random_baselines import check_random
     from s3nas.errors import UserError
-    from s3nas.utils.entry import prepare_config
+    from s3nas.runtime.entry import prepare_config
 
     cfg = compose_cfg(["logger=none", override], config_name="random_search")
     with pytest.raises(UserError, match=f"^{key}: "):

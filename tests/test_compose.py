@@ -23,8 +23,8 @@ LOGGERS = ["wandb", "csv", "none"]
 def loggers_by_kind(tmp_path_factory):
     """The loggers of each `logger` option, built once (a W&B run starts offline) and reused by every case."""
     from s3nas.config import compose_config
-    from s3nas.utils.entry import finish_wandb
-    from s3nas.utils.loggers import build_loggers
+    from s3nas.runtime.entry import finish_wandb
+    from s3nas.runtime.loggers import build_loggers
 
     built = {}
     for kind in LOGGERS:

@@ -115,7 +115,7 @@ def test_debug_fast_shrinks_the_run(compose_cfg):
     import torch
 
     from s3nas.search.runner import build_trainer
-    from s3nas.utils.entry import prepare_config
+    from s3nas.runtime.entry import prepare_config
 
     class Counting(pl.LightningModule):
         def __init__(self):
@@ -323,7 +323,7 @@ def test_every_numeric_schedule_key_declares_its_range():
 
 def test_test_only_knobs_are_not_config_keys(compose_cfg, monkeypatch):
     from s3nas.errors import ConfigError
-    from s3nas.utils.entry import FAULT_INTERRUPT_ENV, fault_interrupt_after_steps
+    from s3nas.runtime.entry import FAULT_INTERRUPT_ENV, fault_interrupt_after_steps
 
     for override, config_name in (("schedule.interrupt_after_steps=3", "search"),
                                   ("recipe.interrupt_after_steps=3", "train")):
@@ -360,7 +360,7 @@ def test_device_defaults_are_the_schema_and_repeats_below_one_is_refused(compose
 def test_missing_plugin_names_its_extra():
     from hydra.errors import MissingConfigException
 
-    from s3nas.utils.entry import format_config_error
+    from s3nas.runtime.entry import format_config_error
 
     for option, extra in (("hydra/sweeper/optuna", "sweeps"), ("hydra/launcher/joblib", "sweeps"),
                           ("hydra/launcher/submitit_slurm", "slurm")):

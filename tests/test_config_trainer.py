@@ -39,8 +39,8 @@ class TinyClassifier:
 
 def _fit(cfg):
     from s3nas.data import build_datamodule
-    from s3nas.utils.callbacks import build_callbacks
-    from s3nas.utils.loggers import build_loggers
+    from s3nas.runtime.callbacks import build_callbacks
+    from s3nas.runtime.loggers import build_loggers
 
     datamodule = build_datamodule(cfg.data)
     loggers = build_loggers(cfg)

@@ -279,7 +279,7 @@ def test_imagenet_bad_roots_are_one_line(tmp_path, case):
 
 
 def test_cli_missing_data_root_is_one_line(tmp_path, cli_env):
-    code = ("from s3nas.utils.entry import run\nfrom s3nas.data import build_datamodule\n"
+    code = ("from s3nas.runtime.entry import run\nfrom s3nas.data import build_datamodule\n"
             "run(lambda cfg: build_datamodule(cfg.data), 'search')")
     proc = subprocess.run([sys.executable, "-c", code, "data=cifar10", f"data.root={tmp_path / 'nothing'}",
                            "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=cli_env,

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from s3nas.errors import ConfigError, UserError
-from s3nas.utils import loggers as loggers_mod
-from s3nas.utils.entry import finish_wandb, format_config_error, make_task
+from s3nas.runtime import loggers as loggers_mod
+from s3nas.runtime.entry import finish_wandb, format_config_error, make_task
 from s3nas.utils.io import atomic_write_json, atomic_write_text
-from s3nas.utils.loggers import build_loggers, run_name_from_overrides, wandb_logged_in, wandb_mode
+from s3nas.runtime.loggers import build_loggers, run_name_from_overrides, wandb_logged_in, wandb_mode
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_logger_none_and_disabled(compose_cfg, no_login):
 def test_csv_logger_writes_metrics_and_resolved_config(compose_cfg, tmp_path):
     from pytorch_lightning.loggers import CSVLogger
 
-    from s3nas.utils.entry import prepare_config
+    from s3nas.runtime.entry import prepare_config
 
     cfg = prepare_config(compose_cfg(["logger=csv", "latency=800us"]))  # the entry points' preparation
     (logger,) = build_loggers(cfg)
@@ -219,7 +219,7 @@ def test_atomic_write_text_and_json(tmp_path, monkeypatch):
 def test_build_callbacks_from_config(compose_cfg, tmp_path):
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
-    from s3nas.utils.callbacks import build_callbacks
+    from s3nas.runtime.callbacks import build_callbacks
 
     cfg = compose_cfg([])
     with_logger = build_callbacks(cfg, loggers=[object()])
@@ -231,7 +231,7 @@ def test_build_callbacks_from_config(compose_cfg, tmp_path):
 
 
 def test_check_known_keys_catches_plus_overrides(compose_cfg):
-    from s3nas.utils.entry import check_known_keys
+    from s3nas.runtime.entry import check_known_keys
 
     check_known_keys(compose_cfg([]))  # the shipped configs declare every key
     for override, key in (("+foo=1", "foo"), ("+trainer.nope=1", "trainer.nope"), ("+deploy.x=1", "deploy.x")):

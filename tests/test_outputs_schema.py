@@ -152,7 +152,7 @@ def test_arch_file_type_matches_the_codec():
 # ------------------------------------------------------------------------------------- real outputs
 def _cfg(name: str, overrides: list[str], out: Path):
     from s3nas.config import compose_config
-    from s3nas.utils.entry import prepare_config
+    from s3nas.runtime.entry import prepare_config
 
     return prepare_config(compose_config(name, overrides, output_dir=out))
 

@@ -23,7 +23,7 @@ from s3nas.profiling.ssbn import (Candidate, candidates_from_entry, candidates_f
 from s3nas.config import CONF_DIR, compose_config
 from s3nas.errors import ConfigError
 from s3nas.arch.space import SearchSpace
-from s3nas.utils.entry import prepare_config
+from s3nas.runtime.entry import prepare_config
 
 TINY = ["supernet.depths=[1,1,1,1,1]", "profile.candidates=[]", "profile.block_types=[mbconv,fused]",
         "profile.grid.mbconv.kernels=[3,5]", "profile.grid.mbconv.expansions=[2,6]", "profile.grid.fused.kernels=[3]",

@@ -192,7 +192,7 @@ def test_cli_writes_scaled_arch_checked_by_the_simulator_cli(small, tmp_path):
 @pytest.mark.parametrize("case", ["missing", "invalid", "unreachable", "not_a_dir_run"])
 def test_user_errors_name_the_key(small, tmp_path, compose_cfg, case):
     from s3nas.postsearch.scaling import check
-    from s3nas.utils.entry import prepare_config
+    from s3nas.runtime.entry import prepare_config
 
     arch = tmp_path / "arch.json"
     if case == "invalid":

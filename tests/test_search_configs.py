@@ -64,7 +64,7 @@ def test_bf16_and_channels_last_reach_the_computation(tmp_path):
     from s3nas.nn.supernet import Supernet
     from s3nas.search.module import OptimSettings, SearchModule
     from s3nas.search.runner import build_trainer
-    from s3nas.utils.entry import prepare_config
+    from s3nas.runtime.entry import prepare_config
 
     small = ["debug=search_tiny", "supernet.depths=[1,1,1,1,1]", "supernet.head_channels=64",
              "trainer.limit_train_batches=1", "trainer.limit_val_batches=0"]

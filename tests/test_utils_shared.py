@@ -58,7 +58,7 @@ def test_atomic_output_path_renames_on_success_and_leaves_nothing_on_error(tmp_p
 
 
 def test_build_trainer_applies_what_the_command_owns(tmp_path, monkeypatch):
-    import s3nas.utils.trainer as trainer_utils
+    import s3nas.runtime.trainer as trainer_utils
 
     node = OmegaConf.create({"accelerator": "cpu", "devices": 1, "max_epochs": 99, "gradient_clip_val": 5.0,
                              "num_sanity_val_steps": None, "log_every_n_steps": 7, "strategy": "ddp",
@@ -86,7 +86,7 @@ def test_build_trainer_applies_what_the_command_owns(tmp_path, monkeypatch):
 
 
 def test_build_trainer_builds_a_lightning_trainer(tmp_path):
-    from s3nas.utils.trainer import build_trainer
+    from s3nas.runtime.trainer import build_trainer
 
     node = OmegaConf.create({"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                              "enable_model_summary": False, "default_root_dir": str(tmp_path)})

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BLOCK_TYPES = ("mbconv", "mixconv", "fused")
-ACTIVATIONS = ("relu", "relu6", "swish", "hswish")
+from s3nas.config.vocabulary import ACTIVATIONS, BLOCK_TYPES  # noqa: F401 - the accepted values (shared with the configs)
 
 
 @dataclass(frozen=True)

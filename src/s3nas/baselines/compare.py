@@ -12,13 +12,29 @@ the accuracy-latency plane). ``notebooks/compare_models.ipynb`` draws the same f
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from s3nas.arch import codec
+from s3nas.arch.graph import archspec_to_graph
+from s3nas.baselines.zoo import ZooEntry, build_graph, select_entries
 from s3nas.errors import ConfigError
-from s3nas.outputs import (CompareRow, CompareSummary, RandomBaselineSummary, SearchSummary, Summary, TrainSummary,
-                           load_summary, write_summary)
+from s3nas.latency.backend import make_backend
+from s3nas.outputs import (
+    CompareRow,
+    CompareSummary,
+    RandomBaselineSummary,
+    SearchSummary,
+    Summary,
+    TrainSummary,
+    load_summary,
+    write_summary,
+)
+from s3nas.runtime.entry import run
+from s3nas.runtime.loggers import build_loggers
 from s3nas.utils import tables
+from s3nas.utils.io import atomic_write_text
 
 #: compare.csv's columns: the fields of a row of the typed summary (s3nas.outputs.CompareRow).
 COLUMNS = tuple(key for _, key, _, _ in CompareRow.fields())
@@ -50,8 +66,6 @@ def _read(path: Path) -> Summary:
 
 def describe_run(run_dir: Path) -> dict:
     """What a run dir delivered: kind, accuracy (and its kind), search cost, the ArchSpec (or timm name)."""
-    from s3nas.arch import codec
-
     summary = _read(run_dir / "summary.json")
     arch_path = run_dir / "arch.json"
     spec = codec.load_json(arch_path) if arch_path.is_file() else None
@@ -91,8 +105,6 @@ def describe_run(run_dir: Path) -> dict:
 
 def network_figures(spec: Any, backend: Any) -> tuple[float, float, float]:
     """(latency ms on ``backend``, params M, MACs G) of an ArchSpec at its deployment shape."""
-    from s3nas.arch.graph import archspec_to_graph
-
     graph = archspec_to_graph(spec)
     return backend.latency_ms(spec), sum(layer.weight_count for layer in graph) / 1e6, graph.macs / 1e9
 
@@ -101,8 +113,6 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], backend: 
                     data: Optional[str] = None) -> tuple[list[dict], str]:
     """The table's rows (runs on ``data`` first by accuracy, then the zoo) and the dataset used; latency on
     ``backend`` (a LatencyBackend)."""
-    from s3nas.baselines.zoo import build_graph, select_entries
-
     runs = [describe_run(Path(d)) for d in run_dirs]
     if data is None and runs:
         data = runs[0]["data"]
@@ -113,8 +123,6 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], backend: 
         if run["spec"] is not None:
             latency, params, macs = network_figures(run["spec"], backend)
         else:
-            from s3nas.baselines.zoo import ZooEntry
-
             entry = ZooEntry(run["timm_name"], run["timm_name"], run["timm_name"], 224, None, "")
             graph = build_graph(entry)
             latency = backend.evaluate_graph(graph, entry.timm_name, entry.input_size, 1000).latency_ms
@@ -205,9 +213,6 @@ def csv_text(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------------------- entry point
 def check(cfg: Any) -> dict:
     """Every user error before anything is written."""
-    from s3nas.baselines.zoo import select_entries
-    from s3nas.latency.backend import make_backend
-
     if not cfg.runs and not cfg.zoo:
         raise ConfigError("runs: nothing to compare; pass runs=[<run dir>,...] and/or zoo=[efficientnet_b1,...]")
     run_dirs = expand_run_dirs(cfg.runs)
@@ -219,9 +224,6 @@ def check(cfg: Any) -> dict:
 
 def main(cfg: Any, checked: Optional[dict] = None) -> dict:
     """Hydra task: build the rows, write compare.csv / compare.md / summary.json / PNG, log to W&B."""
-    from s3nas.utils.io import atomic_write_text
-    from s3nas.utils.loggers import build_loggers
-
     started = time.time()
     checked = checked or check(cfg)
     run_dir = Path(str(cfg.paths.output_dir))
@@ -249,8 +251,6 @@ def main(cfg: Any, checked: Optional[dict] = None) -> dict:
                     payload["compare_png"] = wandb.Image(str(plot))
                 logger.experiment.log(payload)
             except Exception as error:  # noqa: BLE001
-                import warnings
-
                 warnings.warn(f"W&B logging of the comparison failed: {error}")
     print(markdown)
     print(f"run dir: {run_dir}")
@@ -259,8 +259,6 @@ def main(cfg: Any, checked: Optional[dict] = None) -> dict:
 
 def cli() -> None:
     """Console script ``s3nas-compare`` (also ``python -m s3nas.baselines.compare``)."""
-    from s3nas.utils.entry import run
-
     run(main, "compare", check=check)
 
 

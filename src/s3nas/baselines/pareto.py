@@ -9,9 +9,12 @@ accuracies are not ImageNet figures and the plot says so.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from s3nas.arch import codec
+from s3nas.arch.graph import archspec_to_graph
 from s3nas.errors import ConfigError
 from s3nas.outputs import RandomBaselineSummary, SearchSummary, Summary, TrainSummary, load_summary
 
@@ -30,8 +33,6 @@ def _method_of(summary: Summary) -> str:
 def load_overlays(run_dirs: Iterable[str], key: str = "overlay") -> list[dict]:
     """Run dirs -> [{label, method, data, accuracy, spec, run_dir, summary}]; ConfigError for a dir without
     arch.json + summary.json or with an unreadable one."""
-    from s3nas.arch import codec
-
     overlays = []
     for text in run_dirs:
         run_dir = Path(str(text)).expanduser()
@@ -56,8 +57,6 @@ def load_overlays(run_dirs: Iterable[str], key: str = "overlay") -> list[dict]:
 def overlay_points(overlays: list[dict], profiles: Iterable[Any]) -> list[dict]:
     """Each overlay network simulated on each profile (a SimulatorBackend) at its deployment shape (JSON-able
     points)."""
-    from s3nas.arch.graph import archspec_to_graph
-
     points = []
     for overlay in overlays:
         graph = archspec_to_graph(overlay["spec"])
@@ -155,6 +154,4 @@ def log_wandb_plots(loggers: list, rows: list[dict], points: list[dict], plots: 
             run.log(payload)
             run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))})
         except Exception as error:  # noqa: BLE001 - W&B never fails the table
-            import warnings
-
             warnings.warn(f"W&B logging of the zoo failed: {error}")

@@ -15,17 +15,31 @@ finished sample trainings (and train.py resumes unfinished ones from their last 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 
-from s3nas.errors import ConfigError
+from s3nas.arch import codec
+from s3nas.arch.graph import archspec_to_graph
+from s3nas.arch.space import SearchSpace
+from s3nas.baselines.sampling import sample_at_latency
+from s3nas.config import resolve_target_ms
+from s3nas.data import build_datamodule
+from s3nas.errors import ConfigError, InfeasibleTargetError
 from s3nas.latency.backend import make_backend
 from s3nas.outputs import RandomBaselineSummary, TrainSummary, load_summary, write_summary
+from s3nas.runtime.loggers import build_loggers
+from s3nas.runtime.trainer import check_finite, check_loader_values
+from s3nas.train import check_train, run_train
+from s3nas.train.module import SCHEDULERS
+from s3nas.train.runner import _check_recipe
 from s3nas.utils.tables import write_csv
 
 SELECT_ON = ("val_acc", "val_acc_raw", "best_val_acc")
@@ -55,12 +69,6 @@ def method_of(cfg: DictConfig) -> str:
 # ----------------------------------------------------------------------------------------- checks
 def check_random(cfg: DictConfig) -> Checked:
     """Every user error before anything is written (one line each, exit 2)."""
-    from s3nas.config import resolve_target_ms
-    from s3nas.errors import InfeasibleTargetError
-    from s3nas.arch.space import SearchSpace
-    from s3nas.train.module import SCHEDULERS
-    from s3nas.utils.trainer import check_finite, check_loader_values
-
     tolerance = float(cfg.tolerance)
     if not 0.0 < tolerance < 0.5 or not math.isfinite(tolerance):
         raise ConfigError(f"tolerance: must be a fraction in (0, 0.5), e.g. 0.02 for +-2%; got {cfg.tolerance}")
@@ -81,7 +89,6 @@ def check_random(cfg: DictConfig) -> Checked:
     check_loader_values(cfg.data)
     for group in ("recipe", "data", "trainer"):
         check_finite(cfg[group], group)
-    from s3nas.train.runner import _check_recipe
 
     _check_recipe(OmegaConf.create({"recipe": _plain(cfg.recipe), "data": _plain(cfg.data),
                                     "trainer": _plain(cfg.trainer), "export": {"onnx": False}}))
@@ -95,7 +102,6 @@ def check_random(cfg: DictConfig) -> Checked:
         raise InfeasibleTargetError(
             f"latency: target {target_ms:.4g} ms (+-{tolerance:.0%}) is below the fastest architecture of the search "
             f"space ({fastest_ms:.4g} ms {backend.how} on {backend.name}); use a latency of at least {fastest_ms:.4g}ms")
-    from s3nas.data import build_datamodule
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
@@ -129,9 +135,6 @@ def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any,
                   keep_checkpoints: bool = False) -> TrainSummary:
     """Train ``spec`` with train.py's runner in ``out_dir`` (reusing a finished run there); its summary. The
     finished run's Lightning checkpoints are removed unless ``keep_checkpoints``."""
-    from s3nas.arch import codec
-    from s3nas.train import check_train, run_train
-
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "summary.json"
     train_cfg = train_config(cfg, arch_path=out_dir / "arch.json", out_dir=out_dir, stage=stage)
@@ -146,8 +149,6 @@ def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any,
     if not keep_checkpoints:
         # finished: summary.json marks it done and weights.pt holds the evaluated weights; the Lightning
         # checkpoints (2 x ~190 MB for a 12 M-parameter network) are only needed to resume an unfinished run
-        import shutil
-
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return summary
 
@@ -155,11 +156,6 @@ def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any,
 # ----------------------------------------------------------------------------------------- pipeline
 def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     """Sample, train, select (and retrain for random search); write arch.json / summary.json."""
-    from s3nas.arch import codec
-    from s3nas.baselines.sampling import sample_at_latency
-    from s3nas.arch.graph import archspec_to_graph
-    from s3nas.utils.loggers import build_loggers
-
     started = time.time()
     checked = checked or check_random(cfg)
     method = method_of(cfg)
@@ -242,7 +238,6 @@ def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     summary = typed.to_dict()
     keys = ("method", "target_ms", "estimated_ms", "latency_ms", "val_acc", "test_acc", "accuracy_source",
             "latency_source", "hardware", "data", "search_seconds")
-    from dataclasses import replace
 
     spec = replace(chosen.spec, meta={**dict(chosen.spec.meta or {}), method: {k: summary[k] for k in keys}})
     codec.save_json(spec, run_dir / "arch.json")
@@ -291,9 +286,6 @@ def _log_final(loggers: list, summary: dict, rows: list[dict], run_dir: Path) ->
 
 def print_summary(summary: dict) -> None:
     """One table of the samples, then the delivered network's figures."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(width=120)
     table = Table(title=f"{summary['method']}: {summary['num_samples']} samples at {summary['target_ms']:.4g} ms "
                         f"+-{summary['tolerance']:.0%} on {summary['hardware']}")

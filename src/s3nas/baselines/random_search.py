@@ -7,18 +7,17 @@ A thin Hydra entry point (conf/random_search.yaml) around ``s3nas.baselines.rand
 
 from __future__ import annotations
 
+from s3nas.baselines.random_baselines import check_random, run_random
+from s3nas.runtime.entry import run
+
 
 def check(cfg):
     """Every user error before anything is written (one line, exit 2, no run dir)."""
-    from s3nas.baselines.random_baselines import check_random
-
     return check_random(cfg)
 
 
 def main(cfg, checked=None):
     """Hydra task: sample, train, select, retrain; returns the sweeper objective (test accuracy by default)."""
-    from s3nas.baselines.random_baselines import run_random
-
     summary = run_random(cfg, checked)
     metric = cfg.get("optimized_metric")
     return summary.get(metric) if metric else summary.get("test_acc")
@@ -26,8 +25,6 @@ def main(cfg, checked=None):
 
 def cli() -> None:
     """Console script ``s3nas-random-search`` (also ``python -m s3nas.baselines.random_search``)."""
-    from s3nas.utils.entry import run
-
     run(main, "random_search", check=check)
 
 

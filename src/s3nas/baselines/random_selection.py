@@ -8,14 +8,13 @@ point (conf/random_selection.yaml) around ``s3nas.baselines.random_baselines.run
 from __future__ import annotations
 
 from s3nas.baselines.random_search import check, main
+from s3nas.runtime.entry import run
 
 __all__ = ["check", "cli", "main"]
 
 
 def cli() -> None:
     """Console script ``s3nas-random-selection`` (also ``python -m s3nas.baselines.random_selection``)."""
-    from s3nas.utils.entry import run
-
     run(main, "random_selection", check=check)
 
 

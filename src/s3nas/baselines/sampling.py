@@ -12,15 +12,15 @@ only if the simulation is within the band too (the latency that is reported is t
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from s3nas.errors import InfeasibleTargetError
 from s3nas.arch.space import Option, SearchSpace
+from s3nas.errors import InfeasibleTargetError
+from s3nas.latency.backend import NetworkLatency
 
 __all__ = ["Candidate", "SamplingStats", "sample_at_latency", "tilt_for_target"]
 
@@ -106,8 +106,6 @@ def sample_at_latency(space: SearchSpace, table: Any, backend: Any, target_ms: f
             f"latency: {target_ms:.4g} ms +-{tolerance:.0%} is outside this search space "
             f"({table.min_ms:.4g}..{table.max_ms:.4g} ms on {getattr(backend, 'name', backend)})")
     if network_ms is None:
-        from s3nas.latency.backend import NetworkLatency
-
         network_ms = NetworkLatency(backend, space)  # the backend's end-to-end latency (simulated or measured)
     options, cycles = _cost_arrays(table)
     per_ms = table.clock_hz / 1e3

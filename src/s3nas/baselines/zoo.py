@@ -17,9 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+import simulator
+from s3nas.baselines.pareto import load_overlays, log_wandb_plots, overlay_points, plot_pareto
 from s3nas.errors import ConfigError
+from s3nas.latency.simulated import SimulatorBackend
 from s3nas.outputs import ZooSummary, write_summary
+from s3nas.runtime.entry import run
+from s3nas.runtime.loggers import build_loggers
 from s3nas.utils import tables
+from s3nas.utils.io import atomic_write_text
+from simulator.loaders import load_model_graph
 
 # Sources of the published top-1 values (FP32, ImageNet val, single crop, as the authors published them).
 EFFNET = "Tan & Le, EfficientNet (ICML 2019, arXiv:1905.11946v1-v3), Table 2; S3NAS Table 6 quotes it"
@@ -91,10 +98,6 @@ def select_entries(keys: Iterable[str]) -> list[ZooEntry]:
 def load_profiles(names: Iterable[str], key: str = "profiles") -> list[Any]:
     """Simulator backends (s3nas.latency.simulated) of profiles by name or YAML path (every known profile when
     empty); ConfigError otherwise. The zoo reports simulator figures (DRAM traffic, utilisation) per profile."""
-    import simulator
-
-    from s3nas.latency.simulated import SimulatorBackend
-
     names = [str(n) for n in names] or list(simulator.list_profiles())
     profiles = []
     for name in names:
@@ -108,8 +111,6 @@ def load_profiles(names: Iterable[str], key: str = "profiles") -> list[Any]:
 
 def build_graph(entry: ZooEntry, input_size: Optional[int] = None, use_cache: bool = True) -> Any:
     """The simulator graph of a zoo network at its official resolution (or ``input_size``), 1000 classes."""
-    from simulator.loaders import load_model_graph
-
     return load_model_graph(f"timm:{entry.timm_name}", int(input_size or entry.input_size), use_cache=use_cache)
 
 
@@ -195,8 +196,6 @@ def csv_text(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------------------- entry point
 def check(cfg: Any) -> dict:
     """Every user error before anything is written."""
-    from s3nas.baselines.pareto import load_overlays
-
     entries = select_entries(cfg.models)
     profiles = load_profiles(cfg.profiles)
     overlays = load_overlays(cfg.overlay)
@@ -205,10 +204,6 @@ def check(cfg: Any) -> dict:
 
 def main(cfg: Any, checked: Optional[dict] = None) -> dict:
     """Hydra task: build, simulate, write zoo.csv / zoo.md / summary.json / Pareto PNGs, log to W&B."""
-    from s3nas.baselines.pareto import log_wandb_plots, overlay_points, plot_pareto
-    from s3nas.utils.io import atomic_write_text
-    from s3nas.utils.loggers import build_loggers
-
     started = time.perf_counter()
     checked = checked or check(cfg)
     run_dir = Path(str(cfg.paths.output_dir))
@@ -244,8 +239,6 @@ def main(cfg: Any, checked: Optional[dict] = None) -> dict:
 
 def cli() -> None:
     """Console script ``s3nas-zoo`` (also ``python -m s3nas.baselines.zoo``)."""
-    from s3nas.utils.entry import run
-
     run(main, "zoo", check=check)
 
 

@@ -5,7 +5,7 @@ The config tree is the repository's top-level conf/, shipped inside the package 
 install alike; ``S3NAS_CONFIG_DIR`` overrides it.
 
 ``register_configs()`` must run before any composition (entry points do it through
-``s3nas.utils.entry.run``; tests through ``tests/conftest.py``). It stores BASE's schemas and those of
+``s3nas.runtime.entry.run``; tests through ``tests/conftest.py``). It stores BASE's schemas and those of
 every ``s3nas/config/*_schema.py`` module that defines ``register(cs)``, and registers the ``s3nas.*``
 OmegaConf resolvers. ``compose_config`` composes a config outside a Hydra run (tests, notebooks).
 """
@@ -15,9 +15,16 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+import simulator
+from s3nas.config import schema
 from s3nas.config.units import format_ms, is_cycles, parse_latency_ms, split_latency
 from s3nas.errors import ConfigError
 
@@ -40,7 +47,6 @@ def _find_conf_dir() -> Path:
     override = os.environ.get("S3NAS_CONFIG_DIR")
     if override:
         return Path(override).resolve()
-    from importlib.resources import files
 
     try:
         return Path(str(files("s3nas.conf"))).resolve()
@@ -68,10 +74,6 @@ def register_configs() -> None:
     global _registered
     if _registered:
         return
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
-    from s3nas.config import schema
 
     cs = ConfigStore.instance()
     schema.register(cs)
@@ -91,8 +93,6 @@ def register_configs() -> None:
 
 def load_hardware(hardware_cfg: Any) -> Any:
     """Simulator profile from ``hardware.name`` / ``hardware.profile`` (ConfigError naming the problem)."""
-    import simulator
-
     profile = hardware_cfg.profile
     name_or_path = profile or hardware_cfg.name
     key = "hardware.profile" if profile else "hardware.name"
@@ -112,8 +112,6 @@ def load_hardware(hardware_cfg: Any) -> Any:
 
 def hardware_clock_hz(hardware_cfg: Any) -> float:
     """Clock of the configured hardware (``hardware.profile`` path if set, else ``hardware.name``)."""
-    import simulator
-
     if "name" not in hardware_cfg or "profile" not in hardware_cfg:  # a user's backend names no profile
         raise ConfigError("latency: a target in cycles needs the clock of a simulator profile (hardware.name or "
                           "hardware.profile); give this backend's target in ms or us")
@@ -139,8 +137,6 @@ def compose_config(
     output_dir: Optional[str | Path] = None,
 ) -> Any:
     """Compose ``conf/<config_name>.yaml`` outside a Hydra run; ``output_dir`` fills paths.output_dir."""
-    from hydra import compose, initialize_config_dir
-
     register_configs()
     overrides = list(overrides)
     if output_dir is not None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from s3nas.config.ranges import Range, check_ranges
 from s3nas.config.schema import HardwareConfig
 from s3nas.errors import ConfigError
@@ -59,9 +62,6 @@ RANGES = {
 def device_config(hardware_cfg: Any) -> Any:
     """A device's `hardware` node (DictConfig or dict) over this schema, its ranges checked: the schema holds
     every default, so the code reads the values without fallbacks. ConfigError naming the key otherwise."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         merged = OmegaConf.merge(OmegaConf.structured(DeviceHardwareConfig), hardware_cfg)
     except OmegaConfBaseException as error:

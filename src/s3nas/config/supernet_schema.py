@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from s3nas.arch.spec import ACTIVATIONS, BLOCK_TYPES
 from s3nas.config.ranges import Range, check_choice, check_ranges, check_value
+from s3nas.config.vocabulary import ACTIVATIONS, BLOCK_TYPES
 from s3nas.errors import ConfigError
 
 #: Largest kernel size accepted anywhere (a 9x9 depthwise ring already exceeds every paper setting).

@@ -9,6 +9,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
 from s3nas.errors import ConfigError, DataError, UserError
@@ -33,9 +35,6 @@ def config_dict(cfg: Any) -> dict:
 def instantiate_config(node: dict, key: str) -> Any:
     """``hydra.utils.instantiate(node)`` (plain containers); a ``_target_`` that cannot be used is a one-line
     ConfigError naming ``<key>._target_``; the target's own errors come out unwrapped (a DataError stays one)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
     try:
         return instantiate(node, _convert_="all")
     except InstantiationException as err:

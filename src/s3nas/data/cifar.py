@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torchvision
+from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from s3nas.data.base import ArrayImageDataset, ImageDataModule, stratified_split
@@ -162,7 +164,6 @@ class CifarDataModule(ImageDataModule):
             return
         except DataError:
             pass
-        import torchvision
 
         dataset_cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}[self.name]
         if self.root in (None, "", "???"):
@@ -177,8 +178,6 @@ class CifarDataModule(ImageDataModule):
 
     # -- datasets ------------------------------------------------------------------------------
     def _transforms(self, train: bool):
-        from torchvision import transforms as T
-
         steps = []
         if self.image_size != 32:
             steps.append(T.Resize(self.image_size))

@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from torchvision.datasets import ImageFolder
+
 from s3nas.data.base import ImageDataModule, require_root
 from s3nas.errors import DataError
 
@@ -48,8 +51,6 @@ class ImageNetDataModule(ImageDataModule):
 
     def transform(self, train: bool):
         """timm's transform for training (Inception-style augmentation) or evaluation (resize + center crop)."""
-        from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
-
         common = dict(input_size=self.image_size, interpolation=str(self.cfg.get("interpolation", "bicubic")),
                       mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
         if train:
@@ -61,7 +62,6 @@ class ImageNetDataModule(ImageDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
-        from torchvision.datasets import ImageFolder
 
         class_to_idx = {name: i for i, name in enumerate(self.classes)}
 

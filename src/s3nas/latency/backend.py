@@ -23,8 +23,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from hydra.utils import get_class
+
 from s3nas.arch.spec import ArchSpec
 from s3nas.errors import ConfigError, InfeasibleTargetError
+from s3nas.latency.lut import difference_table
 
 __all__ = ["LatencyBackend", "LatencyResult", "Feasibility", "NetworkLatency", "LatencyTargetWarning",
            "make_backend"]
@@ -124,8 +127,6 @@ class LatencyBackend(abc.ABC):
     # ------------------------------------------------------------------------------ spaces
     def table(self, space: Any, *, cache_dir: Any = None, workers: int = 1, progress: bool = True) -> Any:
         """The per-option latency table of ``space`` (default: differences of whole-network latencies)."""
-        from s3nas.latency.lut import difference_table
-
         return difference_table(space, self.latency_ms, key=f"{type(self).__name__}:{self.name}",
                                 meta={"method": "differences", "hardware": self.name})
 
@@ -182,7 +183,6 @@ def make_backend(hardware_cfg: Any) -> LatencyBackend:
     if not target:
         raise ConfigError("hardware._target_: not set; name a LatencyBackend class, e.g. "
                           "s3nas.latency.simulated.SimulatorBackend")
-    from hydra.utils import get_class
 
     try:
         cls = get_class(str(target))

@@ -26,8 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from s3nas.latency.lut import LatencyTable
+from s3nas.arch.params import block_params
 from s3nas.arch.space import Option
+from s3nas.latency.lut import LatencyTable
 
 METHODS = ("stage_affine_weights", "stage_affine", "position_affine", "ratio", "none")
 WEIGHT_THRESHOLDS = (32_000, 64_000, 128_000, 256_000, 512_000)  # parameters (x4 bytes): 128 KB .. 2 MB
@@ -89,8 +90,6 @@ class Correction:
 
 def block_weight_params(space: Any, i: int, option: Option) -> int:
     """Weight parameters of position ``i`` with ``option`` (0 for a skip)."""
-    from s3nas.arch.params import block_params
-
     return block_params(space.block_spec(i, option), space.positions[i].in_channels) if option else 0
 
 

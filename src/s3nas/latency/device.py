@@ -31,9 +31,11 @@ measured latency table (``s3nas.latency.measured``) is built from pieces, never 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
+import platform
 import random
 import shlex
 import statistics
@@ -45,8 +47,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
 
+import numpy as np
+import torch
+from torch import nn
+
+import simulator
+from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
+from s3nas.config.device_schema import device_config
 from s3nas.errors import ConfigError, UserError
+from s3nas.nn.builder import Block, build_model
+from s3nas.nn.layers import ConvBnAct
+from simulator.graph import GraphBuilder
 
 __all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "Measurement", "NoiseEstimate",
            "OnnxRuntimeDevice", "Piece", "SimulatedDevice", "TorchCpuDevice", "make_device", "summarize"]
@@ -152,11 +164,6 @@ class Piece:
 
     def module(self):
         """The torch module of this piece (eval mode)."""
-        from torch import nn
-
-        from s3nas.nn.builder import Block
-        from s3nas.nn.layers import ConvBnAct
-
         if self.kind == "block":
             return Block(self.block, self.in_channels).eval()
         spec = self.arch
@@ -171,10 +178,6 @@ class Piece:
 
     def graph(self):
         """The simulator graph of this piece."""
-        from simulator.graph import GraphBuilder
-
-        from s3nas.arch.graph import block_to_graph, emit_head, emit_stem
-
         if self.kind == "block":
             return block_to_graph(self.block, self.in_channels, self.in_hw, prefix="blocks.0")
         b = GraphBuilder((self.in_channels, self.in_hw, self.in_hw), name=self.kind)
@@ -193,14 +196,10 @@ class _torch_threads:
         self.n, self.previous = int(n), None
 
     def __enter__(self):
-        import torch
-
         self.previous = torch.get_num_threads()
         torch.set_num_threads(self.n)
 
     def __exit__(self, *exc) -> None:
-        import torch
-
         torch.set_num_threads(self.previous)
 
 
@@ -210,8 +209,6 @@ def _module_and_shape(network: Network):
         if isinstance(network, Piece):
             return network.module(), network.input_shape
         if isinstance(network, ArchSpec):
-            from s3nas.nn.builder import build_model
-
             return build_model(network).eval(), (1, network.in_channels, network.input_size, network.input_size)
     raise TypeError(f"cannot build a torch module from {type(network).__name__}")
 
@@ -220,7 +217,6 @@ def onnx_bytes(network: Network, opset: int = 18) -> bytes:
     """The ONNX model of ``network`` (batch 1, BatchNorm folded by the exporter); an .onnx path is read."""
     if isinstance(network, (str, os.PathLike)):
         return Path(network).read_bytes()
-    import torch
 
     module, shape = _module_and_shape(network)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
@@ -328,8 +324,6 @@ def _check_threads(threads: int, clock: str) -> None:
 
 def _host() -> str:
     """This machine (a table measured on one machine is not valid on another)."""
-    import platform
-
     return f"{platform.node()}/{platform.machine()}/{os.cpu_count()}"
 
 
@@ -373,8 +367,6 @@ class OnnxRuntimeDevice(Device):
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
     def _runner(self, network: Network):
-        import numpy as np
-
         try:
             session = self.session(onnx_bytes(network, self.opset))
         except (OSError, ValueError) as error:
@@ -402,14 +394,10 @@ class TorchCpuDevice(Device):
         self.keep_heap = bool(keep_heap) and keep_freed_memory()
 
     def identity(self) -> dict:
-        import torch
-
         return {**super().identity(), "threads": self.threads, "torch": torch.__version__, "host": _host(),
                 **({"keep_heap": True} if self.keep_heap else {})}
 
     def _runner(self, network: Network):
-        import torch
-
         if isinstance(network, (str, os.PathLike)):
             raise DeviceError(f"device {self.name}: times ArchSpecs and pieces, not ONNX files ({network})")
         module, shape = _module_and_shape(network)
@@ -436,8 +424,6 @@ class SimulatedDevice(Device):
 
     def __init__(self, profile: Any, name: str | None = None, *, noise_pct: float = 0.0, seed: int = 0,
                  repeats: int = 5) -> None:
-        import simulator
-
         self.profile = simulator.load_profile(str(profile)) if isinstance(profile, (str, os.PathLike)) else profile
         super().__init__(name or f"simulated_{self.profile.name}", warmup=0, repeats=repeats)
         if not (float(noise_pct) >= 0):
@@ -446,20 +432,12 @@ class SimulatedDevice(Device):
         self.source = "simulation" if self.noise_pct == 0 else "simulation with noise"
 
     def identity(self) -> dict:
-        import dataclasses
-
-        import simulator
-
         prof = dataclasses.asdict(self.profile) if dataclasses.is_dataclass(self.profile) else vars(self.profile)
         return {**super().identity(), "profile": prof, "noise_pct": self.noise_pct,
                 "simulator_version": simulator.SIMULATOR_VERSION}
 
     def simulate_ms(self, network: Network) -> float:
         """The noiseless simulated latency (the known truth)."""
-        import simulator
-
-        from s3nas.arch.graph import archspec_to_graph
-
         if isinstance(network, Piece):
             return float(simulator.simulate(network.graph(), self.profile, input_in_dram=True).latency_ms)
         if isinstance(network, ArchSpec):
@@ -560,8 +538,6 @@ def parse_ms(line: str) -> list[float] | None:
 # ----------------------------------------------------------------------------------------- factory
 def make_device(hardware_cfg: Any) -> Device | None:
     """The device of a `hardware` config node (dict/DictConfig); None for a plain simulator profile."""
-    from s3nas.config.device_schema import device_config
-
     if "device" not in hardware_cfg or hardware_cfg["device"] in (None, "simulator"):
         return None
     hw = device_config(hardware_cfg)  # the schema's defaults, ranges checked (repeats >= 1, ...)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec
 from s3nas.latency.backend import LatencyBackend, LatencyResult
 from s3nas.latency.device import Device, Measurement, make_device
+from s3nas.latency.measured import build_measured_table, reference_networks
 
 __all__ = ["DeviceBackend"]
 
@@ -42,8 +44,6 @@ class DeviceBackend(LatencyBackend):
     # ------------------------------------------------------------------------------ networks
     def measurement(self, spec: ArchSpec) -> Measurement:
         """One measurement (median of the device's timed runs) of ``spec``, cached per network."""
-        from s3nas.arch import codec
-
         key = (codec.encode(spec), spec.input_size, spec.num_classes, spec.in_channels)
         if key not in self._measurements:
             self._measurements[key] = self.device.measure(spec)
@@ -80,8 +80,6 @@ class DeviceBackend(LatencyBackend):
     # ------------------------------------------------------------------------------ spaces
     def table(self, space: Any, *, cache_dir: Any = None, workers: int = 1, progress: bool = True) -> Any:
         """The corrected measured table (block by block, corrected with end-to-end samples; cached)."""
-        from s3nas.latency.measured import build_measured_table, reference_networks
-
         measured = build_measured_table(space, self.device, cache_dir=cache_dir, samples=self.correction_samples,
                                         correction=self.correction, ridge=self.correction_ridge, seed=self.seed,
                                         progress=progress)

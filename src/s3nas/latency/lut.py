@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import simulator
-from simulator.graph import GraphBuilder
-
 from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
-from s3nas.arch.spec import ArchSpec, Branch
 from s3nas.arch.space import Option, SearchSpace, canonical
+from s3nas.arch.spec import ArchSpec, Branch
 from s3nas.utils.io import atomic_write_text
+from simulator.graph import GraphBuilder
 
 __all__ = ["LatencyTable", "build_latency_table", "table_key", "LUT_FORMAT"]
 

@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from s3nas.arch.space import Option, SearchSpace
 from s3nas.latency.correction import Correction, fit_correction
 from s3nas.latency.device import Device, DeviceError, Measurement, Piece
 from s3nas.latency.lut import LatencyTable, _option_from_json, _option_to_json
-from s3nas.arch.space import Option, SearchSpace
 
 LOG_FORMAT_VERSION = 1
 NS_CLOCK_HZ = 1e9  # table "cycles" are nanoseconds
@@ -201,8 +203,6 @@ def sample_architectures(space: SearchSpace, count: int, seed: int, *, include_m
 def _progress(description: str, total: int, enabled: bool):
     if not enabled:
         return None, None
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn(), transient=False)

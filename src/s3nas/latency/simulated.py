@@ -7,14 +7,19 @@ simulated end to end at their deployment shape; the search's table is built by s
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional, Sequence
 
-import simulator
+from omegaconf import OmegaConf
 
+import simulator
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.spec import ArchSpec
+from s3nas.config import load_hardware
 from s3nas.errors import ConfigError
 from s3nas.latency.backend import Feasibility, LatencyBackend, LatencyResult
+from s3nas.latency.lut import build_latency_table
+from simulator.frontends.torch import graph_from_module
 
 __all__ = ["SimulatorBackend"]
 
@@ -30,10 +35,6 @@ class SimulatorBackend(LatencyBackend):
         """``name``: a built-in profile; ``profile``: a profile YAML path (overrides ``name``);
         ``hardware_profile``: an already loaded profile object."""
         if hardware_profile is None:
-            from omegaconf import OmegaConf
-
-            from s3nas.config import load_hardware
-
             hardware_profile = load_hardware(OmegaConf.create({"name": name, "profile": profile}))
         self.profile = hardware_profile
         self.name = str(getattr(hardware_profile, "name", name))
@@ -57,8 +58,6 @@ class SimulatorBackend(LatencyBackend):
                              details={"cycles": int(report.total_cycles), "macs": int(report.macs)})
 
     def evaluate_model(self, model: Any, input_shape: tuple[int, int, int], name: str) -> LatencyResult:
-        from simulator.frontends.torch import graph_from_module
-
         in_channels, size, _ = input_shape
         graph = graph_from_module(model, tuple(input_shape), name=name)
         num_classes = int(getattr(model, "num_classes", 0) or 0)
@@ -73,8 +72,6 @@ class SimulatorBackend(LatencyBackend):
 
     # ------------------------------------------------------------------------------ spaces
     def table(self, space: Any, *, cache_dir: Any = None, workers: int = 1, progress: bool = True) -> Any:
-        from s3nas.latency.lut import build_latency_table
-
         return build_latency_table(space, self.profile, cache_dir=cache_dir, workers=workers, progress=progress)
 
     def feasibility(self, space: Any) -> Feasibility:
@@ -89,7 +86,5 @@ class SimulatorBackend(LatencyBackend):
         return [float(self.report(s).latency_ms) for s in specs]
 
     def identity(self) -> dict:
-        import dataclasses
-
         fields = dataclasses.asdict(self.profile) if dataclasses.is_dataclass(self.profile) else vars(self.profile)
         return {"backend": "simulator", "profile": fields, "simulator_version": simulator.SIMULATOR_VERSION}

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s3nas.arch.spec import Branch
 from s3nas.arch.shapes import branch_channels, se_channels
+from s3nas.arch.spec import Branch
 from s3nas.nn.layers import make_act
 from s3nas.nn.superkernel import SuperKernel
 

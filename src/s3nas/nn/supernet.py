@@ -10,13 +10,16 @@ architecture into a plain network from ``s3nas.nn.builder.build_model`` (same ou
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from s3nas.arch.spec import ArchSpec, Branch
-from s3nas.nn.blocks import SearchableBlock, build_searchable_block, canonical_option as _canonical
+from s3nas.nn.blocks import SearchableBlock, build_searchable_block
+from s3nas.nn.blocks import canonical_option as _canonical
+from s3nas.nn.builder import build_model
 from s3nas.nn.layers import init_weights_goog, make_act
 from s3nas.nn.superkernel import SuperKernel
 
@@ -170,7 +173,6 @@ class Supernet(nn.Module):
         cached = getattr(self, "_combo_cache", None)
         if cached is not None:
             return cached
-        import itertools
 
         per_block = [block.superkernels() for block in self.blocks]
         sks = [sk for group in per_block for sk in group]
@@ -321,8 +323,6 @@ def _copy_block(dst: nn.Module, src: SearchableBlock) -> None:
 
 def extract_child(supernet: Supernet, name: str | None = None) -> tuple[ArchSpec, nn.Module]:
     """Decode the supernet and build the plain child network carrying the supernet's weights."""
-    from s3nas.nn.builder import build_model
-
     spec = supernet.decode(name=name)
     child = build_model(spec, num_classes=supernet.num_classes, dropout=supernet.dropout_rate)
     child.to(next(supernet.parameters()).device)

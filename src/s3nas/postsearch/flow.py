@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from s3nas.errors import ConfigError
+from s3nas.latency.backend import make_backend
 from s3nas.outputs import FlowStage, FlowSummary, SearchSummary, TrainSummary, load_summary, write_summary
+from s3nas.postsearch.stepio import load_arch, measure
+from s3nas.runtime.entry import run
 from s3nas.utils import tables
+from s3nas.utils.io import atomic_write_text
 
 
 def _task_of(run_dir: Path, summary: Any) -> str:
@@ -33,8 +37,6 @@ def _task_of(run_dir: Path, summary: Any) -> str:
 
 def stage_row(run_dir: Path, backend: Any) -> dict:
     """One table row for a run dir (ConfigError when it holds no arch.json or an unreadable summary.json)."""
-    from s3nas.postsearch.stepio import load_arch, measure
-
     spec, _ = load_arch(run_dir, key=f"runs ({run_dir})")
     summary_path = run_dir / "summary.json"
     summary = load_summary(summary_path) if summary_path.is_file() else None
@@ -76,8 +78,6 @@ def table_markdown(rows: list[dict], hardware: str) -> str:
 
 def check(cfg: Any) -> tuple[list[Path], Any]:
     """Run dirs exist and hold arch.json; the hardware backend loads."""
-    from s3nas.latency.backend import make_backend
-
     runs = cfg.get("runs")
     if runs is None or isinstance(runs, str) or len(runs) == 0:
         raise ConfigError("runs: pass the run dirs of the flow in order, e.g. 'runs=[outputs/search/..., "
@@ -95,8 +95,6 @@ def check(cfg: Any) -> tuple[list[Path], Any]:
 
 def main(cfg: Any, checked: Optional[tuple] = None) -> float:
     """Hydra task: write flow.md and summary.json; returns the last stage's simulated latency."""
-    from s3nas.utils.io import atomic_write_text
-
     dirs, backend = checked or check(cfg)
     rows = [stage_row(d, backend) for d in dirs]
     text = table_markdown(rows, backend.name)
@@ -110,8 +108,6 @@ def main(cfg: Any, checked: Optional[tuple] = None) -> float:
 
 def cli() -> None:
     """Console script ``s3nas-flow`` (also ``python -m s3nas.postsearch.flow``)."""
-    from s3nas.utils.entry import run
-
     run(main, "flow", check=check)
 
 

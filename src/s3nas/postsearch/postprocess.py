@@ -17,9 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from s3nas.arch import codec
 from s3nas.arch.spec import ACTIVATIONS, ArchSpec
 from s3nas.errors import ConfigError
+from s3nas.latency.backend import make_backend
 from s3nas.outputs import PostprocessSummary, write_summary
+from s3nas.postsearch.stepio import load_arch, measure, parse_block_list
+from s3nas.runtime.entry import run
 
 SE_CHOICES = ("all", "none", "keep")
 ACT_CHOICES = ("keep",) + ACTIVATIONS
@@ -53,8 +57,6 @@ def se_blocks(spec: ArchSpec) -> list[int]:
 
 def select_blocks(value: Any, spec: ArchSpec, key: str) -> Optional[list[int]]:
     """'all' -> None (every block), a list/'0,3'/'2-6' -> the indices; ConfigError naming ``key``."""
-    from s3nas.postsearch.stepio import parse_block_list
-
     if isinstance(value, str) and value.strip().lower() == "all":
         return None
     return parse_block_list(value, len(spec.blocks), key)
@@ -73,8 +75,6 @@ def apply(spec: ArchSpec, se: Any = "keep", act: str = "keep", *, se_ratio: floa
         if se_text is not None and not any(ch.isdigit() for ch in se_text):
             raise ConfigError(f"se: {se!r} is not a choice; use {', '.join(SE_CHOICES)} or a list of block indices "
                               f"like [0,3,5] (0..{n - 1})")
-        from s3nas.postsearch.stepio import parse_block_list
-
         spec = with_se(spec, parse_block_list(se, n, "se"), se_ratio)
     act_text = str(act).strip().lower()
     if act_text not in ACT_CHOICES:
@@ -98,9 +98,6 @@ class PostprocessInputs:
 
 def check(cfg: Any) -> PostprocessInputs:
     """Every user-caused error before anything is written (``python -m s3nas.postsearch.postprocess``'s ``check=``)."""
-    from s3nas.latency.backend import make_backend
-    from s3nas.postsearch.stepio import load_arch
-
     ratio = cfg.get("se_ratio")
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
         raise ConfigError(f"se_ratio: must be a number in (0, 1] (the paper's 0.25), got {ratio!r}")
@@ -113,9 +110,6 @@ def check(cfg: Any) -> PostprocessInputs:
 
 def run_postprocess(cfg: Any, checked: Optional[PostprocessInputs] = None) -> dict:
     """Apply the transform, write arch.json and summary.json; returns the summary."""
-    from s3nas.arch import codec
-    from s3nas.postsearch.stepio import measure
-
     checked = checked or check(cfg)
     before = measure(checked.spec, checked.backend)
     meta = dict(checked.new_spec.meta)
@@ -165,8 +159,6 @@ def main(cfg: Any, checked: Optional[PostprocessInputs] = None) -> float:
 
 def cli() -> None:
     """Console script ``s3nas-postprocess`` (also ``python -m s3nas.postsearch.postprocess``)."""
-    from s3nas.utils.entry import run
-
     run(main, "postprocess", check=check)
 
 

@@ -23,11 +23,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from s3nas.arch import codec
+from s3nas.arch.codec import encode
+from s3nas.arch.params import block_input_channels, block_params
 from s3nas.arch.spec import ArchSpec, BlockSpec
 from s3nas.errors import ConfigError, InfeasibleTargetError
+from s3nas.latency.backend import make_backend
 from s3nas.outputs import ScalingSummary, write_summary
-from s3nas.arch.params import block_input_channels, block_params
-
+from s3nas.postsearch.stepio import load_arch, measure
+from s3nas.runtime.entry import run
 
 
 # --------------------------------------------------------------------------------------------- transform
@@ -153,8 +157,6 @@ def find_coefficient(spec: ArchSpec, target_ms: float, latency_of: Callable[[Arc
     feasible network with the highest latency is taken when it beats the tied one. InfeasibleTargetError
     when even c = 1 (widths rounded to the multiple) misses the target.
     """
-    from s3nas.arch.codec import encode
-
     cache: dict[str, float] = {}
     evaluations: list[Evaluation] = []
     specs: dict[tuple[float, int], ArchSpec] = {}
@@ -259,9 +261,6 @@ def _positive(cfg: Any, key: str, *, at_least: float = 0.0, integer: bool = Fals
 
 def check(cfg: Any) -> ScalingInputs:
     """Every user-caused error before anything is written (``python -m s3nas.postsearch.scaling``'s ``check=``)."""
-    from s3nas.latency.backend import make_backend
-    from s3nas.postsearch.stepio import load_arch, measure
-
     for key, at_least, integer in (("width_multiple", 0, True), ("resolution_multiple", 0, True),
                                    ("max_coefficient", 1.0, False), ("tolerance", 0.0, False),
                                    ("scan_window", 0.0, False)):
@@ -295,9 +294,6 @@ def check(cfg: Any) -> ScalingInputs:
 
 def run_scaling(cfg: Any, checked: Optional[ScalingInputs] = None) -> dict:
     """Search the coefficient, write arch.json and summary.json; returns the summary."""
-    from s3nas.arch import codec
-    from s3nas.postsearch.stepio import measure
-
     checked = checked or check(cfg)
     backend, before, result = checked.backend, checked.before, checked.result
     target_ms = float(cfg.latency_ms)
@@ -384,8 +380,6 @@ def main(cfg: Any, checked: Optional[ScalingInputs] = None) -> float:
 
 def cli() -> None:
     """Console script ``s3nas-scale`` (also ``python -m s3nas.postsearch.scaling``)."""
-    from s3nas.utils.entry import run
-
     run(main, "scaling", check=check)
 
 

@@ -19,10 +19,23 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
 
+from s3nas.arch import codec
+from s3nas.arch.params import block_input_channels
+from s3nas.arch.shapes import block_mid_channels
 from s3nas.arch.spec import ArchSpec
+from s3nas.data import build_datamodule
 from s3nas.errors import ConfigError
+from s3nas.latency.backend import make_backend
 from s3nas.outputs import SeRemovalSummary, write_summary
+from s3nas.postsearch.postprocess import se_blocks, without_se
+from s3nas.postsearch.stepio import measure
+from s3nas.runtime.entry import run
+from s3nas.train.export import load_trained
+from s3nas.train.network import NetworkSource
+from s3nas.utils.io import atomic_write_text
 
 SE_MODULE_SUFFIX = ".se"
 
@@ -40,8 +53,6 @@ def se_gates(model: Any) -> dict[int, Any]:
 
 def record_excitations(model: Any, batches: Iterable[Any], max_images: int) -> dict[int, np.ndarray]:
     """Block index -> (images, channels) excitation values of every SE block over up to ``max_images`` images."""
-    import torch
-
     gates = se_gates(model)
     recorded: dict[int, list[np.ndarray]] = {i: [] for i in gates}
     handles = [gate.register_forward_hook(lambda _m, _inp, out, i=i: recorded[i].append(
@@ -123,12 +134,6 @@ def _selection(cfg: Any) -> dict:
 
 def check(cfg: Any) -> RemovalInputs:
     """Every user-caused error before anything is written (``python -m s3nas.postsearch.se_removal``'s ``check=``)."""
-    from s3nas.data import build_datamodule
-    from s3nas.postsearch.postprocess import se_blocks
-    from s3nas.latency.backend import make_backend
-    from s3nas.train.export import load_trained
-    from s3nas.train.network import NetworkSource
-
     selection = _selection(cfg)
     images = cfg.get("images")
     if isinstance(images, bool) or not isinstance(images, int) or images < 2:
@@ -168,9 +173,6 @@ def check(cfg: Any) -> RemovalInputs:
 
 def _loader(datamodule: Any, split: str, max_images: int, seed: int, batch_size: int) -> tuple[Any, int]:
     """Non-shuffled loader over up to ``max_images`` images of ``split`` (a seeded random subset when larger)."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
-
     dataset = {"train": datamodule.train_dataset, "val": datamodule.val_dataset,
                "test": datamodule.test_dataset}[split]
     if len(dataset) > max_images:
@@ -181,15 +183,6 @@ def _loader(datamodule: Any, split: str, max_images: int, seed: int, batch_size:
 
 def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
     """Record, score, remove; write arch.json, scores.csv and summary.json; returns the summary."""
-    import torch
-
-    from s3nas.arch import codec
-    from s3nas.arch.shapes import block_mid_channels
-    from s3nas.postsearch.postprocess import se_blocks, without_se
-    from s3nas.arch.params import block_input_channels
-    from s3nas.postsearch.stepio import measure
-    from s3nas.utils.io import atomic_write_text
-
     checked = checked or check(cfg)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -260,8 +253,6 @@ def main(cfg: Any, checked: Optional[RemovalInputs] = None) -> float:
 
 def cli() -> None:
     """Console script ``s3nas-se-removal`` (also ``python -m s3nas.postsearch.se_removal``)."""
-    from s3nas.utils.entry import run
-
     run(main, "se_removal", check=check)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from s3nas.arch import codec
+from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.params import count_params
 from s3nas.arch.spec import ArchSpec
 from s3nas.errors import ConfigError
@@ -23,8 +25,6 @@ SUMMARY_FILE = "summary.json"
 
 def load_arch(text: Any, key: str = "arch") -> tuple[ArchSpec, Path]:
     """(ArchSpec, the file it came from) for ``arch=<arch.json | run dir>``; ConfigError naming ``key``."""
-    from s3nas.arch import codec
-
     if text is None or str(text).strip() == "":
         raise ConfigError(f"{key}: not set; pass {key}=<arch.json> or {key}=<run dir holding arch.json> "
                           f"(search, train, scaling or post-processing run)")
@@ -56,8 +56,6 @@ class Figures:
 
 def measure(spec: ArchSpec, backend: Any) -> Figures:
     """Latency on ``backend`` (a LatencyBackend), MACs (deployment input size) and parameter count of ``spec``."""
-    from s3nas.arch.graph import archspec_to_graph
-
     result = backend.evaluate(spec)
     return Figures(latency_ms=float(result.latency_ms), macs=int(archspec_to_graph(spec).macs),
                    params=count_params(spec), input_size=int(spec.input_size), latency_source=result.source,

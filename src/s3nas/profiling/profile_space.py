@@ -26,23 +26,45 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import yaml
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
 from s3nas.arch import codec
+from s3nas.arch.space import SearchSpace
 from s3nas.arch.spec import BLOCK_TYPES, ArchSpec
-from s3nas.profiling.ssbn import (Candidate, candidates_from_entry, candidates_from_grid, collect_candidates,
-                                 load_candidates_entry, space_entry, ssbn_spec)
+from s3nas.config import CONF_DIR
+from s3nas.config.supernet_schema import check_supernet
+from s3nas.data import build_datamodule
 from s3nas.errors import ConfigError
-from s3nas.outputs import ProfileSpaceSummary, write_summary
 from s3nas.latency.backend import LatencyBackend, make_backend
+from s3nas.outputs import ProfileSpaceSummary, write_summary
+from s3nas.profiling.ssbn import (
+    Candidate,
+    candidates_from_entry,
+    candidates_from_grid,
+    collect_candidates,
+    load_candidates_entry,
+    space_entry,
+    ssbn_spec,
+)
+from s3nas.runtime.entry import run
+from s3nas.runtime.loggers import build_loggers
+from s3nas.train import check_train, run_train
 from s3nas.utils import tables
-from s3nas.utils.io import atomic_write_json, atomic_write_text
+from s3nas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 #: Second line (after the package header) of every written candidates entry (only such files may be overwritten).
 MARKER = "# Written by `python -m s3nas.profiling.profile_space` (BBSSP)."
@@ -64,8 +86,6 @@ class Checked:
 
 def config_dirs(cfg: Any) -> list[Path]:
     """Where candidates entries are looked up: output.config_dir (if set), then the project's conf/."""
-    from s3nas.config import CONF_DIR
-
     dirs = [Path(str(cfg.output.config_dir)).expanduser()] if cfg.output.get("config_dir") else []
     return dirs + [CONF_DIR]
 
@@ -103,7 +123,6 @@ def check(cfg: Any) -> Checked:
             raise ConfigError(f"profile.block_types: {t!r} is not a block type; use {', '.join(BLOCK_TYPES)}")
     if not block_types:
         raise ConfigError(f"profile.block_types: empty; use some of {', '.join(BLOCK_TYPES)}")
-    from s3nas.config.supernet_schema import check_supernet
 
     check_supernet(cfg.supernet)
     dirs = config_dirs(cfg)
@@ -120,7 +139,6 @@ def check(cfg: Any) -> Checked:
     if out_path.exists() and not is_written_entry(out_path):
         raise ConfigError(f"output.name: {out_path} exists and was not written by profile_space; "
                           f"choose another output.name")
-    from s3nas.data import build_datamodule
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing data: DataError before anything is written
@@ -143,8 +161,6 @@ def _digest(payload: Any) -> str:
 
 
 def _plain(node: Any) -> Any:
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else copy.deepcopy(node)
 
 
@@ -189,9 +205,6 @@ def training_key(spec: ArchSpec, cfg: Any, seed: int) -> dict:
 
 def train_cfg_for(cfg: Any, arch_path: Path, run_dir: Path, seed: int) -> Any:
     """A train.py config (for ``s3nas.train.run_train``) that trains ``arch_path`` briefly in ``run_dir``."""
-    from hydra.utils import get_class
-    from omegaconf import OmegaConf
-
     recipe = _plain(cfg.recipe)
     recipe["epochs"] = int(cfg.profile.accuracy.epochs)
     trainer = _plain(cfg.trainer)
@@ -223,8 +236,6 @@ def train_accuracy(spec: ArchSpec, cfg: Any, seed: int, cache_dir: Path,
     codec.save_json(spec, arch_path)
     train_cfg = train_cfg_for(cfg, arch_path, run_dir, seed)
     if trainer_fn is None:
-        from s3nas.train import check_train, run_train
-
         summary = run_train(train_cfg, check_train(train_cfg))
     else:
         summary = trainer_fn(train_cfg)
@@ -276,9 +287,6 @@ def rank_and_select(rows: list[dict], latency_weight: float, top_k: int) -> list
 def space_range(supernet_cfg: Any, block_type: Any, candidates_cfg: dict, deploy: Any,
                 backend: LatencyBackend, cache_dir: Path) -> dict:
     """Size and latency of the smallest and largest networks of a space (supernet + candidates)."""
-    from s3nas.config.supernet_schema import check_supernet
-    from s3nas.arch.space import SearchSpace
-
     sup = check_supernet(supernet_cfg)
     if block_type is not None:
         sup["block_type"] = block_type
@@ -295,8 +303,6 @@ def space_range(supernet_cfg: Any, block_type: Any, candidates_cfg: dict, deploy
 # ------------------------------------------------------------------------------------------------ outputs
 def entry_text(block_type: str, entry: dict, *, selected: Sequence[dict], cfg: Any, backend: LatencyBackend) -> str:
     """The written candidates entry (YAML, `_global_` package so it can set supernet.block_type)."""
-    import yaml
-
     lines = ["# @package _global_", MARKER,
              f"# hardware {backend.name} ({backend.method}, deploy {cfg.deploy.input_size}px), data "
              f"{cfg.data.name}, cost.latency_weight={float(cfg.cost.latency_weight):g}, "
@@ -338,12 +344,10 @@ def plot_profile(rows: Sequence[dict], path: Path, title: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    import io
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    from s3nas.utils.io import atomic_write_bytes
 
     return atomic_write_bytes(path, buffer.getvalue())
 
@@ -359,9 +363,6 @@ def write_csv(rows: Sequence[dict], path: Path) -> Path:
 
 
 def print_table(rows: Sequence[dict], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=title)
     for column in ("rank", "SSBN", "latency ms", "val acc", "test acc", "cost", "selected", "pareto"):
         table.add_column(column, justify="right")
@@ -374,10 +375,6 @@ def print_table(rows: Sequence[dict], title: str) -> None:
 
 def log_results(cfg: Any, rows: Sequence[dict], summary: dict, plot_path: Path) -> None:
     """W&B: the SSBN table, the plot and the summary; CSV logger: the summary's scalars."""
-    import warnings
-
-    from s3nas.utils.loggers import build_loggers
-
     scalars = {f"bbssp/{k}": float(v) for k, v in summary.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for logger in build_loggers(cfg):
@@ -507,8 +504,6 @@ def main(cfg: Any, checked: Optional[Checked] = None) -> dict:
 
 def cli() -> None:
     """Console script ``s3nas-profile-space`` (also ``python -m s3nas.profiling.profile_space``)."""
-    from s3nas.utils.entry import run
-
     run(main, "profile_space", check=check)
 
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import yaml
+
+from s3nas.arch.space import SearchSpace, canonical
 from s3nas.arch.spec import BLOCK_TYPES, ArchSpec, BlockSpec, Branch
 from s3nas.config.supernet_schema import CandidatesConfig, check_candidates, check_kernel, check_supernet
 from s3nas.errors import ConfigError
-from s3nas.arch.space import SearchSpace, canonical
 
 __all__ = ["Candidate", "candidates_from_entry", "candidates_from_grid", "collect_candidates",
            "load_candidates_entry", "space_entry", "ssbn_spec"]
@@ -120,8 +122,6 @@ def collect_candidates(groups: Iterable[Iterable[Candidate]]) -> list[Candidate]
 
 def load_candidates_entry(name: str, config_dirs: Sequence[Path], key: str = "profile.candidates") -> dict:
     """The `candidates` node of ``<dir>/candidates/<name>.yaml`` (first dir that has it); ConfigError if none."""
-    import yaml
-
     for conf_dir in config_dirs:
         path = Path(conf_dir) / "candidates" / f"{name}.yaml"
         if path.is_file():

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from s3nas.utils.entry import run
+from s3nas.runtime.entry import run
+from s3nas.search import check_search
 
 
 def check(cfg: Any) -> Any:
     """The search's own start-up checks."""
-    from s3nas.search import check_search
-
     return check_search(cfg)
 
 

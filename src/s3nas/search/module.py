@@ -19,6 +19,10 @@ import torch.nn.functional as F
 import torchmetrics
 from timm.optim import RMSpropTF
 
+from s3nas.arch.space import canonical
+from s3nas.arch.spec import Branch
+from s3nas.latency.loss import latency_loss
+
 PHASES = ("warmup", "search")
 
 
@@ -140,8 +144,6 @@ class SearchModule(pl.LightningModule):
         batch_size = images.shape[0]
         out = {"ce": ce.detach()}
         if self.phase == "search":
-            from s3nas.latency.loss import latency_loss
-
             latency_ms = self.estimator(self.supernet)
             if self.state_latency is not None:
                 # scale the table's differentiable sum to the simulated latency of the current hard state
@@ -237,8 +239,6 @@ class SearchModule(pl.LightningModule):
         checkpoint["s3nas"] = meta
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        from s3nas.arch.spec import Branch
-
         meta = checkpoint.get("s3nas") or {}
         self.thresholds_initialised = bool(meta.get("thresholds_initialised", False))
         self.line_searches = list(meta.get("line_searches", []))
@@ -269,9 +269,6 @@ class SearchModule(pl.LightningModule):
 
     def _options_of_scores(self, scores: list) -> list:
         """Canonical option per block of the hard state given by ``scores``."""
-        from s3nas.arch.spec import Branch
-        from s3nas.arch.space import canonical
-
         it = iter(scores)
         options = []
         for block in self.supernet.blocks:

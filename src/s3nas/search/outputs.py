@@ -12,10 +12,14 @@ import json
 import math
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torchmetrics
 from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
 
 from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
@@ -24,6 +28,7 @@ from s3nas.latency.backend import NetworkLatency
 from s3nas.outputs import SearchSummary, write_summary
 from s3nas.search.history import option_expansions, option_kernels
 from s3nas.search.repair import fit_to_target
+from s3nas.utils.io import atomic_write_text
 
 #: figures a measurement adds about the delivered network (None in a simulated search's summary)
 LATENCY_DETAIL_KEYS = ("latency_iqr_ms", "latency_runs", "latency_measurements_ms", "reference_now_ms",
@@ -58,8 +63,6 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader, num_batches: int) -> i
 @torch.no_grad()
 def evaluate_accuracy(model: torch.nn.Module, loader, num_classes: int) -> float:
     """Top-1 accuracy of ``model`` (eval mode) over ``loader`` (torchmetrics)."""
-    import torchmetrics
-
     metric = torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro")
     device = next(model.parameters()).device
     metric = metric.to(device)
@@ -183,8 +186,6 @@ def _rank_threshold_diff(trainer, supernet) -> float:
 
 
 def _with_meta(spec, summary: dict):
-    from dataclasses import replace
-
     keys = ("target_ms", "estimated_ms", "latency_ms", "val_acc", "test_acc", "supernet_val_acc",
             "accuracy_source", "latency_source", "hardware", "lambda1", "lambda2", "repaired", "data")
     return replace(spec, meta={**dict(spec.meta or {}), "search": {k: summary[k] for k in keys}})
@@ -192,8 +193,6 @@ def _with_meta(spec, summary: dict):
 
 def _log_to_wandb(loggers: list, summary: dict, run_dir: Path, table) -> None:
     """Summary metrics + arch.json and the latency table as artifacts (W&B loggers only)."""
-    from s3nas.utils.io import atomic_write_text
-
     for logger in loggers:
         if type(logger).__name__ != "WandbLogger":
             continue
@@ -221,9 +220,6 @@ def _fmt(value, spec: str) -> str:
 
 def print_summary(summary: dict, spec, options, table, space=None) -> None:
     """Rich table block by block, then estimated vs simulated vs target and the run dir."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(width=120)
     blocks = Table(title="Searched architecture (deployment shape)", show_lines=False)
     for column in ("block", "stage", "type", "stride", "out", "kernels", "expansions", "LUT ms"):

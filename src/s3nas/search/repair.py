@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from s3nas.arch.spec import Branch
 from s3nas.arch.space import canonical
+from s3nas.arch.spec import Branch
 
 #: Per block, per superkernel: (kernel sizes ascending, expansion levels ascending; 0.0 = off when allowed).
 Levels = Sequence[Sequence[tuple[Sequence[int], Sequence[float]]]]

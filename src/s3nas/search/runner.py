@@ -17,13 +17,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 
+from s3nas.arch.space import SearchSpace
+from s3nas.config import resolve_target_ms
+from s3nas.config.loss_schema import check_loss
+from s3nas.config.schedule_schema import check_schedule
+from s3nas.data import build_datamodule
+from s3nas.data.resume import resume_safe_loader
 from s3nas.errors import ConfigError
 from s3nas.latency.backend import NetworkLatency, make_backend
-from s3nas.utils.entry import fault_interrupt_after_steps
-from s3nas.utils.trainer import build_trainer as build_lightning_trainer
-from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
+from s3nas.latency.estimator import LatencyEstimator
+from s3nas.nn.supernet import Supernet
+from s3nas.runtime.callbacks import build_callbacks
+from s3nas.runtime.entry import fault_interrupt_after_steps
+from s3nas.runtime.loggers import build_loggers
+from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
+from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
+from s3nas.search.checkpoint_io import AtomicCheckpointIO
+from s3nas.search.history import SearchRecorder
+from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
+from s3nas.search.outputs import finish_search
 
 #: Trainer keys the search sets itself: the message names the schedule key to use instead.
 SEARCH_OWNED_TRAINER_KEYS = {
@@ -62,11 +78,6 @@ class Checked:
 
 def check_search(cfg: DictConfig) -> Checked:
     """Every user error of a search, fast (no latency table, no training): raises one-line UserErrors."""
-    from s3nas.arch.space import SearchSpace
-    from s3nas.config import resolve_target_ms
-    from s3nas.config.loss_schema import check_loss
-    from s3nas.config.schedule_schema import check_schedule
-
     check_loss(cfg.loss)
     check_schedule(cfg.schedule)
     _check_trainer(cfg.trainer)
@@ -85,8 +96,6 @@ def check_search(cfg: DictConfig) -> Checked:
 
 def _check_rest(cfg: DictConfig, checked: Checked) -> Checked:
     """The data and checkpoint checks (after the hardware's)."""
-    from s3nas.data import build_datamodule  # imports torch and Lightning: after the cheap checks
-
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing roots / files: DataError (one line)
     if cfg.get("ckpt_path"):
@@ -98,8 +107,6 @@ def _check_rest(cfg: DictConfig, checked: Checked) -> Checked:
 # ----------------------------------------------------------------------------------- checkpoints
 def readable_checkpoint(path: Path) -> bool:
     """True if ``path`` loads as an s3nas search checkpoint."""
-    import torch
-
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception:  # truncated/corrupt files raise many different errors
@@ -129,14 +136,9 @@ def resume_checkpoint(cfg: DictConfig, ckpt_dir: Path | None) -> Path | None:
 
 # ----------------------------------------------------------------------------------- trainer
 def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers: list):
-    """The search's pl.Trainer (``s3nas.utils.trainer.build_trainer``): its epochs, our callbacks then
+    """The search's pl.Trainer (``s3nas.runtime.trainer.build_trainer``): its epochs, our callbacks then
     cfg.callbacks (checkpointing when those hold a ModelCheckpoint), the schedule's determinism and logging
     interval, atomic checkpoint writes; the trainer keys the schedule owns are dropped."""
-    import pytorch_lightning as pl
-
-    from s3nas.search.checkpoint_io import AtomicCheckpointIO
-    from s3nas.utils.callbacks import build_callbacks
-
     configured = build_callbacks(cfg, loggers)
     checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in configured)
     # switched-off options and (in warm-up) the thresholds get no gradient: DDP must expect unused parameters
@@ -158,17 +160,6 @@ def checkpoint_dir(cfg: DictConfig) -> Path | None:
 # ----------------------------------------------------------------------------------- pipeline
 def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     """Run the whole search; returns the summary dict (also written to summary.json)."""
-    import pytorch_lightning as pl
-    import torch
-
-    from s3nas.latency.estimator import LatencyEstimator
-    from s3nas.nn.supernet import Supernet
-    from s3nas.data.resume import resume_safe_loader
-    from s3nas.search.history import SearchRecorder
-    from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
-    from s3nas.arch.space import SearchSpace
-    from s3nas.utils.loggers import build_loggers
-
     started = time.time()
     checked = checked or check_search(cfg)
     run_dir = run_dir_of(cfg)
@@ -226,16 +217,12 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
         raise KeyboardInterrupt
     supernet_val_acc = _metric(trainer, "val/acc")
 
-    from s3nas.search.outputs import finish_search
-
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
                          table=table, backend=checked.backend, target_ms=checked.target_ms,
                          supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer)
 
 
 def _checkpoint_step(path: Path) -> int:
-    import torch
-
     checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     return int(checkpoint.get("global_step", 0))
 

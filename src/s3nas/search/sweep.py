@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -30,8 +31,6 @@ def collect_sweep(sweep_dir: str | Path) -> list[dict]:
         overrides = ""
         overrides_path = summary_path.parent / ".hydra" / "overrides.yaml"
         if overrides_path.exists():
-            import yaml
-
             overrides = " ".join(yaml.safe_load(overrides_path.read_text()) or [])
         row = {"job": summary_path.parent.name, "overrides": overrides}
         # a search sweep fills every column; other commands' sweeps (train, random baselines) the ones they have

@@ -2,25 +2,24 @@
 
 A Hydra app on conf/train.yaml around ``s3nas.train.run_train``. Inputs (network, hardware, data, resume
 checkpoint) are checked by ``s3nas.train.check_train`` before anything is printed or written;
-``s3nas.utils.entry.run`` prints user errors as one line (exit 2) and finishes W&B.
+``s3nas.runtime.entry.run`` prints user errors as one line (exit 2) and finishes W&B.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from s3nas.runtime.entry import run
+from s3nas.train import check_train, run_train
+
 
 def check(cfg: Any) -> Any:
     """Every user-caused error, before the run dir is written."""
-    from s3nas.train import check_train
-
     return check_train(cfg)
 
 
 def task(cfg: Any, checked: Any = None) -> Any:
     """Hydra task: train, test, write the run dir; return the sweeper objective (test accuracy by default)."""
-    from s3nas.train import run_train
-
     summary = run_train(cfg, checked)
     return _field(summary, cfg.optimized_metric or "test_acc")
 
@@ -34,8 +33,6 @@ def _field(summary: Any, name: str) -> Any:
 
 def main() -> None:
     """Console script ``s3nas-train``: ``s3nas-train arch=<arch.json | search run dir | timm:<name>>``."""
-    from s3nas.utils.entry import run
-
     run(task, "train", check=check)
 
 

@@ -9,16 +9,18 @@ and exports it; ``python -m s3nas.train.export_app run_dir=...`` is its command 
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from s3nas.errors import ConfigError, UserError
+from s3nas.train.network import NetworkSource, build_network
 from s3nas.utils.io import atomic_output_path
 
 
@@ -77,8 +79,6 @@ def compare_with_onnxruntime(model: nn.Module, onnx_path: str | os.PathLike, inp
 
 
 def _export_copy(model: nn.Module) -> nn.Module:
-    import copy
-
     model = copy.deepcopy(model).float().cpu().eval()
     return model.to(memory_format=torch.contiguous_format)
 
@@ -100,8 +100,6 @@ def _torch_export(model: nn.Module, example: torch.Tensor, path: Path, *, opset:
 # ----------------------------------------------------------------------------------------- run dirs
 def load_trained(run_dir: str | os.PathLike, weights: Optional[str] = None) -> tuple[nn.Module, dict]:
     """(network with the trained EMA weights, its s3nas_train meta) from a train.py run dir or file."""
-    from s3nas.train.network import NetworkSource, build_network
-
     run_dir = Path(run_dir)
     candidates = [Path(weights)] if weights else [run_dir / "weights.pt", run_dir / "checkpoints" / "last.ckpt"]
     path = next((p for p in candidates if p.is_file()), None)

@@ -17,6 +17,8 @@ from s3nas.config.ranges import check_ranges
 from s3nas.config.train_schema import EXPORT_RANGES
 from s3nas.errors import ConfigError
 from s3nas.outputs import ExportSummary, write_summary
+from s3nas.runtime.entry import run
+from s3nas.train.export import export_run_dir
 
 
 def check(cfg: Any) -> None:
@@ -31,8 +33,6 @@ def check(cfg: Any) -> None:
 
 def main(cfg: Any, checked: Any = None) -> dict:
     """Hydra task: export and check; print the result as one JSON line and return it."""
-    from s3nas.train.export import export_run_dir
-
     result = export_run_dir(cfg.run_dir, output=cfg.output, input_size=cfg.input_size, opset=cfg.opset,
                             dynamic_batch=cfg.dynamic_batch, check=cfg.check, atol=cfg.atol,
                             weights=cfg.weights)
@@ -44,8 +44,6 @@ def main(cfg: Any, checked: Any = None) -> dict:
 
 def cli() -> None:
     """Console script ``s3nas-export``."""
-    from s3nas.utils.entry import run
-
     run(main, "export", check=check)
 
 

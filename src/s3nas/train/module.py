@@ -18,6 +18,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchmetrics
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler, StepLRScheduler
 from timm.utils import ModelEmaV3
 from torch import nn
 
@@ -159,9 +161,6 @@ class RetrainModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------ optimizer
     def configure_optimizers(self) -> Any:
-        from timm.optim import create_optimizer_v2
-        from timm.scheduler import CosineLRScheduler, StepLRScheduler
-
         s = self.settings
         extra = {"alpha": s.alpha, "eps": s.eps} if s.optimizer.lower() in ("rmsproptf", "rmsprop") else {}
         optimizer = create_optimizer_v2(self.model, opt=s.optimizer, lr=s.lr, weight_decay=s.weight_decay,

@@ -9,14 +9,19 @@ round-trips through ``to_meta``/``from_meta`` (what checkpoints and weights.pt r
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
+import timm
 from torch import nn
 
+from s3nas.arch import codec
+from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.spec import ArchSpec
 from s3nas.errors import ConfigError
+from s3nas.nn.builder import build_model
 
 TIMM_PREFIX = "timm:"
 
@@ -38,7 +43,6 @@ class NetworkSource:
         """``timm:<name>`` or the ArchSpec's compact string (summary.json's ``arch``)."""
         if self.is_timm:
             return f"{TIMM_PREFIX}{self.timm_name}"
-        from s3nas.arch import codec
 
         return codec.encode(self.spec)
 
@@ -50,7 +54,6 @@ class NetworkSource:
         """JSON-able description (stored in checkpoints and weights.pt)."""
         if self.is_timm:
             return {"timm": self.timm_name, "origin": self.origin}
-        from s3nas.arch import codec
 
         return {"archspec": codec.to_dict(self.spec), "origin": self.origin}
 
@@ -59,7 +62,6 @@ class NetworkSource:
         """Inverse of ``to_meta``."""
         if meta.get("timm"):
             return NetworkSource(timm_name=str(meta["timm"]), origin=str(meta.get("origin", "")))
-        from s3nas.arch import codec
 
         return NetworkSource(spec=codec.from_dict(meta["archspec"]), origin=str(meta.get("origin", "")))
 
@@ -72,7 +74,6 @@ def resolve_network(text: Any) -> NetworkSource:
     text = str(text).strip()
     if text.startswith(TIMM_PREFIX):
         return NetworkSource(timm_name=check_timm_name(text[len(TIMM_PREFIX):]), origin=text)
-    from s3nas.arch import codec
 
     path = Path(text).expanduser()
     if path.is_dir():
@@ -88,8 +89,6 @@ def resolve_network(text: Any) -> NetworkSource:
 
 def check_timm_name(name: str) -> str:
     """``name`` if timm knows it; ConfigError with the closest names otherwise."""
-    import timm
-
     name = name.strip()
     if name and timm.is_model(name):
         return name
@@ -110,7 +109,6 @@ def build_network(source: NetworkSource, num_classes: int, in_channels: int = 3,
         model = timm.create_model(source.timm_name, pretrained=False, **kwargs)
         _init_classifier_like_s3nas(model)
         return model
-    from s3nas.nn.builder import build_model
 
     spec = source.spec if source.spec.in_channels == in_channels else replace(source.spec, in_channels=in_channels)
     return build_model(spec, num_classes=num_classes, drop_path_rate=drop_path_rate, dropout=dropout)
@@ -123,8 +121,6 @@ def _init_classifier_like_s3nas(model: nn.Module) -> None:
     1000 classes; with digits' 10 it starts with logits of std ~5 (CE ~7.5 over the first steps) and, under
     the digits recipe, diverged on most seeds. Same head init for every network keeps the comparison fair.
     """
-    import math
-
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     if isinstance(classifier, nn.Linear):
         bound = 1.0 / math.sqrt(classifier.weight.shape[1])
@@ -144,8 +140,6 @@ def deploy_latency(source: NetworkSource, backend: Any, *, input_size: int, num_
             model = timm.create_model(source.timm_name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
             result = backend.evaluate_model(model, (in_channels, input_size, input_size), source.timm_name)
             return result, int(result.details.get("macs", 0))
-        from s3nas.arch.graph import archspec_to_graph
-
         spec = replace(source.spec, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         return backend.evaluate(spec), int(archspec_to_graph(spec).macs)
     except ConfigError:

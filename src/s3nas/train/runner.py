@@ -11,6 +11,7 @@ tests the final EMA weights and writes ``weights.pt``, ``summary.json`` (and ``m
 
 from __future__ import annotations
 
+import io
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,17 +21,26 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
 
-from s3nas.errors import ConfigError
-from s3nas.utils.io import atomic_write_bytes
+from s3nas.arch import codec
 from s3nas.config.ranges import check_ranges
 from s3nas.config.train_schema import EXPORT_RANGES, RECIPE_RANGES
-from s3nas.utils.entry import fault_interrupt_after_steps
-from s3nas.utils.trainer import build_trainer as build_lightning_trainer
-from s3nas.utils.trainer import check_finite, check_loader_values, limited_steps, world_size_of
+from s3nas.data import build_datamodule
+from s3nas.data.resume import resume_safe_loader
+from s3nas.errors import ConfigError
 from s3nas.latency.backend import make_backend
 from s3nas.outputs import TrainSummary, write_summary
+from s3nas.runtime.callbacks import build_callbacks
+from s3nas.runtime.entry import fault_interrupt_after_steps
+from s3nas.runtime.loggers import build_loggers
+from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
+from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
+from s3nas.train.export import export_onnx
+from s3nas.train.module import EMA_WARMUPS, SCHEDULERS, RecipeSettings, RetrainModule, scaled_lr, steps_of
 from s3nas.train.network import NetworkSource, build_network, count_parameters, deploy_latency, resolve_network
+from s3nas.utils.io import atomic_write_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last"
@@ -86,8 +96,6 @@ def read_train_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
 
 def check_train(cfg: DictConfig) -> CheckedInputs:
     """Every user-caused error of train.py, before anything is written (train.py's ``check=``)."""
-    from s3nas.data import build_datamodule
-
     _check_recipe(cfg)
     run_dir = run_dir_of(cfg)
     resume_from: Optional[Path] = None
@@ -141,8 +149,6 @@ def deploy_input_size(configured: Any, source: NetworkSource) -> int:
 
 
 def _check_recipe(cfg: DictConfig) -> None:
-    from s3nas.train.module import EMA_WARMUPS, SCHEDULERS
-
     recipe = cfg.recipe
     for group in ("recipe", "data", "trainer"):
         check_finite(cfg[group], group)
@@ -168,8 +174,6 @@ def _check_recipe(cfg: DictConfig) -> None:
 # ----------------------------------------------------------------------------------------- training
 def recipe_settings(cfg: DictConfig, *, global_batch: int, steps_per_epoch: int, epochs: int) -> Any:
     """RecipeSettings from cfg.recipe: lr scaled by the global batch, epochs converted to steps."""
-    from s3nas.train.module import RecipeSettings, scaled_lr, steps_of
-
     r = cfg.recipe
     return RecipeSettings(
         lr=scaled_lr(float(r.optimizer.lr_per_256), global_batch),
@@ -198,11 +202,9 @@ class InterruptAfter(pl.Callback):
 
 
 def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callbacks: list) -> pl.Trainer:
-    """The retraining's pl.Trainer (``s3nas.utils.trainer.build_trainer``): best/last checkpoints, cfg.callbacks
+    """The retraining's pl.Trainer (``s3nas.runtime.trainer.build_trainer``): best/last checkpoints, cfg.callbacks
     (minus its checkpoint) and loggers; the recipe owns the epochs, determinism and the logging interval
     (``recipe.log_every_n_steps``, else the trainer's, else 10)."""
-    from s3nas.utils.callbacks import build_callbacks
-
     best = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename=BEST, monitor="val/acc", mode="max",
                                         save_top_k=1, save_last=True, auto_insert_metric_name=False,
                                         enable_version_counter=False)
@@ -217,10 +219,6 @@ def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callb
 
 def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     """Train, test, write the run dir's outputs; returns the summary (also in summary.json)."""
-    from s3nas.data.resume import resume_safe_loader
-    from s3nas.train.module import RetrainModule
-    from s3nas.utils.loggers import build_loggers
-
     started = time.time()
     # the EMA copy is a submodule kept in eval mode on purpose
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
@@ -305,8 +303,6 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     }
     weights_path = save_weights(module, run_dir / WEIGHTS, summary)
     if cfg.get("export") is not None and cfg.export.get("onnx"):
-        from s3nas.train.export import export_onnx
-
         images = next(iter(datamodule.test_dataloader()))[0]
         result = export_onnx(module.eval_model, run_dir / ONNX, input_size=cfg.export.get("input_size")
                              or int(datamodule.image_size), in_channels=int(datamodule.in_channels),
@@ -332,15 +328,12 @@ def _write_arch(source: NetworkSource, run_dir: Path) -> None:
     """arch.json of the trained network (ArchSpec networks; timm networks are named in summary.json)."""
     if source.is_timm:
         return
-    from s3nas.arch import codec
 
     codec.save_json(source.spec, run_dir / "arch.json")
 
 
 def save_weights(module: Any, path: Path, summary: dict) -> Path:
     """weights.pt: the evaluated (EMA) network's state dict + what rebuilds it, written atomically."""
-    import io
-
     payload = {"state_dict": {k: v.detach().cpu() for k, v in module.eval_model.state_dict().items()},
                "s3nas_train": dict(module.meta, ema=module.ema is not None),
                "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None)))}}
@@ -380,9 +373,6 @@ def _log_results(loggers: list, summary: dict, run_dir: Path, weights_path: Path
 
 def print_summary(summary: dict) -> None:
     """Rich table: accuracy, size, latency, time; then the run dir."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(width=120)
     table = Table(title=f"Retrained {summary['network']} on {summary['data']}")
     columns = ("test acc", "val acc", "params", "MACs (deploy)", f"latency ms ({summary['hardware']})", "epochs",

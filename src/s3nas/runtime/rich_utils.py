@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
 
 from s3nas.utils.io import atomic_write_text
 
@@ -22,10 +25,6 @@ def config_to_yaml(cfg: DictConfig) -> str:
 def print_config_tree(cfg: DictConfig, order: Sequence[str] = PRINT_ORDER, save_to: Optional[Path] = None,
                       console: Any = None) -> None:
     """Print ``cfg`` as a rich tree (one branch per top-level key); optionally save it as YAML."""
-    from rich.console import Console
-    from rich.syntax import Syntax
-    from rich.tree import Tree
-
     tree = Tree("CONFIG", style="bold", guide_style="dim")
     keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
     for key in keys:

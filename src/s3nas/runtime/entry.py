@@ -11,12 +11,23 @@ failed job does not break the next ones. The resolved config is printed (rich) a
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import hydra
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from s3nas.config import CONF_DIR, register_configs, resolve_target_ms
 from s3nas.errors import ConfigError, UserError
+from s3nas.runtime.quiet import quiet_third_party
+from s3nas.runtime.rich_utils import print_config_tree
 
 #: Exit status of every user-caused error.
 USER_ERROR_EXIT = 2
@@ -42,12 +53,7 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
     UserErrors are reported like any other, the (still empty) run dir is removed, and its return value is
     passed on: ``main_fn(cfg, checked)``.
     """
-    import hydra
-
-    from s3nas.config import CONF_DIR, register_configs
-
     register_configs()
-    from s3nas.utils.quiet import quiet_third_party
 
     quiet_third_party()
     full_error = _env_flag("HYDRA_FULL_ERROR")
@@ -86,7 +92,7 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
         checked_ok = False
         try:
             prepare_config(cfg)
-            from s3nas.utils.quiet import quiet_third_party
+            from s3nas.runtime.quiet import quiet_third_party
 
             quiet_third_party()  # again: Hydra's job logging was set up after run() started
             checked = check(cfg) if check is not None else None
@@ -122,11 +128,6 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
 
 def prepare_config(cfg: Any) -> Any:
     """Resolve every interpolation in place and write the latency target in ms into ``latency_ms``."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from s3nas.config import resolve_target_ms
-
     check_known_keys(cfg)
     try:
         OmegaConf.resolve(cfg)
@@ -139,10 +140,6 @@ def prepare_config(cfg: Any) -> Any:
 
 def check_known_keys(cfg: Any, prefix: str = "") -> None:
     """ConfigError for keys a schema does not declare (``+key=value`` bypasses Hydra's struct check)."""
-    import dataclasses
-
-    from omegaconf import DictConfig, OmegaConf
-
     if not isinstance(cfg, DictConfig):
         return
     object_type = OmegaConf.get_type(cfg)
@@ -162,8 +159,6 @@ def check_known_keys(cfg: Any, prefix: str = "") -> None:
 
 def interrupted_message(cfg: Any, started: bool) -> str:
     """'interrupted; run dir ...; resume with: python search.py ... hydra.run.dir=...' (one line)."""
-    import shlex
-
     try:
         run_dir = str(cfg.paths.output_dir)
     except Exception:  # noqa: BLE001
@@ -192,8 +187,6 @@ _STARTUP_FILES = (".hydra", "config_resolved.yaml")
 
 def remove_unused_run_dir(cfg: Any) -> None:
     """Delete this job's run dir if it holds nothing but Hydra's start-up files (a run that never started)."""
-    import shutil
-
     try:
         run_dir = Path(str(cfg.paths.output_dir))
     except Exception:  # noqa: BLE001 - no output dir in this config
@@ -230,8 +223,6 @@ def print_error(message: str) -> None:
 
 def format_config_error(err: BaseException) -> str:
     """One line for a Hydra/OmegaConf composition error: what failed, which key, what is accepted."""
-    from hydra.errors import MissingConfigException
-
     if isinstance(err, MissingConfigException):
         return _format_missing_config(err)
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -248,8 +239,6 @@ def format_config_error(err: BaseException) -> str:
 
 def _omegaconf_detail(err: BaseException) -> str:
     """Message of an OmegaConf error plus its key and, for unknown keys, the accepted keys."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
-
     if not isinstance(err, OmegaConfBaseException):
         return ""
     msg = (getattr(err, "msg", None) or str(err)).splitlines()[0].strip()
@@ -312,9 +301,6 @@ def _format_missing_config(err: BaseException) -> str:
 
 
 def _is_config_error(err: BaseException) -> bool:
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     return isinstance(err, (HydraException, OmegaConfBaseException))
 
 
@@ -333,8 +319,6 @@ def _job_prefix() -> str:
 
 
 def _print_and_save(cfg: Any) -> None:
-    from s3nas.utils.rich_utils import print_config_tree
-
     output_dir = cfg.paths.output_dir if "paths" in cfg and "output_dir" in cfg.paths else None
     save_to = Path(output_dir) / "config_resolved.yaml" if output_dir else None
     print_config_tree(cfg, save_to=save_to)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
 #: Callbacks that need a logger (Lightning raises without one): dropped when no logger is configured.
 NEEDS_LOGGER = ("pytorch_lightning.callbacks.LearningRateMonitor", "lightning.pytorch.callbacks.LearningRateMonitor")
 #: Progress bars: dropped when trainer.enable_progress_bar is false (Lightning refuses a bar it cannot show).
@@ -14,9 +17,6 @@ PROGRESS_BARS = tuple(f"{package}.callbacks.{name}" for package in ("pytorch_lig
 def build_callbacks(cfg: Any, loggers: Sequence[Any] = ()) -> list:
     """Instantiate every non-null entry of ``cfg.callbacks``; LR monitors only when ``loggers`` is non-empty,
     progress bars only when ``trainer.enable_progress_bar`` is not false."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
     callbacks_cfg = cfg.get("callbacks") if hasattr(cfg, "get") else None
     if not callbacks_cfg:
         return []

@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from omegaconf import DictConfig, OmegaConf
+
+from s3nas.data.base import instantiate_config
 from s3nas.errors import ConfigError
 
 LOGGER_KINDS = ("wandb", "csv", "none")
@@ -61,7 +64,6 @@ def build_loggers(cfg: Any) -> list:
             save_dir=str(save_dir),
             mode=mode,  # passed to wandb.init (Lightning's offline=True would set WANDB_MODE process-wide)
         )
-    from s3nas.data.base import instantiate_config
 
     loggers = [instantiate_config(settings, "logger")]
     params = resolved_config(cfg)
@@ -72,8 +74,6 @@ def build_loggers(cfg: Any) -> list:
 
 def _plain(node: Any) -> dict:
     """A logger config as a plain dict, interpolations resolved."""
-    from omegaconf import DictConfig, OmegaConf
-
     if isinstance(node, DictConfig):
         return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
     return dict(node)
@@ -121,8 +121,6 @@ def _announce_offline(save_dir: Path) -> None:
 
 def resolved_config(cfg: Any) -> dict:
     """The config as a plain dict with interpolations resolved (what loggers record)."""
-    from omegaconf import DictConfig, OmegaConf
-
     if isinstance(cfg, DictConfig):
         container = OmegaConf.to_container(cfg, resolve=True)
         container.pop("hydra", None)  # type: ignore[union-attr]
