@@ -508,11 +508,8 @@ class ScalingSummary(Summary):
 
 
 @dataclass(kw_only=True)
-class PostprocessSummary(Summary):
-    """SE / h-swish post-processing: the network before and after."""
-
-    KINDS: ClassVar[tuple[str, ...]] = ("postprocess",)
-    COMMAND: ClassVar[str] = "s3nas-postprocess (python -m s3nas.postsearch.postprocess)"
+class TransformSummary(Summary):
+    """Fields of every ArchSpec -> ArchSpec step of the third step: the network before and after."""
 
     latency_ms: float = doc("latency (ms) of the new network in arch.json")
     latency_source: str = doc("how latency_ms was obtained: 'simulation (...)' or 'measurement (...)'")
@@ -524,6 +521,15 @@ class PostprocessSummary(Summary):
     macs: int = doc("MACs after")
     macs_before: int = doc("MACs before")
     input_size: int = doc("deployment input resolution")
+
+
+@dataclass(kw_only=True)
+class PostprocessSummary(TransformSummary):
+    """SE / h-swish post-processing: the network before and after."""
+
+    KINDS: ClassVar[tuple[str, ...]] = ("postprocess",)
+    COMMAND: ClassVar[str] = "s3nas-postprocess (python -m s3nas.postsearch.postprocess)"
+
     se_blocks: list[int] = doc("blocks with SE after")
     se_blocks_before: list[int] = doc("blocks with SE before")
     se_ratio: float = doc("SE reduction ratio applied")
@@ -535,22 +541,12 @@ class PostprocessSummary(Summary):
 
 
 @dataclass(kw_only=True)
-class SeRemovalSummary(Summary):
+class SeRemovalSummary(TransformSummary):
     """Selective SE removal: the blocks' excitation scores and the network without the lowest-scoring SE."""
 
     KINDS: ClassVar[tuple[str, ...]] = ("se_removal",)
     COMMAND: ClassVar[str] = "s3nas-se-removal (python -m s3nas.postsearch.se_removal)"
 
-    latency_ms: float = doc("latency (ms) of the new network in arch.json")
-    latency_source: str = doc("how latency_ms was obtained: 'simulation (...)' or 'measurement (...)'")
-    latency_noise_pct: Optional[float] = doc("repeat-measurement noise of latency_ms in % (null for a simulation)")
-    latency_before_ms: float = doc("latency (ms) of the input network")
-    latency_change_ms: float = doc("latency_ms - latency_before_ms")
-    params: int = doc("trainable parameters after")
-    params_before: int = doc("trainable parameters before")
-    macs: int = doc("MACs after")
-    macs_before: int = doc("MACs before")
-    input_size: int = doc("deployment input resolution")
     removed_blocks: list[int] = doc("blocks whose SE was removed")
     se_blocks: list[int] = doc("blocks with SE after")
     se_blocks_before: list[int] = doc("blocks with SE before")

@@ -19,7 +19,6 @@ from s3nas.config import load_hardware
 from s3nas.errors import ConfigError
 from s3nas.latency.backend import Feasibility, LatencyBackend, LatencyResult
 from s3nas.latency.lut import build_latency_table
-from simulator.frontends.torch import graph_from_module
 
 __all__ = ["SimulatorBackend"]
 
@@ -58,6 +57,8 @@ class SimulatorBackend(LatencyBackend):
                              details={"cycles": int(report.total_cycles), "macs": int(report.macs)})
 
     def evaluate_model(self, model: Any, input_shape: tuple[int, int, int], name: str) -> LatencyResult:
+        from simulator.frontends.torch import graph_from_module  # torch: only for a torch module
+
         in_channels, size, _ = input_shape
         graph = graph_from_module(model, tuple(input_shape), name=name)
         num_classes = int(getattr(model, "num_classes", 0) or 0)

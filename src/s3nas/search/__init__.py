@@ -1,9 +1,18 @@
 """Latency-aware architecture search: warm-up and search Lightning modules, the pipeline, outputs."""
 
 from s3nas.errors import ConfigError
-from s3nas.search.runner import check_search, run_search
+from s3nas.search.checks import check_search
 
 __all__ = ["check_search", "run_search", "objective"]
+
+
+def __getattr__(name: str):
+    """``run_search`` loads the pipeline (torch, Lightning) on first use, so the checks stay cheap."""
+    if name == "run_search":
+        import importlib
+
+        return importlib.import_module("s3nas.search.runner").run_search
+    raise AttributeError(f"module 's3nas.search' has no attribute {name!r}")
 
 
 def objective(summary: dict, metrics: str | None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from s3nas.runtime.entry import run
-from s3nas.search import check_search, objective, run_search
+from s3nas.search import check_search, objective
 
 
 def check(cfg: Any) -> Any:
@@ -19,6 +19,8 @@ def check(cfg: Any) -> Any:
 
 def task(cfg: Any, checked: Any = None) -> Any:
     """Hydra task: run the search, return the sweeper objective(s) named by ``optimized_metric``."""
+    from s3nas.search.runner import run_search  # torch, Lightning: after the checks passed
+
     summary = run_search(cfg, checked)
     return objective(summary, cfg.optimized_metric)
 

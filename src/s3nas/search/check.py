@@ -20,9 +20,12 @@ def check(cfg: Any) -> Any:
 
 
 def main(cfg: Any, checked: Any = None) -> float:
-    """Print the resolved latency target in ms and return it."""
-    hardware = cfg.hardware.profile or cfg.hardware.name
-    print(f"latency: {cfg.latency} -> latency_ms={cfg.latency_ms:.6g} (hardware: {hardware}); checks passed")
+    """Print the resolved latency target in ms, and the space's range on the hardware, and return the target."""
+    checked = checked or check(cfg)
+    feasibility = checked.feasibility
+    print(f"latency: {cfg.latency} -> latency_ms={cfg.latency_ms:.6g} (hardware: {checked.backend.name}; the search "
+          f"space spans {feasibility.fastest_ms:.4g}..{feasibility.slowest_ms:.4g} ms {feasibility.how}); "
+          f"checks passed")
     return float(cfg.latency_ms)
 
 

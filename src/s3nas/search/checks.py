@@ -1,0 +1,122 @@
+"""The checks of ``python search.py`` that run before anything is printed or written: every value a user can get
+wrong (loss, schedule, trainer keys the search owns, hardware, target and its feasibility, data, checkpoint) fails
+here with one line. Cheap: torch and Lightning are imported only for the data and checkpoint checks, after the
+others passed, so a mistyped value is reported at once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from s3nas.arch.space import SearchSpace
+from s3nas.config import resolve_target_ms
+from s3nas.config.loss_schema import check_loss
+from s3nas.config.schedule_schema import check_schedule
+from s3nas.errors import ConfigError
+from s3nas.latency.backend import make_backend
+from s3nas.runtime.trainer import check_finite, check_loader_values
+
+__all__ = ["SEARCH_OWNED_TRAINER_KEYS", "Checked", "check_search", "readable_checkpoint", "resume_checkpoint",
+           "run_dir_of"]
+
+
+#: Trainer keys the search sets itself: the message names the schedule key to use instead.
+SEARCH_OWNED_TRAINER_KEYS = {
+    "max_epochs": "schedule.warmup_epochs / schedule.search_epochs",
+    "min_epochs": "schedule.warmup_epochs / schedule.search_epochs",
+    "max_steps": "schedule.warmup_epochs / schedule.search_epochs",
+    "gradient_clip_val": "schedule.gradient_clip_val (the search clips the weights only)",
+    "accumulate_grad_batches": "data.batch_size",
+}
+
+
+# ----------------------------------------------------------------------------------- small helpers
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The Hydra run dir of this job (paths.output_dir)."""
+    return Path(cfg.paths.output_dir)
+
+
+def _check_trainer(trainer_cfg) -> None:
+    for key, instead in SEARCH_OWNED_TRAINER_KEYS.items():
+        value = trainer_cfg.get(key)
+        if value is not None and not (key == "accumulate_grad_batches" and value == 1) \
+                and not (key == "max_steps" and value == -1):
+            raise ConfigError(f"trainer.{key}: set by the search; use {instead} (got {value!r})")
+
+
+@dataclass
+class Checked:
+    """What ``check_search`` established (reused by ``run_search``)."""
+
+    backend: Any  # s3nas.latency.backend.LatencyBackend of cfg.hardware
+    target_ms: float
+    deploy_space: Any
+    datamodule: Any
+    feasibility: Any = None  # the space's fastest and slowest network on the backend
+
+
+def check_search(cfg: DictConfig) -> Checked:
+    """Every user error of a search, fast (no latency table, no training): raises one-line UserErrors."""
+    check_loss(cfg.loss)
+    check_schedule(cfg.schedule)
+    _check_trainer(cfg.trainer)
+    check_loader_values(cfg.data)
+    for group in ("schedule", "loss", "data", "trainer"):
+        check_finite(cfg[group], group)
+    backend = make_backend(cfg.hardware)
+    target_ms = float(resolve_target_ms(cfg))
+    deploy_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
+                                           input_size=int(cfg.deploy.input_size),
+                                           in_channels=int(cfg.deploy.in_channels))
+    feasibility = backend.check_target(target_ms, deploy_space)  # the fastest network, simulated or measured
+    return _check_rest(cfg, Checked(backend=backend, target_ms=target_ms, deploy_space=deploy_space,
+                                    datamodule=None, feasibility=feasibility))
+
+
+def _check_rest(cfg: DictConfig, checked: Checked) -> Checked:
+    """The data and checkpoint checks (after the hardware's)."""
+    from s3nas.data import build_datamodule  # torch and Lightning: only after the cheap checks passed
+
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()  # missing roots / files: DataError (one line)
+    if cfg.get("ckpt_path"):
+        resume_checkpoint(cfg, None)  # an unreadable ckpt_path is a user error
+    checked.datamodule = datamodule
+    return checked
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+def readable_checkpoint(path: Path) -> bool:
+    """True if ``path`` loads as an s3nas search checkpoint."""
+    import torch  # heavy: the checks import it only when a checkpoint is to be read
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # truncated/corrupt files raise many different errors
+        return False
+    return isinstance(checkpoint, dict) and "state_dict" in checkpoint and isinstance(checkpoint.get("s3nas"), dict)
+
+
+def resume_checkpoint(cfg: DictConfig, ckpt_dir: Path | None) -> Path | None:
+    """``ckpt_path`` if given (must be readable), else the newest readable checkpoint of the run dir."""
+    if cfg.get("ckpt_path"):
+        path = Path(str(cfg.ckpt_path))
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path: no checkpoint file at '{path}'")
+        if not readable_checkpoint(path):
+            raise ConfigError(f"ckpt_path: '{path}' is not a readable s3nas search checkpoint; pass another one")
+        return path
+    if ckpt_dir is None or not ckpt_dir.is_dir():
+        return None
+    candidates = sorted((p for p in ckpt_dir.glob("*.ckpt") if p.is_file()), key=lambda p: p.stat().st_mtime,
+                        reverse=True)
+    for path in candidates:
+        if readable_checkpoint(path):
+            return path
+        warnings.warn(f"skipping unreadable checkpoint {path}")
+    return None
