@@ -147,13 +147,13 @@ def run_postprocess(cfg: Any, checked: Optional[PostprocessInputs] = None) -> di
           f"{len(summary['se_blocks_before'])}/{len(new_spec.blocks)}")
     print(f"{'after':8s} {after.latency_ms:11.4f} {after.params:12,d} {after.macs:15,d}  "
           f"{len(summary['se_blocks'])}/{len(new_spec.blocks)}  (activations: {', '.join(summary['activations'])})")
-    print(f"latency {summary['latency_change_ms']:+.4f} ms (simulated on {summary['hardware']}); "
+    print(f"latency {summary['latency_change_ms']:+.4f} ms ({summary['latency_source'].split(' (')[0]} on {summary['hardware']}); "
           f"run dir: {checked.run_dir}")
     return summary
 
 
 def main(cfg: Any, checked: Optional[PostprocessInputs] = None) -> float:
-    """Hydra task: returns the new network's simulated latency (ms)."""
+    """Hydra task: returns the new network's latency (ms) on the hardware's backend."""
     return run_postprocess(cfg, checked)["latency_ms"]
 
 

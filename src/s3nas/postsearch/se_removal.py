@@ -241,7 +241,8 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
         r = rows[sorted(scores).index(i)]
         print(f"{i:5d} {r['stage']:5d} {r['channels']:8d} {r['score']:9.5f}  {'yes' if r['removed'] else ''}")
     print(f"removed SE from {len(removed)} of {len(scores)} blocks: latency {before.latency_ms:.4f} -> "
-          f"{after.latency_ms:.4f} ms (simulated on {summary['hardware']}), params {before.params:,} -> "
+          f"{after.latency_ms:.4f} ms ({after.latency_source.split(' (')[0]} on {summary['hardware']}), "
+          f"params {before.params:,} -> "
           f"{after.params:,}; retrain it: python train.py arch={checked.run_dir}")
     return summary
 
