@@ -90,6 +90,9 @@ class LatencyBackend(abc.ABC):
     method: str = "estimate"
     #: one network's latency is cheap (a simulation), so a search may evaluate every state it visits
     cheap_networks: bool = False
+    #: the number format the hardware computes in ("int8", "int16", "fp16", "fp32"): the accuracy that belongs
+    #: with this backend's latency is that of a network in this format (``accuracy_dtype`` of summaries)
+    data_dtype: str = "fp32"
 
     @classmethod
     def from_config(cls, hardware_cfg: Any) -> "LatencyBackend":

@@ -20,7 +20,12 @@ from s3nas.errors import ConfigError
 from s3nas.latency.backend import Feasibility, LatencyBackend, LatencyResult
 from s3nas.latency.lut import build_latency_table
 
-__all__ = ["SimulatorBackend"]
+__all__ = ["SimulatorBackend", "data_dtype_of"]
+
+
+def data_dtype_of(bytes_per_element: int) -> str:
+    """The number format of a profile's data: 1 byte -> "int8", 2 -> "int16" (FP16 alike), 4 -> "fp32"."""
+    return {1: "int8", 2: "int16", 4: "fp32"}.get(int(bytes_per_element), f"{8 * int(bytes_per_element)}-bit")
 
 
 class SimulatorBackend(LatencyBackend):
@@ -37,6 +42,7 @@ class SimulatorBackend(LatencyBackend):
             hardware_profile = load_hardware(OmegaConf.create({"name": name, "profile": profile}))
         self.profile = hardware_profile
         self.name = str(getattr(hardware_profile, "name", name))
+        self.data_dtype = data_dtype_of(int(getattr(hardware_profile, "bytes_per_element", 4)))
 
     # ------------------------------------------------------------------------------ networks
     def report(self, spec: ArchSpec) -> Any:
