@@ -1,7 +1,7 @@
 """Benchmark: raw sum of standalone block measurements vs the layer-adaptive corrected sum, on held-out networks.
 
-python benchmarks/latency_correction.py [--devices cpu_onnxruntime,sim_midap_blackbox] [--fit 40] [--heldout 40]
-    [--input-size 224] [--num-classes 1000] [--sim-input-size 224] [--sim-noise-pct 2] [--cache-dir DIR] [--seed 0]
+python benchmarks/latency_correction.py [--devices cpu_onnxruntime,sim_midap_blackbox] [--dtype fp32|int8] [--fit 40]
+    [--heldout 40] [--input-size 224] [--num-classes 1000] [--sim-input-size 224] [--sim-noise-pct 2] [--cache-dir DIR] [--seed 0]
 
 For each device (a conf/hardware name with ``device:`` set): the per-block table is measured block by block
 (standalone blocks in their shape context, stem, head; cached and resumable like search.py's table, the same
@@ -17,7 +17,8 @@ is the share of those repeats within +-10% of the first measurement (what any pr
 noise). The search space is the S3NAS supernet at search.py's default deployment shape (``deploy.input_size``
 224, ``deploy.num_classes`` 1000), so the table scored here is the one ``python search.py hardware=<device>``
 builds and the two share the log; ``--input-size 16 --num-classes 10`` is the weight-streaming-bound corner
-(docs/notes/blackbox.md). Last line: one JSON object (keys of the first device at top level, every device under
+(docs/notes/blackbox.md). ``--dtype int8`` (``hardware.dtype=int8``; default devices then
+cpu_onnxruntime only, the one device that takes it) times the INT8 QDQ model of every block and network. Last line: one JSON object (keys of the first device at top level, every device under
 ``devices``).
 """
 
@@ -43,7 +44,7 @@ def space_of(input_size: int, num_classes: int) -> SearchSpace:
 
 
 def run_device(name: str, args) -> dict:
-    overrides = [f"hardware={name}"]
+    overrides = [f"hardware={name}", f"hardware.dtype={args.dtype}"]
     simulated = False
     cfg = compose_config("search", overrides)
     if cfg.hardware.get("device") == "simulated":
@@ -106,7 +107,7 @@ def run_device(name: str, args) -> dict:
 
     noise, repeat_within10 = spread(held_ms, again)
     noise_raw, repeat_within10_raw = spread(first_raw, again_raw)
-    result = {"device": name, "source": device.source, "input_size": size, "n_fit": args.fit, "n_heldout": len(held),
+    result = {"device": name, "dtype": device.dtype, "source": device.source, "input_size": size, "n_fit": args.fit, "n_heldout": len(held),
               "heldout_ms_range": [min(held_ms), max(held_ms)], "noise_pct": noise,
               "repeat_within10_pct": repeat_within10, "noise_raw_pct": noise_raw,
               "repeat_within10_raw_pct": repeat_within10_raw, "reference": bool(device.reference), **result_extra,
@@ -126,26 +127,32 @@ def run_device(name: str, args) -> dict:
     return result
 
 
+def _label(result: dict) -> str:
+    return result["device"] + ("" if result.get("dtype", "fp32") == "fp32" else f" {result['dtype']}")
+
+
 def print_table(results: list[dict]) -> None:
-    print(f"{'device':<20} {'px':>4} {'table':<33} {'MAPE %':>8} {'+-5% %':>8} {'+-10% %':>8}   held-out, noise")
+    print(f"{'device':<25} {'px':>4} {'table':<33} {'MAPE %':>8} {'+-5% %':>8} {'+-10% %':>8}   held-out, noise")
     for r in results:
         for method, s in r["scores"].items():
-            print(f"{r['device']:<20} {r['input_size']:>4} {method:<33} {s['mape_pct']:>8.2f} {s['within5_pct']:>8.1f} "
+            print(f"{_label(r):<25} {r['input_size']:>4} {method:<33} {s['mape_pct']:>8.2f} {s['within5_pct']:>8.1f} "
                   f"{s['within10_pct']:>8.1f}   n={r['n_heldout']}, noise {r['noise_pct']:.1f}% "
                   f"(repeats within 10%: {r['repeat_within10_pct']:.0f}%)")
         for method, s in r.get("as_measured", {}).items():
-            print(f"{r['device']:<20} {r['input_size']:>4} {method + ' as measured':<33} {s['mape_pct']:>8.2f} "
+            print(f"{_label(r):<25} {r['input_size']:>4} {method + ' as measured':<33} {s['mape_pct']:>8.2f} "
                   f"{s['within5_pct']:>8.1f} {s['within10_pct']:>8.1f}   no reference normalisation, noise "
                   f"{r['noise_raw_pct']:.1f}% (repeats within 10%: {r['repeat_within10_raw_pct']:.0f}%)")
         if "vs_truth" in r:
             for method, s in r["vs_truth"].items():
-                print(f"{r['device']:<20} {r['input_size']:>4} {method + ' vs truth':<33} {s['mape_pct']:>8.2f} "
+                print(f"{_label(r):<25} {r['input_size']:>4} {method + ' vs truth':<33} {s['mape_pct']:>8.2f} "
                       f"{s['within5_pct']:>8.1f} {s['within10_pct']:>8.1f}   noiseless simulation")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", default="cpu_onnxruntime,sim_midap_blackbox")
+    ap.add_argument("--devices", default=None,
+                    help="conf/hardware names (default: cpu_onnxruntime,sim_midap_blackbox; cpu_onnxruntime with int8)")
+    ap.add_argument("--dtype", default="fp32", help="hardware.dtype: fp32, or int8 (onnxruntime devices)")
     ap.add_argument("--fit", type=int, default=40)
     ap.add_argument("--heldout", type=int, default=40)
     ap.add_argument("--input-size", type=int, default=224)
@@ -158,11 +165,12 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="measurement logs (default: paths.cache_dir, as search.py)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    results = [run_device(name.strip(), args) for name in args.devices.split(",") if name.strip()]
+    devices = args.devices or ("cpu_onnxruntime,sim_midap_blackbox" if args.dtype == "fp32" else "cpu_onnxruntime")
+    results = [run_device(name.strip(), args) for name in devices.split(",") if name.strip()]
     print_table(results)
     first = results[0]
     keys = ("raw_mape_pct", "corrected_mape_pct", "within5_pct", "within10_pct", "raw_within10_pct", "n_heldout",
-            "noise_pct", "repeat_within10_pct", "noise_raw_pct", "device", "correction", "reference")
+            "noise_pct", "repeat_within10_pct", "noise_raw_pct", "device", "dtype", "correction", "reference")
     record({**{k: first[k] for k in keys}, "devices": results}, "latency_correction")
 
 

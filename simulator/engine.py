@@ -13,6 +13,14 @@ its transfer (``ceil(size / bytes_per_cycle)``); channels and bus serve the earl
 (its weights before its features) or plain FIFO. Tiles compute in order on their module; a layer ends
 after its last tile plus the module's pipeline depth, and the next layer starts then (layers run one at
 a time, as on MIDAP).
+
+Data width: every size the engine handles is a byte count, made in one place (``weight_bytes``,
+``feature_bytes``: stored elements x ``bytes_per_element``). Placement (does a map fit the remaining
+``fmem_bytes``), tiling (weight tiles of at most half of ``wmem_bytes``, bands of ``feature_band_bytes``,
+requests of ``weight_request_bytes``), the reuse choice (weights kept on chip or re-read per band) and every
+DRAM request's latency and bus transfer compare those bytes with byte capacities, so a 2-byte profile
+moves twice the bytes and fits half as many elements in each memory; compute cycles (``costs.py``) count
+elements and do not depend on it.
 """
 
 from __future__ import annotations
@@ -86,7 +94,7 @@ class LayerPlan:
 
 
 def weight_bytes(layer, profile, graph_input: bool, in_align: int | None = None) -> int:
-    """DRAM bytes of a layer's weights as stored.
+    """DRAM bytes of a layer's weights as stored (stored elements x ``bytes_per_element``).
 
     Adder tree (MidapSim's layout): filters padded to a multiple of ``conv_units``, each kernel column's
     ``k_h x C_stored`` values padded to whole lane rows (the first-layer GEMM: ``k_h*k_w*C_in`` padded).
@@ -120,7 +128,7 @@ def weight_bytes(layer, profile, graph_input: bool, in_align: int | None = None)
 
 
 def feature_bytes(shape, profile, align: int | None = None) -> int:
-    """Bytes of a (C, H, W) feature map as stored (channels padded)."""
+    """Bytes of a (C, H, W) feature map as stored (channels padded, ``bytes_per_element`` each)."""
     c, h, w = shape
     return _align(c, align or profile.channel_align) * h * w * profile.bytes_per_element
 

@@ -2,8 +2,10 @@
 
 A profile fixes the compute modules (their throughput, pipeline depth and the mapping style that selects
 the conv cost model), the on-chip memories (feature memory, double-buffered weight memory) and the DRAM
-(channels, bus bandwidth, request-latency model, bus arbitration). Bundled profiles live in
-``simulator/profiles/*.yaml``; a user describes a new NPU by writing a YAML with the same fields.
+(channels, bus bandwidth, request-latency model, bus arbitration). ``bytes_per_element`` is the data
+width (1 = INT8, 2 = FP16/INT16 on the same MAC array): it scales every stored size, never the compute.
+Bundled profiles live in ``simulator/profiles/*.yaml``; a user describes a new NPU by writing a YAML with
+the same fields.
 Invalid values raise :class:`ProfileError` naming the field. Fields can be overridden programmatically
 with ``dataclasses.replace(profile, field=value)`` (validation runs again).
 """
@@ -81,7 +83,12 @@ class HardwareProfile:
         "fragments with nothing to overlap the first); 0 = feature_band_bytes", default=0)
     max_tiles_per_layer: int = _doc("cap on tiles per layer (count); bounds simulation cost", default=256)
     # --- data layout
-    bytes_per_element: int = _doc("bytes per activation / weight element (bytes)", default=1)
+    bytes_per_element: int = _doc(
+        "bytes per activation / weight element, in DRAM and on chip (bytes): 1 = INT8 data; 2 = FP16 or INT16 "
+        "data on the same MAC array (conv_lanes x conv_units MACs per cycle and every compute cycle unchanged); "
+        "every weight and feature-map byte count (DRAM traffic, request sizes) scales with it, while the "
+        "*_bytes memories and bands keep their size in bytes, so they hold 1/bytes_per_element as many "
+        "elements", default=1)
     channel_align: int = _doc("channels are stored padded to a multiple of this (count)", default=64)
     input_channel_align: int = _doc("channel padding of the graph input in DRAM (count)", default=16)
     conv_only_channel_align: int = _doc(

@@ -348,6 +348,40 @@ class OnnxExport(Record):
 
 
 @dataclass(kw_only=True)
+class Int8Model(Record):
+    """The INT8 model of a trained network (``model_int8.onnx``), how it was made and what it scores."""
+
+    path: str = doc("the written QDQ .onnx file")
+    toolchain: str = doc("the quantizer and its version (onnxruntime quantize_static, QDQ format)")
+    format: str = doc("ONNX quantization format (QDQ)")
+    weights: str = doc("weight quantization (int8 symmetric per-channel / per-tensor)")
+    activations: str = doc("activation quantization (uint8 asymmetric per-tensor)")
+    calibration_method: str = doc("how activation ranges were calibrated (minmax, entropy, percentile)")
+    calibration_images: int = doc("training images (no augmentation) the ranges were calibrated on")
+    quantize_nodes: int = doc("QuantizeLinear nodes of the model")
+    dequantize_nodes: int = doc("DequantizeLinear nodes of the model")
+    float_ops: list[str] = doc("operators left in float (allowed by quantize.allow_float_ops)")
+    bn_folded: bool = doc("BatchNorm was folded into the convolutions (checked: no BatchNormalization node)")
+    size_bytes_fp32: int = doc("size of the float ONNX file")
+    size_bytes_int8: int = doc("size of model_int8.onnx")
+    ptq_val_acc: float = doc("val accuracy of the post-training-quantized model (onnxruntime)")
+    ptq_test_acc: float = doc("test accuracy of the post-training-quantized model (onnxruntime)")
+    qat_epochs: int = doc("quantization-aware fine-tuning epochs (0: PTQ only)")
+    qat_val_acc: Optional[float] = doc("val accuracy after QAT (onnxruntime; null: no QAT)")
+    qat_test_acc: Optional[float] = doc("test accuracy after QAT (onnxruntime; null: no QAT)")
+    qat_seconds: Optional[float] = doc("wall seconds of the QAT fine-tuning (null: no QAT)")
+    qat_lr: Optional[float] = doc("learning rate of the QAT fine-tuning (null: no QAT)")
+    val_acc: float = doc("val accuracy of the delivered model_int8.onnx (onnxruntime)")
+    test_acc: float = doc("test accuracy of the delivered model_int8.onnx (onnxruntime)")
+    fakequant_test_acc: float = doc("test accuracy of the fake-quantized torch network (same calibration)")
+    agreement: float = doc("fraction of test images where model_int8.onnx and the fake-quantized torch network "
+                           "predict the same class")
+    agreement_images: int = doc("test images the agreement was measured on")
+    evaluated_by: str = doc("what ran model_int8.onnx for the accuracies")
+    seconds: float = doc("wall seconds of the whole quantization (export, calibration, QAT, evaluation)")
+
+
+@dataclass(kw_only=True)
 class SpaceRange(Record):
     """Size and latency range of a search space (its smallest and largest networks)."""
 
@@ -422,8 +456,18 @@ class TrainSummary(Summary):
     KINDS: ClassVar[tuple[str, ...]] = ("train",)
     COMMAND: ClassVar[str] = "s3nas-train (python train.py)"
 
-    test_acc: Optional[float] = doc("test accuracy of the evaluated weights (EMA when enabled)")
-    val_acc: Optional[float] = doc("validation accuracy of the evaluated weights")
+    test_acc: Optional[float] = doc("test accuracy of the delivered network: the INT8 model's when one exists and the "
+                                    "hardware computes in int8 (accuracy_dtype), else the float (EMA) weights'")
+    val_acc: Optional[float] = doc("validation accuracy of the delivered network (as test_acc)")
+    accuracy_dtype: str = doc("number format test_acc/val_acc are of: 'int8' (model_int8.onnx) or 'fp32'",
+                              default="fp32")
+    hardware_dtype: str = doc("number format the hardware computes in (int8 for 1-byte NPU profiles)",
+                              default="fp32")
+    test_acc_fp32: Optional[float] = doc("test accuracy of the float (EMA) weights", default=None)
+    val_acc_fp32: Optional[float] = doc("validation accuracy of the float (EMA) weights", default=None)
+    test_acc_int8: Optional[float] = doc("test accuracy of model_int8.onnx (null: quantize=none)", default=None)
+    val_acc_int8: Optional[float] = doc("validation accuracy of model_int8.onnx (null: quantize=none)", default=None)
+    int8: Optional[Int8Model] = doc("the INT8 model (quantize=int8), else null", default=None)
     best_val_acc: Optional[float] = doc("best validation accuracy seen by the checkpoint callback")
     test_acc_raw: Optional[float] = doc("test accuracy of the raw (non-EMA) weights")
     val_acc_raw: Optional[float] = doc("validation accuracy of the raw weights")

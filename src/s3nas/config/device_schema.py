@@ -27,6 +27,9 @@ class DeviceHardwareConfig(HardwareConfig):
     repeats: int = 60  # timed runs per measurement (median + IQR reported)
     rounds: int = 10  # several networks measured together: runs interleaved in this many rounds
     clock: str = "wall"  # wall | thread_cpu (CPU time of the inference thread; needs threads: 1)
+    # number format the networks are timed in: fp32 (the float export) | int8 (onnxruntime device only: the export
+    # quantized to INT8 QDQ by s3nas.utils.onnxquant before timing; docs/guide/device.md)
+    dtype: str = "fp32"
     cmd: Optional[str] = None  # command device: takes an ONNX path ({onnx} or appended), prints ms
     timeout_s: float = 120.0  # command device: per call
     sim_profile: Optional[str] = None  # simulated device: the simulator profile wrapped as a black box
@@ -44,6 +47,10 @@ class DeviceHardwareConfig(HardwareConfig):
     # instead of page-faulting fresh ones each run (fewer, steadier page faults; docs/blackbox.md)
     keep_heap: bool = False
 
+
+#: hardware.dtype values, and the devices that time each format other than fp32
+DTYPES = ("fp32", "int8")
+DTYPE_DEVICES = {"int8": ("onnxruntime",)}
 
 #: Value ranges of a device's keys (s3nas.config.ranges); types and unknown keys are the schema's.
 RANGES = {
@@ -69,7 +76,18 @@ def device_config(hardware_cfg: Any) -> Any:
         message = (str(getattr(error, "msg", None) or error).strip().splitlines() or ["invalid value"])[0]
         raise ConfigError(f"hardware.{key}: {message}") from None
     check_ranges(merged, RANGES, prefix="hardware.")
+    check_dtype(merged.dtype, merged.device)
     return merged
+
+
+def check_dtype(dtype: Any, device: Any) -> None:
+    """ConfigError (one line naming ``hardware.dtype``) for an unknown format or one ``device`` cannot time."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"hardware.dtype: unknown value '{dtype}'; use one of {', '.join(DTYPES)}")
+    takers = DTYPE_DEVICES.get(dtype)
+    if takers is not None and device not in takers:
+        raise ConfigError(f"hardware.dtype: {dtype} is timed by the {' and '.join(takers)} device only "
+                          f"(hardware=cpu_onnxruntime); hardware.device={device} takes fp32")
 
 
 def register(cs: Any) -> None:

@@ -261,6 +261,7 @@ class TrainConfig(AppConfig):
     hardware: Any = MISSING
     recipe: Any = MISSING  # s3nas/config/train_schema.py: RecipeConfig
     export: Any = MISSING  # s3nas/config/train_schema.py: ExportConfig
+    quantize: Any = MISSING  # s3nas/config/train_schema.py: QuantizeOptions
     trainer: Any = MISSING
     callbacks: Any = MISSING
     # arch.json, a search run dir (its arch.json) or timm:<name>; null: the run dir's checkpoint's arch

@@ -105,6 +105,44 @@ class ExportAppConfig(AppConfig, ExportOptions):
     weights: Optional[str] = None  # null: the run's weights.pt, else its last checkpoint
 
 
+QUANTIZE_MODES = ("none", "int8")
+
+
+@dataclass
+class QuantizeOptions:
+    """INT8 post-training quantization (and optional quantization-aware fine-tuning) of a trained network.
+
+    onnxruntime's static quantizer writes a QDQ ONNX model: weights INT8 symmetric per output channel,
+    activations UINT8 per tensor from ``calibration_images`` training images, BatchNorm folded
+    (``s3nas.utils.onnxquant``).
+    """
+
+    mode: str = "none"  # none | int8
+    calibration_images: int = 512  # training images (no augmentation) the activation ranges come from
+    calibration_method: str = "minmax"  # minmax (onnxruntime's default) | entropy | percentile
+    per_channel: bool = True  # per-output-channel weight scales (false: one scale per tensor)
+    # Quantization-aware fine-tuning after PTQ: epochs of the recipe (same optimizer, EMA, augmentation) with
+    # fake-quantized weights and inputs, at the recipe's peak lr x qat_lr_scale; 0: PTQ only.
+    qat_epochs: int = 0
+    qat_lr_scale: float = 0.05
+    allow_float_ops: list[str] = field(default_factory=list)  # ONNX operators allowed to stay float (e.g. [Erf])
+
+
+@dataclass
+class QuantizeAppConfig(AppConfig, QuantizeOptions):
+    """Top-level keys of conf/quantize_app.yaml (``python -m s3nas.quantize run_dir=<train.py run dir>``)."""
+
+    run_dir: Optional[str] = None  # a finished train.py run dir (weights.pt); required
+    mode: str = "int8"
+
+
+#: Value ranges of the quantization keys (train.py's `quantize` group and python -m s3nas.quantize alike).
+QUANTIZE_RANGES = {
+    "calibration_images": Range(low=1, integer=True),
+    "qat_epochs": Range(low=0, integer=True),
+    "qat_lr_scale": Range(low=0, low_open=True),
+}
+
 #: Value ranges of the recipe keys (s3nas.config.ranges); types are checked by the schema at composition.
 RECIPE_RANGES = {
     "epochs": Range(low=1, integer=True),
@@ -129,3 +167,5 @@ def register(cs: Any) -> None:
     cs.store(group="recipe", name="recipe_schema", node=RecipeConfig)
     cs.store(group="export", name="export_schema", node=ExportConfig)
     cs.store(name="export_app_schema", node=ExportAppConfig)
+    cs.store(group="quantize", name="quantize_schema", node=QuantizeOptions)
+    cs.store(name="quantize_app_schema", node=QuantizeAppConfig)

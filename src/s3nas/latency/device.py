@@ -11,7 +11,8 @@ A device knows nothing of the search: it receives a network and times it. How to
     device.noise(spec, repeats=5).noise_pct            # repeat-measurement variation of one network
 
 Devices (``hardware.device``): ``onnxruntime`` (this machine's CPU, ``hardware.threads`` intra-op threads,
-sequential execution), ``torch`` (torch on CPU, same pinning), ``simulated`` (a simulator profile wrapped as a
+sequential execution; ``hardware.dtype=int8`` times the INT8 QDQ model: every network or piece's float export is
+quantized by ``s3nas.utils.onnxquant.quantize_onnx`` before timing, see ``OnnxRuntimeDevice.model_bytes``), ``torch`` (torch on CPU, same pinning), ``simulated`` (a simulator profile wrapped as a
 black box: ``hardware.sim_profile``; optional ``noise_pct`` multiplicative noise, so a method can be checked
 against a known truth) and ``command`` (``hardware.cmd``: receives an ONNX file path - ``{onnx}`` in the
 command, else appended - and prints milliseconds on its last stdout line; for a phone or board behind adb/ssh).
@@ -32,6 +33,7 @@ measured latency table (``s3nas.latency.measured``) is built from pieces, never 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import math
 import os
@@ -43,6 +45,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -54,14 +57,15 @@ from torch import nn
 import simulator
 from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
-from s3nas.config.device_schema import device_config
+from s3nas.config.device_schema import check_dtype, device_config
 from s3nas.errors import ConfigError, UserError
 from s3nas.nn.builder import Block, build_model
 from s3nas.nn.layers import ConvBnAct
 from simulator.graph import GraphBuilder
 
 __all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "Measurement", "NoiseEstimate",
-           "OnnxRuntimeDevice", "Piece", "SimulatedDevice", "TorchCpuDevice", "make_device", "summarize"]
+           "OnnxRuntimeDevice", "Piece", "SimulatedDevice", "TorchCpuDevice", "make_device", "quantize_for_timing",
+           "summarize"]
 
 #: hardware.device values; "simulator" (or null) means a plain simulator profile (no device).
 DEVICE_KINDS = ("simulator", "onnxruntime", "torch", "simulated", "command")
@@ -248,6 +252,8 @@ class Device:
 
     kind = "device"
     source = "measurement"
+    #: the number format networks are timed in (``hardware.dtype``; only the onnxruntime device times int8)
+    dtype = "fp32"
     #: whether measured tables normalise every chunk of measurements by a reference network timed in it
     #: (``hardware.reference``; read by ``s3nas.latency.measured``, not by ``measure``)
     reference = False
@@ -266,6 +272,11 @@ class Device:
     def identity(self) -> dict:
         """What makes this device's numbers comparable (for cache keys)."""
         return {"kind": self.kind, "name": self.name, "clock": self.clock}
+
+    @property
+    def label(self) -> str:
+        """The device as latency sources name it (its name, plus the number format when it is not fp32)."""
+        return self.name
 
     def measure(self, network: Network, repeats: int | None = None) -> Measurement:
         """Warm up, then time ``repeats`` runs of ``network``; median, IQR, minimum."""
@@ -339,22 +350,84 @@ def _timed(run, warmup: int, repeats: int, clock: str = "wall") -> list[float]:
     return samples
 
 
+#: How ``dtype=int8`` quantizes a network for timing (part of the device identity, so the cache key of its tables).
+INT8_TIMING = {"format": "QDQ", "weights": "int8 symmetric per-channel", "activations": "uint8 asymmetric per-tensor",
+               "calibration": "minmax", "calibration_images": 4}
+#: Operators of an ONNX model that is already quantized (timed as it is with ``dtype=int8``).
+QUANTIZED_NODE_TYPES = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                        "MatMulInteger")
+
+
+def quantize_for_timing(model: bytes) -> bytes:
+    """The INT8 QDQ version of a float ONNX model (``s3nas.utils.onnxquant.quantize_onnx``: weights int8
+    per-channel, activations uint8 per-tensor, min/max calibration), for timing; a model that already holds
+    quantization nodes is returned as it is. Calibration: ``INT8_TIMING["calibration_images"]`` seeded
+    random-normal images of the model's input shape - the latency of the quantized model does not depend on the
+    calibrated scales (the same operators run on the same shapes whatever their values), so no dataset is needed."""
+    import onnx
+
+    from s3nas.utils.onnxquant import quantize_onnx
+
+    graph = onnx.load_model_from_string(model).graph
+    if any(node.op_type in QUANTIZED_NODE_TYPES for node in graph.node):
+        return model
+    dims = graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.dim_value > 0 else 1 for d in dims][1:]  # batch 1, a dynamic size taken as 1
+    images = np.random.default_rng(0).standard_normal((INT8_TIMING["calibration_images"], *shape)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="s3nas-int8-timing-") as scratch:
+        src, dst = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
+        src.write_bytes(model)
+        quantize_onnx(src, dst, images, method=INT8_TIMING["calibration"], per_channel=True, batch=1)
+        return dst.read_bytes()
+
+
 class OnnxRuntimeDevice(Device):
-    """onnxruntime on this machine's CPU: ``threads`` intra-op threads, one inter-op thread, sequential."""
+    """onnxruntime on this machine's CPU: ``threads`` intra-op threads, one inter-op thread, sequential;
+    ``dtype="int8"`` times the INT8 QDQ model of every network (``model_bytes``)."""
 
     kind = "onnxruntime"
+    #: quantized models kept in memory (the reference network of every chunk, a network measured repeatedly)
+    quantized_cache_size = 8
 
     def __init__(self, name: str = "cpu_onnxruntime", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-                 rounds: int = 10, opset: int = 18, clock: str = "wall") -> None:
+                 rounds: int = 10, opset: int = 18, clock: str = "wall", dtype: str = "fp32") -> None:
         super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds, clock=clock)
         _check_threads(threads, clock)
-        self.threads, self.opset = int(threads), int(opset)
+        check_dtype(dtype, self.kind)
+        self.threads, self.opset, self.dtype = int(threads), int(opset), str(dtype)
+        self._quantized: OrderedDict[bytes, bytes] = OrderedDict()
 
     def identity(self) -> dict:
         import onnxruntime
 
+        # fp32 keeps the identity it had before hardware.dtype existed (its cached tables stay valid)
+        int8 = {"dtype": self.dtype, "quantization": INT8_TIMING} if self.dtype == "int8" else {}
         return {**super().identity(), "threads": self.threads, "opset": self.opset,
-                "onnxruntime": onnxruntime.__version__, "host": _host()}
+                "onnxruntime": onnxruntime.__version__, "host": _host(), **int8}
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} int8 QDQ" if self.dtype == "int8" else self.name
+
+    def model_bytes(self, network: Network) -> bytes:
+        """The ONNX model this device hands to onnxruntime for ``network``: its float export, quantized to INT8
+        QDQ when ``dtype`` is int8 (kept in memory for the last few networks)."""
+        model = onnx_bytes(network, self.opset)
+        if self.dtype != "int8":
+            return model
+        digest = hashlib.sha256(model).digest()
+        if digest in self._quantized:
+            self._quantized.move_to_end(digest)
+            return self._quantized[digest]
+        try:
+            quantized = quantize_for_timing(model)
+        except Exception as error:  # noqa: BLE001 - ConfigError (an operator without INT8 kernel), onnx errors
+            raise DeviceError(f"device {self.name}: cannot quantize {describe(network)} to int8: "
+                              f"{' '.join(str(error).split())[:300]}") from None
+        self._quantized[digest] = quantized
+        while len(self._quantized) > self.quantized_cache_size:
+            self._quantized.popitem(last=False)
+        return quantized
 
     def session(self, model: bytes):
         import onnxruntime as ort
@@ -368,7 +441,12 @@ class OnnxRuntimeDevice(Device):
 
     def _runner(self, network: Network):
         try:
-            session = self.session(onnx_bytes(network, self.opset))
+            model = self.model_bytes(network)
+        except OSError as error:
+            raise DeviceError(f"device {self.name}: cannot load {describe(network)}: "
+                              f"{' '.join(str(error).split())[:200]}") from None
+        try:
+            session = self.session(model)
         except (OSError, ValueError) as error:
             raise DeviceError(f"device {self.name}: cannot load {describe(network)}: "
                               f"{' '.join(str(error).split())[:200]}") from None
@@ -568,7 +646,7 @@ def _make_device(kind: str, name: str, hw: Any) -> Device:
     """The device of a schema-complete `hardware` node (``device_config``): values read as they are."""
     timing = {"warmup": hw.warmup, "repeats": hw.repeats, "rounds": hw.rounds, "clock": hw.clock}
     if kind == "onnxruntime":
-        return OnnxRuntimeDevice(name, threads=hw.threads, **timing)
+        return OnnxRuntimeDevice(name, threads=hw.threads, dtype=hw.dtype, **timing)
     if kind == "torch":
         return TorchCpuDevice(name, threads=hw.threads, keep_heap=hw.keep_heap, **timing)
     if kind == "simulated":

@@ -2,7 +2,8 @@
 
 ``hardware=cpu_onnxruntime`` (torch_cpu, command, sim_midap_blackbox) selects it. A network's latency is the
 median of ``noise_repeats`` separate measurements (each the median of ``repeats`` timed runs) with their spread
-as the noise; the table is timed block by block and corrected with end-to-end measurements of sampled networks
+as the noise (``hardware.dtype=int8``: the INT8 QDQ model is timed, ``data_dtype`` is int8 and the sources say so);
+the table is timed block by block and corrected with end-to-end measurements of sampled networks
 (``s3nas.latency.measured``, cached and resumable); feasibility measures the space's fastest and slowest network.
 """
 
@@ -30,6 +31,7 @@ class DeviceBackend(LatencyBackend):
                  correction_ridge: float = 0.1, seed: int = 0, noise_repeats: int = 5) -> None:
         self.device = device
         self.name = device.name
+        self.data_dtype = str(getattr(device, "dtype", "fp32"))  # the format the device times networks in
         self.correction, self.correction_samples = str(correction), int(correction_samples)
         self.correction_ridge, self.seed, self.noise_repeats = float(correction_ridge), int(seed), int(noise_repeats)
         self._measurements: dict = {}
@@ -69,13 +71,13 @@ class DeviceBackend(LatencyBackend):
             details.update(reference_now_ms=now_ms, reference_table_ms=table_ms,
                            device_drift_pct=100.0 * (now_ms / table_ms - 1.0))
             drift = f"; reference network {details['device_drift_pct']:+.1f}% vs the table's measurements"
-        source = (f"measurement ({self.device.name}, {spec.input_size}x{spec.input_size}, {spec.num_classes} classes; "
+        source = (f"measurement ({self.device.label}, {spec.input_size}x{spec.input_size}, {spec.num_classes} classes; "
                   f"median of {len(noise.medians_ms)} measurements of {first.n} timed runs each, noise "
                   f"+-{noise.noise_pct:.1f}%{drift})")
         return LatencyResult(float(noise.median_ms), source, noise_pct=float(noise.noise_pct), details=details)
 
     def source(self, spec: ArchSpec) -> str:
-        return f"measurement ({self.device.name}, {spec.input_size}x{spec.input_size}, {spec.num_classes} classes)"
+        return f"measurement ({self.device.label}, {spec.input_size}x{spec.input_size}, {spec.num_classes} classes)"
 
     # ------------------------------------------------------------------------------ spaces
     def table(self, space: Any, *, cache_dir: Any = None, workers: int = 1, progress: bool = True) -> Any:

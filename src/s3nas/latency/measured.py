@@ -11,8 +11,9 @@
 
 Every measurement is appended to a JSON-lines log under ``cache_dir`` (one line per entry, flushed and
 fsynced after each chunk; a torn last line is ignored), keyed by a hash of the device's identity (kind,
-settings, versions, machine) and the search space: an interrupted build resumes where it stopped, a device
-that fails keeps what it measured, and a finished build costs nothing the next time.
+settings, versions, machine; the number format when not fp32: ``hardware.dtype=int8`` tables never mix with
+fp32 ones, and their log file names say ``-int8``) and the search space: an interrupted build resumes where it
+stopped, a device that fails keeps what it measured, and a finished build costs nothing the next time.
 
 Reference normalisation (``reference=True``, ``hardware.reference``): on a shared machine the level of the
 measurements drifts between chunks (other jobs' memory traffic changes what a whole network costs), so every
@@ -254,7 +255,8 @@ def measure_items(device: Device, log: MeasurementLog, items: Sequence[tuple[str
 def log_path_of(cache_dir: str | os.PathLike | None, space: SearchSpace, device: Device, key: str) -> Path | None:
     if cache_dir is None:
         return None
-    return Path(cache_dir) / f"measured-{space.name}-{space.input_size}px-{device.name}-{key[:16]}.jsonl"
+    dtype = "" if device.dtype == "fp32" else f"-{device.dtype}"  # fp32 logs keep the names they had
+    return Path(cache_dir) / f"measured-{space.name}-{space.input_size}px-{device.name}{dtype}-{key[:16]}.jsonl"
 
 
 def block_table(space: SearchSpace, log: MeasurementLog, key: str = "", meta: dict | None = None, *,
@@ -290,7 +292,7 @@ def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str |
     missing_blocks = sum(1 for k, _, _ in block_items if k not in log)
     missing_nets = sum(1 for k, _, _ in net_items if k not in log)
     if printer and (missing_blocks or missing_nets):
-        printer(f"latency table on {device.name}: {missing_blocks} of {len(block_items)} standalone pieces and "
+        printer(f"latency table on {device.label}: {missing_blocks} of {len(block_items)} standalone pieces and "
                 f"{missing_nets} of {len(net_items)} networks to measure"
                 + (f" (resuming {log.path})" if len(log) else ""))
     estimates: dict[str, float] = {}
@@ -312,7 +314,8 @@ def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str |
     measured += measure_items(device, log, net_items, chunk=chunk, progress=progress,
                               description=f"{device.name}: networks", on_first=announce("net", missing_nets),
                               reference=("net", refs["net"]) if reference else None)
-    meta = {"method": "measured", "device": device.name, "device_kind": device.kind, "space": space.name,
+    meta = {"method": "measured", "device": device.name, "device_kind": device.kind, "dtype": device.dtype,
+            "space": space.name,
             "input_size": space.input_size, "num_classes": space.num_classes, "repeats": device.repeats,
             "statistic": "median", "log": str(log.path) if log.path else None,
             "reference": {k: log.reference_ms(k) for k in REFERENCE_KINDS} if reference else None}
@@ -326,7 +329,7 @@ def build_measured_table(space: SearchSpace, device: Device, *, cache_dir: str |
         fitted = (f"; correction {corr.method}: fit MAPE {corr.fit['train_raw_mape_pct']:.1f}% raw -> "
                   f"{corr.fit['train_mape_pct']:.1f}% corrected on {len(fit_samples)} networks") \
             if "train_mape_pct" in corr.fit else "; no correction (no end-to-end samples)"
-        printer(f"latency table on {device.name}: {measured} measurements in {seconds / 60:.1f} min{fitted}")
+        printer(f"latency table on {device.label}: {measured} measurements in {seconds / 60:.1f} min{fitted}")
     return MeasuredTable(raw, corrected, corr, fit_samples, log.path, device.name, seconds, measured,
                          {"key": key, "estimates_s": estimates})
 

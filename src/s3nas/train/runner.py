@@ -39,6 +39,7 @@ from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
 from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 from s3nas.train.export import export_onnx
 from s3nas.train.module import EMA_WARMUPS, SCHEDULERS, RecipeSettings, RetrainModule, scaled_lr, steps_of
+from s3nas.train.quantize import INT8_ONNX, check_quantize_options, quantize_trained
 from s3nas.train.network import NetworkSource, build_network, count_parameters, deploy_latency, resolve_network
 from s3nas.utils.io import atomic_write_bytes
 
@@ -169,6 +170,8 @@ def _check_recipe(cfg: DictConfig) -> None:
                           f"(e.g. rmsproptf, sgd, adamw)")
     if "export" in cfg:  # train.py's export group (absent from BBSSP's short trainings)
         check_ranges(cfg.export, EXPORT_RANGES, prefix="export.")
+    if cfg.get("quantize") is not None:
+        check_quantize_options(cfg.quantize)
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -309,6 +312,14 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
                              opset=int(cfg.export.opset), dynamic_batch=bool(cfg.export.dynamic_batch),
                              check=bool(cfg.export.check), atol=float(cfg.export.atol), real_images=images)
         summary["onnx"] = result
+    summary.update(int8_fields(summary, None, checked.backend.data_dtype))
+    quantize = cfg.get("quantize")
+    if quantize is not None and str(quantize.mode) == "int8":
+        int8 = quantize_trained(module.eval_model, datamodule, quantize, run_dir,
+                                input_size=cfg.export.get("input_size") or int(datamodule.image_size),
+                                in_channels=int(datamodule.in_channels), opset=int(cfg.export.opset),
+                                recipe=settings, trainer_cfg=cfg.trainer, meta=meta)
+        summary.update(int8_fields(summary, int8, checked.backend.data_dtype))
     summary["total_seconds"] = time.time() - started
     typed = TrainSummary.from_dict(summary)  # the schema (s3nas.outputs): a missing or stray key fails here
     summary = typed.to_dict()
@@ -317,6 +328,24 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
         _log_results(loggers, summary, run_dir, weights_path)
         print_summary(summary)
     return summary
+
+
+def int8_fields(summary: dict, int8: Optional[dict], data_dtype: str) -> dict:
+    """The accuracy fields of a train summary given its float figures and the INT8 result (None: no INT8 model).
+
+    ``test_acc`` / ``val_acc`` are the accuracies of the network the hardware runs: the INT8 model's when one
+    exists and the hardware computes in int8 (``accuracy_dtype: int8``), else the float network's; the float
+    figures stay in ``*_fp32`` and the INT8 ones in ``*_int8`` either way.
+    """
+    fp32 = {f"{split}_acc_fp32": summary[f"{split}_acc"] if summary.get(f"{split}_acc_fp32") is None
+            else summary[f"{split}_acc_fp32"] for split in ("test", "val")}
+    fields: dict = dict(fp32, test_acc_int8=None, val_acc_int8=None, accuracy_dtype="fp32", int8=None,
+                        hardware_dtype=str(data_dtype))
+    if int8 is not None:
+        fields.update(test_acc_int8=int8["test_acc"], val_acc_int8=int8["val_acc"], int8=int8)
+        if str(data_dtype) == "int8":
+            fields.update(test_acc=int8["test_acc"], val_acc=int8["val_acc"], accuracy_dtype="int8")
+    return fields
 
 
 def _metric(metrics: dict, key: str) -> Optional[float]:
@@ -375,7 +404,8 @@ def print_summary(summary: dict) -> None:
     """Rich table: accuracy, size, latency, time; then the run dir."""
     console = Console(width=120)
     table = Table(title=f"Retrained {summary['network']} on {summary['data']}")
-    columns = ("test acc", "val acc", "params", "MACs (deploy)", f"latency ms ({summary['hardware']})", "epochs",
+    dtype = summary.get("accuracy_dtype", "fp32")
+    columns = (f"test acc ({dtype})", f"val acc ({dtype})", "params", "MACs (deploy)", f"latency ms ({summary['hardware']})", "epochs",
                "train s")
     for column in columns:
         table.add_column(column, justify="right")
@@ -383,6 +413,16 @@ def print_summary(summary: dict) -> None:
                   f"{summary['macs']:,}", f"{summary['latency_ms']:.4f}", str(summary["epochs"]),
                   f"{summary['train_seconds']:.1f}")
     console.print(table)
+    if summary.get("int8"):
+        int8 = summary["int8"]
+        console.print(f"INT8: {int8['path']} test acc {summary['test_acc_int8']:.4f} (float {summary['test_acc_fp32']:.4f}; "
+                      f"PTQ {int8['ptq_test_acc']:.4f}" + (f", QAT {int8['qat_epochs']} ep {int8['qat_test_acc']:.4f}"
+                                                            if int8.get("qat_test_acc") is not None else "")
+                      + f"), agreement with fake-quant torch {int8['agreement']:.4f}; reported accuracy: "
+                      f"{summary['accuracy_dtype']}")
+    elif summary.get("hardware_dtype") == "int8":
+        console.print(f"note: {summary['hardware']} computes in int8 but this accuracy is of the float network; "
+                      f"add quantize=int8 for the INT8 model and its accuracy")
     if summary.get("onnx"):
         console.print(f"ONNX: {summary['onnx'].get('path')} (max abs diff {summary['onnx'].get('max_abs_diff')})")
     console.print(f"run dir: {summary['run_dir']}")
