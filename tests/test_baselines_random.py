@@ -123,9 +123,69 @@ def test_compare_table(random_search_run, tmp_path):
     assert mine["latency_ms"] == pytest.approx(summary["latency_ms"]) and mine["accuracy"] == pytest.approx(
         100 * summary["test_acc"])
     assert mine["search_seconds"] == pytest.approx(summary["search_seconds"])
+    final = json.loads((random_search_run / "final" / "summary.json").read_text())  # its float / INT8 pair
+    assert mine["accuracy_fp32"] == pytest.approx(100 * final["test_acc_fp32"]) and mine["accuracy_int8"] is None
+    assert mine["accuracy_kind"].endswith(", fp32")
     assert rows[1]["accuracy"] == 78.8 and rows[1]["search_seconds"] is None
     text = markdown_table(rows, "midap", data)
     assert "| EfficientNet-B1 | zoo (published) |  | 78.80 |" in text
+
+
+SMALL = ("stem_c16_k3_s2_re | 0: ir_k3_e2_c16_s1 | 1: ir_k3_e2_c32_s2 ir_k5_e4_c32_s1 | head_c256_d0.2 | n10_i3_r64 | "
+         "name:small")
+
+
+def test_compare_pairs_float_and_int8_accuracies(tmp_path):
+    """A train.py quantize=int8 run on an int8 NPU reports its INT8 accuracy (kind int8) with the float one beside
+    it; an older train run (no INT8 keys) and a search stay fp32 with an empty INT8 cell; compare.csv,
+    compare.md and summary.json carry the column."""
+    import csv
+
+    from s3nas.arch import codec
+    from s3nas.baselines import compare
+    from s3nas.config import compose_config
+    from s3nas.outputs import CompareSummary, SearchSummary, TrainSummary, example, validate_summary_file, write_summary
+    from s3nas.runtime.entry import prepare_config
+
+    spec = codec.decode(SMALL)
+    search, quantized, older = tmp_path / "search", tmp_path / "int8", tmp_path / "older"
+    for run, summary in (
+            (search, example(SearchSummary, test_acc=0.9, data="digits", seed=1)),
+            (quantized, example(TrainSummary, data="digits", seed=2, epochs=3, arch_origin=str(search / "arch.json"),
+                                test_acc=0.8125, accuracy_dtype="int8", hardware_dtype="int8", test_acc_fp32=0.84375,
+                                test_acc_int8=0.8125)),
+            (older, example(TrainSummary, data="digits", seed=3, epochs=3, arch_origin="", test_acc=0.75))):
+        codec.save_json(spec, run / "arch.json")
+        write_summary(run, summary)
+    raw = json.loads((older / "summary.json").read_text())  # as an s3nas before the INT8 fields wrote it
+    for key in ("accuracy_dtype", "hardware_dtype", "test_acc_fp32", "val_acc_fp32", "test_acc_int8", "val_acc_int8",
+                "int8"):
+        raw.pop(key)
+    (older / "summary.json").write_text(json.dumps(raw))
+
+    out = tmp_path / "compare"
+    cfg = prepare_config(compose_config("compare", [f"runs=[{search},{quantized},{older}]", "zoo=[efficientnet_b1]",
+                                                    "plot=false", "logger=none"], output_dir=out))
+    compare.main(cfg)
+    summary = validate_summary_file(out / "summary.json")
+    assert isinstance(summary, CompareSummary) and summary.hardware_dtype == "int8"
+    rows = {row.seed: row for row in summary.rows if row.seed is not None}
+    assert rows[2].accuracy == pytest.approx(81.25) and rows[2].accuracy_kind == "retrained 3 ep, test split, int8"
+    assert (rows[2].accuracy_fp32, rows[2].accuracy_int8) == (pytest.approx(84.375), pytest.approx(81.25))
+    assert rows[3].accuracy == rows[3].accuracy_fp32 == pytest.approx(75.0) and rows[3].accuracy_int8 is None
+    assert rows[3].accuracy_kind.endswith(", fp32")
+    assert rows[1].accuracy_fp32 == pytest.approx(90.0) and rows[1].accuracy_int8 is None
+    assert rows[1].accuracy_kind == "weight sharing, test split, fp32"
+    zoo_row = next(row for row in summary.rows if row.kind == "zoo (published)")
+    assert (zoo_row.accuracy_fp32, zoo_row.accuracy_int8) == (78.8, None)
+
+    table = {row["seed"]: row for row in csv.DictReader((out / "compare.csv").open())}
+    assert "accuracy_int8" in table["2"] and float(table["2"]["accuracy_int8"]) == pytest.approx(81.25)
+    assert float(table["2"]["accuracy_fp32"]) == pytest.approx(84.375) and table["3"]["accuracy_int8"] == ""
+    text = (out / "compare.md").read_text()
+    assert "| top-1 % | accuracy kind | fp32 % | int8 % |" in text and "`midap` computes in int8" in text
+    assert "| 81.25 | retrained 3 ep, test split, int8 | 84.38 | 81.25 |" in text
+    assert "| 75.00 | retrained 3 ep, test split, fp32 | 75.00 |  |" in text
 
 
 def test_compare_notebook_executes(random_search_run, tmp_path, monkeypatch):

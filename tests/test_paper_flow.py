@@ -2,7 +2,7 @@
 
 The first test chains the transforms on a small ArchSpec with an untrained network's excitations (no
 training); a default-suite test runs the commands on a tiny budget (search -> train -> post-process -> scale ->
-flow table); the slow one runs the README's whole sequence (benchmarks/paper_flow.py: search -> train ->
+flow table, the train stage with its INT8 model); the slow one runs the README's whole sequence (benchmarks/paper_flow.py: search -> train ->
 post-process -> scale -> train -> SE removal -> train -> table).
 """
 
@@ -68,14 +68,16 @@ def test_scale_then_se_then_removal_on_a_small_arch():
 
 
 def test_paper_flow_commands_on_a_tiny_budget(tmp_path, run_cmd):
-    """search (tiny) -> train (2 batches) -> +SE/h-swish -> scale to 1.5x -> flow table, as the README's commands;
-    the table recomputes every stage's latency on the simulator from its arch.json."""
+    """search (tiny) -> train (2 batches, INT8 PTQ) -> +SE/h-swish -> scale to 1.5x -> flow table, as the README's
+    commands; the table recomputes every stage's latency on the simulator from its arch.json and shows the train
+    stage's float and INT8 accuracies side by side."""
     runs = {name: tmp_path / name for name in ("search", "train", "plus", "scaled", "table")}
     run_cmd(["search.py", "debug=search_tiny", "data.image_size=16", "latency=2.5ms",
              f"hydra.run.dir={runs['search']}"])
     run_cmd(["train.py", f"arch={runs['search']}", "data.image_size=16", "data.batch_size=16", "recipe.epochs=1",
              "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-             "logger=none", "callbacks=none", "trainer.enable_progress_bar=false", f"hydra.run.dir={runs['train']}"])
+             "quantize=int8", "quantize.calibration_images=32", "logger=none", "callbacks=none",
+             "trainer.enable_progress_bar=false", f"hydra.run.dir={runs['train']}"])
     run_cmd(["-m", "s3nas.postsearch.postprocess", f"arch={runs['train']}", "se=all", "act=hswish", "logger=none",
              f"hydra.run.dir={runs['plus']}"])
     midap = simulator.load_profile("midap")
@@ -100,8 +102,17 @@ def test_paper_flow_commands_on_a_tiny_budget(tmp_path, run_cmd):
     assert lat[2] < lat[3] <= target_ms  # scaled up, within the final target
     assert stages[3]["input_size"] > stages[2]["input_size"] and stages[3]["params"] > stages[2]["params"]
     assert stages[1]["test_acc"] is not None and 0.0 <= stages[1]["test_acc"] <= 1.0
+    # the train stage: the accuracy it reported (the INT8 model's: midap computes in int8) and both of the pair
+    train = json.loads((runs["train"] / "summary.json").read_text())
+    assert train["accuracy_dtype"] == "int8" and train["test_acc_int8"] is not None
+    assert stages[1]["test_acc"] == train["test_acc"] == train["test_acc_int8"]
+    assert stages[1]["accuracy_dtype"] == "int8"
+    assert (stages[1]["test_acc_fp32"], stages[1]["test_acc_int8"]) == (train["test_acc_fp32"], train["test_acc_int8"])
+    assert stages[0]["test_acc_int8"] is None and stages[2]["test_acc_int8"] is None
     table = (runs["table"] / "flow.md").read_text()
     assert all(f"| {i} | {name} |" in table for i, name in enumerate(["search", "train", "postprocess", "scaling"]))
+    assert f"| 1 | train | {train['test_acc_fp32']:.4f} | {train['test_acc_int8']:.4f} |" in table
+    assert "`midap` computes in int8" in table and "test acc int8 (midap runs this)" in table
 
 
 @pytest.mark.slow
@@ -143,12 +154,17 @@ def test_flow_table_recomputes_every_stage_from_its_arch(tmp_path):
     midap = simulator.load_profile("midap")
     base = codec.decode(SMALL)
     plus = apply(base, "all", "hswish")
-    from s3nas.outputs import PostprocessSummary, SearchSummary, TrainSummary, example, write_summary
+    from s3nas.outputs import FlowSummary, PostprocessSummary, SearchSummary, TrainSummary, example, write_summary
 
+    int8 = dict(test_acc=0.7812, accuracy_dtype="int8", hardware_dtype="int8", test_acc_fp32=0.8125,
+                test_acc_int8=0.7812)  # a train.py quantize=int8 run on an int8 NPU
+    old = dict(test_acc=0.75, accuracy_dtype="fp32", hardware_dtype="fp32", test_acc_fp32=None, test_acc_int8=None,
+               int8=None)  # a train summary written before the INT8 fields existed
     runs = []
     for name, spec, summary in (("search", base, example(SearchSummary, test_acc=0.9, target_ms=1.0)),
-                                ("train", base, example(TrainSummary, test_acc=0.8, data="digits", latency_ms=123.0)),
-                                ("postprocess", plus, example(PostprocessSummary, latency_ms=0.0))):
+                                ("train", base, example(TrainSummary, data="digits", latency_ms=123.0, **int8)),
+                                ("postprocess", plus, example(PostprocessSummary, latency_ms=0.0)),
+                                ("train_old", plus, example(TrainSummary, data="digits", **old))):
         run = tmp_path / name
         codec.save_json(spec, run / "arch.json")
         write_summary(run, summary)  # the stage is the summary's kind
@@ -156,12 +172,33 @@ def test_flow_table_recomputes_every_stage_from_its_arch(tmp_path):
     from s3nas.latency.simulated import SimulatorBackend
 
     rows = [stage_row(r, SimulatorBackend("midap")) for r in runs]
-    assert [r["stage"] for r in rows] == ["search", "train", "postprocess"]
+    assert [r["stage"] for r in rows] == ["search", "train", "postprocess", "train"]
     assert rows[1]["latency_ms"] == pytest.approx(simulate_ms(base, midap))  # not the summary's figure
     assert rows[2]["latency_ms"] == pytest.approx(simulate_ms(plus, midap))
     assert rows[2]["latency_ms"] > rows[1]["latency_ms"]
     assert rows[2]["params"] == count_params(plus) and rows[2]["se_blocks"] == len(plus.blocks)
     assert rows[0]["accuracy_source"].startswith("search") and rows[1]["accuracy_source"].startswith("retrained")
     assert rows[2]["test_acc"] is None
-    text = table_markdown(rows, "midap")
-    assert "| 0 | search | 0.9000* |" in text and "| 2 | postprocess | - |" in text
+    # honest pairs: the reported accuracy stays the stage's own, float and INT8 side by side
+    assert (rows[1]["test_acc"], rows[1]["accuracy_dtype"]) == (0.7812, "int8")
+    assert (rows[1]["test_acc_fp32"], rows[1]["test_acc_int8"]) == (0.8125, 0.7812)
+    assert (rows[0]["test_acc_fp32"], rows[0]["test_acc_int8"], rows[0]["accuracy_dtype"]) == (0.9, None, "fp32")
+    assert (rows[2]["test_acc_fp32"], rows[2]["test_acc_int8"]) == (None, None)
+    assert (rows[3]["test_acc"], rows[3]["test_acc_fp32"], rows[3]["test_acc_int8"]) == (0.75, 0.75, None)
+    assert rows[3]["accuracy_dtype"] == "fp32"
+    text = table_markdown(rows, "midap", "int8")
+    assert "| 0 | search | 0.9000* | - |" in text and "| 2 | postprocess | - | - |" in text
+    assert "| 1 | train | 0.8125 | 0.7812 |" in text and "| 3 | train | 0.7500 | - |" in text
+    assert "`midap` computes in int8: the int8 accuracy column" in text
+    assert "| test acc fp32 | test acc int8 (midap runs this) |" in text
+    float_hw = table_markdown(rows, "fp32npu", "fp32")
+    assert "| test acc fp32 (fp32npu runs this) | test acc int8 |" in float_hw and "computes in fp32" in float_hw
+    FlowSummary.from_dict(FlowSummary(hardware="midap", hardware_dtype="int8", stages=rows).to_dict())
+    older = FlowSummary(hardware="midap", stages=rows).to_dict()  # a flow summary without the INT8 keys loads
+    older.pop("hardware_dtype")
+    for stage in older["stages"]:
+        for key in ("accuracy_dtype", "test_acc_fp32", "test_acc_int8"):
+            stage.pop(key)
+    loaded = FlowSummary.from_dict(older)
+    assert loaded.hardware_dtype == "fp32" and loaded.stages[1].test_acc_int8 is None
+    assert "| 1 | train | 0.7812 | - |" in table_markdown(older["stages"], "midap")  # fp32 then: as it was

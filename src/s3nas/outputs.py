@@ -267,8 +267,13 @@ class CompareRow(Record):
     model: str = doc("network name (ArchSpec name, timm name or zoo display name)")
     kind: str = doc("s3nas search, trained, random_search, zoo (published), ...")
     data: str = doc("dataset of the accuracy")
-    accuracy: Optional[float] = doc("top-1 accuracy in % (null: none recorded)")
-    accuracy_kind: str = doc("what kind of accuracy (weight sharing, retrained N ep, published ImageNet top-1)")
+    accuracy: Optional[float] = doc("top-1 accuracy in % of the network the hardware runs where the run has it "
+                                    "(the run's test_acc; accuracy_kind says fp32 or int8; null: none recorded)")
+    accuracy_kind: str = doc("what kind of accuracy (weight sharing, retrained N ep, published ImageNet top-1) and its "
+                             "number format (fp32: float weights, int8: model_int8.onnx)")
+    accuracy_fp32: Optional[float] = doc("top-1 accuracy in % of the float weights (null: none recorded)", default=None)
+    accuracy_int8: Optional[float] = doc("top-1 accuracy in % of the run's model_int8.onnx (null: no INT8 model, e.g. "
+                                         "quantize=none, search and zoo rows)", default=None)
     latency_ms: float = doc("latency (ms) simulated here on the compare profile at the deployment shape")
     target_ms: Optional[float] = doc("the run's latency target (null: none)")
     params_m: float = doc("weights in millions")
@@ -285,7 +290,14 @@ class FlowStage(Record):
 
     stage: str = doc("the command that made the run dir (search, train, postprocess, scaling, se_removal)")
     run_dir: str = doc("the run dir")
-    test_acc: Optional[float] = doc("test accuracy (fraction) from its summary (null: the step trains nothing)")
+    test_acc: Optional[float] = doc("test accuracy (fraction) from its summary, as the stage reported it (null: the "
+                                    "step trains nothing)")
+    accuracy_dtype: str = doc("number format test_acc is of: 'int8' (the train run's model_int8.onnx) or 'fp32' "
+                              "(float weights; also for stages without an accuracy)", default="fp32")
+    test_acc_fp32: Optional[float] = doc("test accuracy of the float weights (train: EMA; search: weight-sharing "
+                                         "estimate; null: none)", default=None)
+    test_acc_int8: Optional[float] = doc("test accuracy of the train run's model_int8.onnx (null: no INT8 model)",
+                                         default=None)
     accuracy_source: str = doc("retrained ..., search estimate ... or 'not trained here'")
     latency_ms: float = doc("latency (ms) of its arch.json on the flow's profile")
     params: int = doc("trainable parameters")
@@ -615,6 +627,8 @@ class FlowSummary(Summary):
     COMMAND: ClassVar[str] = "s3nas-flow (python -m s3nas.postsearch.flow)"
 
     hardware: str = doc("hardware profile every stage is simulated on")
+    hardware_dtype: str = doc("number format that hardware computes in (int8 for 1-byte NPU profiles): its "
+                              "accuracy column in flow.md", default="fp32")
     stages: list[FlowStage] = doc("the stages in order")
 
 
@@ -647,6 +661,8 @@ class CompareSummary(Summary):
     COMMAND: ClassVar[str] = "s3nas-compare (python -m s3nas.baselines.compare)"
 
     hardware: str = doc("hardware profile every row is simulated on")
+    hardware_dtype: str = doc("number format that hardware computes in (int8 for 1-byte NPU profiles)",
+                              default="fp32")
     data: str = doc("dataset of the runs' accuracies")
     rows: list[CompareRow] = doc("the table's rows")
     plot: Optional[str] = doc("the comparison PNG (null: plot=false)")

@@ -2,7 +2,8 @@
 
 For one dataset and one hardware profile: every network of the given run dirs (search.py, train.py,
 random_search, random_selection; a multirun dir stands for its jobs) and the named zoo networks, with its
-accuracy (and what kind: weight-sharing, retrained, published ImageNet), its latency obtained here on the
+accuracy (and what kind: weight-sharing, retrained, published ImageNet; fp32 or int8), the float and INT8
+(``model_int8.onnx`` of a ``train.py quantize=int8`` run) accuracies side by side, its latency obtained here on the
 hardware's backend at its deployment shape (the same backend for every row), weights and MACs at that shape, and the
 search cost in wall-clock seconds (a train.py run of a searched network inherits its search's cost; zoo rows
 have none). Writes ``compare.csv``, ``compare.md``, ``summary.json`` and ``compare_<hardware>.png`` (the rows on
@@ -64,6 +65,35 @@ def _read(path: Path) -> Summary:
         raise ConfigError(f"runs: {error}") from None
 
 
+def accuracy_pair(summary: Summary, run_dir: Path) -> tuple[Optional[float], Optional[float], str]:
+    """(float, INT8) test accuracies (fractions) of a run and the number format of its test_acc.
+
+    A train run has both (INT8 null without quantize=int8; an older summary's test_acc is the float one); a
+    random baseline takes its final/ training's; a search's weight-sharing estimate is float.
+    """
+    if isinstance(summary, RandomBaselineSummary):
+        finals = [Path(summary.final_run_dir)] if summary.final_run_dir else []
+        for final in [*finals, run_dir / "final"]:
+            try:
+                trained = load_summary(final / "summary.json") if (final / "summary.json").is_file() else None
+            except ConfigError:
+                trained = None  # the row keeps the baseline's own figure
+            if isinstance(trained, TrainSummary) and trained.test_acc == summary.test_acc:
+                return accuracy_pair(trained, final)
+    if not isinstance(summary, TrainSummary):
+        return summary.test_acc, None, "fp32"
+    dtype = "int8" if summary.accuracy_dtype == "int8" else "fp32"
+    fp32 = summary.test_acc_fp32 if summary.test_acc_fp32 is not None else (
+        summary.test_acc if dtype == "fp32" else None)
+    int8 = summary.test_acc_int8 if summary.test_acc_int8 is not None else (
+        summary.test_acc if dtype == "int8" else None)
+    return fp32, int8, dtype
+
+
+def _percent(fraction: Optional[float]) -> Optional[float]:
+    return None if fraction is None else 100.0 * float(fraction)
+
+
 def describe_run(run_dir: Path) -> dict:
     """What a run dir delivered: kind, accuracy (and its kind), search cost, the ArchSpec (or timm name)."""
     summary = _read(run_dir / "summary.json")
@@ -96,7 +126,9 @@ def describe_run(run_dir: Path) -> dict:
                           f"baseline one")
     if spec is None and timm_name is None:
         raise ConfigError(f"runs: '{run_dir}' holds no arch.json")
-    return {"kind": kind, "accuracy": summary.test_acc, "accuracy_kind": accuracy_kind,
+    fp32, int8, dtype = accuracy_pair(summary, run_dir)
+    return {"kind": kind, "accuracy": summary.test_acc, "accuracy_kind": accuracy_kind, "accuracy_dtype": dtype,
+            "accuracy_fp32": fp32, "accuracy_int8": int8,
             "data": summary.data, "search_seconds": search_seconds,
             "train_seconds": summary.train_seconds if not isinstance(summary, SearchSummary) else None,
             "target_ms": getattr(summary, "target_ms", None), "seed": summary.seed, "spec": spec,
@@ -128,8 +160,10 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], backend: 
             latency = backend.evaluate_graph(graph, entry.timm_name, entry.input_size, 1000).latency_ms
             params, macs = sum(layer.weight_count for layer in graph) / 1e6, graph.macs / 1e9
         rows.append({"model": run["name"], "kind": run["kind"], "data": run["data"],
-                     "accuracy": None if run["accuracy"] is None else 100.0 * float(run["accuracy"]),
-                     "accuracy_kind": f"{run['accuracy_kind']}, test split", "latency_ms": latency,
+                     "accuracy": _percent(run["accuracy"]),
+                     "accuracy_kind": f"{run['accuracy_kind']}, test split, {run['accuracy_dtype']}",
+                     "accuracy_fp32": _percent(run["accuracy_fp32"]), "accuracy_int8": _percent(run["accuracy_int8"]),
+                     "latency_ms": latency,
                      "target_ms": run["target_ms"], "params_m": params, "macs_g": macs,
                      "search_seconds": run["search_seconds"], "train_seconds": run["train_seconds"],
                      "seed": run["seed"], "run_dir": run["run_dir"]})
@@ -139,7 +173,8 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], backend: 
         z = {"latency_ms": backend.evaluate_graph(graph, entry.timm_name, entry.input_size, 1000).latency_ms,
              "params_m": sum(layer.weight_count for layer in graph) / 1e6, "macs_g": graph.macs / 1e9}
         rows.append({"model": entry.display, "kind": "zoo (published)", "data": "imagenet",
-                     "accuracy": entry.published_top1, "accuracy_kind": "published ImageNet top-1",
+                     "accuracy": entry.published_top1, "accuracy_kind": "published ImageNet top-1, fp32",
+                     "accuracy_fp32": entry.published_top1, "accuracy_int8": None,
                      "latency_ms": z["latency_ms"], "target_ms": None, "params_m": z["params_m"],
                      "macs_g": z["macs_g"], "search_seconds": None, "train_seconds": None, "seed": None,
                      "run_dir": ""})
@@ -151,17 +186,21 @@ def _search_cost(row: dict) -> str:
     return "" if seconds is None else f"{seconds:.0f} s ({seconds / 3600:.2f} h)"
 
 
-def markdown_table(rows: list[dict], hardware: str, data: str) -> str:
-    """Table 6 shape: model, top-1, latency, params, MACs, search cost (wall clock)."""
+def markdown_table(rows: list[dict], hardware: str, data: str, hardware_dtype: Optional[str] = None) -> str:
+    """Table 6 shape: model, top-1 (float and INT8 too), latency, params, MACs, search cost (wall clock)."""
     title = (f"Networks on `{data}` and zoo networks, latency simulated on `{hardware}` at each network's deployment "
              f"shape; accuracies of different kinds are not comparable across kinds.")
+    if hardware_dtype is not None:
+        title += (f" `{hardware}` computes in {hardware_dtype}; top-1 % is each run's reported accuracy (the INT8 "
+                  f"model's where it has one and the run's hardware computes in int8; its kind says fp32 or int8), "
+                  f"fp32 % and int8 % the float weights' and model_int8.onnx's (empty: none).")
     table = tables.markdown_table(
-        rows, ["model", "kind", "seed", "accuracy", "accuracy_kind", "latency_ms", "params_m", "macs_g",
-               "search_seconds"],
-        {"seed": "d", "accuracy": ".2f", "latency_ms": ".3f", "params_m": ".2f", "macs_g": ".2f",
-         "search_seconds": _search_cost},
-        headers=["model", "kind", "seed", "top-1 %", "accuracy kind", "latency ms", "params M", "MACs G",
-                 "search cost (wall clock)"])
+        rows, ["model", "kind", "seed", "accuracy", "accuracy_kind", "accuracy_fp32", "accuracy_int8", "latency_ms",
+               "params_m", "macs_g", "search_seconds"],
+        {"seed": "d", "accuracy": ".2f", "accuracy_fp32": ".2f", "accuracy_int8": ".2f", "latency_ms": ".3f",
+         "params_m": ".2f", "macs_g": ".2f", "search_seconds": _search_cost},
+        headers=["model", "kind", "seed", "top-1 %", "accuracy kind", "fp32 %", "int8 %", "latency ms", "params M",
+                 "MACs G", "search cost (wall clock)"])
     return f"{title}\n\n{table}"
 
 
@@ -229,15 +268,16 @@ def main(cfg: Any, checked: Optional[dict] = None) -> dict:
     run_dir = Path(str(cfg.paths.output_dir))
     backend = checked["backend"]
     rows, data = comparison_rows(checked["run_dirs"], cfg.zoo, backend, cfg.get("data"))
-    markdown = markdown_table(rows, backend.name, data)
+    hardware_dtype = str(getattr(backend, "data_dtype", "fp32"))
+    markdown = markdown_table(rows, backend.name, data, hardware_dtype)
     atomic_write_text(run_dir / "compare.csv", csv_text(rows))
     atomic_write_text(run_dir / "compare.md", markdown)
     plot = None
     if cfg.plot:
         plot = run_dir / f"compare_{backend.name}.png"
         plot_comparison(rows, backend.name, plot)
-    typed = CompareSummary(hardware=backend.name, data=data, rows=rows, plot=str(plot) if plot else None,
-                           seconds=time.time() - started, run_dir=str(run_dir))
+    typed = CompareSummary(hardware=backend.name, hardware_dtype=hardware_dtype, data=data, rows=rows,
+                           plot=str(plot) if plot else None, seconds=time.time() - started, run_dir=str(run_dir))
     write_summary(run_dir, typed)
     summary = typed.to_dict()
     for logger in build_loggers(cfg):

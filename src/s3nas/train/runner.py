@@ -339,7 +339,7 @@ def int8_fields(summary: dict, int8: Optional[dict], data_dtype: str) -> dict:
     """
     fp32 = {f"{split}_acc_fp32": summary[f"{split}_acc"] if summary.get(f"{split}_acc_fp32") is None
             else summary[f"{split}_acc_fp32"] for split in ("test", "val")}
-    fields: dict = dict(fp32, test_acc_int8=None, val_acc_int8=None, accuracy_dtype="fp32", int8=None,
+    fields: dict = dict(fp32, test_acc=fp32["test_acc_fp32"], val_acc=fp32["val_acc_fp32"], test_acc_int8=None, val_acc_int8=None, accuracy_dtype="fp32", int8=None,
                         hardware_dtype=str(data_dtype))
     if int8 is not None:
         fields.update(test_acc_int8=int8["test_acc"], val_acc_int8=int8["val_acc"], int8=int8)
@@ -392,7 +392,7 @@ def _log_results(loggers: list, summary: dict, run_dir: Path, weights_path: Path
             artifact = wandb.Artifact(f"weights-{run.id}", type="model", metadata={
                 k: summary[k] for k in ("test_acc", "val_acc", "params", "macs", "latency_ms", "hardware", "arch")})
             artifact.add_file(str(weights_path))
-            for extra in ("arch.json", ONNX, "summary.json"):
+            for extra in ("arch.json", ONNX, INT8_ONNX, "summary.json"):
                 if (run_dir / extra).is_file():
                     artifact.add_file(str(run_dir / extra))
             run.log_artifact(artifact)

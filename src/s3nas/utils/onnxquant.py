@@ -121,7 +121,9 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
             quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         except Exception:  # noqa: BLE001 - optional step: quantize the export as it is
             prepared = Path(src)
-        quantize_static(str(prepared), str(tmp), _Reader(input_name, calibration, max(1, int(batch))),
+        # equal batches: onnxruntime's histogram calibrators (entropy, percentile) stack them
+        size = next(b for b in range(max(1, min(int(batch), len(calibration))), 0, -1) if len(calibration) % b == 0)
+        quantize_static(str(prepared), str(tmp), _Reader(input_name, calibration, size),
                         quant_format=QuantFormat.QDQ, per_channel=bool(per_channel),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=calibrators[method], op_types_to_quantize=list(QUANTIZED_OPS),
