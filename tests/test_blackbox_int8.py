@@ -110,6 +110,7 @@ def test_tiny_search_on_int8_cpu(tmp_path, run_cmd):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["latency_source"].startswith("measurement (cpu_onnxruntime int8 QDQ, 16x16, 10 classes"), summary
     assert 0 < summary["latency_ms"] <= summary["target_ms"] == 20.0 and summary["meets_target"], summary
+    assert summary["hardware_dtype"] == "int8", summary  # the backend's data_dtype reaches the summary
     logs = list(cache.glob("measured-*-16px-cpu_onnxruntime-int8-*.jsonl"))
     assert len(logs) == 1 and logs[0].stat().st_size > 0
     assert not list(cache.glob("measured-*-16px-cpu_onnxruntime-[0-9a-f]*.jsonl"))  # no fp32 table was built

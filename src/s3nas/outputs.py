@@ -423,6 +423,10 @@ class SearchSummary(Summary):
     val_acc: Optional[float] = doc("the delivered child's validation accuracy (supernet weights, BN re-estimated)")
     test_acc: Optional[float] = doc("the same network's test accuracy (null: no test split)")
     supernet_val_acc: Optional[float] = doc("the supernet's validation accuracy at the end of the fit")
+    accuracy_dtype: str = doc("number format val_acc/test_acc are of (fp32: the search evaluates the float child; "
+                              "train.py quantize=int8 gives the INT8 model's)", default="fp32")
+    hardware_dtype: str = doc("number format the hardware computes in (int8 for 1-byte NPU profiles)",
+                              default="fp32")
     accuracy_source: str = doc("how the accuracies were obtained")
     search_seconds: float = doc("wall clock seconds of the whole search")
     world_size: int = doc("number of training processes")

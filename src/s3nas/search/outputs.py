@@ -134,6 +134,8 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "supernet_val_acc": supernet_val_acc,  # the supernet at the end of the fit
         "accuracy_source": f"weight sharing: child of the supernet, BN re-estimated on {recal_batches} training "
                            "batches, no retraining",
+        "accuracy_dtype": "fp32",  # the supernet's child is evaluated in float (train.py quantize=int8 for INT8)
+        "hardware_dtype": str(backend.data_dtype),
         "search_seconds": search_seconds,
         "world_size": int(trainer.world_size),
         "rank_threshold_max_diff": rank_diff,  # 0.0: every process ended with rank 0's thresholds
