@@ -124,7 +124,7 @@ class QuantizeOptions:
     # Quantization-aware fine-tuning after PTQ: epochs of the recipe (same optimizer, EMA, augmentation) with
     # fake-quantized weights and inputs, at the recipe's peak lr x qat_lr_scale; 0: PTQ only.
     qat_epochs: int = 0
-    qat_lr_scale: float = 0.05
+    qat_lr_scale: float = 0.01
     allow_float_ops: list[str] = field(default_factory=list)  # ONNX operators allowed to stay float (e.g. [Erf])
 
 

@@ -7,10 +7,11 @@
   unfolded weight quantized here equals the folded weight quantized by onnxruntime;
 - its input per tensor, asymmetric UINT8 (scale = (max - min) / 255 over a range that includes 0).
 
-The input range is observed: ``calibrate(model, batches)`` takes min/max over calibration images (what
-onnxruntime's MinMax calibrator does); during quantization-aware training (``model.train()``) the range follows a
-moving average (momentum 0.01, as torch's MovingAverageMinMaxObserver) and is frozen in eval mode. Gradients pass
-straight through the rounding (torch's fake_quantize ops). ``strip(model)`` returns the float network with the
+The input range is observed by ``calibrate(model, batches)``: min/max over calibration images, what
+onnxruntime's MinMax calibrator does. It stays fixed afterwards, in training too: the deployed model's ranges
+come from the same calibration, so quantization-aware training sees the clipping the INT8 model will have
+(a moving average of batch ranges would shrink them below the calibrated min/max). Gradients pass straight
+through the rounding (torch's fake_quantize ops). ``strip(model)`` returns the float network with the
 wrappers removed (its weights are the trained ones; export it and quantize it with onnxruntime).
 """
 
@@ -24,7 +25,6 @@ from torch import nn
 
 QMIN_W, QMAX_W = -127, 127
 QMIN_A, QMAX_A = 0, 255
-MOMENTUM = 0.01
 
 
 class FakeQuant(nn.Module):
@@ -49,15 +49,11 @@ class FakeQuant(nn.Module):
 
     def _observe(self, x: torch.Tensor) -> None:
         low, high = x.detach().min().float(), x.detach().max().float()
-        if self.calibrating or not bool(self.observed):
-            if bool(self.observed):
-                low, high = torch.minimum(self.act_min, low), torch.maximum(self.act_max, high)
-            self.act_min.copy_(low)
-            self.act_max.copy_(high)
-            self.observed.fill_(True)
-        else:  # QAT: moving average of the batch range
-            self.act_min.lerp_(low, MOMENTUM)
-            self.act_max.lerp_(high, MOMENTUM)
+        if bool(self.observed):
+            low, high = torch.minimum(self.act_min, low), torch.maximum(self.act_max, high)
+        self.act_min.copy_(low)
+        self.act_max.copy_(high)
+        self.observed.fill_(True)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         low = torch.clamp(self.act_min, max=0.0)
@@ -67,7 +63,7 @@ class FakeQuant(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, scale, zero, QMIN_A, QMAX_A)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.calibrating or (self.training and self.enabled):
+        if self.calibrating:
             self._observe(x)
         if self.calibrating or not self.enabled or not bool(self.observed):
             return self.inner(x)

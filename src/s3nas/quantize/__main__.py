@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import OmegaConf
 
 from s3nas.data import build_datamodule
@@ -43,6 +44,8 @@ def main(cfg: Any, checked: Any = None) -> dict:
     """Quantize, evaluate, update the run's summary.json; returns the updated summary."""
     checked = checked or check(cfg)
     run_dir, summary, run_cfg = checked["run_dir"], checked["summary"].to_dict(), checked["config"]
+    if run_cfg.recipe.get("num_threads"):  # the run's CPU threads (digits: 1)
+        torch.set_num_threads(int(run_cfg.recipe.num_threads))
     model, meta = load_trained(run_dir)
     datamodule = build_datamodule(run_cfg.data)
     datamodule.prepare_data()

@@ -157,6 +157,13 @@ def fine_tune(model: nn.Module, datamodule: Any, calibration: torch.Tensor, opti
     fine-tuned EMA weights, the lr used)."""
     network = fakequant.attach(copy.deepcopy(model)).requires_grad_(True)  # an EMA copy comes frozen
     fakequant.calibrate(network, calibration.split(64))
+    # Train mode (dropout, drop-path as in training) with the BatchNorm statistics frozen (the INT8 convolutions
+    # fold the running statistics, so the fine-tuning sees the folded network's scales); the activation ranges
+    # stay at their calibration (s3nas.nn.fakequant).
+    network.train()
+    for layer in network.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
     train_loader = datamodule.train_dataloader()
     steps = max(1, int(options.qat_epochs) * len(train_loader))
     lr = float(recipe.lr) * float(options.qat_lr_scale)

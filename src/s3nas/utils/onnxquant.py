@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+import onnx
+import onnxruntime
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from s3nas.errors import ConfigError
 from s3nas.utils.io import atomic_output_path
@@ -41,22 +45,16 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 def toolchain() -> str:
     """The quantizer and its version, as summaries record it."""
-    import onnxruntime
-
     return f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ)"
 
 
 def op_census(path: str | os.PathLike) -> Counter:
     """How many nodes of each operator type the ONNX file holds."""
-    import onnx
-
     return Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def unquantizable_nodes(path: str | os.PathLike, allow_float_ops: Iterable[str] = ()) -> list[tuple[str, str]]:
     """(op type, node name) of every node that is neither quantized nor pure layout (nor allowed in float)."""
-    import onnx
-
     allowed = set(QUANTIZED_OPS) | set(LAYOUT_OPS) | set(allow_float_ops)
     graph = onnx.load(str(path), load_external_data=False).graph
     return [(node.op_type, node.name) for node in graph.node if node.op_type not in allowed]
@@ -68,7 +66,8 @@ def check_quantizable(path: str | os.PathLike, allow_float_ops: Iterable[str] = 
     if bad:
         kinds = sorted({op for op, _ in bad})
         op, name = bad[0]
-        raise ConfigError(f"quantize: operator {op} (node '{name}'{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}) "
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise ConfigError(f"quantize: operator {op} (node '{name}'{more}) "
                           f"has no INT8 kernel in {toolchain()}; use a network without {', '.join(kinds)}, "
                           f"or allow it in float: quantize.allow_float_ops=[{','.join(kinds)}]")
 
@@ -94,10 +93,6 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
     ``calibration``: float32 images (N, C, H, W) in the model's input layout, N >= 1. ``dst`` is written
     atomically (nothing is left at ``dst`` when any step fails).
     """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"quantize.calibration_method: {method!r}; use {', '.join(CALIBRATION_METHODS)}")
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
@@ -142,12 +137,10 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
 
 def onnx_logits(path: str | os.PathLike, batches: Iterable[np.ndarray], threads: int = 1) -> np.ndarray:
     """Concatenated outputs (logits) of the ONNX model for each float32 batch, on onnxruntime's CPU provider."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
+    options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     outputs = [session.run(None, {name: np.ascontiguousarray(b, dtype=np.float32)})[0] for b in batches]
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
