@@ -383,6 +383,8 @@ class Int8Model(Record):
     qat_test_acc: Optional[float] = doc("test accuracy after QAT (onnxruntime; null: no QAT)")
     qat_seconds: Optional[float] = doc("wall seconds of the QAT fine-tuning (null: no QAT)")
     qat_lr: Optional[float] = doc("learning rate of the QAT fine-tuning (null: no QAT)")
+    delivered: str = doc("which model model_int8.onnx is: 'qat', or 'ptq' (no QAT, or QAT scored lower on val)",
+                         default="ptq")
     val_acc: float = doc("val accuracy of the delivered model_int8.onnx (onnxruntime)")
     test_acc: float = doc("test accuracy of the delivered model_int8.onnx (onnxruntime)")
     fakequant_test_acc: float = doc("test accuracy of the fake-quantized torch network (same calibration)")

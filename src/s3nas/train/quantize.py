@@ -8,7 +8,8 @@
    images (``s3nas.utils.onnxquant``) and evaluates that file with onnxruntime on the val and test splits;
 3. with ``qat_epochs > 0``, fine-tunes the network with fake quantization (``s3nas.nn.fakequant``: the same
    scheme) in a Lightning loop with the run's recipe (optimizer, EMA, augmentation) at a reduced lr, then
-   exports and quantizes the fine-tuned float weights the same way: ``model_int8.onnx`` is that model;
+   exports and quantizes the fine-tuned float weights the same way: ``model_int8.onnx`` is that model unless
+   its validation accuracy is below the PTQ model's (``int8.delivered`` says which; both are reported);
 4. measures the agreement of the delivered INT8 file with the fake-quantized torch network calibrated on the
    same images (fraction of test images with the same prediction).
 
@@ -18,6 +19,7 @@ The accuracies reported are those of ``model_int8.onnx`` as onnxruntime runs it,
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 import time
 from dataclasses import replace
@@ -99,8 +101,7 @@ def _quantize_file(model: nn.Module, out_path: Path, calibration: torch.Tensor, 
 
 def quantize_trained(model: nn.Module, datamodule: Any, options: Any, run_dir: Path, *, input_size: int,
                      in_channels: int, opset: int = 18, recipe: Optional[RecipeSettings] = None,
-                     trainer_cfg: Any = None, meta: Optional[dict] = None,
-                     float_accuracy: Optional[dict] = None) -> dict:
+                     trainer_cfg: Any = None, meta: Optional[dict] = None) -> dict:
     """Write ``<run_dir>/model_int8.onnx`` for the trained float ``model`` and return its figures (the
     summary's ``int8`` block and the INT8 accuracies). ``recipe``/``trainer_cfg`` are needed for QAT."""
     started = time.time()
@@ -117,36 +118,44 @@ def quantize_trained(model: nn.Module, datamodule: Any, options: Any, run_dir: P
         test_pred = onnx_logits(path, _batches(test_x), threads=torch.get_num_threads()).argmax(1)
         return float((val_pred == val_y).mean()), float((test_pred == test_y).mean()), test_pred
 
-    # 1-2. post-training quantization of the trained weights
-    report = _quantize_file(model, out_path, calibration, options, **shape)
-    ptq_val, ptq_test, int8_pred = onnx_accuracy(out_path)
-    result: dict = {"ptq_val_acc": ptq_val, "ptq_test_acc": ptq_test, "qat_val_acc": None, "qat_test_acc": None,
-                    "qat_epochs": int(options.qat_epochs), "qat_seconds": None, "qat_lr": None}
-    delivered = model
-    # 3. quantization-aware fine-tuning, then the same export
-    if int(options.qat_epochs) > 0:
-        if recipe is None or trainer_cfg is None:
-            raise ConfigError("quantize.qat_epochs: quantization-aware training needs the run's recipe; run it "
-                              "from train.py (quantize=int8 quantize.qat_epochs=N)")
-        qat_started = time.time()
-        delivered, qat_lr = fine_tune(model, datamodule, calibration, options, recipe, trainer_cfg, meta or {})
-        report = _quantize_file(delivered, out_path, calibration, options, **shape)
-        qat_val, qat_test, int8_pred = onnx_accuracy(out_path)
-        result.update(qat_val_acc=qat_val, qat_test_acc=qat_test, qat_seconds=time.time() - qat_started,
-                      qat_lr=qat_lr)
+    # 1-2. post-training quantization of the trained weights (files made in a scratch dir beside the output, the
+    # delivered one moved into place at the end: nothing half-written at model_int8.onnx)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".int8-", dir=run_dir) as scratch:
+        ptq_path, qat_path = Path(scratch) / "ptq.onnx", Path(scratch) / "qat.onnx"
+        report = _quantize_file(model, ptq_path, calibration, options, **shape)
+        ptq_val, ptq_test, ptq_pred = onnx_accuracy(ptq_path)
+        result: dict = {"ptq_val_acc": ptq_val, "ptq_test_acc": ptq_test, "qat_val_acc": None, "qat_test_acc": None,
+                        "qat_epochs": int(options.qat_epochs), "qat_seconds": None, "qat_lr": None,
+                        "delivered": "ptq"}
+        delivered, delivered_path, int8_pred = model, ptq_path, ptq_pred
+        # 3. quantization-aware fine-tuning, then the same export; delivered unless it is worse on validation
+        if int(options.qat_epochs) > 0:
+            if recipe is None or trainer_cfg is None:
+                raise ConfigError("quantize.qat_epochs: quantization-aware training needs the run's recipe; run "
+                                  "it from train.py (quantize=int8 quantize.qat_epochs=N)")
+            qat_started = time.time()
+            tuned, qat_lr = fine_tune(model, datamodule, calibration, options, recipe, trainer_cfg, meta or {})
+            qat_report = _quantize_file(tuned, qat_path, calibration, options, **shape)
+            qat_val, qat_test, qat_pred = onnx_accuracy(qat_path)
+            result.update(qat_val_acc=qat_val, qat_test_acc=qat_test, qat_seconds=time.time() - qat_started,
+                          qat_lr=qat_lr)
+            if qat_val >= ptq_val:
+                delivered, delivered_path, int8_pred, report = tuned, qat_path, qat_pred, qat_report
+                result["delivered"] = "qat"
+        os.replace(delivered_path, out_path)
+    report["path"] = str(out_path)
     # 4. the delivered file against the fake-quantized torch network (same calibration images)
     simulated = fakequant.attach(copy.deepcopy(delivered))
     fakequant.calibrate(simulated, calibration.split(64))
     fake_pred = _torch_logits(simulated, test_x).argmax(1)
-    final_val, final_test = (result["qat_val_acc"], result["qat_test_acc"]) if int(options.qat_epochs) > 0 \
+    final_val, final_test = (result["qat_val_acc"], result["qat_test_acc"]) if result["delivered"] == "qat" \
         else (ptq_val, ptq_test)
     result.update(report, val_acc=final_val, test_acc=final_test,
                   fakequant_test_acc=float((fake_pred == test_y).mean()),
                   agreement=float((fake_pred == int8_pred).mean()), agreement_images=int(len(test_y)),
                   evaluated_by="onnxruntime (CPUExecutionProvider) on model_int8.onnx",
                   seconds=time.time() - started)
-    if float_accuracy:
-        result.update({f"fp32_{k}": v for k, v in float_accuracy.items()})
     return result
 
 

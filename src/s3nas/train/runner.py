@@ -416,7 +416,8 @@ def print_summary(summary: dict) -> None:
     if summary.get("int8"):
         int8 = summary["int8"]
         console.print(f"INT8: {int8['path']} test acc {summary['test_acc_int8']:.4f} (float {summary['test_acc_fp32']:.4f}; "
-                      f"PTQ {int8['ptq_test_acc']:.4f}" + (f", QAT {int8['qat_epochs']} ep {int8['qat_test_acc']:.4f}"
+                      f"PTQ {int8['ptq_test_acc']:.4f}" + (f", QAT {int8['qat_epochs']} ep {int8['qat_test_acc']:.4f}; "
+                                                            f"delivered: {int8['delivered']}"
                                                             if int8.get("qat_test_acc") is not None else "")
                       + f"), agreement with fake-quant torch {int8['agreement']:.4f}; reported accuracy: "
                       f"{summary['accuracy_dtype']}")
