@@ -93,7 +93,17 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
                  "held-out networks (cpu_onnxruntime and sim_midap_blackbox)",
         "command": "python benchmarks/latency_correction.py",
         "long": True,
-        "headline": ["device", "raw_mape_pct", "corrected_mape_pct", "within10_pct", "n_heldout", "noise_pct"],
+        "headline": ["device", "dtype", "raw_mape_pct", "corrected_mape_pct", "within10_pct", "n_heldout",
+                     "noise_pct"],
+    },
+    "int8": {
+        "about": "INT8 delivery: the 2.5 ms search's network retrained (3 seeds), float vs post-training quantized vs "
+                 "QAT test accuracy (model_int8.onnx on onnxruntime), agreement with the fake-quantized torch "
+                 "network, file sizes, onnxruntime CPU latency float vs INT8 at 224 px",
+        "command": "python benchmarks/int8.py --arch <2.5 ms search run dir> --jobs 2",
+        "long": True,
+        "headline": ["test_acc_fp32", "test_acc_int8_ptq", "test_acc_int8_qat", "agreement", "cpu_ms_fp32",
+                     "cpu_ms_int8", "size_mb_fp32", "size_mb_int8"],
     },
     "profile_space_effect": {
         "about": "BBSSP: profile the candidate blocks, then search in the default and in the profiled space",

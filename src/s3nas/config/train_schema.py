@@ -130,7 +130,7 @@ class QuantizeOptions:
 
 @dataclass
 class QuantizeAppConfig(AppConfig, QuantizeOptions):
-    """Top-level keys of conf/quantize_app.yaml (``python -m s3nas.quantize run_dir=<train.py run dir>``)."""
+    """Top-level keys of conf/quantize.yaml (``python -m s3nas.quantize run_dir=<train.py run dir>``)."""
 
     run_dir: Optional[str] = None  # a finished train.py run dir (weights.pt); required
     mode: str = "int8"

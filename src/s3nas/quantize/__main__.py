@@ -74,7 +74,7 @@ def main(cfg: Any, checked: Any = None) -> dict:
 
 
 def cli() -> None:
-    run(main, "quantize_app", check=check)
+    run(main, "quantize", check=check)
 
 
 if __name__ == "__main__":
