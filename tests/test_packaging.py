@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 SCRIPTS = PYPROJECT["project"]["scripts"]
 #: The commands of the project (design: every command is a Hydra app with a console script).
-COMMANDS = ["s3nas-search", "s3nas-train", "s3nas-export", "s3nas-check", "s3nas-scale", "s3nas-postprocess",
+COMMANDS = ["s3nas-search", "s3nas-train", "s3nas-export", "s3nas-quantize", "s3nas-check", "s3nas-scale", "s3nas-postprocess",
             "s3nas-se-removal", "s3nas-flow", "s3nas-zoo", "s3nas-compare", "s3nas-random-search",
             "s3nas-random-selection", "s3nas-profile-space"]
 
