@@ -1,6 +1,7 @@
 """INT8 vs float: accuracy after PTQ and QAT, agreement, model size, onnxruntime CPU latency.
 
     python benchmarks/int8.py --arch <search run dir | arch.json> [--seeds 1 2 3] [--qat-epochs 2] [--jobs 2]
+                              [--out DIR [--reuse]]
 
 Retrains the network with the default recipe once per seed through the real command
 (``python train.py arch=... seed=S quantize=int8 quantize.qat_epochs=N export.onnx=true``); each run's summary
@@ -33,8 +34,12 @@ from results import record
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train(arch: str, seed: int, qat_epochs: int, out: Path, extra: list[str]) -> dict:
+def train(arch: str, seed: int, qat_epochs: int, out: Path, extra: list[str], reuse: bool = False) -> dict:
     run_dir = out / f"seed{seed}"
+    if reuse and (run_dir / "summary.json").is_file():  # a finished run of an earlier call: its figures as they are
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary["wall_s"] = None
+        return summary
     command = [sys.executable, "train.py", f"arch={arch}", f"seed={seed}", "quantize=int8",
                f"quantize.qat_epochs={qat_epochs}", "export.onnx=true", "logger=none",
                "trainer.enable_progress_bar=false", *extra, f"hydra.run.dir={run_dir}"]
@@ -103,12 +108,14 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="train.py runs at once (1 per free core)")
     parser.add_argument("--out", type=Path, default=None, help="where the run dirs go (default: a temp dir)")
+    parser.add_argument("--reuse", action="store_true", help="reuse finished runs in --out (re-time only)")
     parser.add_argument("overrides", nargs="*", default=[], help="extra train.py overrides")
     args = parser.parse_args()
     out = (args.out or Path(tempfile.mkdtemp(prefix="s3nas-int8-"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        runs = list(pool.map(lambda s: train(args.arch, s, args.qat_epochs, out, args.overrides), args.seeds))
+        runs = list(pool.map(lambda s: train(args.arch, s, args.qat_epochs, out, args.overrides, args.reuse),
+                             args.seeds))
 
     rows = []
     for seed, s in zip(args.seeds, runs):
@@ -146,7 +153,8 @@ def main() -> None:
         f"cpu_ms_fp32_{image_size}px": timing["fp32"], f"cpu_ms_int8_{image_size}px": timing["int8"],
         "size_mb_fp32": rows[0]["mb_fp32"], "size_mb_int8": rows[0]["mb_int8"],
         "hardware_dtype": runs[0]["hardware_dtype"], "accuracy_dtype": runs[0]["accuracy_dtype"],
-        "run_dirs": str(out),
+        "run_dirs": str(out), "reused_runs": bool(args.reuse),
+        "delivered": [s["int8"].get("delivered") for s in runs],
     }
     print(f"PTQ loses {figures['ptq_loss_points']:.2f} points (bar <= 1.0); QAT is "
           f"{figures['qat_gap_points'] if qat else float('nan'):.2f} points from float (bar <= 0.3); agreement "

@@ -11,13 +11,16 @@ there, so the simulator never imports s3nas itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import os
+import sys
+import warnings
 from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from simulator.engine import MAX_SPATIAL
 from simulator.graph import GRAPH_FORMAT, Graph
@@ -65,10 +68,49 @@ def _load_onnx(path: Path, input_size: int | None) -> Graph:
 
 def _load_timm(name: str, input_size: int | None, use_cache: bool = True) -> Graph:
     cache = _timm_cache_path(name, input_size) if use_cache and name else None
-    if cache is not None:
-        graph = _read_cached_graph(cache)
+    if cache is None:
+        return _build_timm_graph(name, input_size)
+    graph, _ = _read_cached_graph(cache)
+    if graph is not None:
+        return graph
+    # build-or-load under a lock: a second process building the same graph waits, then reads the first's
+    with _file_lock(cache):
+        graph, problem = _read_cached_graph(cache)
         if graph is not None:
             return graph
+        if problem:
+            warnings.warn(f"graph cache {cache} is unusable ({problem}); rebuilding it", stacklevel=3)
+        graph = _build_timm_graph(name, input_size)
+        _write_cached_graph(cache, graph)
+        return graph
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Exclusive ``flock`` on ``<path>.lock`` for the block (unlocked where none can be taken: a cache only
+    saves time); the kernel releases it when the holder exits, even killed."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(path.name + ".lock"), "a+b")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process writing {path}", file=sys.stderr, flush=True)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:  # no flock on this file system: unlocked
+            pass
+        yield
+    finally:
+        handle.close()
+
+
+def _build_timm_graph(name: str, input_size: int | None) -> Graph:
     try:
         import timm
     except ImportError as exc:  # pragma: no cover - timm is a project dependency
@@ -83,10 +125,7 @@ def _load_timm(name: str, input_size: int | None, use_cache: bool = True) -> Gra
     channels, height, width = model.pretrained_cfg.get("input_size", (3, 224, 224))
     if input_size is not None:
         height = width = int(input_size)
-    graph = graph_from_module(model, (channels, height, width), name=name)
-    if cache is not None:
-        _write_cached_graph(cache, graph)
-    return graph
+    return graph_from_module(model, (channels, height, width), name=name)
 
 
 def _cache_root() -> Path | None:
@@ -117,11 +156,18 @@ def _timm_cache_path(name: str, input_size: int | None) -> Path | None:
     return root / "graphs" / f"{safe}-{input_size or 'default'}-{digest.hexdigest()[:16]}.json"
 
 
-def _read_cached_graph(path: Path) -> Graph | None:
+def _read_cached_graph(path: Path) -> tuple[Graph | None, str]:
+    """(the cached graph, "") or (None, what is wrong: "" when there is no file); a bad one is rebuilt."""
     try:
-        return Graph.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, KeyError):
-        return None  # missing or unreadable: rebuild it
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, _one_line(exc)
+    try:
+        return Graph.from_dict(json.loads(text)), ""
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # truncated, garbage, another format
+        return None, f"{type(exc).__name__}: {_one_line(exc)}"[:200]
 
 
 def _write_cached_graph(path: Path, graph: Graph) -> None:

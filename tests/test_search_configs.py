@@ -51,7 +51,7 @@ def test_optuna_two_objectives():
 
 def test_sweep_summary_callback_registered():
     cfg = _compose([], hydra=True)
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "s3nas.search.sweep.SweepSummaryCallback"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "s3nas.runtime.sweep.SweepSummaryCallback"
 
 
 def test_bf16_and_channels_last_reach_the_computation(tmp_path):

@@ -463,6 +463,11 @@ class SearchSummary(Summary):
     reference_table_ms: Optional[float] = doc("device only: reference network when the table was measured (ms)",
                                               default=None)
     device_drift_pct: Optional[float] = doc("device only: reference_now_ms vs reference_table_ms in %", default=None)
+    latency_remeasured: Optional[int] = doc("device only: measurements of the delivered network taken again because "
+                                            "their runs differed wildly (hardware.remeasure)", default=None)
+    latency_unstable: Optional[bool] = doc("device only: some measurement of the delivered network stayed unstable "
+                                           "after re-measuring (its median is that of the bulk of its runs)",
+                                           default=None)
     meets_target_within_noise: Optional[bool] = doc("latency_ms <= target_ms * (1 + latency_noise_pct / 100) "
                                                      "(meets_target for a simulation)", default=None)
 

@@ -320,12 +320,16 @@ def load_json(path: str | os.PathLike) -> ArchSpec:
         d = json.loads(path.read_text())
     except FileNotFoundError:
         raise ArchSpecError(f"arch: file not found: {path}") from None
+    except IsADirectoryError:
+        raise ArchSpecError(f"arch: {path} is a directory, not an arch.json file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArchSpecError(f"arch: {path} is not valid JSON ({e})") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ArchSpecError(f"arch: {path} is not valid JSON ({reason}); the file is truncated or not an "
+                            f"arch.json: pass the arch.json a search wrote (or rerun that search)") from None
     try:
         return from_dict(d)
     except ArchSpecError as e:
-        raise ArchSpecError(f"{path}: {e}") from None
+        raise ArchSpecError(f"{path}: {e}; pass the arch.json a search wrote (or rerun that search)") from None
 
 
 def looks_like_archspec(d: Any) -> bool:

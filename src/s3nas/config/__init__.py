@@ -31,6 +31,7 @@ from s3nas.errors import ConfigError
 __all__ = [
     "CONF_DIR",
     "compose_config",
+    "ensure_writable_dir",
     "format_ms",
     "hardware_clock_hz",
     "parse_latency_ms",
@@ -85,10 +86,28 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("s3nas.repo_root", lambda: str(REPO_ROOT or Path.cwd()), replace=True)
     OmegaConf.register_new_resolver(
         "s3nas.user_cache",
-        lambda: str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "s3nas"),
+        lambda: str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "s3nas"),  # empty: unset
         replace=True,
     )
     _registered = True
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], key: str, hint: str = "") -> Path:
+    """Create ``path`` if needed and write (then delete) a probe file in it; a ConfigError naming ``key`` when
+    that fails (a read-only install or HOME, a path under a regular file). Probing, not permission bits:
+    those do not stop root, and a read-only mount stops everybody."""
+    import tempfile
+
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".s3nas-probe-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(f"{key}: cannot write in '{path}' ({reason}); "
+                          f"{hint or f'set {key}=<a writable directory>'}") from None
+    return path
 
 
 def load_hardware(hardware_cfg: Any) -> Any:

@@ -40,6 +40,12 @@ class DeviceHardwareConfig(HardwareConfig):
     correction_samples: int = 60  # sampled architectures measured end to end to fit the correction
     correction_ridge: float = 0.1  # ridge strength pulling scales to 1 and offsets to 0
     noise_repeats: int = 5  # separate measurements of one network for the noise estimate
+    # unstable measurements: a run more than unstable_ratio times off the bulk of its measurement's runs is wild; a
+    # measurement with more than unstable_fraction wild runs is taken again up to remeasure times, then kept as the
+    # median of the bulk of all its runs and flagged (log, table meta, summary); docs/guide/device.md
+    remeasure: int = 2
+    unstable_ratio: float = 3.0
+    unstable_fraction: float = 0.1
     # time a reference (mid-size block / network) in every chunk of table measurements and normalise by it
     # (drift of a shared machine's load between chunks); the log keeps the raw values too
     reference: bool = False
@@ -63,6 +69,9 @@ RANGES = {
     "correction_samples": Range(low=0, integer=True),
     "correction_ridge": Range(low=0),
     "noise_repeats": Range(low=1, integer=True),
+    "remeasure": Range(low=0, integer=True),
+    "unstable_ratio": Range(low=1, low_open=True),
+    "unstable_fraction": Range(low=0, high=1, high_open=True),
 }
 
 

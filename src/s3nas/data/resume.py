@@ -24,9 +24,15 @@ class EpochSeededSampler(Sampler[int]):
         self.seed = seed
         self.shuffle = shuffle
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, items already trained) of a mid-epoch resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def resume_at(self, epoch: int, num_items: int) -> None:
+        """The next pass over ``epoch`` starts after its first ``num_items`` indices (a mid-epoch checkpoint)."""
+        self.epoch = int(epoch)  # a worker iterator may be created before Lightning calls set_epoch
+        self._resume = (int(epoch), max(0, int(num_items)))
 
     def __len__(self) -> int:
         return self.num_items
@@ -37,6 +43,9 @@ class EpochSeededSampler(Sampler[int]):
             order = torch.randperm(self.num_items, generator=generator).tolist()
         else:
             order = list(range(self.num_items))
+        if self._resume is not None and self._resume[0] == self.epoch:
+            order = order[self._resume[1]:]  # the len() stays the epoch's: Lightning counts the skipped batches
+        self._resume = None
         base = self.epoch * self.num_items
         return iter([base + i for i in order])
 

@@ -20,7 +20,16 @@ Every timed device warms up (``warmup`` runs), then takes ``repeats`` timed runs
 and inter-quartile range; ``hardware.clock`` is ``wall`` (wall-clock) or ``thread_cpu`` (CPU time of the calling
 thread: with one intra-op thread the inference runs on it, so time other processes held the core is left out,
 which a shared machine needs; the configs of this machine's CPU use it). A device that fails (a command exits
-non-zero, prints no number, times out) raises ``DeviceError``: one line naming the device and what it printed.
+non-zero, prints no number, times out) raises ``DeviceError``: one line naming the device and what it printed;
+``measure_many`` raises ``PartialMeasurement`` (a ``DeviceError`` holding every network's result) when only some of
+its networks failed, so the measured table goes on with the rest.
+
+Unstable measurements: a run more than ``hardware.unstable_ratio`` (3) times off the bulk of its measurement's runs
+is *wild*; a measurement with more than ``hardware.unstable_fraction`` (10%) wild runs is taken again, up to
+``hardware.remeasure`` (2) times. The first stable attempt is the measurement (``Measurement.remeasured`` says how
+many were discarded); one still unstable after that keeps the median of the bulk of all its attempts' runs
+(``stable_runs``) and is flagged (``Measurement.unstable``). One run per measurement (a ``command`` device with
+``repeats: 1`` printing one number) cannot be checked.
 ``hardware.reference`` (``Device.reference``) asks the measured table (``s3nas.latency.measured``) to time a fixed
 reference network in every chunk of measurements and normalise by it (a device measuring one network at a time
 is not affected).
@@ -32,6 +41,7 @@ measured latency table (``s3nas.latency.measured``) is built from pieces, never 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import io
@@ -64,8 +74,8 @@ from s3nas.nn.layers import ConvBnAct
 from simulator.graph import GraphBuilder
 
 __all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "Measurement", "NoiseEstimate",
-           "OnnxRuntimeDevice", "Piece", "SimulatedDevice", "TorchCpuDevice", "make_device", "quantize_for_timing",
-           "summarize"]
+           "OnnxRuntimeDevice", "PartialMeasurement", "Piece", "SimulatedDevice", "TorchCpuDevice", "make_device",
+           "quantize_for_timing", "stable_runs", "summarize"]
 
 #: hardware.device values; "simulator" (or null) means a plain simulator profile (no device).
 DEVICE_KINDS = ("simulator", "onnxruntime", "torch", "simulated", "command")
@@ -80,6 +90,16 @@ class DeviceError(UserError):
     exit_code = 1
 
 
+class PartialMeasurement(DeviceError):
+    """Some networks of a ``measure_many`` call failed: ``results`` holds a ``Measurement`` or a ``DeviceError`` per
+    network (message: the first failure's)."""
+
+    def __init__(self, results: Sequence[Any]) -> None:
+        self.results = list(results)
+        self.failures = [r for r in self.results if isinstance(r, DeviceError)]
+        super().__init__(str(self.failures[0]) if self.failures else "no failure")
+
+
 # ----------------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class Measurement:
@@ -92,6 +112,9 @@ class Measurement:
     device: str
     source: str = "measurement"  # "measurement" (timed) or "simulation" (a simulated device)
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    remeasured: int = 0  # attempts discarded because their runs differed wildly (Device.remeasure)
+    unstable: bool = False  # still unstable after re-measuring: the median of the bulk of every attempt's runs
+    wild_runs: int = 0  # runs left out of that median
 
     @property
     def spread_pct(self) -> float:
@@ -99,8 +122,11 @@ class Measurement:
         return 100.0 * self.iqr_ms / self.median_ms if self.median_ms > 0 else 0.0
 
     def to_dict(self) -> dict:
+        flags = {"remeasured": self.remeasured} if self.remeasured else {}
+        if self.unstable:
+            flags.update(unstable=True, wild_runs=self.wild_runs)
         return {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "min_ms": self.min_ms, "n": self.n,
-                "device": self.device, "source": self.source}
+                "device": self.device, "source": self.source, **flags}
 
 
 @dataclass(frozen=True)
@@ -109,6 +135,7 @@ class NoiseEstimate:
 
     medians_ms: tuple[float, ...]
     noise_pct: float  # (max - min) / 2 of the medians relative to their median, in percent
+    measurements: tuple[Measurement, ...] = field(default=(), repr=False)
 
     @property
     def median_ms(self) -> float:
@@ -127,6 +154,20 @@ def summarize(samples_ms: Sequence[float], device: str, source: str = "measureme
         iqr = values[-1] - values[0]
     return Measurement(median_ms=float(statistics.median(values)), iqr_ms=float(iqr), min_ms=values[0],
                        n=len(values), device=device, source=source, samples_ms=tuple(values))
+
+
+def stable_runs(samples_ms: Sequence[float], ratio: float) -> list[float]:
+    """The bulk of a measurement's runs: the largest group within a factor ``ratio`` of one run (ties: the faster
+    run, interference slows a device down), sorted; the other runs are wild."""
+    values = sorted(float(v) for v in samples_ms)
+    best: tuple[int, int] = (0, len(values))
+    best_count = -1
+    for center in values:
+        low = bisect.bisect_left(values, center / ratio)
+        high = bisect.bisect_right(values, center * ratio)
+        if high - low > best_count:
+            best, best_count = (low, high), high - low
+    return values[best[0]:best[1]]
 
 
 # ----------------------------------------------------------------------------------------- pieces
@@ -278,38 +319,95 @@ class Device:
         """The device as latency sources name it (its name, plus the number format when it is not fp32)."""
         return self.name
 
-    def measure(self, network: Network, repeats: int | None = None) -> Measurement:
-        """Warm up, then time ``repeats`` runs of ``network``; median, IQR, minimum."""
-        samples = self._samples(network, int(repeats or self.repeats))
+    #: re-measuring of unstable measurements (``hardware.remeasure``, ``unstable_ratio``, ``unstable_fraction``; set
+    #: by ``make_device``): a run more than ``unstable_ratio`` times off the bulk of its measurement's runs is wild,
+    #: a measurement with more than ``unstable_fraction`` wild runs is taken again up to ``remeasure`` times
+    remeasure = 2
+    unstable_ratio = 3.0
+    unstable_fraction = 0.1
+
+    def unstable(self, samples_ms: Sequence[float]) -> bool:
+        """Whether more than ``unstable_fraction`` of the runs are wild (see ``stable_runs``)."""
+        wild = len(samples_ms) - len(stable_runs(samples_ms, self.unstable_ratio))
+        return wild > self.unstable_fraction * len(samples_ms)
+
+    def settle(self, attempts: Sequence[Sequence[float]]) -> Measurement:
+        """The measurement of a network timed ``len(attempts)`` times (every attempt but the last unstable): the
+        last attempt when it is stable, else the median of the bulk of all attempts' runs, flagged."""
+        last = attempts[-1]
+        if not self.unstable(last):
+            return dataclasses.replace(summarize(last, self.name, self.source), remeasured=len(attempts) - 1)
+        pooled = [float(v) for attempt in attempts for v in attempt]
+        bulk = stable_runs(pooled, self.unstable_ratio)
+        return dataclasses.replace(summarize(bulk, self.name, self.source), remeasured=len(attempts) - 1,
+                                   unstable=True, wild_runs=len(pooled) - len(bulk))
+
+    def _checked(self, network: Network, samples: Sequence[Any]) -> list[float]:
         bad = [s for s in samples if not (isinstance(s, float) and math.isfinite(s) and s >= 0)]
         if bad or not samples:
             raise DeviceError(f"device {self.name}: no valid latency for {describe(network)} (got {bad[:3]!r})")
-        return summarize(samples, self.name, self.source)
+        return list(samples)
+
+    def measure(self, network: Network, repeats: int | None = None) -> Measurement:
+        """Warm up, then time ``repeats`` runs of ``network``; median, IQR, minimum (taken again while unstable)."""
+        repeats = int(repeats or self.repeats)
+        attempts = [self._checked(network, self._samples(network, repeats))]
+        while self.unstable(attempts[-1]) and len(attempts) <= self.remeasure:
+            attempts.append(self._checked(network, self._samples(network, repeats)))
+        return self.settle(attempts)
 
     def noise(self, network: Network, repeats: int = 5) -> NoiseEstimate:
         """Repeat-measurement variation: ``repeats`` separate measurements of the same network."""
-        medians = tuple(self.measure(network).median_ms for _ in range(max(2, int(repeats))))
+        measurements = tuple(self.measure(network) for _ in range(max(2, int(repeats))))
+        medians = tuple(m.median_ms for m in measurements)
         mid = statistics.median(medians)
         noise = 100.0 * (max(medians) - min(medians)) / 2.0 / mid if mid > 0 else 0.0
-        return NoiseEstimate(medians, noise)
+        return NoiseEstimate(medians, noise, measurements)
 
     def measure_many(self, networks: Sequence[Network], repeats: int | None = None,
                      rounds: int | None = None) -> list[Measurement]:
         """Measure several networks; devices that can hold them all interleave ``rounds`` rounds of
-        ``repeats / rounds`` runs each, so a change of the machine's load hits every network alike."""
+        ``repeats / rounds`` runs each, so a change of the machine's load hits every network alike (unstable ones
+        are taken again together). ``PartialMeasurement`` (every network's result) when some of them failed."""
         repeats = int(repeats or self.repeats)
-        runners = [self._runner(n) for n in networks]
-        if any(r is None for r in runners):
-            return [self.measure(n, repeats) for n in networks]
-        rounds = max(1, min(int(rounds or self.rounds), repeats))
+        runners: list[Any] = []
+        for network in networks:
+            try:
+                runners.append(self._runner(network))
+            except DeviceError as error:
+                runners.append(error)
+        if any(r is None for r in runners):  # a device timing one network at a time
+            results: list[Any] = []
+            for network in networks:
+                try:
+                    results.append(self.measure(network, repeats))
+                except DeviceError as error:
+                    results.append(error)
+        else:
+            rounds = max(1, min(int(rounds or self.rounds), repeats))
+            results = list(runners)
+            alive = [k for k, r in enumerate(runners) if not isinstance(r, DeviceError)]
+            attempts: dict[int, list[list[float]]] = {k: [] for k in alive}
+            todo = alive
+            while todo:
+                for k, samples in zip(todo, self._interleaved([runners[k] for k in todo], repeats, rounds)):
+                    attempts[k].append(samples)
+                todo = [k for k in todo if self.unstable(attempts[k][-1]) and len(attempts[k]) <= self.remeasure]
+            for k in alive:
+                results[k] = self.settle(attempts[k])
+        if any(isinstance(r, DeviceError) for r in results):
+            raise PartialMeasurement(results)
+        return results
+
+    def _interleaved(self, runners: Sequence[Any], repeats: int, rounds: int) -> list[list[float]]:
         per_round = [repeats // rounds + (1 if k < repeats % rounds else 0) for k in range(rounds)]
-        samples: list[list[float]] = [[] for _ in networks]
+        samples: list[list[float]] = [[] for _ in runners]
         for run in runners:
             _timed(run, self.warmup, 0)
         for count in per_round:
             for k, run in enumerate(runners):
                 samples[k].extend(_timed(run, 0, count, self.clock))
-        return [summarize(s, self.name, self.source) for s in samples]
+        return samples
 
     def _runner(self, network: Network):
         """A zero-argument callable that runs ``network`` once, or None when the device cannot hold it."""
@@ -621,6 +719,8 @@ def make_device(hardware_cfg: Any) -> Device | None:
     hw = device_config(hardware_cfg)  # the schema's defaults, ranges checked (repeats >= 1, ...)
     device = _make_device(hw.device, str(hw.name or hw.device), hw)
     device.reference = bool(hw.reference)
+    device.remeasure, device.unstable_ratio = int(hw.remeasure), float(hw.unstable_ratio)
+    device.unstable_fraction = float(hw.unstable_fraction)
     return device
 
 

@@ -59,21 +59,31 @@ class DeviceBackend(LatencyBackend):
 
     def evaluate(self, spec: ArchSpec) -> LatencyResult:
         """Median of ``noise_repeats`` separate measurements, their spread as the noise, the drift of the
-        table's reference network since the table was measured (when the table normalised by one)."""
+        table's reference network since the table was measured (when the table normalised by one); measurements
+        taken again because their runs differed wildly, or kept unstable, are counted in the details and the source."""
         noise = self.device.noise(spec, repeats=max(2, self.noise_repeats))
         first = self.measurement(spec)
         details = {"latency_iqr_ms": first.iqr_ms, "latency_runs": first.n,
                    "latency_measurements_ms": list(noise.medians_ms)}
-        drift = ""
+        taken = [first, *noise.measurements]
+        remeasured = sum(m.remeasured for m in taken)
+        unstable = sum(1 for m in taken if m.unstable)
+        details.update(latency_remeasured=remeasured, latency_unstable=unstable > 0)
+        notes = ""
+        if unstable:
+            notes += (f"; UNSTABLE: {unstable} of {len(taken)} measurements kept wild runs after "
+                      f"{self.device.remeasure} re-measurements, median of the bulk of their runs")
+        elif remeasured:
+            notes += f"; {remeasured} unstable measurement(s) taken again"
         if self._reference is not None:  # how far the machine is now from the conditions of the table
             reference_net, table_ms = self._reference
             now_ms = self.device.measure(reference_net).median_ms
             details.update(reference_now_ms=now_ms, reference_table_ms=table_ms,
                            device_drift_pct=100.0 * (now_ms / table_ms - 1.0))
-            drift = f"; reference network {details['device_drift_pct']:+.1f}% vs the table's measurements"
+            notes += f"; reference network {details['device_drift_pct']:+.1f}% vs the table's measurements"
         source = (f"measurement ({self.device.label}, {spec.input_size}x{spec.input_size}, {spec.num_classes} classes; "
                   f"median of {len(noise.medians_ms)} measurements of {first.n} timed runs each, noise "
-                  f"+-{noise.noise_pct:.1f}%{drift})")
+                  f"+-{noise.noise_pct:.1f}%{notes})")
         return LatencyResult(float(noise.median_ms), source, noise_pct=float(noise.noise_pct), details=details)
 
     def source(self, spec: ArchSpec) -> str:

@@ -16,6 +16,7 @@ a corrupted or mismatching cache is rebuilt with a warning.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,7 +31,8 @@ import simulator
 from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
 from s3nas.arch.space import Option, SearchSpace, canonical
 from s3nas.arch.spec import ArchSpec, Branch
-from s3nas.utils.io import atomic_write_text
+from s3nas.utils.io import atomic_write_text, is_disk_full
+from s3nas.utils.locks import file_lock
 from simulator.graph import GraphBuilder
 
 __all__ = ["LatencyTable", "build_latency_table", "table_key", "LUT_FORMAT"]
@@ -302,6 +304,22 @@ def _worker_init() -> None:
         pass
 
 
+@contextlib.contextmanager
+def _stdlib_start_method():
+    """Inside a joblib (loky) worker - a ``hydra/launcher=joblib`` multirun job - the process-wide start method
+    is "loky", which a spawned child is told to set and cannot (it dies: "cannot find context for 'loky'");
+    while our workers start, the default is "spawn", then the caller's again."""
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is None or method in ("fork", "spawn", "forkserver"):
+        yield
+        return
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(method, force=True)
+
+
 def _run_parallel(fn, space, profile, items: list, workers: int, progress: bool, description: str) -> list:
     """Run ``fn(space, profile, chunk)`` over chunks of ``items`` (in order), with a progress bar."""
     chunks = _chunks(items, max(1, workers) * 8 if workers > 1 else max(1, len(items) // 16 or 1))
@@ -317,7 +335,8 @@ def _run_parallel(fn, space, profile, items: list, workers: int, progress: bool,
     try:
         if workers > 1 and len(chunks) > 1:
             ctx = multiprocessing.get_context("spawn")  # no fork of a torch-threaded parent
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+            with _stdlib_start_method(), \
+                    cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = {pool.submit(fn, space, profile, chunk): k for k, chunk in enumerate(chunks)}
                 for fut in cf.as_completed(futures):
                     k = futures[fut]
@@ -382,23 +401,44 @@ def build_latency_table(space: SearchSpace, profile: Any, *, cache_dir: str | os
     profile = _load_profile(profile)
     key = table_key(space, profile, method, samples_per_option, seed)
     path = cache_path(cache_dir, space, profile, key) if cache_dir is not None else None
-    if path is not None and _exists(path):
-        try:
-            data = json.loads(path.read_text())
-            if data.get("key") != key:
-                raise ValueError("cache key does not match")
-            return LatencyTable.from_dict(data, space)
-        except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
-            warnings.warn(f"latency table cache {path} is unusable ({err}); rebuilding it", stacklevel=2)
-    table = compute_latency_table(space, profile, workers=workers, progress=progress, method=method,
-                                  samples_per_option=samples_per_option, seed=seed)
-    if path is not None:
+    if path is None:
+        return compute_latency_table(space, profile, workers=workers, progress=progress, method=method,
+                                     samples_per_option=samples_per_option, seed=seed)
+    table, _ = _read_cached_table(path, key, space)
+    if table is not None:
+        return table
+    # build-or-load under a lock: a second command building the same table waits, then loads the first's
+    with file_lock(path, "latency table"):
+        table, problem = _read_cached_table(path, key, space)
+        if table is not None:
+            return table
+        if problem:
+            warnings.warn(f"latency table cache {path} is unusable ({problem}); rebuilding it", stacklevel=2)
+        table = compute_latency_table(space, profile, workers=workers, progress=progress, method=method,
+                                      samples_per_option=samples_per_option, seed=seed)
         try:
             table.save(path)
-        except OSError as err:  # unwritable / full / not a directory: the run goes on with the table in memory
+        except OSError as err:  # unwritable / not a directory: the run goes on with the table in memory
+            if is_disk_full(err):  # a full disk is reported (one line naming the file); nothing half-written
+                raise
             warnings.warn(f"latency table cache {path} could not be written ({err.strerror or err}); "
-                          "using the table in memory (set paths.cache_dir to a writable directory)", stacklevel=2)
-    return table
+                          "using the table in memory (set paths.cache_dir to a writable directory)",
+                          stacklevel=2)
+        return table
+
+
+def _read_cached_table(path: Path, key: str, space: SearchSpace) -> tuple[LatencyTable | None, str]:
+    """(the cached table, "") when ``path`` holds a valid table of ``key``; (None, what is wrong) otherwise
+    ("" when there is no file)."""
+    if not _exists(path):
+        return None, ""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("key") != key:
+            raise ValueError("cache key does not match")
+        return LatencyTable.from_dict(data, space), ""
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
+        return None, str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _exists(path: Path) -> bool:

@@ -45,7 +45,7 @@ from rich.table import Table
 from s3nas.arch import codec
 from s3nas.arch.space import SearchSpace
 from s3nas.arch.spec import BLOCK_TYPES, ArchSpec
-from s3nas.config import CONF_DIR
+from s3nas.config import CONF_DIR, REPO_ROOT, ensure_writable_dir
 from s3nas.config.supernet_schema import check_supernet
 from s3nas.data import build_datamodule
 from s3nas.errors import ConfigError
@@ -65,11 +65,13 @@ from s3nas.runtime.loggers import build_loggers
 from s3nas.train import check_train, run_train
 from s3nas.utils import tables
 from s3nas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from s3nas.utils.locks import file_lock
 
 #: Second line (after the package header) of every written candidates entry (only such files may be overwritten).
 MARKER = "# Written by `python -m s3nas.profiling.profile_space` (BBSSP)."
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 CACHE_FORMAT = 1
+ACCURACY_FIELDS = ("val_acc", "test_acc")  # what a cached short training must hold
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -95,8 +97,19 @@ def output_path_of(cfg: Any) -> tuple[Path, Path]:
     name = str(cfg.output.name)
     if not NAME_PATTERN.match(name):
         raise ConfigError(f"output.name: {name!r} is not a config name; use letters, digits, '_', '-', '.'")
-    conf_dir = config_dirs(cfg)[0]
+    conf_dir = output_config_dir(cfg)
     return conf_dir, conf_dir / "candidates" / f"{name}.yaml"
+
+
+def output_config_dir(cfg: Any) -> Path:
+    """Where the candidates entry is written: output.config_dir; when null, the checkout's conf/ (search.py
+    finds it there), or for an installed copy (whose conf/ is inside site-packages, maybe read-only and not
+    ours to change) ``<run dir>/conf`` (search.py then needs ``hydra.searchpath=[file://<run dir>/conf]``)."""
+    if cfg.output.get("config_dir"):
+        return Path(str(cfg.output.config_dir)).expanduser()
+    if REPO_ROOT is not None:
+        return CONF_DIR
+    return Path(str(cfg.paths.output_dir)) / "conf"
 
 
 def check(cfg: Any) -> Checked:
@@ -139,6 +152,12 @@ def check(cfg: Any) -> Checked:
     if out_path.exists() and not is_written_entry(out_path):
         raise ConfigError(f"output.name: {out_path} exists and was not written by profile_space; "
                           f"choose another output.name")
+    if not out_path.parent.is_relative_to(Path(str(cfg.paths.output_dir))):  # the run dir is checked by Hydra
+        ensure_writable_dir(out_path.parent, "output.config_dir",
+                            "set output.config_dir=<a writable directory> (then search with "
+                            "hydra.searchpath=[file://<that directory>])")
+    ensure_writable_dir(Path(str(cfg.paths.cache_dir)).expanduser() / "bbssp", "paths.cache_dir",
+                        "set paths.cache_dir=<a writable directory> (or $S3NAS_CACHE_DIR)")
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing data: DataError before anything is written
@@ -164,32 +183,69 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else copy.deepcopy(node)
 
 
-def _read_json(path: Path) -> Optional[dict]:
+def _read_json(path: Path, fields: Sequence[str] = (), *, warn: bool = True) -> Optional[dict]:
+    """A cache entry (a dict of CACHE_FORMAT with numbers in ``fields``), or None: missing, or unusable -
+    truncated, garbage, another format - which ``warn`` reports in one warning naming the file (it is rebuilt)."""
     try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) and data.get("format") == CACHE_FORMAT else None
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as error:
+        problem = str(error).splitlines()[0]
+    else:
+        try:
+            data = json.loads(text)
+            ours = isinstance(data, dict) and data.get("format") == CACHE_FORMAT
+            problem = "" if ours else "not a BBSSP cache entry"
+            bad = [f for f in fields if not problem and not isinstance(data.get(f), (int, float))]
+            problem = problem or (f"{bad[0]}: missing or not a number" if bad else "")
+        except ValueError as error:
+            problem = f"not valid JSON ({str(error).splitlines()[0]})"
+        if not problem:
+            return data
+    if warn:
+        warnings.warn(f"BBSSP cache entry {path} is unusable ({problem}); rebuilding it", stacklevel=3)
+    return None
 
 
 def profile_latency(specs: dict[str, ArchSpec], backend: LatencyBackend, cache_dir: Path) -> dict[str, dict]:
     """{name: {latency_ms, source, cached}}; cached per (backend key, ArchSpec)."""
-    out, missing = {}, []
+    out: dict[str, dict] = {}
     backend_key = _digest(backend.identity())
-    for name, spec in specs.items():
-        path = cache_dir / "latency" / backend_key / f"{_digest(codec.to_dict(spec))}.json"
-        hit = _read_json(path)
-        if hit is not None:
-            out[name] = {"latency_ms": float(hit["latency_ms"]), "source": hit["source"], "cached": True}
-        else:
-            missing.append((name, spec, path))
-    if missing:
-        values = backend.latencies_ms([spec for _, spec, _ in missing])
-        for (name, spec, path), value in zip(missing, values):
-            atomic_write_json(path, {"format": CACHE_FORMAT, "latency_ms": value, "source": backend.method,
-                                     "backend": backend.name, "arch": codec.encode(spec)})
-            out[name] = {"latency_ms": value, "source": backend.method, "cached": False}
+    paths = {name: cache_dir / "latency" / backend_key / f"{_digest(codec.to_dict(spec))}.json"
+             for name, spec in specs.items()}
+    missing = _latency_hits(specs, paths, out, warn=False)
+    if not missing:
+        return out
+    # measure-or-load under a lock per backend: a second command profiling the same networks waits, then
+    # reads what the first wrote (a device is never asked twice, and both get the same figures)
+    with file_lock(cache_dir / "latency" / backend_key, "BBSSP latency cache"):
+        missing = _latency_hits({name: specs[name] for name, _, _ in missing}, paths, out, warn=True)
+        if missing:
+            _measure_latency(missing, backend, out)
     return out
+
+
+def _latency_hits(specs: dict[str, ArchSpec], paths: dict[str, Path], out: dict, *, warn: bool) -> list:
+    """Fill ``out`` with the cached latencies; returns the (name, spec, path) still missing."""
+    missing = []
+    for name, spec in specs.items():
+        hit = _read_json(paths[name], ("latency_ms",), warn=warn)
+        if hit is not None:
+            out[name] = {"latency_ms": float(hit["latency_ms"]), "source": str(hit.get("source", "")),
+                         "cached": True}
+        else:
+            missing.append((name, spec, paths[name]))
+    return missing
+
+
+def _measure_latency(missing: list, backend: LatencyBackend, out: dict) -> None:
+    """Time the missing networks, cache each (atomically) and fill ``out``."""
+    values = backend.latencies_ms([spec for _, spec, _ in missing])
+    for (name, spec, path), value in zip(missing, values):
+        atomic_write_json(path, {"format": CACHE_FORMAT, "latency_ms": value, "source": backend.method,
+                                 "backend": backend.name, "arch": codec.encode(spec)})
+        out[name] = {"latency_ms": value, "source": backend.method, "cached": False}
 
 
 def training_key(spec: ArchSpec, cfg: Any, seed: int) -> dict:
@@ -228,9 +284,19 @@ def train_accuracy(spec: ArchSpec, cfg: Any, seed: int, cache_dir: Path,
     key = training_key(spec, cfg, seed)
     entry_dir = cache_dir / "accuracy" / _digest(key)
     result_path = entry_dir / "result.json"
-    hit = _read_json(result_path)
+    hit = _read_json(result_path, ACCURACY_FIELDS, warn=False)
     if hit is not None:
         return {**hit, "cached": True}
+    # train-or-load under a lock: two commands never train the same SSBN in the same run dir at once
+    with file_lock(result_path, "BBSSP accuracy cache"):
+        hit = _read_json(result_path, ACCURACY_FIELDS)  # another command may have trained it while we waited
+        if hit is not None:
+            return {**hit, "cached": True}
+        return _train_accuracy(spec, cfg, seed, entry_dir, result_path, trainer_fn)
+
+
+def _train_accuracy(spec: ArchSpec, cfg: Any, seed: int, entry_dir: Path, result_path: Path,
+                    trainer_fn: Optional[Callable[[Any], dict]]) -> dict:
     run_dir = entry_dir / "run"
     arch_path = entry_dir / "ssbn.json"
     codec.save_json(spec, arch_path)

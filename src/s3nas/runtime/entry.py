@@ -27,7 +27,10 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from s3nas.config import CONF_DIR, register_configs, resolve_target_ms
 from s3nas.errors import ConfigError, UserError
 from s3nas.runtime.quiet import quiet_third_party
+from s3nas.runtime import signals
 from s3nas.runtime.rich_utils import print_config_tree
+from s3nas.runtime.sweep import finish_sweep
+from s3nas.utils.io import disk_full_message, is_disk_full
 
 #: Exit status of every user-caused error.
 USER_ERROR_EXIT = 2
@@ -63,7 +66,15 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
     task = make_task(main_fn, state, check=check)
     hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
     try:
-        hydra_main()
+        try:
+            hydra_main()
+        finally:
+            # a multirun always ends with its sweep_summary, also when the sweeper stopped at a failed job
+            sweep_report = finish_sweep()
+            if sweep_report is not None and sweep_report.not_ok:
+                print_error(sweep_report.line())
+        if sweep_report is not None and sweep_report.not_ok:
+            sys.exit(1)  # the sweeper went on past failed jobs (optuna): the exit code still says so
     except UserError as err:
         if full_error:
             raise
@@ -71,9 +82,13 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
             print_error(str(err))
         sys.exit(getattr(err, "exit_code", USER_ERROR_EXIT))
     except Exception as err:  # composition errors happen before the task starts
+        if not full_error and is_disk_full(err):  # Hydra's own files (.hydra/, the job log) on a full disk
+            print_error(disk_full_message(err.filename))
+            sys.exit(USER_ERROR_EXIT)
         if not full_error and isinstance(err, OSError) and err.filename and not _is_config_error(err):
             # the run dir (or a file in it) cannot be written
-            print_error(f"cannot write '{err.filename}': {err.strerror or err} (check hydra.run.dir / paths)")
+            print_error(f"cannot write '{err.filename}': {err.strerror or err}; set hydra.run.dir=<a writable "
+                        "directory> (hydra.sweep.dir with -m; paths.cache_dir for the caches)")
             sys.exit(USER_ERROR_EXIT)
         if full_error or state["task_started"] or not _is_config_error(err):
             raise
@@ -90,6 +105,8 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
             state["task_started"] = True
         failed = True
         checked_ok = False
+        # SIGTERM / SIGUSR1: a checkpoint at the next training step, then the interrupt path below (signals.py)
+        restore_signals = signals.install()
         try:
             prepare_config(cfg)
             from s3nas.runtime.quiet import quiet_third_party
@@ -105,7 +122,7 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
             if not checked_ok:
                 remove_unused_run_dir(cfg)
             print_error(interrupted_message(cfg, started=checked_ok))
-            sys.exit(130)
+            sys.exit(signals.exit_code())  # 130 after Ctrl-C, 128 + signum after SIGTERM / SIGUSR1
         except UserError as err:
             if not checked_ok:
                 remove_unused_run_dir(cfg)
@@ -118,8 +135,21 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
                 # single run: exit here, before Hydra adds its own "Error executing job" line
                 sys.exit(getattr(err, "exit_code", USER_ERROR_EXIT))
             raise  # multirun: Hydra marks this job failed and goes on with the next ones
+        except OSError as err:
+            if not is_disk_full(err) or (state is not None and state.get("full_error")):
+                raise
+            # a full disk (ENOSPC/EDQUOT) anywhere in the command: one line naming the file; every writer is
+            # atomic, so the rerun resumes from what was written before
+            prefix = _job_prefix()
+            print_error(f"{prefix}{disk_full_message(err.filename)}")
+            if not prefix:
+                sys.exit(USER_ERROR_EXIT)
+            reported = UserError(disk_full_message(err.filename))
+            reported.reported = True  # type: ignore[attr-defined]
+            raise reported from None
         finally:
             finish_wandb(exit_code=1 if failed else 0)
+            restore_signals()
 
     task.__name__ = getattr(main_fn, "__name__", "task")
     task.__module__ = getattr(main_fn, "__module__", __name__)
@@ -158,18 +188,23 @@ def check_known_keys(cfg: Any, prefix: str = "") -> None:
 
 
 def interrupted_message(cfg: Any, started: bool) -> str:
-    """'interrupted; run dir ...; resume with: python search.py ... hydra.run.dir=...' (one line)."""
+    """'interrupted[ by SIGTERM]; run dir ...; resume with: python search.py ... hydra.run.dir=...' (one line)."""
     try:
         run_dir = str(cfg.paths.output_dir)
     except Exception:  # noqa: BLE001
         run_dir = ""
+    signum = signals.received()
+    head = f"interrupted by {signals.signal_name(signum)}" if signum is not None else "interrupted"
     if not started or not run_dir or not Path(run_dir).is_dir():
-        return "interrupted before the run started; nothing was written"
+        return f"{head} before the run started; nothing was written"
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=")]
     command = " ".join(shlex.quote(a) for a in [*_command_words(), *args, f"hydra.run.dir={run_dir}"])
     has_checkpoints = any(Path(run_dir).rglob("*.ckpt"))
     where = f"the run dir {run_dir} keeps its checkpoints" if has_checkpoints else "no checkpoint was written yet"
-    return f"interrupted; {where}; resume with: {command}"
+    stop_path, stop_step = signals.stop_checkpoint()
+    if stop_path is not None:
+        where = f"saved a checkpoint at step {stop_step} ({stop_path})"
+    return f"{head}; {where}; resume with: {command}"
 
 
 def _command_words() -> list[str]:

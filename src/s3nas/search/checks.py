@@ -21,8 +21,8 @@ from s3nas.errors import ConfigError
 from s3nas.latency.backend import make_backend
 from s3nas.runtime.trainer import check_finite, check_loader_values
 
-__all__ = ["SEARCH_OWNED_TRAINER_KEYS", "Checked", "check_search", "readable_checkpoint", "resume_checkpoint",
-           "run_dir_of"]
+__all__ = ["SEARCH_OWNED_TRAINER_KEYS", "Checked", "check_checkpoint_fits", "check_search", "readable_checkpoint",
+           "resume_checkpoint", "run_dir_of"]
 
 
 #: Trainer keys the search sets itself: the message names the schedule key to use instead.
@@ -100,6 +100,38 @@ def readable_checkpoint(path: Path) -> bool:
     except Exception:  # truncated/corrupt files raise many different errors
         return False
     return isinstance(checkpoint, dict) and "state_dict" in checkpoint and isinstance(checkpoint.get("s3nas"), dict)
+
+
+def check_checkpoint_fits(path: Path, module: Any, from_ckpt_path: bool) -> None:
+    """ConfigError (one line naming the file and what to do) when the search checkpoint ``path`` holds another
+    search space's supernet than ``module``'s (other supernet/candidates/data shape: tensors missing, extra or
+    of other shapes), instead of Lightning's page of size mismatches."""
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+    except Exception:  # noqa: BLE001 - unreadable: resume_checkpoint already said so
+        return
+    own = module.state_dict()
+    missing = sorted(set(own) - set(saved))
+    extra = sorted(set(saved) - set(own))
+    differ = sorted(k for k in set(own) & set(saved) if _shape(own[k]) != _shape(saved[k]))
+    if not (missing or extra or differ):
+        return
+    if differ:
+        example = f"{differ[0]} is {list(_shape(saved[differ[0]]))} in the file, {list(_shape(own[differ[0]]))} here"
+    else:
+        example = f"{(missing or extra)[0]} is {'missing from' if missing else 'only in'} the file"
+    where = f"ckpt_path: '{path}'" if from_ckpt_path else f"checkpoint {path} of the run dir"
+    fix = ("pass the checkpoint of this search space, or leave ckpt_path out" if from_ckpt_path else
+           "resume with the supernet/candidates/data it was made with, or use another hydra.run.dir")
+    count = len(missing) + len(extra) + len(differ)
+    raise ConfigError(f"{where} is a search checkpoint of another search space ({count} tensors differ: {example}); "
+                      f"{fix}")
+
+
+def _shape(tensor: Any) -> tuple:
+    return tuple(getattr(tensor, "shape", ()))
 
 
 def resume_checkpoint(cfg: DictConfig, ckpt_dir: Path | None) -> Path | None:

@@ -130,7 +130,16 @@ class SearchRecorder(pl.Callback):
         if step % 10 == 0:  # keep the files fresh for live analysis
             self.flush()
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # the training state is restored by now: rows past it (a run that failed before its first checkpoint,
+        # e.g. on a full disk, and is rerun from scratch) are dropped, never duplicated
+        self.truncate(pl_module.total_step)
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.flush()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # every checkpoint has its history on disk (a SIGTERM checkpoint mid-epoch resumes from this step)
         self.flush()
 
     def on_fit_end(self, trainer, pl_module) -> None:

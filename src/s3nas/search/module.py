@@ -126,6 +126,10 @@ class SearchModule(pl.LightningModule):
         if self.phase == "search" and not self.thresholds_initialised:
             self._start_thresholds()
 
+    def on_train_start(self) -> None:
+        # a run resumed mid-epoch (SIGTERM / SIGUSR1 checkpoint) gets no on_train_epoch_start: set the phase here
+        self.supernet.set_phase(self.phase)
+
     def on_validation_epoch_start(self) -> None:
         self.supernet.set_phase("search")  # validation always sees the thresholded network
 

@@ -28,11 +28,11 @@ from s3nas.latency.backend import NetworkLatency
 from s3nas.outputs import SearchSummary, write_summary
 from s3nas.search.history import option_expansions, option_kernels
 from s3nas.search.repair import fit_to_target
-from s3nas.utils.io import atomic_write_text
+from s3nas.utils.io import atomic_write_text, is_disk_full
 
 #: figures a measurement adds about the delivered network (None in a simulated search's summary)
 LATENCY_DETAIL_KEYS = ("latency_iqr_ms", "latency_runs", "latency_measurements_ms", "reference_now_ms",
-                       "reference_table_ms", "device_drift_pct")
+                       "reference_table_ms", "device_drift_pct", "latency_remeasured", "latency_unstable")
 
 
 # ----------------------------------------------------------------------------------- delivered network
@@ -169,8 +169,10 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     summary = typed.to_dict()
     if trainer.is_global_zero:
         spec = _with_meta(spec, summary)
-        codec.save_json(spec, run_dir / "arch.json")
+        # summary.json first: an arch.json (which carries the search's figures) exists only once its summary
+        # does, so a write that fails (a full disk) never leaves an arch.json claiming a finished search
         write_summary(run_dir, typed)
+        codec.save_json(spec, run_dir / "arch.json")
         _log_to_wandb(loggers, summary, run_dir, table)
         print_summary(summary, spec, options, table, deploy_space)
     return summary
@@ -212,7 +214,9 @@ def _log_to_wandb(loggers: list, summary: dict, run_dir: Path, table) -> None:
             lut = wandb.Artifact(f"latency-table-{summary['hardware']}-{str(table.key)[:12]}", type="latency-table")
             lut.add_file(str(lut_path))
             run.log_artifact(lut)
-        except Exception as error:  # W&B problems never fail a finished search
+        except Exception as error:  # W&B problems never fail a finished search; a full disk is reported
+            if is_disk_full(error):
+                raise
             warnings.warn(f"W&B logging of the results failed: {error}")
 
 

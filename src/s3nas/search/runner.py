@@ -31,14 +31,15 @@ from s3nas.errors import ConfigError
 from s3nas.latency.backend import NetworkLatency, make_backend
 from s3nas.latency.estimator import LatencyEstimator
 from s3nas.nn.supernet import Supernet
-from s3nas.runtime.callbacks import build_callbacks
+from s3nas.runtime import signals
+from s3nas.runtime.callbacks import build_callbacks, signal_callbacks
 from s3nas.runtime.entry import fault_interrupt_after_steps
 from s3nas.runtime.loggers import build_loggers
 from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
 from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 from s3nas.search.checkpoint_io import AtomicCheckpointIO
-from s3nas.search.checks import (SEARCH_OWNED_TRAINER_KEYS, Checked, check_search, readable_checkpoint,  # noqa: F401
-                                 resume_checkpoint, run_dir_of)
+from s3nas.search.checks import (SEARCH_OWNED_TRAINER_KEYS, Checked, check_checkpoint_fits,  # noqa: F401
+                                 check_search, readable_checkpoint, resume_checkpoint, run_dir_of)
 from s3nas.search.history import SearchRecorder
 from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
 from s3nas.search.outputs import finish_search
@@ -112,8 +113,9 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     fault_steps = fault_interrupt_after_steps()  # resume tests only ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS)
     faults = [InterruptAfter(fault_steps)] if fault_steps else []
     trainer = build_trainer(cfg, max_epochs=int(schedule.warmup_epochs) + int(schedule.search_epochs),
-                            loggers=loggers, callbacks=[recorder, *faults])
+                            loggers=loggers, callbacks=[recorder, *faults, *signal_callbacks(train_loader)])
     if resume_from is not None:
+        check_checkpoint_fits(resume_from, module, from_ckpt_path=bool(cfg.get("ckpt_path")))
         recorder.truncate(_checkpoint_step(resume_from))
     try:
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
@@ -124,6 +126,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
         raise
     if trainer.interrupted:
         raise KeyboardInterrupt
+    signals.raise_pending()  # SIGTERM / SIGUSR1 after the last batch: the final epoch's checkpoints hold the state
     supernet_val_acc = _metric(trainer, "val/acc")
 
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,

@@ -32,7 +32,8 @@ from s3nas.data.resume import resume_safe_loader
 from s3nas.errors import ConfigError
 from s3nas.latency.backend import make_backend
 from s3nas.outputs import TrainSummary, write_summary
-from s3nas.runtime.callbacks import build_callbacks
+from s3nas.runtime import signals
+from s3nas.runtime.callbacks import build_callbacks, signal_callbacks
 from s3nas.runtime.entry import fault_interrupt_after_steps
 from s3nas.runtime.loggers import build_loggers
 from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
@@ -254,11 +255,18 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     loggers = build_loggers(cfg)
     fault_steps = fault_interrupt_after_steps()  # resume tests only ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS)
     faults = [InterruptAfter(fault_steps)] if fault_steps else []
-    trainer = build_trainer(cfg, ckpt_dir=ckpt_dir, loggers=loggers, extra_callbacks=faults)
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                ckpt_path=str(checked.resume_from) if checked.resume_from else None)
+    trainer = build_trainer(cfg, ckpt_dir=ckpt_dir, loggers=loggers,
+                            extra_callbacks=[*faults, *signal_callbacks(train_loader)])
+    try:
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                    ckpt_path=str(checked.resume_from) if checked.resume_from else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning ends an interrupt (Ctrl-C, SIGTERM, SIGUSR1) with sys.exit(1)
+            raise KeyboardInterrupt from None
+        raise
     if trainer.interrupted:
         raise KeyboardInterrupt
+    signals.raise_pending()  # SIGTERM / SIGUSR1 after the last batch: last.ckpt holds the finished training
     train_seconds = module.train_seconds()
 
     val = trainer.validate(module, dataloaders=val_loader, verbose=False)
