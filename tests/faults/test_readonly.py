@@ -68,8 +68,8 @@ def _run(args: list, cwd: Path, env: dict, timeout: float = 300) -> subprocess.C
     full_env = {k: v for k, v in os.environ.items()
                 if k not in ("S3NAS_CACHE_DIR", "XDG_CACHE_HOME", "HYDRA_FULL_ERROR", "MPLCONFIGDIR")}
     full_env.update(WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1", **env)
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, *map(str, args)], check=False, cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def _error_lines(proc) -> list[str]:

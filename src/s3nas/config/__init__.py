@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -96,8 +97,6 @@ def ensure_writable_dir(path: str | os.PathLike[str], key: str, hint: str = "") 
     """Create ``path`` if needed and write (then delete) a probe file in it; a ConfigError naming ``key`` when
     that fails (a read-only install or HOME, a path under a regular file). Probing, not permission bits:
     those do not stop root, and a read-only mount stops everybody."""
-    import tempfile
-
     path = Path(path).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)

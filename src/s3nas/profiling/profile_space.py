@@ -15,7 +15,8 @@ accelerators badly, so profile the candidate blocks on the accelerator first and
    normalised over the profiled SSBNs, ``cost = (1 - w) * (best_acc - acc) / acc_range + w * (lat - min_lat) /
    lat_range``. The ``select.top_k`` cheapest candidates are selected; the written space takes the block type
    of the cheapest one and the kernels/expansions of the selected candidates of that type.
-4. Outputs: ``<output.config_dir or conf>/candidates/<output.name>.yaml`` (a candidates entry that also sets
+4. Outputs: ``<output.config_dir>/candidates/<output.name>.yaml`` (null: the checkout's conf/, or ``<run dir>/conf``
+   for an installed copy, whose conf/ is not written) (a candidates entry that also sets
    ``supernet.block_type``: ``python search.py candidates=<output.name>``), and in the run dir ``ssbns.csv``
    (every SSBN: latency, accuracy, cost, rank, selected, Pareto), ``profile.png`` (accuracy vs latency, the
    selected ones marked), ``summary.json``, ``ssbns/<name>.json`` (each SSBN's ArchSpec) and a copy of the

@@ -12,15 +12,20 @@ as ``interrupted``.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from s3nas.errors import ConfigError
+from s3nas.errors import ConfigError, UserError
 from s3nas.outputs import load_summary
 from s3nas.utils import tables
 from s3nas.utils.io import atomic_write_json, atomic_write_text
@@ -61,8 +66,6 @@ def one_line(text: Any) -> str:
 
 def failure_reason(error: BaseException) -> str:
     """The one-line reason of a failed job: a user error's message, else '<ExceptionType>: <message>'."""
-    from s3nas.errors import UserError
-
     if isinstance(error, UserError):
         return one_line(error)
     return one_line(f"{type(error).__name__}: {error}")
@@ -83,9 +86,6 @@ def planned_jobs(sweep_dir: str | Path) -> Optional[list[list[str]]]:
         sweeper = cfg.hydra.sweeper
         if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
             return None
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
         params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
         arguments = params + list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
         overrides = OverridesParser.create().parse_overrides(arguments)
@@ -207,8 +207,6 @@ def _summarise(sweep_dir: str) -> Optional[SweepReport]:
     try:
         rows = write_sweep_summary(sweep_dir, strict=False)
     except Exception as error:  # noqa: BLE001 - a summary that cannot be written must not hide the jobs' outcome
-        import sys
-
         sys.stderr.write(f"warning: sweep summary not written in {sweep_dir}: {one_line(error)}\n")
         return None
     return SweepReport(Path(sweep_dir), len(rows), sum(row["status"] != OK for row in rows))
@@ -224,8 +222,6 @@ class SweepSummaryCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not _is_multirun(config):
             return
-        from hydra.core.utils import JobStatus
-
         if job_return.status == JobStatus.COMPLETED:
             status, reason = OK, ""
         else:
@@ -243,6 +239,4 @@ class SweepSummaryCallback(Callback):
 
 
 def _is_multirun(config: DictConfig) -> bool:
-    from hydra.types import RunMode
-
     return OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN

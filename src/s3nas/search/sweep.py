@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from s3nas.runtime.sweep import (COLUMNS, JOB_STATUS_FILE, SweepSummaryCallback, collect_sweep,
-                                 write_sweep_summary)
+from s3nas.runtime.sweep import (
+                                 COLUMNS,
+                                 JOB_STATUS_FILE,
+                                 SweepSummaryCallback,
+                                 collect_sweep,
+                                 write_sweep_summary,
+)
 
 __all__ = ["COLUMNS", "JOB_STATUS_FILE", "SweepSummaryCallback", "collect_sweep", "write_sweep_summary"]
