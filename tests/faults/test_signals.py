@@ -170,7 +170,7 @@ def train_reference(tmp_path_factory, arch_file) -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("fault, signum", [("6:TERM", signal.SIGTERM), ("5:USR1", signal.SIGUSR1)],
+@pytest.mark.parametrize("fault, signum", [("6:TERM", signal.SIGTERM), ("2:USR1", signal.SIGUSR1)],
                          ids=["sigterm", "sigusr1"])
 def test_signal_mid_training_then_same_command_same_weights(arch_file, train_reference, tmp_path, fault, signum):
     reference, run_dir = train_reference, tmp_path / "run"

@@ -104,6 +104,10 @@ class StopOnSignal(pl.Callback):
                             "batch_size": int(getattr(self.train_loader, "batch_size", 0) or 0),
                             "rng": _rng_state()}
             path = directory / f"{pl.callbacks.ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
+            for callback in trainer.checkpoint_callbacks:
+                if getattr(callback, "save_last", False) and Path(str(callback.dirpath)) == directory:
+                    # its own last.ckpt from now on: the resumed run overwrites it instead of writing last-v1.ckpt
+                    callback.last_model_path = str(path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with signals.held():  # a second signal (or Ctrl-C) waits for the complete file

@@ -12,6 +12,7 @@ failed job does not break the next ones. The resolved config is printed (rich) a
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shlex
 import shutil
@@ -57,6 +58,9 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
     passed on: ``main_fn(cfg, checked)``.
     """
     register_configs()
+    # a log file on a full disk (the job log, W&B's debug.log) must not print tracebacks; the writer that
+    # matters reports the full disk in one line
+    logging.raiseExceptions = False
 
     quiet_third_party()
     full_error = _env_flag("HYDRA_FULL_ERROR")
@@ -246,7 +250,11 @@ def finish_wandb(exit_code: int = 0) -> None:
     """Finish the active W&B run, if any (without importing wandb when nothing used it)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=exit_code)
+        try:
+            wandb.finish(exit_code=exit_code)
+        except Exception:  # noqa: BLE001 - finishing a failed run (e.g. on a full disk) keeps the first error
+            if exit_code == 0:
+                raise
 
 
 def print_error(message: str) -> None:
