@@ -79,8 +79,8 @@ def state_of(path: Path) -> dict:
 
 def assert_same_tensors(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
-    for key in expected:
-        assert torch.equal(actual[key], expected[key]), key
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key
 
 
 # ------------------------------------------------------------------------------------------------ search

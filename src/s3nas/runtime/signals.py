@@ -21,8 +21,8 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
 
 #: Signals this module handles (SIGUSR1 is SLURM's time-limit warning and Lightning's requeue signal).
 HANDLED = (signal.SIGTERM, signal.SIGUSR1)
@@ -42,12 +42,12 @@ class SignalInterrupt(KeyboardInterrupt):
 
 @dataclass
 class _State:
-    received: Optional[int] = None  # the first signal received
+    received: int | None = None  # the first signal received
     raised: bool = False  # a SignalInterrupt has been raised (later signals only get recorded)
     deferred: int = 0  # > 0 while a training loop polls ``pending()`` and stops by itself
-    checkpoint: Optional[str] = None  # the checkpoint written at the stop, if any
-    step: Optional[int] = None  # its optimizer step
-    installed_pid: Optional[int] = None
+    checkpoint: str | None = None  # the checkpoint written at the stop, if any
+    step: int | None = None  # its optimizer step
+    installed_pid: int | None = None
 
 
 _state = _State()
@@ -163,12 +163,12 @@ def held() -> Iterator[None]:
             signal.raise_signal(signum)  # the default action (terminate), now that the file is complete
 
 
-def pending() -> Optional[int]:
+def pending() -> int | None:
     """The signal received and not yet raised, or None."""
     return _state.received if _state.received is not None and not _state.raised else None
 
 
-def received() -> Optional[int]:
+def received() -> int | None:
     """The first SIGTERM / SIGUSR1 this task received, or None."""
     return _state.received
 
@@ -186,7 +186,7 @@ def record_checkpoint(path: str, step: int) -> None:
     _state.checkpoint, _state.step = str(path), int(step)
 
 
-def stop_checkpoint() -> tuple[Optional[str], Optional[int]]:
+def stop_checkpoint() -> tuple[str | None, int | None]:
     """(path, step) of the checkpoint written at the stop, or (None, None)."""
     return _state.checkpoint, _state.step
 
@@ -196,7 +196,7 @@ def exit_code() -> int:
     return 128 + _state.received if _state.received is not None else INTERRUPT_EXIT
 
 
-def fault_signal_at_step() -> Optional[tuple[int, int]]:
+def fault_signal_at_step() -> tuple[int, int] | None:
     """(step, signum) from $S3NAS_FAULT_SIGNAL_AT_STEP ("6:TERM"), or None."""
     from s3nas.errors import ConfigError
 
