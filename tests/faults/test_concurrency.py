@@ -135,7 +135,7 @@ def test_two_processes_share_one_bbssp_latency_cache(tmp_path):
     _no_temp_files(cache)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~2.5 min; tests/faults/test_sweeps.py runs a joblib multirun sharing one cache by default
 def test_parallel_joblib_multirun_shares_one_table(tmp_path):
     cache, sweep = tmp_path / "cache", tmp_path / "sweep"
     proc = subprocess.run([sys.executable, "search.py", "-m", "seed=1,2", "debug=search_tiny", "hydra/launcher=joblib",

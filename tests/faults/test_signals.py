@@ -192,7 +192,6 @@ def test_signal_mid_training_then_same_command_same_weights(arch_file, train_ref
 
 
 # ------------------------------------------------------------------------------------------------ baselines
-@pytest.mark.slow  # three random-search runs: ~15 s each on an idle 2-core machine
 def test_sigterm_during_a_random_search_sample_resumes_it(tmp_path):
     """The random baselines train through train.py's runner: a signal in the retraining (step 3 of 4) saves its
     checkpoint; the same command reuses the finished sample and resumes the retraining exactly."""
