@@ -38,7 +38,7 @@ from s3nas.nn import fakequant
 from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
 from s3nas.train.export import export_onnx
 from s3nas.train.module import RecipeSettings, RetrainModule
-from s3nas.utils.onnxquant import CALIBRATION_METHODS, onnx_logits, quantize_onnx
+from s3nas.utils.onnxquant import CALIBRATION_METHODS, check_quantizable, onnx_logits, quantize_onnx
 
 INT8_ONNX = "model_int8.onnx"
 
@@ -53,6 +53,14 @@ def check_quantize_options(options: Any, prefix: str = "quantize.") -> None:
     if str(options.calibration_method) not in CALIBRATION_METHODS:
         raise ConfigError(f"{prefix}calibration_method: {options.calibration_method!r}; use "
                           f"{', '.join(CALIBRATION_METHODS)}")
+
+
+def check_network_quantizable(model: nn.Module, *, input_size: int, in_channels: int, options: Any) -> None:
+    """One-line ConfigError when the network (untrained weights will do) has an operator without an INT8 kernel."""
+    with tempfile.TemporaryDirectory(prefix="s3nas-int8-check-") as scratch:
+        path = Path(scratch) / "network.onnx"
+        export_onnx(model.eval(), path, input_size=int(input_size), in_channels=int(in_channels), check=False)
+        check_quantizable(path, [str(op) for op in options.allow_float_ops])
 
 
 def calibration_images(datamodule: Any, count: int) -> torch.Tensor:

@@ -40,7 +40,7 @@ from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
 from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 from s3nas.train.export import export_onnx
 from s3nas.train.module import EMA_WARMUPS, SCHEDULERS, RecipeSettings, RetrainModule, scaled_lr, steps_of
-from s3nas.train.quantize import INT8_ONNX, check_quantize_options, quantize_trained
+from s3nas.train.quantize import INT8_ONNX, check_network_quantizable, check_quantize_options, quantize_trained
 from s3nas.train.network import NetworkSource, build_network, count_parameters, deploy_latency, resolve_network
 from s3nas.utils.io import atomic_write_bytes
 
@@ -138,6 +138,11 @@ def check_train(cfg: DictConfig) -> CheckedInputs:
     shape = dict(input_size=deploy_input_size(deploy.input_size, source), num_classes=int(deploy.num_classes),
                  in_channels=int(deploy.in_channels))
     latency, macs = deploy_latency(source, backend, **shape)
+    quantize = cfg.get("quantize")
+    if quantize is not None and str(quantize.mode) == "int8":  # an operator without INT8 kernel: before training
+        check_network_quantizable(build_network(source, datamodule.num_classes, datamodule.in_channels),
+                                  input_size=cfg.export.get("input_size") or int(datamodule.image_size),
+                                  in_channels=int(datamodule.in_channels), options=quantize)
     return CheckedInputs(source=source, backend=backend, latency=latency, macs=macs, datamodule=datamodule,
                          resume_from=resume_from, run_dir=run_dir, deploy_input_size=shape["input_size"])
 
