@@ -7,6 +7,7 @@ The train runs are tiny (the 3-block ArchSpec of test_train, 16x16 digits, a few
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,8 +29,19 @@ from s3nas.train.runner import int8_fields
 from s3nas.utils.onnxquant import onnx_logits, quantize_onnx, unquantizable_nodes
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import TINY, tiny_spec  # noqa: E402
+
+
+def _test_train_module():
+    """tests/test_train.py loaded by path: putting tests/ on sys.path would make worker processes (which inherit
+    sys.path) import tests/simulator/ as the `simulator` package."""
+    spec = importlib.util.spec_from_file_location("s3nas_tests_train", Path(__file__).with_name("test_train.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_train = _test_train_module()
+TINY, tiny_spec = _train.TINY, _train.tiny_spec
 
 
 def small_net(act: nn.Module | None = None) -> nn.Module:
