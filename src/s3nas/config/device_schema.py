@@ -1,19 +1,32 @@
-"""Schema of the black-box hardware configs (conf/hardware/cpu_onnxruntime.yaml, torch_cpu, command,
-sim_midap_blackbox): a `hardware` node with ``device`` set is timed by a device (s3nas.latency.device) instead of
+"""Schema of the black-box hardware configs (conf/hardware/cpu_onnxruntime.yaml, torch_cpu, openvino_cpu,
+executorch_cpu, command, sim_midap_blackbox): a `hardware` node with ``device`` set is timed by a device (s3nas.latency.device) instead of
 simulated. ``register(cs)`` stores it as ``hardware/device_schema`` (called by ``register_configs``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from s3nas.config.ranges import Range, check_ranges
+from s3nas.config.ranges import Range, check_choice, check_ranges
 from s3nas.config.schema import HardwareConfig
 from s3nas.errors import ConfigError
+
+
+@dataclass
+class DeviceBudget:
+    """Few-shot device (``hardware.budget.networks=N``): no per-block table; N end-to-end measurements of networks
+    chosen by ``selection`` fit an analytic latency model (s3nas.latency.fewshot; docs/guide/device.md)."""
+
+    networks: Optional[int] = None  # null: the full measured table (every block timed + correction_samples networks)
+    selection: str = "active"  # active (greedy D-optimal: the most uncertain network next) | random
+    pool: int = 400  # sampled candidate networks the selection chooses from
+    prior_error_pct: float = 2.0  # prior relative residual sd of the model (%), weight prior_weight measurements
+    prior_weight: float = 6.0
+    ridge: float = 1e-3
 
 
 @dataclass
@@ -21,8 +34,8 @@ class DeviceHardwareConfig(HardwareConfig):
     """A measured device and how its latency table is built and corrected."""
 
     _target_: str = "s3nas.latency.device_backend.DeviceBackend"
-    device: str = "onnxruntime"  # onnxruntime | torch | simulated | command
-    threads: int = 1  # intra-op threads (pinned; onnxruntime/torch)
+    device: str = "onnxruntime"  # onnxruntime | torch | openvino | executorch | simulated | command
+    threads: int = 1  # intra-op threads (pinned; onnxruntime/torch/openvino/executorch)
     warmup: int = 10  # untimed runs before timing
     repeats: int = 60  # timed runs per measurement (median + IQR reported)
     rounds: int = 10  # several networks measured together: runs interleaved in this many rounds
@@ -52,7 +65,16 @@ class DeviceHardwareConfig(HardwareConfig):
     # torch device: keep freed memory in the process heap (glibc mallopt) so a run's activations reuse pages
     # instead of page-faulting fresh ones each run (fewer, steadier page faults; docs/blackbox.md)
     keep_heap: bool = False
+    # few-shot latency model from budget.networks end-to-end measurements (null: the full measured table)
+    budget: DeviceBudget = field(default_factory=DeviceBudget)
+    # every device estimate carries an interval at this level (two-sided); conservative: the search's table is the
+    # upper bound of a typical network's interval, so "meets the target" holds with that confidence
+    interval_level: float = 0.9
+    conservative: bool = False
 
+
+#: hardware.budget.selection values (s3nas.latency.fewshot.SELECTIONS)
+SELECTIONS = ("active", "random")
 
 #: hardware.dtype values, and the devices that time each format other than fp32
 DTYPES = ("fp32", "int8")
@@ -72,6 +94,12 @@ RANGES = {
     "remeasure": Range(low=0, integer=True),
     "unstable_ratio": Range(low=1, low_open=True),
     "unstable_fraction": Range(low=0, high=1, high_open=True),
+    "budget.networks": Range(low=2, integer=True, nullable=True),
+    "budget.pool": Range(low=2, integer=True),
+    "budget.prior_error_pct": Range(low=0, low_open=True),
+    "budget.prior_weight": Range(low=0),
+    "budget.ridge": Range(low=0),
+    "interval_level": Range(low=0, high=1, low_open=True, high_open=True),
 }
 
 
@@ -86,6 +114,7 @@ def device_config(hardware_cfg: Any) -> Any:
         raise ConfigError(f"hardware.{key}: {message}") from None
     check_ranges(merged, RANGES, prefix="hardware.")
     check_dtype(merged.dtype, merged.device)
+    check_choice("hardware.budget.selection", merged.budget.selection, SELECTIONS)
     return merged
 
 

@@ -29,8 +29,8 @@ from s3nas.arch.spec import ArchSpec
 from s3nas.errors import ConfigError, InfeasibleTargetError
 from s3nas.latency.lut import difference_table
 
-__all__ = ["LatencyBackend", "LatencyResult", "Feasibility", "NetworkLatency", "LatencyTargetWarning",
-           "make_backend"]
+__all__ = ["LatencyBackend", "LatencyResult", "LatencyPrediction", "Feasibility", "NetworkLatency",
+           "LatencyTargetWarning", "make_backend"]
 
 
 class LatencyTargetWarning(UserWarning):
@@ -52,6 +52,21 @@ class LatencyResult:
     def meets_within_noise(self, target_ms: float) -> bool:
         """Meets the target, or misses it by less than the measurement noise."""
         return self.latency_ms <= target_ms * (1.0 + (self.noise_pct or 0.0) / 100.0)
+
+
+@dataclass(frozen=True)
+class LatencyPrediction:
+    """A predicted latency with its interval: what the backend's model says before (or instead of) measuring."""
+
+    latency_ms: float
+    low_ms: float
+    high_ms: float
+    level: float  # two-sided confidence of [low_ms, high_ms] (1.0 for an exact simulation)
+    how: str  # "simulation (...)", "few-shot model (...)", "corrected measured table (...)"
+
+    def to_dict(self) -> dict:
+        return {"latency_ms": self.latency_ms, "low_ms": self.low_ms, "high_ms": self.high_ms, "level": self.level,
+                "how": self.how}
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,11 @@ class LatencyBackend(abc.ABC):
     def latencies_ms(self, specs: Sequence[ArchSpec]) -> list[float]:
         """Latencies of several networks (a device may interleave their measurements)."""
         return [self.latency_ms(s) for s in specs]
+
+    def predict(self, spec: ArchSpec) -> LatencyPrediction | None:
+        """The model's prediction for ``spec`` with its interval, or None where the backend has no model apart from
+        ``evaluate`` (default)."""
+        return None
 
     def evaluate_graph(self, graph: Any, label: str, input_size: int, num_classes: int) -> LatencyResult:
         """The latency of a simulator graph of a network that is not an s3nas architecture (zoo networks)."""

@@ -266,19 +266,23 @@ def measure_items(device: Device, log: MeasurementLog, items: Sequence[tuple[str
                 partial = None
             except PartialMeasurement as error:
                 results, partial = list(error.results), error
+            seconds = _device_seconds(results, time.perf_counter() - t0)
             if reference is None:
                 extras = [extra for _, _, extra in part]
                 head: list = []
             else:
                 ref = results.pop(middle)
+                ref_seconds = seconds.pop(middle)
                 if isinstance(ref, DeviceError):  # the chunk cannot be normalised: nothing of it is kept
                     raise ref
                 kind = reference[0]
                 chunk_id = uuid.uuid4().hex[:12]
                 tag = {"ref": kind, "ref_ms": ref.median_ms, "chunk": chunk_id}
                 extras = [{**extra, **tag} for _, _, extra in part]
-                head = [(f"ref:{kind}:{chunk_id}", ref, {"reference": kind, "chunk": chunk_id})]
-            good = [(key, m, extra) for (key, _, _), m, extra in zip(part, results, extras)
+                head = [(f"ref:{kind}:{chunk_id}", ref, {"reference": kind, "chunk": chunk_id,
+                                                         "seconds": round(ref_seconds, 4)})]
+            good = [(key, m, {**extra, "seconds": round(sec, 4)})
+                    for (key, _, _), m, extra, sec in zip(part, results, extras, seconds)
                     if not isinstance(m, DeviceError)]
             if good:
                 log.append(head + good)
@@ -306,6 +310,21 @@ def measure_items(device: Device, log: MeasurementLog, items: Sequence[tuple[str
         if bar is not None:
             bar.stop()
     return done
+
+
+def _device_seconds(results: Sequence[Any], elapsed: float) -> list[float]:
+    """The device time of a chunk of measurements shared among them in proportion to their medians (their runs
+    are interleaved): what each cost, export and session set-up included (the ``seconds`` of the log's records)."""
+    medians = [0.0 if isinstance(m, DeviceError) else float(m.median_ms) for m in results]
+    total = sum(medians)
+    if total <= 0:
+        return [elapsed / max(1, len(results))] * len(results)
+    return [elapsed * m / total for m in medians]
+
+
+def device_seconds(log: "MeasurementLog", keys: Sequence[str]) -> float:
+    """Device time the measurements ``keys`` cost when they were taken (0 for records from before it was logged)."""
+    return float(sum(float(log.records[k].get("seconds") or 0.0) for k in keys if k in log))
 
 
 class _Stopped(DeviceError):

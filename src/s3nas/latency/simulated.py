@@ -17,7 +17,7 @@ from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.spec import ArchSpec
 from s3nas.config import load_hardware
 from s3nas.errors import ConfigError
-from s3nas.latency.backend import Feasibility, LatencyBackend, LatencyResult
+from s3nas.latency.backend import Feasibility, LatencyBackend, LatencyPrediction, LatencyResult
 from s3nas.latency.lut import build_latency_table
 
 __all__ = ["SimulatorBackend", "data_dtype_of"]
@@ -55,6 +55,11 @@ class SimulatorBackend(LatencyBackend):
 
     def evaluate(self, spec: ArchSpec) -> LatencyResult:
         return LatencyResult(float(self.report(spec).latency_ms), self.source(spec))
+
+    def predict(self, spec: ArchSpec) -> LatencyPrediction:
+        """The simulation is the prediction: deterministic, an interval of zero width."""
+        ms = float(self.report(spec).latency_ms)
+        return LatencyPrediction(ms, ms, ms, 1.0, self.source(spec))
 
     def evaluate_graph(self, graph: Any, label: str, input_size: int, num_classes: int) -> LatencyResult:
         """Latency of a simulator graph (any model the frontends load)."""

@@ -164,6 +164,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     }
     for key in LATENCY_DETAIL_KEYS:  # a measurement's figures (None for a simulation)
         summary[key] = delivered.details.get(key)
+    summary.update(prediction_fields(backend, spec, target_ms, table))
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     typed = SearchSummary.from_dict(summary)  # the schema (s3nas.outputs): a missing or stray key fails here
     summary = typed.to_dict()
@@ -176,6 +177,25 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         _log_to_wandb(loggers, summary, run_dir, table)
         print_summary(summary, spec, options, table, deploy_space)
     return summary
+
+
+def prediction_fields(backend, spec, target_ms: float, table) -> dict:
+    """The backend model's prediction of the delivered network with its interval, next to the measurement (None
+    where the backend has no model), whether the interval's upper end meets the target, the latency model the
+    search used and the device time the run spent."""
+    prediction = backend.predict(spec)
+    spent = getattr(backend, "device_seconds", None)
+    fields = {"latency_model": str(table.meta.get("method", "")) or None,
+              "device_seconds": float(spent) if spent is not None else None,
+              "conservative": bool(table.meta.get("conservative")),
+              "latency_predicted_ms": None, "latency_interval_ms": None, "latency_interval_level": None,
+              "latency_prediction": None, "meets_target_upper_bound": None}
+    if prediction is not None:
+        fields.update(latency_predicted_ms=float(prediction.latency_ms),
+                      latency_interval_ms=[float(prediction.low_ms), float(prediction.high_ms)],
+                      latency_interval_level=float(prediction.level), latency_prediction=prediction.how,
+                      meets_target_upper_bound=bool(prediction.high_ms <= target_ms))
+    return fields
 
 
 def _rank_threshold_diff(trainer, supernet) -> float:
@@ -249,5 +269,15 @@ def print_summary(summary: dict, spec, options, table, space=None) -> None:
     if not summary["meets_target"]:
         console.print(f"[bold yellow]warning:[/] the delivered network misses the target ({summary['latency_ms']:.4f} "
                       f"> {summary['target_ms']:.4f} ms); schedule.fit_to_target=true would shrink it")
+    if summary.get("latency_interval_ms") and summary.get("latency_interval_level", 1.0) < 1.0:
+        low, high = summary["latency_interval_ms"]
+        console.print(f"predicted {summary['latency_predicted_ms']:.4f} ms, {summary['latency_interval_level']:.0%} "
+                      f"interval [{low:.4f}, {high:.4f}] ms ({summary['latency_prediction']}); upper end "
+                      f"{'meets' if summary['meets_target_upper_bound'] else 'misses'} the target"
+                      + ("; the search used the upper end (hardware.conservative)" if summary.get("conservative")
+                         else ""))
+    if summary.get("device_seconds") is not None:
+        console.print(f"device time: {summary['device_seconds']:.1f} s on {summary['hardware']} "
+                      f"(latency model: {summary['latency_model']})")
     console.print(f"search took {summary['search_seconds']:.1f} s; arch: {summary['arch']}")
     console.print(f"run dir: {summary['run_dir']}")

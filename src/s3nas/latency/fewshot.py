@@ -1,0 +1,240 @@
+"""Few-shot device latency: a new device's latency model from a handful of end-to-end measurements, with error bars.
+
+The full measured table times every (position, option) block standalone (437 pieces at the default space) plus 60
+networks: minutes on this CPU, hours to days on a phone over adb or a remote NPU farm. The few-shot model needs no
+per-block measurement. Its prior costs no device time: every network is described by analytic features of its
+simulator graph (``s3nas.arch.graph``) - the multiply-accumulates of pointwise (1x1) convolutions and the
+classifier, of depthwise convolutions, of dense kxk convolutions (stem, fused blocks), and the activation
+elements every layer reads and writes (memory traffic) - and its latency is modelled as
+
+    latency ~= c + a_pw * MAC_pw + a_dw * MAC_dw + a_dense * MAC_dense + a_mem * elements,
+
+the roofline of a CPU or an accelerator with one throughput per operator class plus a per-network overhead. The
+coefficients are fitted to ``budget.networks`` end-to-end measurements by ridge regression on relative errors
+(coefficients >= 0, the overhead free). The features of a network are sums over its layers, so the model is one
+number per (position, option) plus a fixed part: a ``LatencyTable`` the search uses unchanged.
+
+**Which networks to measure** (``selection``): ``active`` chooses them one at a time to reduce the model's
+uncertainty - greedy D-optimal design: the candidate (from a pool of sampled architectures spread from the
+smallest to the largest) with the largest predictive variance under the networks chosen so far; the variance of
+a linear model does not depend on the measurements, so the whole set is chosen before the device is touched.
+``random`` takes sampled architectures in order (the same pool's stratified samples).
+
+**Error bars**: relative residuals ``(measured - predicted) / predicted`` are modelled as normal with a variance
+pooled from a prior and the fit: ``s^2 = (nu0 s0^2 + RSS) / (nu0 + n - p_eff)`` (``s0`` = ``prior_error_pct``,
+``nu0`` = ``prior_weight`` pseudo-measurements, ``p_eff`` the fit's effective number of parameters); the 90%
+interval of a network is ``predicted * (1 +- z_0.95 * s * sqrt(1 + leverage))`` with its leverage under the fit
+(wider for networks unlike the measured ones). The prior (2%, weight 6) is the residual this model leaves on the
+CPU runtimes measured for ``benchmarks/latency_fewshot.py``; with more measurements the fit's own residuals take
+over. ``docs/guide/device.md`` shows the curve and the empirical coverage.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from s3nas.arch.graph import block_to_graph, emit_head, emit_stem
+from s3nas.arch.space import Option, SearchSpace
+from s3nas.latency.lut import LatencyTable
+from simulator.graph import GraphBuilder
+
+__all__ = ["FEATURES", "SELECTIONS", "FewShotModel", "SpaceFeatures", "graph_features", "select_networks",
+           "fit_fewshot", "z_value", "Z_90"]
+
+FEATURES = ("pointwise_macs", "depthwise_macs", "dense_macs", "activation_elements")
+SELECTIONS = ("active", "random")
+#: two-sided 90% normal quantile
+Z_90 = 1.6448536269514722
+NS_CLOCK_HZ = 1e9  # table "cycles" are nanoseconds, as in the measured table
+
+
+def graph_features(graph: Any) -> np.ndarray:
+    """[pointwise MACs, depthwise MACs, dense kxk MACs, activation elements read + written] of a simulator graph."""
+    f = np.zeros(len(FEATURES))
+    for layer in graph:
+        if layer.op == "conv":
+            if layer.is_depthwise:
+                f[1] += layer.macs
+            elif tuple(layer.kernel) == (1, 1):
+                f[0] += layer.macs
+            else:
+                f[2] += layer.macs
+        elif layer.op == "fc":
+            f[0] += layer.macs
+        c, h, w = layer.out_shape
+        f[3] += sum(a * b * d for a, b, d in layer.in_shapes) + c * h * w
+    return f
+
+
+@dataclass
+class SpaceFeatures:
+    """Features of every (position, option) of a space, and of its stem + head (``fixed``)."""
+
+    space: SearchSpace
+    blocks: list[dict[Option, np.ndarray]]
+    fixed: np.ndarray
+
+    @classmethod
+    def of(cls, space: SearchSpace) -> "SpaceFeatures":
+        blocks = []
+        for i, pos in enumerate(space.positions):
+            row = {}
+            for option in space.options(i):
+                row[option] = (graph_features(block_to_graph(space.block_spec(i, option), pos.in_channels, pos.in_hw))
+                               if option else np.zeros(len(FEATURES)))
+            blocks.append(row)
+        arch = space.arch_spec(space.min_options())
+        stem = GraphBuilder((space.in_channels, space.input_size, space.input_size), name="stem")
+        emit_stem(stem, stem.input, arch)
+        head = GraphBuilder((space.final_channels, space.final_hw, space.final_hw), name="head")
+        emit_head(head, head.input, arch)
+        return cls(space, blocks, graph_features(stem.graph) + graph_features(head.graph))
+
+    def network(self, options: Sequence[Option]) -> np.ndarray:
+        """Features of one network (one option per position) plus the constant 1 of the overhead: shape (F + 1,)."""
+        total = self.fixed.copy()
+        for row, option in zip(self.blocks, options):
+            total += row[tuple(option)]
+        return np.append(total, 1.0)
+
+    def matrix(self, nets: Sequence[Sequence[Option]]) -> np.ndarray:
+        return np.stack([self.network(o) for o in nets]) if nets else np.zeros((0, len(FEATURES) + 1))
+
+
+def candidate_pool(space: SearchSpace, size: int, seed: int) -> list[list[Option]]:
+    """Architectures to choose measurements from: stratified from the smallest to the largest (the fastest network
+    first) plus uniformly random ones, deduplicated."""
+    from s3nas.latency.measured import sample_architectures
+
+    rng = np.random.default_rng(seed)
+    nets = sample_architectures(space, size // 2, seed) + [space.random_options(rng) for _ in range(size - size // 2)]
+    nets.append(list(space.max_options()))
+    seen, pool = set(), []
+    for net in nets:
+        key = tuple(tuple(o) for o in net)
+        if key not in seen:
+            seen.add(key)
+            pool.append(list(net))
+    return pool
+
+
+def _design_rows(features: np.ndarray) -> np.ndarray:
+    """Rows as the relative-error fit sees them: each feature scaled to its pool mean, each row divided by a
+    latency proxy (the sum of its scaled features), so the choice favours networks whose *relative* error is
+    uncertain."""
+    scaled = features / np.maximum(features.mean(axis=0), 1e-12)
+    return scaled / scaled[:, :-1].sum(axis=1, keepdims=True)
+
+
+def select_networks(space: SearchSpace, features: SpaceFeatures, count: int, *, selection: str = "active",
+                    seed: int = 0, pool_size: int = 400) -> list[list[Option]]:
+    """``count`` networks to measure: ``active`` (greedy D-optimal over a pool, see the module docstring) or
+    ``random`` (the pool's stratified samples in order)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection {selection!r}; use one of {', '.join(SELECTIONS)}")
+    pool = candidate_pool(space, max(pool_size, 2 * count), seed)
+    if selection == "random":
+        rest = pool[1:]
+        random.Random(seed).shuffle(rest)
+        return [pool[0]] + rest[:count - 1] if count else []
+    rows = _design_rows(features.matrix(pool))
+    information = 1e-6 * np.eye(rows.shape[1])
+    chosen: list[int] = []
+    for _ in range(min(count, len(pool))):
+        variance = np.einsum("ij,jk,ik->i", rows, np.linalg.inv(information), rows)
+        variance[chosen] = -np.inf
+        best = int(np.argmax(variance))
+        chosen.append(best)
+        information += np.outer(rows[best], rows[best])
+    return [pool[k] for k in chosen]
+
+
+@dataclass
+class FewShotModel:
+    """latency (ms) = coef . [features, 1]; relative residual sd ``sd`` with ``dof`` degrees of freedom."""
+
+    coef: list[float]  # ms per unit of each feature, then the overhead (ms)
+    scales: list[float]  # column scales of the normalised design
+    covariance: list[list[float]]  # (A'A + ridge)^-1 of the normalised design
+    sd: float  # relative residual sd (pooled prior + fit)
+    dof: float
+    level: float = 0.9
+    fit: dict = field(default_factory=dict)
+
+    def predict_ms(self, x: np.ndarray) -> float:
+        return float(np.dot(self.coef, x))
+
+    def half_width(self, x: np.ndarray) -> float:
+        """Relative half-width of the ``level`` interval of a network with features ``x``."""
+        predicted = self.predict_ms(x)
+        a = (np.asarray(x, dtype=float) / max(predicted, 1e-12)) / np.asarray(self.scales)
+        leverage = float(a @ np.asarray(self.covariance) @ a)
+        return z_value(self.level) * self.sd * math.sqrt(1.0 + max(0.0, leverage))
+
+    def interval_ms(self, x: np.ndarray) -> tuple[float, float, float]:
+        """(predicted, low, high) in ms."""
+        predicted, h = self.predict_ms(x), self.half_width(x)
+        return predicted, predicted * (1.0 - h), predicted * (1.0 + h)
+
+    def table(self, features: SpaceFeatures, key: str = "", meta: dict | None = None, *, scale: float = 1.0) -> LatencyTable:
+        """The model as a per-(position, option) table (ns units), every entry times ``scale`` (the conservative
+        search's upper bound)."""
+        coef = np.asarray(self.coef)
+        entries = [{o: 0 if not o else int(round(max(0.0, float(coef[:-1] @ f)) * scale * 1e6)) for o, f in row.items()}
+                   for row in features.blocks]
+        fixed = max(0.0, float(coef[:-1] @ features.fixed + coef[-1])) * scale
+        return LatencyTable(entries, int(round(fixed * 1e6)), NS_CLOCK_HZ, key, space=features.space,
+                            meta=dict(meta or {}))
+
+    def to_dict(self) -> dict:
+        return {"features": list(FEATURES) + ["overhead"], "coef": self.coef, "sd_pct": 100.0 * self.sd,
+                "dof": self.dof, "level": self.level, "fit": self.fit}
+
+
+def z_value(level: float) -> float:
+    from scipy.stats import norm  # heavy: imported when an interval is asked for
+
+    return float(norm.ppf(0.5 + level / 2.0)) if level != 0.9 else Z_90
+
+
+def fit_fewshot(features: np.ndarray, measured_ms: Sequence[float], *, ridge: float = 1e-3,
+                prior_error_pct: float = 2.0, prior_weight: float = 6.0, level: float = 0.9) -> FewShotModel:
+    """Fit the model to ``features`` (n x (F + 1), ``SpaceFeatures.matrix``) and their measured latencies."""
+    from scipy.optimize import lsq_linear
+
+    x = np.asarray(features, dtype=float)
+    y = np.asarray(measured_ms, dtype=float)
+    if len(y) < 1:
+        raise ValueError("few-shot model: no measured network to fit")
+    a = x / y[:, None]  # relative errors: a . coef ~= 1
+    scales = np.sqrt((a ** 2).mean(axis=0))
+    scales[scales == 0] = 1.0
+    an = a / scales
+    lam = ridge * len(y)
+    p = an.shape[1]
+    # ridge as extra rows; every feature's coefficient >= 0, the overhead free
+    design = np.vstack([an, math.sqrt(lam) * np.eye(p)]) if lam > 0 else an
+    target = np.concatenate([np.ones(len(y)), np.zeros(p)]) if lam > 0 else np.ones(len(y))
+    lower = np.zeros(p)
+    lower[-1] = -np.inf
+    theta = lsq_linear(design, target, bounds=(lower, np.full(p, np.inf)), method="bvls").x
+    covariance = np.linalg.pinv(an.T @ an + lam * np.eye(p))  # pinv: a feature constant over the space (the stem's
+    # dense MACs without fused blocks) is collinear with the overhead
+    residuals = 1.0 - an @ theta  # relative (measured - predicted) / measured ~ (m - p) / p
+    hat = an @ covariance @ an.T
+    dof_fit = max(0.0, len(y) - float(np.trace(hat)))
+    s0 = prior_error_pct / 100.0
+    dof = prior_weight + dof_fit
+    sd = math.sqrt((prior_weight * s0 ** 2 + float(residuals @ residuals)) / dof) if dof > 0 else s0
+    coef = (theta / scales).tolist()
+    predicted = x @ np.asarray(coef)
+    fit = {"networks": int(len(y)), "ridge": float(ridge), "prior_error_pct": float(prior_error_pct),
+           "prior_weight": float(prior_weight),
+           "train_mape_pct": float(100.0 * np.mean(np.abs(predicted - y) / y)), "fit_sd_pct":
+               float(100.0 * math.sqrt(float(residuals @ residuals) / dof_fit)) if dof_fit > 0.5 else None}
+    return FewShotModel(coef, scales.tolist(), covariance.tolist(), sd, dof, level, fit)
