@@ -470,6 +470,24 @@ class SearchSummary(Summary):
                                            default=None)
     meets_target_within_noise: Optional[bool] = doc("latency_ms <= target_ms * (1 + latency_noise_pct / 100) "
                                                      "(meets_target for a simulation)", default=None)
+    latency_model: Optional[str] = doc("the latency table the search used: 'simulated', 'measured+<correction>' "
+                                       "(every block timed, corrected) or 'fewshot' (hardware.budget.networks "
+                                       "end-to-end measurements)", default=None)
+    device_seconds: Optional[float] = doc("device only: device time this run spent measuring (table or few-shot "
+                                          "networks, the delivered network's measurements)", default=None)
+    conservative: bool = doc("hardware.conservative: the search's table was the upper end of a typical network's "
+                             "interval", default=False)
+    latency_predicted_ms: Optional[float] = doc("the backend model's prediction (ms) of the delivered network, "
+                                                "before measuring it (a simulation predicts itself exactly)",
+                                                default=None)
+    latency_interval_ms: Optional[list[float]] = doc("[low, high] (ms): the prediction's interval at "
+                                                     "latency_interval_level", default=None)
+    latency_interval_level: Optional[float] = doc("two-sided confidence of latency_interval_ms (0.9; 1.0 for a "
+                                                  "simulation)", default=None)
+    latency_prediction: Optional[str] = doc("how latency_predicted_ms was obtained (few-shot model, corrected "
+                                            "measured table, simulation)", default=None)
+    meets_target_upper_bound: Optional[bool] = doc("the interval's upper end <= target_ms: the target is met with the "
+                                                   "interval's confidence", default=None)
 
 
 @dataclass(kw_only=True)
@@ -975,6 +993,113 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     print("usage: python -m s3nas.outputs --markdown | --validate FILE...", file=sys.stderr)
     return 2
+
+
+
+# ------------------------------------------------------------------------------------ latency.json (contract)
+#: Layout version of latency.json / latency_int8.json (independent of SCHEMA_VERSION: the files are not summaries).
+LATENCY_CONTRACT_VERSION = 1
+LATENCY_CONTRACT_KIND = "latency_contract"
+
+
+@dataclass(kw_only=True)
+class ContractPrediction(Record):
+    """The latency backend's prediction for the delivered network (``LatencyBackend.predict``)."""
+
+    latency_ms: float = doc("predicted latency (ms)")
+    low_ms: float = doc("lower end of the interval (ms); equal to latency_ms for an exact simulation")
+    high_ms: float = doc("upper end of the interval (ms)")
+    level: float = doc("two-sided confidence of [low_ms, high_ms] (0.9; 1.0 for a simulation)")
+    how: str = doc("how the prediction was obtained (simulation, corrected measured table, few-shot model)")
+
+
+@dataclass(kw_only=True)
+class ContractMeasurement(Record):
+    """The latency the run measured (or simulated) for the delivered network."""
+
+    latency_ms: float = doc("latency (ms): the run's summary latency_ms")
+    noise_pct: Optional[float] = doc("repeat-measurement noise in % (null for a simulation)")
+    method: str = doc("'measurement', 'simulation' or the backend's own word ('estimate')")
+    source: str = doc("the run's latency_source: what was timed, where, how many runs")
+    measurements_ms: Optional[list[float]] = doc("device only: median (ms) of each repeat measurement", default=None)
+
+
+@dataclass(kw_only=True)
+class ContractDevice(Record):
+    """What the latency figures hold for: the hardware, the input shape, and the model file they sit beside."""
+
+    fingerprint: dict[str, Any] = doc("the device's fingerprint (Device.fingerprint(): CPU model, logical CPUs, "
+                                      "threads, runtime and version, clock, dtype, host) or, without one, the "
+                                      "backend's identity (simulator profile and versions)")
+    input_shape: list[int] = doc("[batch, channels, height, width] the latency figures are for (the deployment "
+                                 "shape, batch 1)")
+    num_classes: int = doc("classifier outputs of the network the latency figures are for")
+    batch: int = doc("batch size of the latency figures (1)")
+    dtype: str = doc("number format the hardware runs the network in (its latency is of that format)")
+    model_file: str = doc("file name of the model beside this file (model.onnx, model_int8.onnx)")
+    model_sha256: str = doc("sha256 of that model file (hex)")
+    model_bytes: int = doc("size of that model file")
+    model_dtype: str = doc("number format of the model file: 'fp32' or 'int8'")
+    model_input_shape: list[int] = doc("[batch, channels, height, width] of the model file's input, read from the "
+                                       "file (a dynamic batch axis as 1, other dynamic axes as -1)")
+    same_shape: bool = doc("model_input_shape equals input_shape: the figures are for this file as it is; false "
+                           "when the run trained/exported at another resolution than deploy.input_size")
+
+
+@dataclass(kw_only=True)
+class LatencyContract(Record):
+    """latency.json beside model.onnx (latency_int8.json beside model_int8.onnx): the predicted and the measured
+    latency of the delivered network, with the device and input shape they hold for and the model file's hash."""
+
+    schema_version: int = doc("layout version of this file (s3nas.outputs.LATENCY_CONTRACT_VERSION)",
+                              default=LATENCY_CONTRACT_VERSION)
+    kind: str = doc("always 'latency_contract'", default=LATENCY_CONTRACT_KIND)
+    arch: str = doc("network name (the ArchSpec's name, or timm:<name>)")
+    arch_encoded: str = doc("the ArchSpec's compact string, or timm:<name>")
+    hardware: str = doc("hardware profile or device name")
+    created: str = doc("when this file was written (ISO 8601, UTC)")
+    written_by: str = doc("the command that wrote it (train.py, s3nas-export, python -m s3nas.quantize)")
+    predicted: Optional[ContractPrediction] = doc("the backend's prediction with its interval (null: see "
+                                                  "predicted_reason)")
+    predicted_reason: Optional[str] = doc("why predicted is null (null when there is a prediction)", default=None)
+    measured: Optional[ContractMeasurement] = doc("the measured / simulated latency (null: see measured_reason)")
+    measured_reason: Optional[str] = doc("why measured is null (null when there is a measurement)", default=None)
+    device: ContractDevice = doc("the hardware, input shape and model file the figures hold for")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind != LATENCY_CONTRACT_KIND:
+            raise OutputSchemaError(f"kind: {self.kind!r} is not a latency contract ({LATENCY_CONTRACT_KIND!r})")
+        if self.schema_version != LATENCY_CONTRACT_VERSION:
+            raise OutputSchemaError(f"schema_version: {self.schema_version} is not {LATENCY_CONTRACT_VERSION} "
+                                    f"(this s3nas's latency.json)")
+        for figure in ("predicted", "measured"):
+            if getattr(self, figure) is None and not getattr(self, f"{figure}_reason"):
+                raise OutputSchemaError(f"{figure}_reason: needed when {figure} is null")
+
+
+def write_latency_contract(path: str | os.PathLike[str], contract: LatencyContract) -> Path:
+    """Validate ``contract`` and write it to ``path`` atomically (temp file + rename); returns the path."""
+    if not isinstance(contract, LatencyContract):
+        raise TypeError(f"write_latency_contract takes a LatencyContract, got {type(contract).__name__}")
+    data = contract.to_dict()
+    LatencyContract.from_dict(data)  # what is written reads back
+    return atomic_write_json(Path(path), data)
+
+
+def load_latency_contract(path: str | os.PathLike[str]) -> LatencyContract:
+    """Read a latency.json; OutputSchemaError naming the file when it is missing, not JSON or off its schema."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OutputSchemaError(f"{path}: no such latency contract") from None
+    except (OSError, ValueError) as error:
+        raise OutputSchemaError(f"{path}: not readable JSON ({error})") from None
+    try:
+        return LatencyContract.from_dict(data)
+    except OutputSchemaError as error:
+        raise OutputSchemaError(f"{path}: {error}") from None
 
 
 if __name__ == "__main__":
