@@ -14,11 +14,14 @@ measured (raw blocks, raw networks) is scored too (``as_measured``). ``noise_pct
 variation: ``--noise-nets`` held-out networks measured again in a later pass (with its own reference),
 median |second - first| / first after normalisation (``noise_raw_pct``: as measured); ``repeat_within10_pct``
 is the share of those repeats within +-10% of the first measurement (what any predictor can reach at this
-noise). The search space is the S3NAS supernet at search.py's default deployment shape (``deploy.input_size``
-224, ``deploy.num_classes`` 1000), so the table scored here is the one ``python search.py hardware=<device>``
-builds and the two share the log; ``--input-size 16 --num-classes 10`` is the weight-streaming-bound corner
-(docs/notes/blackbox.md). ``--dtype int8`` (``hardware.dtype=int8``; default devices then
-cpu_onnxruntime only, the one device that takes it) times the INT8 QDQ model of every block and network. Last line: one JSON object (keys of the first device at top level, every device under
+noise); ``model_error_pct`` is the default correction's error with that noise taken out (rms over the repeated
+networks of sqrt(mean(e1 e2)), e1 and e2 its log errors against the two measurements: independent noise cancels;
+``model_error_hi_pct`` adds one standard error of that mean: the estimate is loose when the noise is large;
+``--noise-nets 40`` repeats every held-out network). The search space is the S3NAS supernet at search.py's
+default deployment shape (``deploy.input_size`` 224, ``deploy.num_classes`` 1000), so the table scored here is
+the one ``python search.py hardware=<device>`` builds and the two share the log; ``--input-size 16
+--num-classes 10`` is the weight-streaming-bound corner (docs/notes/blackbox.md). ``--dtype int8``
+(``hardware.dtype=int8``; default devices then cpu_onnxruntime only, the one device that takes it) times the INT8 QDQ model of every block and network. Last line: one JSON object (keys of the first device at top level, every device under
 ``devices``).
 """
 
@@ -30,7 +33,7 @@ import statistics
 import time
 
 from s3nas.latency.device import make_device
-from s3nas.latency.correction import METHODS, fit_correction, score
+from s3nas.latency.correction import METHODS, fit_correction, noise_free_error_pct, score
 from s3nas.latency.measured import (block_table, build_measured_table, measure_networks, open_log, remeasure_networks,
                                   sample_architectures)
 from s3nas.config import compose_config
@@ -107,13 +110,18 @@ def run_device(name: str, args) -> dict:
 
     noise, repeat_within10 = spread(held_ms, again)
     noise_raw, repeat_within10_raw = spread(first_raw, again_raw)
+    # the correction's own error with the measurement noise taken out (the repeated networks' two measurements)
+    corrected_table = corrections[args.correction].apply(raw)
+    model_error, model_error_hi = noise_free_error_pct([corrected_table.estimate_ms(o) for o in repeat],
+                                                       held_ms[:len(repeat)], again)
     result = {"device": name, "dtype": device.dtype, "source": device.source, "input_size": size, "n_fit": args.fit, "n_heldout": len(held),
               "heldout_ms_range": [min(held_ms), max(held_ms)], "noise_pct": noise,
-              "repeat_within10_pct": repeat_within10, "noise_raw_pct": noise_raw,
+              "repeat_within10_pct": repeat_within10, "model_error_pct": model_error,
+              "model_error_hi_pct": model_error_hi, "noise_raw_pct": noise_raw,
               "repeat_within10_raw_pct": repeat_within10_raw, "reference": bool(device.reference), **result_extra,
               "table_seconds": table_s,
               "seconds": time.time() - started, "scores": rows,
-              "correction": args.correction, "raw_mape_pct": rows["raw"]["mape_pct"],
+              "correction": args.correction, "noise_nets": len(repeat), "raw_mape_pct": rows["raw"]["mape_pct"],
               "corrected_mape_pct": rows[args.correction]["mape_pct"],
               "within5_pct": rows[args.correction]["within5_pct"],
               "within10_pct": rows[args.correction]["within10_pct"],
@@ -138,6 +146,9 @@ def print_table(results: list[dict]) -> None:
             print(f"{_label(r):<25} {r['input_size']:>4} {method:<33} {s['mape_pct']:>8.2f} {s['within5_pct']:>8.1f} "
                   f"{s['within10_pct']:>8.1f}   n={r['n_heldout']}, noise {r['noise_pct']:.1f}% "
                   f"(repeats within 10%: {r['repeat_within10_pct']:.0f}%)")
+        print(f"{_label(r):<25} {r['input_size']:>4} {r['correction']} error without the noise: "
+              f"{r['model_error_pct']:.1f}% rms, up to {r['model_error_hi_pct']:.1f}% (+1 s.e.; over the "
+              f"{r['noise_nets']} repeated held-out networks)")
         for method, s in r.get("as_measured", {}).items():
             print(f"{_label(r):<25} {r['input_size']:>4} {method + ' as measured':<33} {s['mape_pct']:>8.2f} "
                   f"{s['within5_pct']:>8.1f} {s['within10_pct']:>8.1f}   no reference normalisation, noise "
@@ -170,7 +181,8 @@ def main() -> None:
     print_table(results)
     first = results[0]
     keys = ("raw_mape_pct", "corrected_mape_pct", "within5_pct", "within10_pct", "raw_within10_pct", "n_heldout",
-            "noise_pct", "repeat_within10_pct", "noise_raw_pct", "device", "dtype", "correction", "reference")
+            "noise_pct", "repeat_within10_pct", "model_error_pct", "noise_raw_pct", "device", "dtype", "correction",
+            "reference")
     record({**{k: first[k] for k in keys}, "devices": results}, "latency_correction")
 
 

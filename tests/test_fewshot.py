@@ -31,8 +31,8 @@ def features(space) -> SpaceFeatures:
     return SpaceFeatures.of(space)
 
 
-#: a made-up CPU: ms per pointwise MAC, depthwise MAC, dense MAC, activation element; 0.4 ms overhead
-TRUE_COEF = np.array([2e-8, 1.5e-7, 3e-8, 4e-8, 0.4])
+#: a made-up CPU: ms per pointwise MAC, depthwise MAC, dense MAC, activation element, layer; 0.4 ms overhead
+TRUE_COEF = np.array([2e-8, 1.5e-7, 3e-8, 4e-8, 2e-3, 0.4])
 
 
 class LinearDevice(Device):
@@ -61,7 +61,7 @@ def test_network_features_are_the_sum_of_their_parts(space, features):
         options = space.random_options(rng)
         whole = graph_features(archspec_to_graph(space.arch_spec(options)))
         np.testing.assert_allclose(features.network(options)[:-1], whole, rtol=1e-12)
-    assert features.network(space.min_options())[-1] == 1.0 and len(FEATURES) == 4
+    assert features.network(space.min_options())[-1] == 1.0 and len(FEATURES) == 5
 
 
 def test_fit_recovers_a_linear_device_and_its_table_is_the_model(space, features):
@@ -180,3 +180,22 @@ def test_fewshot_search_reports_the_interval_and_device_time(tmp_path, run_cmd):
     ids = [json.loads(line)["id"] for line in log.read_text().splitlines()]
     assert not any(i.startswith("block:") for i in ids)  # no per-block table
     assert sum(i.startswith("fewshot:") for i in ids) == 8
+    arch = json.loads((run_dir / "arch.json").read_text())  # the search's prediction travels with the network
+    assert arch["meta"]["search"]["latency_interval_ms"] == summary["latency_interval_ms"]
+
+
+def test_latency_contract_takes_the_search_prediction_for_the_same_network(space):
+    """train.py builds no table on a device: the contract then carries the search run's own prediction of the very
+    network (arch.json meta.search), for the same hardware and shape only."""
+    from dataclasses import replace
+
+    from s3nas.train.contract import search_prediction
+
+    search = {"hardware": "openvino_cpu", "latency_predicted_ms": 4.0, "latency_interval_ms": [3.8, 4.2],
+              "latency_interval_level": 0.9, "latency_prediction": "few-shot model (20 networks measured on x)"}
+    spec = replace(space.arch_spec(space.min_options()), meta={"search": search})
+    found = search_prediction(spec, "openvino_cpu", size=spec.input_size, classes=spec.num_classes)
+    assert (found.latency_ms, found.low_ms, found.high_ms, found.level) == (4.0, 3.8, 4.2, 0.9)
+    assert "made by the search run" in found.how
+    assert search_prediction(spec, "torch_cpu", size=spec.input_size, classes=spec.num_classes) is None
+    assert search_prediction(spec, "openvino_cpu", size=224, classes=spec.num_classes) is None

@@ -970,6 +970,9 @@ def markdown() -> str:
         _records_of(cls, nested)
     out += ["", "## ArchFile", "", f"{(ArchFile.__doc__ or '').strip()}", ""] + _table(ArchFile)
     _records_of(ArchFile, nested)
+    out += ["", "## LatencyContract", "", "`latency.json` beside `model.onnx` (`latency_int8.json` beside "
+            "`model_int8.onnx`). " + (LatencyContract.__doc__ or "").strip(), ""] + _table(LatencyContract)
+    _records_of(LatencyContract, nested)
     out += ["", "## Nested objects"]
     for name, cls in nested.items():
         out += ["", f"### {name}", "", (cls.__doc__ or "").strip(), ""] + _table(cls)

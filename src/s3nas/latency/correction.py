@@ -219,3 +219,18 @@ def score(predicted: Sequence[float], measured: Sequence[float]) -> dict:
     """MAPE and the shares within +-5% / +-10%."""
     return {"mape_pct": mape_pct(predicted, measured), "within5_pct": within_pct(predicted, measured, 5.0),
             "within10_pct": within_pct(predicted, measured, 10.0)}
+
+
+def noise_free_error_pct(predicted: Sequence[float], first: Sequence[float], second: Sequence[float]
+                         ) -> tuple[float, float]:
+    """A predictor's own rms error (%) with the measurement noise taken out, from two independent measurements of
+    each network: with ``e1``, ``e2`` its log errors against them, ``mean(e1 e2)`` estimates the mean squared
+    model error (independent noise cancels in the product). Returns (estimate, estimate one standard error up):
+    loose when the noise is large against the model error or the networks are few."""
+    p = np.log(np.asarray(predicted, dtype=float))
+    products = (p - np.log(np.asarray(first, dtype=float))) * (p - np.log(np.asarray(second, dtype=float)))
+    if products.size == 0:
+        return 0.0, 0.0
+    m2 = float(np.mean(products))
+    se = float(np.std(products, ddof=1) / np.sqrt(products.size)) if products.size > 1 else 0.0
+    return 100.0 * float(np.sqrt(max(0.0, m2))), 100.0 * float(np.sqrt(max(0.0, m2 + se)))

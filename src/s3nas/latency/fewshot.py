@@ -5,11 +5,13 @@ networks: minutes on this CPU, hours to days on a phone over adb or a remote NPU
 per-block measurement. Its prior costs no device time: every network is described by analytic features of its
 simulator graph (``s3nas.arch.graph``) - the multiply-accumulates of pointwise (1x1) convolutions and the
 classifier, of depthwise convolutions, of dense kxk convolutions (stem, fused blocks), and the activation
-elements every layer reads and writes (memory traffic) - and its latency is modelled as
+elements every layer reads and writes (memory traffic), and the number of layers (per-operator dispatch) - and its
+latency is modelled as
 
-    latency ~= c + a_pw * MAC_pw + a_dw * MAC_dw + a_dense * MAC_dense + a_mem * elements,
+    latency ~= c + a_pw * MAC_pw + a_dw * MAC_dw + a_dense * MAC_dense + a_mem * elements + a_op * layers,
 
-the roofline of a CPU or an accelerator with one throughput per operator class plus a per-network overhead. The
+the roofline of a CPU or an accelerator with one throughput per operator class, a per-operator and a per-network
+overhead. The
 coefficients are fitted to ``budget.networks`` end-to-end measurements by ridge regression on relative errors
 (coefficients >= 0, the overhead free). The features of a network are sums over its layers, so the model is one
 number per (position, option) plus a fixed part: a ``LatencyTable`` the search uses unchanged.
@@ -22,7 +24,9 @@ a linear model does not depend on the measurements, so the whole set is chosen b
 
 **Error bars**: relative residuals ``(measured - predicted) / predicted`` are modelled as normal with a variance
 pooled from a prior and the fit: ``s^2 = (nu0 s0^2 + RSS) / (nu0 + n - p_eff)`` (``s0`` = ``prior_error_pct``,
-``nu0`` = ``prior_weight`` pseudo-measurements, ``p_eff`` the fit's effective number of parameters); the 90%
+``nu0`` = ``prior_weight`` pseudo-measurements, ``p_eff`` the fit's effective number of parameters; residuals more
+than 3 robust standard deviations (1.4826 x their median absolute value) out - a measurement disturbed by the
+machine's load - are left out of ``RSS`` and ``n``); the 90%
 interval of a network is ``predicted * (1 +- z_0.95 * s * sqrt(1 + leverage))`` with its leverage under the fit
 (wider for networks unlike the measured ones). The prior (2%, weight 6) is the residual this model leaves on the
 CPU runtimes measured for ``benchmarks/latency_fewshot.py``; with more measurements the fit's own residuals take
@@ -37,16 +41,21 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.optimize import lsq_linear
+from scipy.special import ndtri
 
 from s3nas.arch.graph import block_to_graph, emit_head, emit_stem
 from s3nas.arch.space import Option, SearchSpace
 from s3nas.latency.lut import LatencyTable
+from s3nas.latency.measured import sample_architectures
 from simulator.graph import GraphBuilder
 
 __all__ = ["FEATURES", "SELECTIONS", "FewShotModel", "SpaceFeatures", "graph_features", "select_networks",
            "fit_fewshot", "z_value", "Z_90"]
 
-FEATURES = ("pointwise_macs", "depthwise_macs", "dense_macs", "activation_elements")
+FEATURES = ("pointwise_macs", "depthwise_macs", "dense_macs", "activation_elements", "layers")
+#: residuals beyond this many robust standard deviations are left out of the interval's variance
+OUTLIER_SD = 3.0
 SELECTIONS = ("active", "random")
 #: two-sided 90% normal quantile
 Z_90 = 1.6448536269514722
@@ -54,7 +63,8 @@ NS_CLOCK_HZ = 1e9  # table "cycles" are nanoseconds, as in the measured table
 
 
 def graph_features(graph: Any) -> np.ndarray:
-    """[pointwise MACs, depthwise MACs, dense kxk MACs, activation elements read + written] of a simulator graph."""
+    """[pointwise MACs, depthwise MACs, dense kxk MACs, activation elements read + written, layers] of a simulator
+    graph."""
     f = np.zeros(len(FEATURES))
     for layer in graph:
         if layer.op == "conv":
@@ -68,6 +78,7 @@ def graph_features(graph: Any) -> np.ndarray:
             f[0] += layer.macs
         c, h, w = layer.out_shape
         f[3] += sum(a * b * d for a, b, d in layer.in_shapes) + c * h * w
+        f[4] += 1
     return f
 
 
@@ -109,8 +120,6 @@ class SpaceFeatures:
 def candidate_pool(space: SearchSpace, size: int, seed: int) -> list[list[Option]]:
     """Architectures to choose measurements from: stratified from the smallest to the largest (the fastest network
     first) plus uniformly random ones, deduplicated."""
-    from s3nas.latency.measured import sample_architectures
-
     rng = np.random.default_rng(seed)
     nets = sample_architectures(space, size // 2, seed) + [space.random_options(rng) for _ in range(size - size // 2)]
     nets.append(list(space.max_options()))
@@ -197,16 +206,12 @@ class FewShotModel:
 
 
 def z_value(level: float) -> float:
-    from scipy.stats import norm  # heavy: imported when an interval is asked for
-
-    return float(norm.ppf(0.5 + level / 2.0)) if level != 0.9 else Z_90
+    return float(ndtri(0.5 + level / 2.0)) if level != 0.9 else Z_90
 
 
 def fit_fewshot(features: np.ndarray, measured_ms: Sequence[float], *, ridge: float = 1e-3,
                 prior_error_pct: float = 2.0, prior_weight: float = 6.0, level: float = 0.9) -> FewShotModel:
     """Fit the model to ``features`` (n x (F + 1), ``SpaceFeatures.matrix``) and their measured latencies."""
-    from scipy.optimize import lsq_linear
-
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
     if len(y) < 1:
@@ -226,15 +231,21 @@ def fit_fewshot(features: np.ndarray, measured_ms: Sequence[float], *, ridge: fl
     covariance = np.linalg.pinv(an.T @ an + lam * np.eye(p))  # pinv: a feature constant over the space (the stem's
     # dense MACs without fused blocks) is collinear with the overhead
     residuals = 1.0 - an @ theta  # relative (measured - predicted) / measured ~ (m - p) / p
-    hat = an @ covariance @ an.T
-    dof_fit = max(0.0, len(y) - float(np.trace(hat)))
+    leverage = np.einsum("ij,jk,ik->i", an, covariance, an)
+    dof_all = len(y) - float(leverage.sum())
+    kept = np.ones(len(y), dtype=bool)
+    if dof_all > 0.5:  # robust scale: leave out residuals of disturbed measurements
+        robust = 1.4826 * float(np.median(np.abs(residuals))) * math.sqrt(len(y) / dof_all)
+        kept = np.abs(residuals) <= max(OUTLIER_SD * robust, 1e-12)
+    dof_fit = max(0.0, float(kept.sum()) - float(leverage[kept].sum()))
+    rss = float(residuals[kept] @ residuals[kept])
     s0 = prior_error_pct / 100.0
     dof = prior_weight + dof_fit
-    sd = math.sqrt((prior_weight * s0 ** 2 + float(residuals @ residuals)) / dof) if dof > 0 else s0
+    sd = math.sqrt((prior_weight * s0 ** 2 + rss) / dof) if dof > 0 else s0
     coef = (theta / scales).tolist()
     predicted = x @ np.asarray(coef)
     fit = {"networks": int(len(y)), "ridge": float(ridge), "prior_error_pct": float(prior_error_pct),
            "prior_weight": float(prior_weight),
-           "train_mape_pct": float(100.0 * np.mean(np.abs(predicted - y) / y)), "fit_sd_pct":
-               float(100.0 * math.sqrt(float(residuals @ residuals) / dof_fit)) if dof_fit > 0.5 else None}
+           "train_mape_pct": float(100.0 * np.mean(np.abs(predicted - y) / y)), "outliers": int((~kept).sum()),
+           "fit_sd_pct": float(100.0 * math.sqrt(rss / dof_fit)) if dof_fit > 0.5 else None}
     return FewShotModel(coef, scales.tolist(), covariance.tolist(), sd, dof, level, fit)

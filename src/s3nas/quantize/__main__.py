@@ -1,4 +1,7 @@
-"""``python -m s3nas.quantize run_dir=<train.py run dir> [calibration_images=512] [qat_epochs=0] ...``."""
+"""``python -m s3nas.quantize run_dir=<train.py run dir> [calibration_images=512] [qat_epochs=0] ...``.
+
+Writes ``model_int8.onnx`` and its latency contract ``latency_int8.json`` into the run dir and updates its
+summary.json."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from s3nas.latency.backend import make_backend
 from s3nas.outputs import TrainSummary, load_summary, write_summary
 from s3nas.runtime.entry import run
 from s3nas.runtime.trainer import limited_steps, world_size_of
+from s3nas.train.contract import write_run_contract
 from s3nas.train.export import load_trained
-from s3nas.train.quantize import check_quantize_options, quantize_trained
+from s3nas.train.quantize import INT8_ONNX, check_quantize_options, quantize_trained
 from s3nas.train.runner import int8_fields, print_summary, recipe_settings
 
 
@@ -68,6 +72,7 @@ def main(cfg: Any, checked: Any = None) -> dict:
     summary.update(int8_fields(summary, int8, dtype))
     typed = TrainSummary.from_dict(summary)
     write_summary(run_dir, typed)
+    write_run_contract(run_dir / INT8_ONNX, run_dir, model_dtype="int8", written_by="python -m s3nas.quantize")
     write_summary(Path(str(cfg.paths.output_dir)), typed)
     print_summary(typed.to_dict())
     return typed.to_dict()

@@ -6,7 +6,9 @@ the latency target in ms. Errors a user can cause (``UserError``, bad overrides,
 types, missing config options) print one line ``error: <message>`` on stderr and exit with code 2, no
 traceback (``HYDRA_FULL_ERROR=1`` brings tracebacks back). W&B is always finished, so in a multirun a
 failed job does not break the next ones. The resolved config is printed (rich) and saved as
-``config_resolved.yaml`` in the run's output dir.
+``config_resolved.yaml`` in the run's output dir. The value of a ``hardware.cmd`` override is Hydra-quoted before
+Hydra parses the command line (``s3nas.runtime.cmd_quoting``), so ``hardware.cmd='python bench.py {onnx}'``
+works after the shell stripped its quotes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from s3nas.config import CONF_DIR, register_configs, resolve_target_ms
 from s3nas.errors import ConfigError, UserError
+from s3nas.runtime.cmd_quoting import parse_error_message, quote_command_overrides
 from s3nas.runtime.quiet import quiet_third_party
 from s3nas.runtime import signals
 from s3nas.runtime.rich_utils import print_config_tree
@@ -69,6 +72,8 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
     state = {"task_started": False, "full_error": full_error}
     task = make_task(main_fn, state, check=check)
     hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
+    # the README's hardware.cmd='python bench.py {onnx}' after the shell stripped its quotes (cmd_quoting.py)
+    sys.argv[1:] = quote_command_overrides(sys.argv[1:])
     try:
         try:
             hydra_main()
@@ -96,7 +101,7 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
             sys.exit(USER_ERROR_EXIT)
         if full_error or state["task_started"] or not _is_config_error(err):
             raise
-        print_error(format_config_error(err))
+        print_error(parse_error_message(err) or format_config_error(err))
         sys.exit(USER_ERROR_EXIT)
 
 

@@ -211,7 +211,8 @@ def _rank_threshold_diff(trainer, supernet) -> float:
 
 def _with_meta(spec, summary: dict):
     keys = ("target_ms", "estimated_ms", "latency_ms", "val_acc", "test_acc", "supernet_val_acc",
-            "accuracy_source", "latency_source", "hardware", "lambda1", "lambda2", "repaired", "data")
+            "accuracy_source", "latency_source", "hardware", "lambda1", "lambda2", "repaired", "data",
+            "latency_predicted_ms", "latency_interval_ms", "latency_interval_level", "latency_prediction")
     return replace(spec, meta={**dict(spec.meta or {}), "search": {k: summary[k] for k in keys}})
 
 

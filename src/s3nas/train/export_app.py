@@ -2,7 +2,8 @@
 
 Exports the trained (EMA) network of a train.py run to ONNX (``<run_dir>/model.onnx`` by default), checks
 onnxruntime against torch on random input and on real test images of the run's dataset, and prints one
-JSON line with the result. A Hydra app on conf/export.yaml like every other command (``python -m
+JSON line with the result; beside the model, ``latency.json`` (s3nas.train.contract) holds the run's latency
+figures for it. A Hydra app on conf/export.yaml like every other command (``python -m
 s3nas.train.export_app`` works too); bad input prints one ``error:`` line and exits 2, and nothing is
 written unless the check passes.
 """
@@ -18,6 +19,7 @@ from s3nas.config.train_schema import EXPORT_RANGES
 from s3nas.errors import ConfigError
 from s3nas.outputs import ExportSummary, write_summary
 from s3nas.runtime.entry import run
+from s3nas.train.contract import write_run_contract
 from s3nas.train.export import export_run_dir
 
 
@@ -36,6 +38,8 @@ def main(cfg: Any, checked: Any = None) -> dict:
     result = export_run_dir(cfg.run_dir, output=cfg.output, input_size=cfg.input_size, opset=cfg.opset,
                             dynamic_batch=cfg.dynamic_batch, check=cfg.check, atol=cfg.atol,
                             weights=cfg.weights)
+    # latency.json beside the model: the train run's latency figures for it (none for an unfinished run)
+    write_run_contract(result["path"], cfg.run_dir, written_by="s3nas-export")
     run_dir = Path(str(cfg.paths.output_dir))
     write_summary(run_dir, ExportSummary(onnx=result, source_run_dir=str(cfg.run_dir), run_dir=str(run_dir)))
     print(json.dumps(result), flush=True)

@@ -5,8 +5,9 @@ checkpoint and its class count, simulation at the deployment shape) before anyth
 train.py's ``check=`` hook. ``run_train(cfg, checked)`` then writes ``arch.json`` (the network it trains),
 trains with checkpoints in ``<run dir>/checkpoints`` (``best.ckpt`` by val/acc, ``last.ckpt`` every epoch),
 tests the final EMA weights and writes ``weights.pt``, ``summary.json`` (and ``model.onnx`` with
-``export.onnx=true``) atomically. A run resumes from ``ckpt_path=`` or, without it, from its run dir's
-``last.ckpt``; ``arch=`` may then be left out (the checkpoint records the network).
+``export.onnx=true``, beside it its latency contract ``latency.json``: s3nas.train.contract) atomically. A run
+resumes from ``ckpt_path=`` or, without it, from its run dir's ``last.ckpt``; ``arch=`` may then be left out
+(the checkpoint records the network).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from s3nas.runtime.entry import fault_interrupt_after_steps
 from s3nas.runtime.loggers import build_loggers
 from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
 from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
+from s3nas.train.contract import CONTRACT_FILES, write_contract
 from s3nas.train.export import export_onnx
 from s3nas.train.module import EMA_WARMUPS, SCHEDULERS, RecipeSettings, RetrainModule, scaled_lr, steps_of
 from s3nas.train.quantize import INT8_ONNX, check_network_quantizable, check_quantize_options, quantize_trained
@@ -338,9 +340,20 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     summary = typed.to_dict()
     if trainer.is_global_zero:
         write_summary(run_dir, typed)
+        write_model_contracts(run_dir, summary, checked, in_channels=int(cfg.deploy.in_channels))
         _log_results(loggers, summary, run_dir, weights_path)
         print_summary(summary)
     return summary
+
+
+def write_model_contracts(run_dir: Path, summary: dict, checked: CheckedInputs, *, in_channels: int) -> list[Path]:
+    """latency.json beside model.onnx and latency_int8.json beside model_int8.onnx, for the files this run wrote."""
+    written = []
+    for name, dtype, block in ((ONNX, "fp32", "onnx"), (INT8_ONNX, "int8", "int8")):
+        if summary.get(block) and (run_dir / name).is_file():
+            written.append(write_contract(run_dir / name, summary=summary, backend=checked.backend,
+                                          spec=checked.source.spec, in_channels=in_channels, model_dtype=dtype))
+    return written
 
 
 def int8_fields(summary: dict, int8: Optional[dict], data_dtype: str) -> dict:
@@ -405,7 +418,7 @@ def _log_results(loggers: list, summary: dict, run_dir: Path, weights_path: Path
             artifact = wandb.Artifact(f"weights-{run.id}", type="model", metadata={
                 k: summary[k] for k in ("test_acc", "val_acc", "params", "macs", "latency_ms", "hardware", "arch")})
             artifact.add_file(str(weights_path))
-            for extra in ("arch.json", ONNX, INT8_ONNX, "summary.json"):
+            for extra in ("arch.json", ONNX, INT8_ONNX, *CONTRACT_FILES.values(), "summary.json"):
                 if (run_dir / extra).is_file():
                     artifact.add_file(str(run_dir / extra))
             run.log_artifact(artifact)
