@@ -67,12 +67,28 @@ def run_device(name: str, args) -> dict:
     cache_dir = args.cache_dir or cfg.paths.cache_dir
     features = SpaceFeatures.of(space)
     top = max(args.ns)
-    sets = {"active": select_networks(space, features, top, selection="active", seed=args.seed, pool_size=budget.pool),
-            "random": select_networks(space, features, top, selection="random", seed=args.seed, pool_size=budget.pool),
-            "heldout": sample_architectures(space, args.heldout, seed=5000 + args.seed)}
-    items = [(kind, k, nets[k]) for kind, nets in sets.items() for k in range(len(nets))]
-    random.Random(args.seed).shuffle(items)  # one interleaved pass: load changes hit every set alike
-    tag = f"fewshot-bench:{args.seed}"
+    if name in args.reuse_correction_bench:
+        # the 40 + 40 networks benchmarks/latency_correction.py measured (same sampling, order and tag): the
+        # selections choose among its fit networks, its held-out networks are scored; nothing is measured again
+        nets = sample_architectures(space, args.heldout + 40, seed=1000 + args.seed)
+        order = list(range(len(nets)))
+        random.Random(args.seed).shuffle(order)
+        fit_pool, held = nets[:40], nets[40:]
+        top = min(top, len(fit_pool))
+        args.ns = [n for n in args.ns if n <= top]
+        sets = {"active": select_networks(space, features, top, selection="active", pool=fit_pool),
+                "random": fit_pool[:top], "heldout": held}
+        items = [("pool", k, nets[k]) for k in order]
+        tag = f"bench:{args.seed}"
+    else:
+        sets = {"active": select_networks(space, features, top, selection="active", seed=args.seed,
+                                          pool_size=budget.pool),
+                "random": select_networks(space, features, top, selection="random", seed=args.seed,
+                                          pool_size=budget.pool),
+                "heldout": sample_architectures(space, args.heldout, seed=5000 + args.seed)}
+        items = [(kind, k, nets[k]) for kind, nets in sets.items() for k in range(len(nets))]
+        random.Random(args.seed).shuffle(items)  # one interleaved pass: load changes hit every set alike
+        tag = f"fewshot-bench:{args.seed}"
     started = time.time()
     measured = measure_networks(device, space, [o for _, _, o in items], tag=tag, cache_dir=cache_dir)
     measure_s = time.time() - started
@@ -84,9 +100,13 @@ def run_device(name: str, args) -> dict:
     per_ref = ref_s / max(1, len(ids))  # the references' device time shared among the networks
     ms: dict[str, list] = {kind: [None] * len(nets) for kind, nets in sets.items()}
     secs: dict[str, list] = {kind: [0.0] * len(nets) for kind, nets in sets.items()}
-    for (kind, k, _), key, value in zip(items, ids, measured):
-        ms[kind][k] = value
-        secs[kind][k] = float((log.records.get(key) or {}).get("seconds") or 0.0) + per_ref
+    by_network = {tuple(map(tuple, o)): (value, (log.records.get(key) or {}).get("seconds"))
+                  for (_, _, o), key, value in zip(items, ids, measured)}
+    unlogged = any(s is None for _, s in by_network.values())  # measured before the log kept device time
+    for kind, nets in sets.items():
+        for k, o in enumerate(nets):
+            value, seconds = by_network[tuple(map(tuple, o))]
+            ms[kind][k], secs[kind][k] = value, (None if unlogged else float(seconds) + per_ref)
     x = {kind: features.matrix(nets) for kind, nets in sets.items()}
     y = {kind: np.array(v) for kind, v in ms.items()}
     fit_kwargs = dict(ridge=budget.ridge, prior_error_pct=budget.prior_error_pct, prior_weight=budget.prior_weight)
@@ -94,7 +114,7 @@ def run_device(name: str, args) -> dict:
     for n in args.ns:
         model = fit_fewshot(x["active"][:n], y["active"][:n], **fit_kwargs)
         rows.append({"n": n, "selection": "active", **scores(model, x["heldout"], y["heldout"]),
-                     "device_s": float(sum(secs["active"][:n]))})
+                     "device_s": None if unlogged else float(sum(secs["active"][:n]))})
         rng = random.Random(args.seed + n)
         draws = [list(range(n))] + [rng.sample(range(len(sets["random"])), n)
                                     for _ in range(args.random_draws - 1 if n < len(sets["random"]) else 0)]
@@ -103,7 +123,8 @@ def run_device(name: str, args) -> dict:
         rows.append({"n": n, "selection": "random", "draws": len(draws),
                      **{k: float(statistics.mean(s[k] for s in per_draw)) for k in per_draw[0]},
                      "within10_min_pct": float(min(s["within10_pct"] for s in per_draw)),
-                     "device_s": float(statistics.mean(sum(secs["random"][i] for i in d) for d in draws))})
+                     "device_s": None if unlogged else
+                     float(statistics.mean(sum(secs["random"][i] for i in d) for d in draws))})
     full = None
     if args.full_table:
         backend = DeviceBackend.from_config(cfg.hardware)
@@ -175,10 +196,17 @@ def main() -> None:
     ap.add_argument("--num-classes", type=int, default=1000)
     ap.add_argument("--cache-dir", default=None, help="measurement logs (default: paths.cache_dir, as search.py)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse-correction-bench", default="",
+                    help="devices (comma-separated) whose networks come from benchmarks/latency_correction.py's "
+                         "40 fit + 40 held-out measurements in the same log (nothing measured again; the selections "
+                         "choose among its 40 fit networks)")
     args = ap.parse_args()
+    args.reuse_correction_bench = [d for d in args.reuse_correction_bench.split(",") if d]
     args.ns = sorted({int(n) for n in args.ns.split(",")})
     results = {}
+    ns = args.ns
     for name in [d for d in args.devices.split(",") if d]:
+        args.ns = list(ns)
         result = run_device(name, args)
         print_table(result)
         results[name] = summary_of(result)

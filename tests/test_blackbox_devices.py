@@ -162,7 +162,7 @@ def test_device_values_missing_from_a_config_are_the_schemas():
     device = make_device(node)
     assert (device.repeats, device.warmup, device.rounds, device.clock) == \
         (schema.repeats, schema.warmup, schema.rounds, schema.clock)
-    for option in ("cpu_onnxruntime", "torch_cpu", "sim_midap_blackbox"):
+    for option in ("cpu_onnxruntime", "torch_cpu", "openvino_cpu", "executorch_cpu", "sim_midap_blackbox"):
         tuned = make_device(compose_config("search", [f"hardware={option}", "hardware.repeats=7"]).hardware)
         assert tuned.repeats == 7
         with pytest.raises(ConfigError, match=r"hardware\.repeats"):

@@ -12,7 +12,10 @@ A device knows nothing of the search: it receives a network and times it. How to
 
 Devices (``hardware.device``): ``onnxruntime`` (this machine's CPU, ``hardware.threads`` intra-op threads,
 sequential execution; ``hardware.dtype=int8`` times the INT8 QDQ model: every network or piece's float export is
-quantized by ``s3nas.utils.onnxquant.quantize_onnx`` before timing, see ``OnnxRuntimeDevice.model_bytes``), ``torch`` (torch on CPU, same pinning), ``simulated`` (a simulator profile wrapped as a
+quantized by ``s3nas.utils.onnxquant.quantize_onnx`` before timing, see ``OnnxRuntimeDevice.model_bytes``), ``torch`` (torch on CPU, same pinning), ``openvino`` (the ONNX export compiled by OpenVINO for its
+CPU plugin: ``hardware.threads`` inference threads, one stream, latency hint, f32, no core pinning),
+``executorch`` (``torch.export`` lowered to ExecuTorch's XNNPACK delegate, XNNPACK's threadpool set to
+``hardware.threads``: the CPU runtime of phones), ``simulated`` (a simulator profile wrapped as a
 black box: ``hardware.sim_profile``; optional ``noise_pct`` multiplicative noise, so a method can be checked
 against a known truth) and ``command`` (``hardware.cmd``: receives an ONNX file path - ``{onnx}`` in the
 command, else appended - and prints milliseconds on its last stdout line; for a phone or board behind adb/ssh).
@@ -42,7 +45,10 @@ measured latency table (``s3nas.latency.measured``) is built from pieces, never 
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import hashlib
 import io
 import math
@@ -55,8 +61,9 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -73,12 +80,12 @@ from s3nas.nn.builder import Block, build_model
 from s3nas.nn.layers import ConvBnAct
 from simulator.graph import GraphBuilder
 
-__all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "Measurement", "NoiseEstimate",
-           "OnnxRuntimeDevice", "PartialMeasurement", "Piece", "SimulatedDevice", "TorchCpuDevice", "make_device",
-           "quantize_for_timing", "stable_runs", "summarize"]
+__all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "ExecuTorchDevice", "Measurement", "NoiseEstimate",
+           "OnnxRuntimeDevice", "OpenVinoDevice", "PartialMeasurement", "Piece", "SimulatedDevice", "TorchCpuDevice",
+           "make_device", "quantize_for_timing", "stable_runs", "summarize"]
 
 #: hardware.device values; "simulator" (or null) means a plain simulator profile (no device).
-DEVICE_KINDS = ("simulator", "onnxruntime", "torch", "simulated", "command")
+DEVICE_KINDS = ("simulator", "onnxruntime", "torch", "openvino", "executorch", "simulated", "command")
 #: hardware.clock values: wall-clock time, or the CPU time of the calling thread (with one intra-op thread the
 #: inference runs on it, so this is the latency minus the time other processes held the core).
 CLOCKS = {"wall": time.perf_counter, "thread_cpu": time.thread_time}
@@ -314,6 +321,15 @@ class Device:
         """What makes this device's numbers comparable (for cache keys)."""
         return {"kind": self.kind, "name": self.name, "clock": self.clock}
 
+    def fingerprint(self) -> dict:
+        """What a reader of a latency figure needs to know about where it was measured (written next to exported
+        models, e.g. ``latency.json``; the caller adds the input shape and batch): this machine's CPU model and logical
+        CPUs, the threads the device runs on, the runtime and its version, the clock, the number format and the host.
+        Not a cache key (``identity`` is one)."""
+        return {"device": self.name, "kind": self.kind, "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+                "threads": getattr(self, "threads", None), "runtime": self.kind, "runtime_version": None,
+                "clock": self.clock, "dtype": self.dtype, "host": platform.node()}
+
     @property
     def label(self) -> str:
         """The device as latency sources name it (its name, plus the number format when it is not fp32)."""
@@ -436,6 +452,24 @@ def _host() -> str:
     return f"{platform.node()}/{platform.machine()}/{os.cpu_count()}"
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo "model name"; platform.processor() where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _condensed(error: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, cut at ``limit`` characters (runtimes raise pages of C++ context)."""
+    return " ".join(str(error).split())[:limit] or type(error).__name__
+
+
 def _timed(run, warmup: int, repeats: int, clock: str = "wall") -> list[float]:
     now = CLOCKS[clock]
     for _ in range(warmup):
@@ -479,6 +513,32 @@ def quantize_for_timing(model: bytes) -> bytes:
         return dst.read_bytes()
 
 
+# ------------------------------------------------------------------------ optional runtimes, imported on first use
+def _onnxruntime():
+    """onnxruntime (heavy: imported when an onnxruntime device is used)."""
+    import onnxruntime
+
+    return onnxruntime
+
+
+def _openvino():
+    """openvino (optional, the ``devices`` extra: imported when an OpenVINO device is used)."""
+    import openvino
+
+    return openvino
+
+
+def _executorch() -> tuple:
+    """(xnnpack_partitioner module, to_edge_transform_and_lower, portable_lib bindings, Runtime) of executorch
+    (optional, the ``devices`` extra: imported when an ExecuTorch device is used)."""
+    from executorch.backends.xnnpack.partition import xnnpack_partitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    return xnnpack_partitioner, to_edge_transform_and_lower, portable_lib, Runtime
+
+
 class OnnxRuntimeDevice(Device):
     """onnxruntime on this machine's CPU: ``threads`` intra-op threads, one inter-op thread, sequential;
     ``dtype="int8"`` times the INT8 QDQ model of every network (``model_bytes``)."""
@@ -496,12 +556,14 @@ class OnnxRuntimeDevice(Device):
         self._quantized: OrderedDict[bytes, bytes] = OrderedDict()
 
     def identity(self) -> dict:
-        import onnxruntime
-
+        onnxruntime = _onnxruntime()
         # fp32 keeps the identity it had before hardware.dtype existed (its cached tables stay valid)
         int8 = {"dtype": self.dtype, "quantization": INT8_TIMING} if self.dtype == "int8" else {}
         return {**super().identity(), "threads": self.threads, "opset": self.opset,
                 "onnxruntime": onnxruntime.__version__, "host": _host(), **int8}
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "runtime_version": _onnxruntime().__version__, "opset": self.opset}
 
     @property
     def label(self) -> str:
@@ -528,8 +590,7 @@ class OnnxRuntimeDevice(Device):
         return quantized
 
     def session(self, model: bytes):
-        import onnxruntime as ort
-
+        ort = _onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -573,6 +634,9 @@ class TorchCpuDevice(Device):
         return {**super().identity(), "threads": self.threads, "torch": torch.__version__, "host": _host(),
                 **({"keep_heap": True} if self.keep_heap else {})}
 
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "runtime_version": torch.__version__, "keep_heap": self.keep_heap}
+
     def _runner(self, network: Network):
         if isinstance(network, (str, os.PathLike)):
             raise DeviceError(f"device {self.name}: times ArchSpecs and pieces, not ONNX files ({network})")
@@ -589,6 +653,194 @@ class TorchCpuDevice(Device):
             finally:
                 torch.set_num_threads(previous)
 
+        return run
+
+
+class OpenVinoDevice(Device):
+    """OpenVINO's CPU plugin on this machine: the ONNX export (``onnx_bytes``) read and compiled with ``threads``
+    inference threads, one stream, the latency hint, f32 inference precision (no bf16 where the CPU has it) and no
+    core pinning or reservation (a shared machine moves threads between cores); one synchronous infer request on a
+    fixed random input. With one thread the inference runs on the calling thread (measured: its CPU time equals the
+    wall time of an undisturbed run), so ``clock: thread_cpu`` is valid."""
+
+    kind = "openvino"
+
+    def __init__(self, name: str = "openvino_cpu", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
+                 rounds: int = 10, opset: int = 18, clock: str = "wall") -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds, clock=clock)
+        _check_threads(threads, clock)
+        self.threads, self.opset = int(threads), int(opset)
+        self._core = None
+
+    def identity(self) -> dict:
+        return {**super().identity(), "threads": self.threads, "opset": self.opset, "openvino": _openvino().__version__,
+                "host": _host()}
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "runtime_version": _openvino().__version__, "opset": self.opset,
+                "properties": {k: str(v) for k, v in self.properties().items()}}
+
+    def properties(self) -> dict:
+        """The CPU plugin's compile properties (OpenVINO property names)."""
+        return {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False, "ENABLE_CPU_RESERVATION": False,
+                "ENABLE_HYPER_THREADING": False}
+
+    def core(self):
+        if self._core is None:
+            self._core = _openvino().Core()
+        return self._core
+
+    def _runner(self, network: Network):
+        openvino = _openvino()
+        try:
+            model = onnx_bytes(network, self.opset)
+        except OSError as error:
+            raise DeviceError(f"device {self.name}: cannot load {describe(network)}: {_condensed(error)}") from None
+        except Exception as error:  # noqa: BLE001 - the ONNX exporter raises many types for an unsupported op
+            raise DeviceError(f"device {self.name}: cannot export {describe(network)} to ONNX: "
+                              f"{_condensed(error)}") from None
+        try:
+            compiled = self.core().compile_model(self.core().read_model(model), "CPU", self.properties())
+        except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError and its own types
+            raise DeviceError(f"device {self.name}: openvino refused {describe(network)}: "
+                              f"{_condensed(error)}") from None
+        port = compiled.input(0)
+        shape = [d if d > 0 else 1 for d in (dim.get_length() if dim.is_static else 1 for dim in port.partial_shape)]
+        request = compiled.create_infer_request()
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        request.set_input_tensor(openvino.Tensor(x))
+
+        def run():
+            request.infer()
+
+        run.compiled, run.input = compiled, x  # kept alive with the request
+        return run
+
+
+def _split_as_slices(x, split_sizes, dim=0):
+    """``aten.split_with_sizes`` as ``aten.slice`` ops: XNNPACK's partitioner takes slices but not splits (a
+    split - the channel groups of a mixed-kernel depthwise conv - would run in the portable kernels and cut the
+    delegated graph in pieces)."""
+    parts, start = [], 0
+    for size in split_sizes:
+        parts.append(torch.ops.aten.slice.Tensor(x, dim, start, start + size))
+        start += size
+    return parts
+
+
+#: Edge ops that are no computation (a delegate call's outputs are unpacked with getitem).
+_GLUE_OPS = ("executorch_call_delegate", "getitem")
+
+
+class ExecuTorchDevice(Device):
+    """ExecuTorch with the XNNPACK delegate (the CPU runtime of phones): the network's eval module exported with
+    ``torch.export`` (splits decomposed into slices, ``_split_as_slices``), lowered with ``XnnpackPartitioner``,
+    ``to_executorch()``, loaded by ``executorch.runtime.Runtime`` and timed with ``method.execute([x])``. XNNPACK's
+    threadpool (process-wide) is set to ``threads``; with one thread XNNPACK works on the calling thread, so
+    ``clock: thread_cpu`` is valid (the binding's input/output copies run with one torch thread, see ``_runner``). Ops the partitioner leaves to the portable kernels (slow, unlike a phone's
+    delegate) are counted in ``portable_ops`` (and the fingerprint) and warned about once per op. Lowered programs
+    of the last ``program_cache_size`` networks are kept in memory (lowering takes ~1 s a block, ~40 s a whole
+    network at 224x224; a reference network is timed in every chunk of a measured table)."""
+
+    kind = "executorch"
+    program_cache_size = 24
+    #: how a network becomes a program (part of the identity: another recipe times other kernels)
+    lowering = "torch.export, split_with_sizes as slices, XnnpackPartitioner fp32"
+
+    def __init__(self, name: str = "executorch_cpu", *, threads: int = 1, warmup: int = 10, repeats: int = 30,
+                 rounds: int = 10, clock: str = "wall") -> None:
+        super().__init__(name, warmup=warmup, repeats=repeats, rounds=rounds, clock=clock)
+        _check_threads(threads, clock)
+        self.threads = int(threads)
+        self._programs: OrderedDict[str, tuple[bytes, tuple[int, ...]]] = OrderedDict()
+        self.portable_ops: Counter = Counter()
+
+    @staticmethod
+    def version() -> str:
+        try:
+            return importlib_metadata.version("executorch")
+        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - a source build
+            return "unknown"
+
+    def identity(self) -> dict:
+        return {**super().identity(), "threads": self.threads, "executorch": self.version(), "backend": "xnnpack",
+                "lowering": self.lowering, "host": _host()}
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "runtime": "executorch+xnnpack", "runtime_version": self.version(),
+                "lowering": self.lowering, "portable_ops": dict(self.portable_ops)}
+
+    def program(self, network: Network) -> tuple[bytes, tuple[int, ...]]:
+        """The ExecuTorch program (.pte bytes) of ``network`` and its input shape (kept for the last few)."""
+        key = hashlib.sha256(repr(network).encode()).hexdigest()
+        if key in self._programs:
+            self._programs.move_to_end(key)
+            return self._programs[key]
+        module, shape = _module_and_shape(network)
+        example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        with warnings.catch_warnings(), torch.no_grad(), _torch_threads(1):
+            warnings.simplefilter("ignore")
+            try:
+                exported = torch.export.export(module, (example,))
+            except Exception as error:  # noqa: BLE001 - torch.export raises many types for untraceable code
+                raise DeviceError(f"device {self.name}: torch.export failed for {describe(network)}: "
+                                  f"{_condensed(error)}") from None
+            try:
+                xnnpack_partitioner, to_edge_transform_and_lower, _, _ = _executorch()
+                table = torch.export.default_decompositions()
+                table[torch.ops.aten.split_with_sizes.default] = _split_as_slices
+                edge = to_edge_transform_and_lower(exported.run_decompositions(table),
+                                                   partitioner=[xnnpack_partitioner.XnnpackPartitioner()])
+                left = Counter(str(getattr(node.target, "__name__", node.target)).split(".")[0]
+                               for node in edge.exported_program().graph_module.graph.nodes
+                               if node.op == "call_function")
+                buffer = edge.to_executorch().buffer
+            except Exception as error:  # noqa: BLE001 - exir/XNNPACK raise many types
+                raise DeviceError(f"device {self.name}: XNNPACK lowering failed for {describe(network)}: "
+                                  f"{_condensed(error)}") from None
+        portable = {op: n for op, n in left.items() if op not in _GLUE_OPS}
+        for op, n in portable.items():
+            if op not in self.portable_ops:
+                warnings.warn(f"device {self.name}: {describe(network)}: {op} not delegated to XNNPACK (runs in the "
+                              f"portable kernels)", RuntimeWarning, stacklevel=2)
+            self.portable_ops[op] += n
+        self._programs[key] = (bytes(buffer), tuple(shape))
+        while len(self._programs) > self.program_cache_size:
+            self._programs.popitem(last=False)
+        return self._programs[key]
+
+    def pin_threads(self) -> None:
+        """Set XNNPACK's (process-wide) threadpool to ``threads`` threads (between runs only: resetting it during
+        an inference is unsafe, hence the binding's name)."""
+        portable_lib = _executorch()[2]
+        if portable_lib._threadpool_get_thread_count() != self.threads:
+            portable_lib._unsafe_reset_threadpool(self.threads)
+
+    def _runner(self, network: Network):
+        if isinstance(network, (str, os.PathLike)):
+            raise DeviceError(f"device {self.name}: times ArchSpecs and pieces, not ONNX files ({network})")
+        buffer, shape = self.program(network)
+        self.pin_threads()
+        try:
+            program = _executorch()[3].get().load_program(buffer)
+            method = program.load_method("forward")
+        except Exception as error:  # noqa: BLE001 - the runtime raises RuntimeError and its own types
+            raise DeviceError(f"device {self.name}: executorch refused {describe(network)}: "
+                              f"{_condensed(error)}") from None
+        inputs = [torch.randn(*shape, generator=torch.Generator().manual_seed(0))]
+
+        def run():
+            # the binding copies inputs and outputs with torch ops: with torch's default intra-op threads, OpenMP
+            # workers spin beside the caller (measured: a 0.41 ms stem took 3.9 ms of the caller's CPU, 20 ms wall)
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                method.execute(inputs)
+            finally:
+                torch.set_num_threads(previous)
+
+        run.program = (program, buffer)  # the method reads them while it lives
         return run
 
 
@@ -611,6 +863,10 @@ class SimulatedDevice(Device):
         prof = dataclasses.asdict(self.profile) if dataclasses.is_dataclass(self.profile) else vars(self.profile)
         return {**super().identity(), "profile": prof, "noise_pct": self.noise_pct,
                 "simulator_version": simulator.SIMULATOR_VERSION}
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "runtime": "simulator", "runtime_version": simulator.SIMULATOR_VERSION,
+                "profile": self.profile.name, "noise_pct": self.noise_pct, "cpu": None, "logical_cpus": None}
 
     def simulate_ms(self, network: Network) -> float:
         """The noiseless simulated latency (the known truth)."""
@@ -644,6 +900,10 @@ class CommandDevice(Device):
 
     def identity(self) -> dict:
         return {**super().identity(), "cmd": self.cmd, "opset": self.opset}
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "runtime": "command", "runtime_version": None, "command": self.cmd,
+                "cpu": None, "logical_cpus": None}  # the command runs elsewhere (a phone, a board): not this CPU
 
     def _argv(self, path: str) -> list[str]:
         parts = shlex.split(self.cmd)
@@ -730,9 +990,6 @@ def keep_freed_memory() -> bool:
     tensors reuse pages run after run instead of page-faulting fresh zeroed ones (measured here at 224x224: 1.0 M
     -> 0.17 M page faults for 4 x 70 runs of one network, 37.7 -> 32.5 ms). Process-wide; False where there is no
     glibc (the setting is then simply not applied)."""
-    import ctypes
-    import ctypes.util
-
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -749,14 +1006,16 @@ def _make_device(kind: str, name: str, hw: Any) -> Device:
         return OnnxRuntimeDevice(name, threads=hw.threads, dtype=hw.dtype, **timing)
     if kind == "torch":
         return TorchCpuDevice(name, threads=hw.threads, keep_heap=hw.keep_heap, **timing)
+    if kind == "openvino":
+        return OpenVinoDevice(name, threads=hw.threads, **timing)
+    if kind == "executorch":
+        return ExecuTorchDevice(name, threads=hw.threads, **timing)
     if kind == "simulated":
         profile = hw.sim_profile
         if not profile:
             raise ConfigError("hardware.sim_profile: not set; a simulated device wraps a simulator profile "
                               "(midap, systolic, eyeriss or a profile YAML path)")
         try:
-            import simulator
-
             loaded = simulator.load_profile(str(profile))
         except (ValueError, FileNotFoundError, KeyError, OSError) as error:
             raise ConfigError(f"hardware.sim_profile: unknown profile '{profile}' ({' '.join(str(error).split())})"

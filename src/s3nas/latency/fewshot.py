@@ -141,12 +141,13 @@ def _design_rows(features: np.ndarray) -> np.ndarray:
 
 
 def select_networks(space: SearchSpace, features: SpaceFeatures, count: int, *, selection: str = "active",
-                    seed: int = 0, pool_size: int = 400) -> list[list[Option]]:
+                    seed: int = 0, pool_size: int = 400, pool: Sequence[Sequence[Option]] | None = None
+                    ) -> list[list[Option]]:
     """``count`` networks to measure: ``active`` (greedy D-optimal over a pool, see the module docstring) or
-    ``random`` (the pool's stratified samples in order)."""
+    ``random`` (the pool's stratified samples in order); ``pool``: choose from these networks instead."""
     if selection not in SELECTIONS:
         raise ValueError(f"selection {selection!r}; use one of {', '.join(SELECTIONS)}")
-    pool = candidate_pool(space, max(pool_size, 2 * count), seed)
+    pool = [list(o) for o in pool] if pool is not None else candidate_pool(space, max(pool_size, 2 * count), seed)
     if selection == "random":
         rest = pool[1:]
         random.Random(seed).shuffle(rest)
