@@ -65,7 +65,7 @@ def run_device(name: str, args) -> dict:
     budget = cfg.hardware.budget
     space = space_of(args.input_size, args.num_classes)
     cache_dir = args.cache_dir or cfg.paths.cache_dir
-    features = SpaceFeatures.of(space)
+    features = SpaceFeatures.of(space, budget.features)
     top = max(args.ns)
     if name in args.reuse_correction_bench:
         # the 40 + 40 networks benchmarks/latency_correction.py measured (same sampling, order and tag): the
@@ -109,7 +109,8 @@ def run_device(name: str, args) -> dict:
             ms[kind][k], secs[kind][k] = value, (None if unlogged else float(seconds) + per_ref)
     x = {kind: features.matrix(nets) for kind, nets in sets.items()}
     y = {kind: np.array(v) for kind, v in ms.items()}
-    fit_kwargs = dict(ridge=budget.ridge, prior_error_pct=budget.prior_error_pct, prior_weight=budget.prior_weight)
+    fit_kwargs = dict(ridge=budget.ridge, prior_error_pct=budget.prior_error_pct, prior_weight=budget.prior_weight,
+                      feature_set=budget.features)
     rows = []
     for n in args.ns:
         model = fit_fewshot(x["active"][:n], y["active"][:n], **fit_kwargs)

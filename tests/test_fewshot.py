@@ -199,3 +199,43 @@ def test_latency_contract_takes_the_search_prediction_for_the_same_network(space
     assert "made by the search run" in found.how
     assert search_prediction(spec, "torch_cpu", size=spec.input_size, classes=spec.num_classes) is None
     assert search_prediction(spec, "openvino_cpu", size=224, classes=spec.num_classes) is None
+
+
+def test_depthwise_by_kernel_fits_a_runtime_whose_depthwise_cost_depends_on_the_kernel(space):
+    """A device whose 7x7 depthwise MACs cost 4x its 3x3 ones (XNNPACK here): the base features cannot express it,
+    budget.features=depthwise_by_kernel fits it exactly."""
+    from s3nas.latency.fewshot import FEATURE_SETS
+
+    def latency(options):
+        graph = archspec_to_graph(space.arch_spec(options))
+        ms = 0.4
+        for layer in graph:
+            if layer.op == "conv" and layer.is_depthwise:
+                ms += layer.macs * 1.5e-7 * (4.0 if max(layer.kernel) >= 7 else 1.0)
+            elif layer.op in ("conv", "fc"):
+                ms += layer.macs * 2e-8
+        return ms
+
+    nets = candidate_pool(space, 60, seed=2)
+    fit, held = nets[:30], nets[30:]
+    y_fit, y_held = np.array([latency(o) for o in fit]), np.array([latency(o) for o in held])
+    errors = {}
+    for feature_set in ("base", "depthwise_by_kernel"):
+        features = SpaceFeatures.of(space, feature_set)
+        assert features.matrix(fit).shape[1] == len(FEATURE_SETS[feature_set]) + 1
+        model = fit_fewshot(features.matrix(fit), y_fit, ridge=0.0, feature_set=feature_set)
+        predicted = features.matrix(held) @ np.asarray(model.coef)
+        errors[feature_set] = float(np.max(np.abs(predicted - y_held) / y_held))
+        spec = space.arch_spec(held[0])  # a network's own graph gives the same features as the table's sum
+        assert model.predict_ms(model.network_features(archspec_to_graph(spec))) == pytest.approx(predicted[0])
+    assert errors["depthwise_by_kernel"] < 1e-3 < 0.02 < errors["base"], errors
+    with pytest.raises(ValueError, match="features"):
+        SpaceFeatures.of(space, "per_op")
+
+
+def test_budget_features_config_error_names_the_key():
+    from s3nas.latency.backend import make_backend
+
+    with pytest.raises(ConfigError, match="hardware.budget.features: 'per_op' is not accepted; use one of base, "
+                                          "depthwise_by_kernel"):
+        make_backend(compose_config("search", ["hardware=sim_midap_blackbox", "hardware.budget.features=per_op"]).hardware)

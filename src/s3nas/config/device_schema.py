@@ -27,6 +27,9 @@ class DeviceBudget:
     prior_error_pct: float = 2.0  # prior relative residual sd of the model (%), weight prior_weight measurements
     prior_weight: float = 6.0
     ridge: float = 1e-3
+    # base: MACs per operator class, activation traffic, layers | depthwise_by_kernel: 5x5 and >= 7x7 depthwise MACs
+    # in columns of their own (executorch_cpu: XNNPACK's depthwise cost per MAC depends on the kernel size)
+    features: str = "base"
 
 
 @dataclass
@@ -75,6 +78,8 @@ class DeviceHardwareConfig(HardwareConfig):
 
 #: hardware.budget.selection values (s3nas.latency.fewshot.SELECTIONS)
 SELECTIONS = ("active", "random")
+#: hardware.budget.features values (s3nas.latency.fewshot.FEATURE_SETS)
+FEATURE_SETS = ("base", "depthwise_by_kernel")
 
 #: hardware.dtype values, and the devices that time each format other than fp32
 DTYPES = ("fp32", "int8")
@@ -115,6 +120,7 @@ def device_config(hardware_cfg: Any) -> Any:
     check_ranges(merged, RANGES, prefix="hardware.")
     check_dtype(merged.dtype, merged.device)
     check_choice("hardware.budget.selection", merged.budget.selection, SELECTIONS)
+    check_choice("hardware.budget.features", merged.budget.features, FEATURE_SETS)
     return merged
 
 

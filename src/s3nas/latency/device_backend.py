@@ -21,7 +21,7 @@ from s3nas.arch.spec import ArchSpec
 from s3nas.config.device_schema import device_config
 from s3nas.latency.backend import LatencyBackend, LatencyPrediction, LatencyResult
 from s3nas.latency.device import Device, Measurement, make_device
-from s3nas.latency.fewshot import SpaceFeatures, fit_fewshot, graph_features, select_networks, z_value
+from s3nas.latency.fewshot import SpaceFeatures, fit_fewshot, select_networks, z_value
 from s3nas.latency.measured import (build_measured_table, device_seconds, measure_networks, network_id, open_log,
                                    reference_networks, sample_architectures)
 
@@ -50,6 +50,7 @@ class DeviceBackend(LatencyBackend):
         self.prior_error_pct = float(budget.get("prior_error_pct", 2.0))
         self.prior_weight = float(budget.get("prior_weight", 6.0))
         self.fewshot_ridge = float(budget.get("ridge", 1e-3))
+        self.feature_set = str(budget.get("features", "base"))
         self.interval_level, self.conservative = float(interval_level), bool(conservative)
         self.device_seconds = 0.0  # device time this backend spent (table build + network measurements)
         self._measurements: dict = {}
@@ -144,7 +145,7 @@ class DeviceBackend(LatencyBackend):
 
     def _fewshot_table(self, space: Any, cache_dir: Any, progress: bool) -> Any:
         """Measure ``budget.networks`` networks chosen by ``budget.selection`` end to end and fit the model."""
-        features = SpaceFeatures.of(space)
+        features = SpaceFeatures.of(space, self.feature_set)
         count = self.budget_networks
         nets = select_networks(space, features, count, selection=self.selection, seed=self.seed, pool_size=self.pool)
         tag = f"fewshot:{self.selection}:{self.seed}"
@@ -164,7 +165,7 @@ class DeviceBackend(LatencyBackend):
         spent = device_seconds(log, ids + refs) if log.path is not None else now_s
         model = fit_fewshot(features.matrix(nets), measured_ms, ridge=self.fewshot_ridge,
                             prior_error_pct=self.prior_error_pct, prior_weight=self.prior_weight,
-                            level=self.interval_level)
+                            level=self.interval_level, feature_set=self.feature_set)
         self._fewshot = (features, model, count)
         meta = {"method": "fewshot", "device": self.device.name, "device_kind": self.device.kind,
                 "dtype": self.device.dtype, "space": space.name, "input_size": space.input_size,
@@ -211,7 +212,7 @@ class DeviceBackend(LatencyBackend):
         a table was built or for a network outside the table's space."""
         if self._fewshot is not None:
             _, model, count = self._fewshot
-            x = np.append(graph_features(archspec_to_graph(spec)), 1.0)
+            x = model.network_features(archspec_to_graph(spec))
             predicted, low, high = model.interval_ms(x)
             return LatencyPrediction(predicted, low, high, model.level,
                                      f"few-shot model ({count} networks measured on {self.device.label}, "

@@ -50,10 +50,15 @@ from s3nas.latency.lut import LatencyTable
 from s3nas.latency.measured import sample_architectures
 from simulator.graph import GraphBuilder
 
-__all__ = ["FEATURES", "SELECTIONS", "FewShotModel", "SpaceFeatures", "graph_features", "select_networks",
+__all__ = ["FEATURES", "FEATURE_SETS", "SELECTIONS", "FewShotModel", "SpaceFeatures", "graph_features", "select_networks",
            "fit_fewshot", "z_value", "Z_90"]
 
 FEATURES = ("pointwise_macs", "depthwise_macs", "dense_macs", "activation_elements", "layers")
+#: ``budget.features``: ``base`` (FEATURES) or ``depthwise_by_kernel`` (the depthwise MACs of 5x5 and of >= 7x7
+#: kernels in columns of their own: runtimes whose depthwise kernels differ in efficiency by size, XNNPACK's 7x7
+#: measured 3-5x slower per MAC than OpenVINO's here while its other blocks were within 0.55-1.5x)
+FEATURE_SETS = {"base": FEATURES,
+                "depthwise_by_kernel": FEATURES + ("depthwise_k5_macs", "depthwise_k7_macs")}
 #: residuals beyond this many robust standard deviations are left out of the interval's variance
 OUTLIER_SD = 3.0
 SELECTIONS = ("active", "random")
@@ -62,14 +67,16 @@ Z_90 = 1.6448536269514722
 NS_CLOCK_HZ = 1e9  # table "cycles" are nanoseconds, as in the measured table
 
 
-def graph_features(graph: Any) -> np.ndarray:
+def graph_features(graph: Any, feature_set: str = "base") -> np.ndarray:
     """[pointwise MACs, depthwise MACs, dense kxk MACs, activation elements read + written, layers] of a simulator
-    graph."""
-    f = np.zeros(len(FEATURES))
+    graph (``depthwise_by_kernel``: then the depthwise MACs of 5x5 and >= 7x7 kernels, out of the depthwise column)."""
+    split = feature_set == "depthwise_by_kernel"
+    f = np.zeros(len(FEATURE_SETS[feature_set]))
     for layer in graph:
         if layer.op == "conv":
             if layer.is_depthwise:
-                f[1] += layer.macs
+                k = max(layer.kernel)
+                f[1 if not split or k < 5 else (5 if k == 5 else 6)] += layer.macs
             elif tuple(layer.kernel) == (1, 1):
                 f[0] += layer.macs
             else:
@@ -89,22 +96,27 @@ class SpaceFeatures:
     space: SearchSpace
     blocks: list[dict[Option, np.ndarray]]
     fixed: np.ndarray
+    feature_set: str = "base"
 
     @classmethod
-    def of(cls, space: SearchSpace) -> "SpaceFeatures":
+    def of(cls, space: SearchSpace, feature_set: str = "base") -> "SpaceFeatures":
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"features {feature_set!r}; use one of {', '.join(FEATURE_SETS)}")
+        size = len(FEATURE_SETS[feature_set])
         blocks = []
         for i, pos in enumerate(space.positions):
             row = {}
             for option in space.options(i):
-                row[option] = (graph_features(block_to_graph(space.block_spec(i, option), pos.in_channels, pos.in_hw))
-                               if option else np.zeros(len(FEATURES)))
+                row[option] = (graph_features(block_to_graph(space.block_spec(i, option), pos.in_channels, pos.in_hw),
+                                              feature_set) if option else np.zeros(size))
             blocks.append(row)
         arch = space.arch_spec(space.min_options())
         stem = GraphBuilder((space.in_channels, space.input_size, space.input_size), name="stem")
         emit_stem(stem, stem.input, arch)
         head = GraphBuilder((space.final_channels, space.final_hw, space.final_hw), name="head")
         emit_head(head, head.input, arch)
-        return cls(space, blocks, graph_features(stem.graph) + graph_features(head.graph))
+        return cls(space, blocks, graph_features(stem.graph, feature_set) + graph_features(head.graph, feature_set),
+                   feature_set)
 
     def network(self, options: Sequence[Option]) -> np.ndarray:
         """Features of one network (one option per position) plus the constant 1 of the overhead: shape (F + 1,)."""
@@ -114,7 +126,7 @@ class SpaceFeatures:
         return np.append(total, 1.0)
 
     def matrix(self, nets: Sequence[Sequence[Option]]) -> np.ndarray:
-        return np.stack([self.network(o) for o in nets]) if nets else np.zeros((0, len(FEATURES) + 1))
+        return np.stack([self.network(o) for o in nets]) if nets else np.zeros((0, len(self.fixed) + 1))
 
 
 def candidate_pool(space: SearchSpace, size: int, seed: int) -> list[list[Option]]:
@@ -175,6 +187,11 @@ class FewShotModel:
     dof: float
     level: float = 0.9
     fit: dict = field(default_factory=dict)
+    feature_set: str = "base"
+
+    def network_features(self, graph: Any) -> np.ndarray:
+        """The model's features of a network's simulator graph, overhead's 1 appended."""
+        return np.append(graph_features(graph, self.feature_set), 1.0)
 
     def predict_ms(self, x: np.ndarray) -> float:
         return float(np.dot(self.coef, x))
@@ -202,7 +219,7 @@ class FewShotModel:
                             meta=dict(meta or {}))
 
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES) + ["overhead"], "coef": self.coef, "sd_pct": 100.0 * self.sd,
+        return {"features": list(FEATURE_SETS[self.feature_set]) + ["overhead"], "coef": self.coef, "sd_pct": 100.0 * self.sd,
                 "dof": self.dof, "level": self.level, "fit": self.fit}
 
 
@@ -211,7 +228,8 @@ def z_value(level: float) -> float:
 
 
 def fit_fewshot(features: np.ndarray, measured_ms: Sequence[float], *, ridge: float = 1e-3,
-                prior_error_pct: float = 2.0, prior_weight: float = 6.0, level: float = 0.9) -> FewShotModel:
+                prior_error_pct: float = 2.0, prior_weight: float = 6.0, level: float = 0.9,
+                feature_set: str = "base") -> FewShotModel:
     """Fit the model to ``features`` (n x (F + 1), ``SpaceFeatures.matrix``) and their measured latencies."""
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
@@ -249,4 +267,4 @@ def fit_fewshot(features: np.ndarray, measured_ms: Sequence[float], *, ridge: fl
            "prior_weight": float(prior_weight),
            "train_mape_pct": float(100.0 * np.mean(np.abs(predicted - y) / y)), "outliers": int((~kept).sum()),
            "fit_sd_pct": float(100.0 * math.sqrt(rss / dof_fit)) if dof_fit > 0.5 else None}
-    return FewShotModel(coef, scales.tolist(), covariance.tolist(), sd, dof, level, fit)
+    return FewShotModel(coef, scales.tolist(), covariance.tolist(), sd, dof, level, fit, feature_set)
