@@ -42,6 +42,15 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
         "headline": ["wall_s", "search_seconds", "latency_ms", "target_ms", "meets_target", "repaired", "val_acc",
                      "test_acc", "load_avg_after"],
     },
+    "search_profile": {
+        "about": "the main job's wall time split into parts (start-up, table, warm-up and search steps, latency "
+                 "term, data loading, validation, checkpoints, BN re-estimation, evaluation), configurations side "
+                 "by side",
+        "command": "python benchmarks/search_profile.py",
+        "long": True,
+        "headline": ["wall_s", "search_seconds", "shares.train_step/warmup", "shares.train_step/search",
+                     "shares.startup", "wall_ratio_vs_default"],
+    },
     "simulator_speed": {
         "about": "wall time of one simulation per model and profile (a worker process without torch), peak "
                  "memory, and the wall/CPU time of one `python -m simulator timm:mobilenetv2_100` call",

@@ -121,7 +121,7 @@ def test_summary_holds_the_figures(runs, arch_file):
 def test_run_dir_holds_arch_checkpoints_weights(runs):
     run_dir = runs["reference"]
     assert codec.load_json(run_dir / "arch.json") == tiny_spec()
-    assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.ckpt"]
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert any(k.startswith("ema.module.") for k in checkpoint["state_dict"])
     assert checkpoint["s3nas_train"]["num_classes"] == 10

@@ -431,6 +431,11 @@ class SearchSummary(Summary):
                               default="fp32")
     accuracy_source: str = doc("how the accuracies were obtained")
     search_seconds: float = doc("wall clock seconds of the whole search")
+    num_threads: Optional[int] = doc("torch CPU threads of the search process", default=None)
+    timings_s: Optional[dict[str, float]] = doc(
+        "wall clock seconds per part of the search: table_build, fit (of which train_step/warmup, train_step/search "
+        "with latency_term inside, line_search, between_steps: data loading and the loop, validation, "
+        "checkpoint_write), decode_repair_latency, bn_reestimation, evaluation", default=None)
     world_size: int = doc("number of training processes")
     rank_threshold_max_diff: float = doc("largest threshold difference between processes (0.0: in sync)")
     hardware: str = doc("hardware profile or device name")

@@ -132,7 +132,7 @@ def test_sigterm_from_outside_during_the_search(search_reference, tmp_path):
     run_dir = tmp_path / "run"
     proc = start(["search.py", *SEARCH], run_dir)
     deadline = time.time() + 300
-    while not (run_dir / "checkpoints" / "epoch_000.ckpt").exists() and proc.poll() is None \
+    while not (run_dir / "checkpoints" / "last.ckpt").exists() and proc.poll() is None \
             and time.time() < deadline:
         time.sleep(0.05)
     if proc.poll() is not None:
@@ -186,8 +186,8 @@ def test_signal_mid_training_then_same_command_same_weights(arch_file, train_ref
     summary, ref_summary = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))
     for key in ("steps", "epochs", "val_acc", "test_acc", "best_val_acc"):
         assert summary[key] == ref_summary[key], key
-    best, ref_best = (state_of(d / "checkpoints" / "best.ckpt") for d in (run_dir, reference))
-    assert best["global_step"] == ref_best["global_step"]
+    best, ref_best = (state_of(d / "checkpoints" / "best.pt") for d in (run_dir, reference))
+    assert best["summary"]["global_step"] == ref_best["summary"]["global_step"]
     assert_same_tensors(best["state_dict"], ref_best["state_dict"])
 
 

@@ -81,7 +81,9 @@ class ScheduleConfig:
     decode: str = "best_feasible"  # final (the paper) | best_feasible (largest LUT latency <= target met)
     fit_to_target: bool = True  # last-resort greedy shrink when the decoded net is over target (reported)
     bn_recalibration_batches: int = 20  # training batches to re-estimate the delivered child's BN statistics
-    channels_last: bool = False
+    # NHWC tensors and weights: oneDNN's convolutions on CPU, 2.7-3x faster search steps than NCHW here
+    # (benchmarks/search_profile.py); also the fast layout on GPUs with bf16
+    channels_last: bool = True
     deterministic: bool = True  # Trainer(deterministic=True) unless trainer.deterministic is set
     validate_warmup: bool = False  # run validation at the end of warm-up epochs too
     log_every_n_steps: int = 5  # Lightning loggers (W&B/CSV)

@@ -163,6 +163,7 @@ class ModelCheckpointConfig:
     every_n_epochs: Optional[int] = None
     save_weights_only: bool = False
     auto_insert_metric_name: bool = True
+    enable_version_counter: bool = True  # false: overwrite a file of the same name instead of writing name-v1
 
 
 @dataclass

@@ -71,7 +71,7 @@ class RecipeConfig:
     label_smoothing: float = 0.1
     drop_path: float = 0.2  # stochastic depth of the last block (linear in depth)
     dropout: Optional[float] = 0.2  # before the classifier; null: the arch's own value (0.4 in scaled arch.json)
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: oneDNN's convolutions on CPU (3x faster training steps here), GPUs' fast layout
     validate_raw: bool = True  # also evaluate the raw (non-EMA) weights: val/acc_raw
     deterministic: bool = True  # Trainer(deterministic=True) on CPU unless trainer.deterministic is set
     num_threads: Optional[int] = None  # torch CPU threads (null: torch's default)

@@ -22,6 +22,7 @@ from timm.optim import RMSpropTF
 from s3nas.arch.space import canonical
 from s3nas.arch.spec import Branch
 from s3nas.latency.loss import latency_loss
+from s3nas.runtime.timing import Timings
 
 PHASES = ("warmup", "search")
 
@@ -95,6 +96,7 @@ class SearchModule(pl.LightningModule):
         self.line_searches: list[dict] = []  # every line-searched crossing of the target
         # options -> simulated ms of the whole network (None: the table's sum is the latency signal)
         self.state_latency = state_latency
+        self.timings = Timings()  # wall time of the latency term and the line searches (search summary timings_s)
 
     # ---- phase ---------------------------------------------------------------------------------
     @property
@@ -148,17 +150,8 @@ class SearchModule(pl.LightningModule):
         batch_size = images.shape[0]
         out = {"ce": ce.detach()}
         if self.phase == "search":
-            latency_ms = self.estimator(self.supernet)
-            if self.state_latency is not None:
-                # scale the table's differentiable sum to the simulated latency of the current hard state
-                # (the table is not additive on every NPU); the gradient keeps the table's proportions
-                lut_ms = float(latency_ms.detach())
-                latency_ms = latency_ms * (self.state_latency(tuple(self.supernet.chosen_options())) / lut_ms)
-            self._track_feasible(float(latency_ms.detach()))
-            self.threshold_speed = self._approach_speed(float(latency_ms.detach()))
-            if self.optim.line_search:
-                self._before = (float(latency_ms.detach()), self._scores())
-            term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
+            with self.timings.part("latency_term"):
+                term, latency_ms = self._latency_term()
             loss = ce + term
             out.update(latency_ms=latency_ms.detach(), latency_loss=term.detach())
             self.log("train/latency_ms", latency_ms, prog_bar=True, batch_size=batch_size)
@@ -173,6 +166,22 @@ class SearchModule(pl.LightningModule):
         self.log("train/phase", float(self.phase == "search"), batch_size=batch_size)
         out["loss"] = loss
         return out
+
+    def _latency_term(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latency loss, latency ms) of the current state; tracks the best feasible state and the approach
+        speed, and keeps the scores before the update for the line search."""
+        latency_ms = self.estimator(self.supernet)
+        if self.state_latency is not None:
+            # scale the table's differentiable sum to the simulated latency of the current hard state
+            # (the table is not additive on every NPU); the gradient keeps the table's proportions
+            lut_ms = float(latency_ms.detach())
+            latency_ms = latency_ms * (self.state_latency(tuple(self.supernet.chosen_options())) / lut_ms)
+        self._track_feasible(float(latency_ms.detach()))
+        self.threshold_speed = self._approach_speed(float(latency_ms.detach()))
+        if self.optim.line_search:
+            self._before = (float(latency_ms.detach()), self._scores())
+        term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
+        return term, latency_ms
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch[0], batch[1]
@@ -252,6 +261,11 @@ class SearchModule(pl.LightningModule):
             self.best_feasible = (float(best["latency_ms"]), int(best["step"]), raw)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        with self.timings.part("line_search"):
+            self._land_on_target()
+
+    def _land_on_target(self) -> None:
+        """Line search of the step that crossed the loss target (schedule.thresholds.line_search)."""
         before, self._before = self._before, None
         if before is None or self.phase != "search" or before[0] <= self.loss_target_ms:
             return

@@ -26,6 +26,7 @@ from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.space import canonical
 from s3nas.latency.backend import NetworkLatency
 from s3nas.outputs import SearchSummary, write_summary
+from s3nas.runtime.timing import Timings
 from s3nas.search.history import option_expansions, option_kernels
 from s3nas.search.repair import fit_to_target
 from s3nas.utils.io import atomic_write_text, is_disk_full
@@ -37,8 +38,9 @@ LATENCY_DETAIL_KEYS = ("latency_iqr_ms", "latency_runs", "latency_measurements_m
 
 # ----------------------------------------------------------------------------------- delivered network
 @torch.no_grad()
-def recalibrate_batchnorm(model: torch.nn.Module, loader, num_batches: int) -> int:
-    """Re-estimate every BatchNorm's running statistics as a plain average over ``num_batches`` batches."""
+def recalibrate_batchnorm(model: torch.nn.Module, loader, num_batches: int, *, channels_last: bool = False) -> int:
+    """Re-estimate every BatchNorm's running statistics as a plain average over ``num_batches`` batches
+    (``channels_last``: the images are passed in NHWC, for a model converted to it)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms or num_batches <= 0:
         return 0
@@ -52,7 +54,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader, num_batches: int) -> i
     for batch in loader:
         if seen >= num_batches:
             break
-        model(batch[0].to(device))
+        model(_images(batch[0], device, channels_last))
         seen += 1
     for bn, momentum in zip(norms, momenta):
         bn.momentum = momentum
@@ -61,15 +63,20 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader, num_batches: int) -> i
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: torch.nn.Module, loader, num_classes: int) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) over ``loader`` (torchmetrics)."""
+def evaluate_accuracy(model: torch.nn.Module, loader, num_classes: int, *, channels_last: bool = False) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) over ``loader`` (torchmetrics; ``channels_last``: NHWC images)."""
     metric = torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro")
     device = next(model.parameters()).device
     metric = metric.to(device)
     model.eval()
     for batch in loader:
-        metric.update(model(batch[0].to(device)), batch[1].to(device))
+        metric.update(model(_images(batch[0], device, channels_last)), batch[1].to(device))
     return float(metric.compute())
+
+
+def _images(images: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    images = images.to(device)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
 def delivered_child(supernet, raw) -> torch.nn.Module:
@@ -81,10 +88,13 @@ def delivered_child(supernet, raw) -> torch.nn.Module:
 
 # ----------------------------------------------------------------------------------- outputs
 def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_space, table, backend,
-                  target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer) -> dict:
+                  target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer,
+                  timings=None) -> dict:
     """Decode, repair if needed, evaluate the delivered network (accuracy; latency on the backend), write
     arch.json/summary.json."""
     schedule = cfg.schedule
+    timings = timings if timings is not None else Timings()
+    decode_started = time.perf_counter()
     supernet = module.supernet
     total_steps = int(module.total_step)
     rank_diff = _rank_threshold_diff(trainer, supernet)
@@ -109,14 +119,22 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     spec = deploy_space.arch_spec(list(options))
     delivered = backend.evaluate(spec)  # the network in arch.json: its own latency and how it was obtained
     latency_ms, macs = float(delivered.latency_ms), int(archspec_to_graph(spec).macs)
+    timings.add("decode_repair_latency", time.perf_counter() - decode_started)
 
     # The delivered network's own accuracy: child with the supernet's weights, BN re-estimated.
     datamodule.setup("test")
-    child = delivered_child(supernet, raw)
-    recal_batches = recalibrate_batchnorm(child, datamodule.train_dataloader(), int(schedule.bn_recalibration_batches))
-    val_acc = evaluate_accuracy(child, datamodule.val_dataloader(), datamodule.num_classes)
-    test_loader = datamodule.test_dataloader() if hasattr(datamodule, "test_dataloader") else None
-    test_acc = evaluate_accuracy(child, test_loader, datamodule.num_classes) if test_loader is not None else None
+    nhwc = bool(schedule.channels_last)
+    with timings.part("bn_reestimation"):
+        child = delivered_child(supernet, raw)
+        if nhwc:
+            child = child.to(memory_format=torch.channels_last)
+        recal_batches = recalibrate_batchnorm(child, datamodule.train_dataloader(),
+                                              int(schedule.bn_recalibration_batches), channels_last=nhwc)
+    with timings.part("evaluation"):
+        val_acc = evaluate_accuracy(child, datamodule.val_dataloader(), datamodule.num_classes, channels_last=nhwc)
+        test_loader = datamodule.test_dataloader() if hasattr(datamodule, "test_dataloader") else None
+        test_acc = evaluate_accuracy(child, test_loader, datamodule.num_classes, channels_last=nhwc) \
+            if test_loader is not None else None
     search_seconds = time.time() - started
 
     summary = {
@@ -161,6 +179,8 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "macs": macs,
         "arch": codec.encode(spec),
         "run_dir": str(run_dir),
+        "num_threads": int(torch.get_num_threads()),
+        "timings_s": timings.as_dict(),  # wall time per part (s3nas.runtime.timing); outputs written after
     }
     for key in LATENCY_DETAIL_KEYS:  # a measurement's figures (None for a simulation)
         summary[key] = delivered.details.get(key)

@@ -35,6 +35,7 @@ from s3nas.runtime import signals
 from s3nas.runtime.callbacks import build_callbacks, signal_callbacks
 from s3nas.runtime.entry import fault_interrupt_after_steps
 from s3nas.runtime.loggers import build_loggers
+from s3nas.runtime.timing import FitTimer, Timings
 from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
 from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
 from s3nas.search.checkpoint_io import AtomicCheckpointIO
@@ -45,7 +46,7 @@ from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
 from s3nas.search.outputs import finish_search
 
 # ----------------------------------------------------------------------------------- trainer
-def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers: list):
+def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers: list, timings: Timings | None = None):
     """The search's pl.Trainer (``s3nas.runtime.trainer.build_trainer``): its epochs, our callbacks then
     cfg.callbacks (checkpointing when those hold a ModelCheckpoint), the schedule's determinism and logging
     interval, atomic checkpoint writes; the trainer keys the schedule owns are dropped."""
@@ -57,7 +58,7 @@ def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers:
                                    deterministic=bool(cfg.schedule.deterministic),
                                    log_every_n_steps=int(cfg.schedule.log_every_n_steps),
                                    drop_keys=SEARCH_OWNED_TRAINER_KEYS, ddp_find_unused_parameters=True,
-                                   plugins=[AtomicCheckpointIO()])
+                                   plugins=[AtomicCheckpointIO(timings)])
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path | None:
@@ -79,13 +80,15 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     if resume_from is not None:
         print(f"resuming from {resume_from}")
 
+    timings = Timings()
     datamodule = checked.datamodule
     datamodule.setup("fit")
     deploy_space = checked.deploy_space
     train_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=datamodule.num_classes,
                                           input_size=datamodule.image_size, in_channels=datamodule.in_channels)
-    table = checked.backend.table(deploy_space, cache_dir=cfg.paths.cache_dir, workers=int(schedule.lut_workers),
-                                  progress=True)
+    with timings.part("table_build"):
+        table = checked.backend.table(deploy_space, cache_dir=cfg.paths.cache_dir, workers=int(schedule.lut_workers),
+                                      progress=True)
 
     if schedule.num_threads:
         torch.set_num_threads(int(schedule.num_threads))
@@ -110,13 +113,17 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     # device) the table stands for them
     module.state_latency = NetworkLatency(checked.backend, deploy_space) \
         if schedule.simulate_states and checked.backend.cheap_networks else None
+    module.timings = timings
     fault_steps = fault_interrupt_after_steps()  # resume tests only ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS)
     faults = [InterruptAfter(fault_steps)] if fault_steps else []
+    timer = FitTimer(timings, phase_of=lambda m: m.phase)
     trainer = build_trainer(cfg, max_epochs=int(schedule.warmup_epochs) + int(schedule.search_epochs),
-                            loggers=loggers, callbacks=[recorder, *faults, *signal_callbacks(train_loader)])
+                            loggers=loggers, callbacks=[timer, recorder, *faults, *signal_callbacks(train_loader)],
+                            timings=timings)
     if resume_from is not None:
         check_checkpoint_fits(resume_from, module, from_ckpt_path=bool(cfg.get("ckpt_path")))
         recorder.truncate(_checkpoint_step(resume_from))
+    fit_started = time.perf_counter()
     try:
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
                     ckpt_path=str(resume_from) if resume_from else None)
@@ -127,11 +134,13 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     if trainer.interrupted:
         raise KeyboardInterrupt
     signals.raise_pending()  # SIGTERM / SIGUSR1 after the last batch: the final epoch's checkpoints hold the state
+    timings.add("fit", time.perf_counter() - fit_started)
     supernet_val_acc = _metric(trainer, "val/acc")
 
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
                          table=table, backend=checked.backend, target_ms=checked.target_ms,
-                         supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer)
+                         supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer,
+                         timings=timings)
 
 
 def _checkpoint_step(path: Path) -> int:

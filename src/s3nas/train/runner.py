@@ -3,7 +3,8 @@
 ``check_train(cfg)`` does everything a user can get wrong (network, hardware profile, dataset, resume
 checkpoint and its class count, simulation at the deployment shape) before anything is written; it is
 train.py's ``check=`` hook. ``run_train(cfg, checked)`` then writes ``arch.json`` (the network it trains),
-trains with checkpoints in ``<run dir>/checkpoints`` (``best.ckpt`` by val/acc, ``last.ckpt`` every epoch),
+trains with checkpoints in ``<run dir>/checkpoints`` (``last.ckpt`` every epoch: all that resume needs;
+``best.pt`` when val/acc improves: only the evaluated (EMA) network's weights and what rebuilds it),
 tests the final EMA weights and writes ``weights.pt``, ``summary.json`` (and ``model.onnx`` with
 ``export.onnx=true``, beside it its latency contract ``latency.json``: s3nas.train.contract) atomically. A run
 resumes from ``ckpt_path=`` or, without it, from its run dir's ``last.ckpt``; ``arch=`` may then be left out
@@ -22,6 +23,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.trainer.states import TrainerFn
 from rich.console import Console
 from rich.table import Table
 
@@ -48,7 +50,7 @@ from s3nas.utils.io import atomic_write_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last"
-BEST = "best"
+BEST = "best.pt"
 WEIGHTS = "weights.pt"
 ONNX = "model.onnx"
 
@@ -95,6 +97,9 @@ def read_train_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
     if not isinstance(meta, dict) or "network" not in meta:
         raise ConfigError(f"{key}: '{path}' is not a train.py checkpoint (no s3nas_train block; "
                           f"search checkpoints cannot be resumed by train.py)")
+    if "loops" not in checkpoint:  # best.pt / weights.pt: the evaluated network's weights, no training state
+        raise ConfigError(f"{key}: '{path}' holds weights only, not a resumable checkpoint; "
+                          f"pass a run dir's checkpoints/{LAST}.ckpt")
     return meta
 
 
@@ -212,14 +217,50 @@ class InterruptAfter(pl.Callback):
             raise RuntimeError(f"S3NAS_FAULT_INTERRUPT_AFTER_STEPS={self.steps}: simulated crash")
 
 
+class BestWeights(pl.Callback):
+    """``best.pt``: the evaluated (EMA) network's state dict + its ``s3nas_train`` meta, epoch, step and val/acc,
+    written atomically whenever val/acc beats the best so far (strictly, as ModelCheckpoint(mode=max)).
+
+    A fraction of ``last.ckpt`` (no raw-model copy, no optimizer state): what export or evaluation of the best
+    epoch needs; ``last.ckpt`` alone resumes. The best score is part of the callback's state, so a resumed run
+    keeps it (and ``summary.json``'s ``best_val_acc``)."""
+
+    def __init__(self, path: Path, monitor: str = "val/acc") -> None:
+        self.path, self.monitor = Path(path), monitor
+        self.best_score: Optional[float] = None
+        self.best_epoch: Optional[int] = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
+            return  # the runner's own validate/test after fit, or Lightning's sanity check
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not bool(torch.isfinite(torch.as_tensor(value))):
+            return
+        score = float(value)
+        if self.best_score is not None and score <= self.best_score:
+            return
+        self.best_score, self.best_epoch = score, int(trainer.current_epoch)
+        if trainer.is_global_zero:
+            save_weights(pl_module, self.path, {"epoch": self.best_epoch, "global_step": int(trainer.global_step),
+                                                self.monitor: score})
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_score, self.best_epoch = state_dict.get("best_score"), state_dict.get("best_epoch")
+
+
 def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callbacks: list) -> pl.Trainer:
-    """The retraining's pl.Trainer (``s3nas.runtime.trainer.build_trainer``): best/last checkpoints, cfg.callbacks
-    (minus its checkpoint) and loggers; the recipe owns the epochs, determinism and the logging interval
-    (``recipe.log_every_n_steps``, else the trainer's, else 10)."""
-    best = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename=BEST, monitor="val/acc", mode="max",
-                                        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+    """The retraining's pl.Trainer (``s3nas.runtime.trainer.build_trainer``): ``last.ckpt`` (resumable) every
+    epoch, ``best.pt`` (``BestWeights``), cfg.callbacks (minus its checkpoint) and loggers; the recipe owns the
+    epochs, determinism and the logging interval (``recipe.log_every_n_steps``, else the trainer's, else 10)."""
+    # the single "top-k" file of the latest epoch, named last (Lightning 2.x's save_top_k=0 + save_last=True
+    # would write last.ckpt only when training ends, leaving a crashed run nothing to resume from)
+    last = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename=LAST, monitor=None, save_top_k=1,
+                                        save_last=False, auto_insert_metric_name=False,
                                         enable_version_counter=False)
-    callbacks = [best, *extra_callbacks]
+    callbacks = [last, BestWeights(ckpt_dir / BEST), *extra_callbacks]
     callbacks += [c for c in build_callbacks(cfg, loggers) if not isinstance(c, pl.callbacks.ModelCheckpoint)]
     log_every = cfg.recipe.get("log_every_n_steps") or (10 if cfg.trainer.get("log_every_n_steps") is None else None)
     return build_lightning_trainer(cfg.trainer, max_epochs=int(cfg.recipe.epochs), callbacks=callbacks,
@@ -280,8 +321,7 @@ def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     datamodule.setup("test")
     test = trainer.test(module, dataloaders=datamodule.test_dataloader(), verbose=False)
     val_metrics, test_metrics = (val[0] if val else {}), (test[0] if test else {})
-    best_callback = trainer.checkpoint_callback
-    best_score = getattr(best_callback, "best_model_score", None)
+    best_score = next((c.best_score for c in trainer.callbacks if isinstance(c, BestWeights)), None)
 
     latency = checked.latency
     summary = {
@@ -388,7 +428,8 @@ def _write_arch(source: NetworkSource, run_dir: Path) -> None:
 
 
 def save_weights(module: Any, path: Path, summary: dict) -> Path:
-    """weights.pt: the evaluated (EMA) network's state dict + what rebuilds it, written atomically."""
+    """weights.pt (or best.pt): the evaluated (EMA) network's state dict + what rebuilds it + the plain values
+    of ``summary``, written atomically."""
     payload = {"state_dict": {k: v.detach().cpu() for k, v in module.eval_model.state_dict().items()},
                "s3nas_train": dict(module.meta, ema=module.ema is not None),
                "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None)))}}
