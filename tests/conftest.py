@@ -13,6 +13,8 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# No warm-up cache (~150 MB per search configuration) in the user's cache dir; tests/test_warmup_cache.py turns it on
+os.environ["S3NAS_WARMUP_CACHE"] = "0"
 
 from s3nas.config import CONF_DIR, compose_config, register_configs  # noqa: E402
 

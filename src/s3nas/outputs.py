@@ -432,6 +432,10 @@ class SearchSummary(Summary):
     accuracy_source: str = doc("how the accuracies were obtained")
     search_seconds: float = doc("wall clock seconds of the whole search")
     num_threads: Optional[int] = doc("torch CPU threads of the search process", default=None)
+    warmup_source: Optional[str] = doc(
+        "how the supernet's warm-up was obtained: 'trained' (this run), 'cache (<file>)' (the warm-up of the same "
+        "space, data, warm-up schedule and seed, cached by content: schedule.warmup_cache) or 'checkpoint (<file>)' "
+        "(a resumed run)", default=None)
     timings_s: Optional[dict[str, float]] = doc(
         "wall clock seconds per part of the search: table_build, fit (of which train_step/warmup, train_step/search "
         "with latency_term inside, line_search, between_steps: data loading and the loop, validation, "

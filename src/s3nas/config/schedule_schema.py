@@ -86,6 +86,10 @@ class ScheduleConfig:
     channels_last: bool = True
     deterministic: bool = True  # Trainer(deterministic=True) unless trainer.deterministic is set
     validate_warmup: bool = False  # run validation at the end of warm-up epochs too
+    # keep the supernet after its warm-up in <paths.cache_dir>/warmup/<content key>.ckpt (~150 MB for the default
+    # space) and start a later search of the same space, data, warm-up schedule and seed from it (any hardware,
+    # target or latency loss): s3nas.search.warmup_cache
+    warmup_cache: bool = True
     log_every_n_steps: int = 5  # Lightning loggers (W&B/CSV)
     history_every_n_steps: int = 1  # history.json rows (CE, latency, thresholds)
     choices_every_n_steps: int = 10  # choices.csv / W&B table rows

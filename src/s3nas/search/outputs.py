@@ -89,7 +89,7 @@ def delivered_child(supernet, raw) -> torch.nn.Module:
 # ----------------------------------------------------------------------------------- outputs
 def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_space, table, backend,
                   target_ms: float, supernet_val_acc: float, started: float, loggers: list, trainer,
-                  timings=None) -> dict:
+                  timings=None, warmup_source: str | None = None) -> dict:
     """Decode, repair if needed, evaluate the delivered network (accuracy; latency on the backend), write
     arch.json/summary.json."""
     schedule = cfg.schedule
@@ -180,6 +180,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "arch": codec.encode(spec),
         "run_dir": str(run_dir),
         "num_threads": int(torch.get_num_threads()),
+        "warmup_source": warmup_source,
         "timings_s": timings.as_dict(),  # wall time per part (s3nas.runtime.timing); outputs written after
     }
     for key in LATENCY_DETAIL_KEYS:  # a measurement's figures (None for a simulation)
@@ -300,5 +301,7 @@ def print_summary(summary: dict, spec, options, table, space=None) -> None:
     if summary.get("device_seconds") is not None:
         console.print(f"device time: {summary['device_seconds']:.1f} s on {summary['hardware']} "
                       f"(latency model: {summary['latency_model']})")
+    if str(summary.get("warmup_source") or "").startswith("cache"):
+        console.print(f"warm-up: {summary['warmup_source']}")
     console.print(f"search took {summary['search_seconds']:.1f} s; arch: {summary['arch']}")
     console.print(f"run dir: {summary['run_dir']}")

@@ -44,6 +44,7 @@ from s3nas.search.checks import (SEARCH_OWNED_TRAINER_KEYS, Checked, check_check
 from s3nas.search.history import SearchRecorder
 from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
 from s3nas.search.outputs import finish_search
+from s3nas.search.warmup_cache import WarmupCacheWriter, warmup_cache_path
 
 # ----------------------------------------------------------------------------------- trainer
 def build_trainer(cfg: DictConfig, *, max_epochs: int, callbacks: list, loggers: list, timings: Timings | None = None):
@@ -114,11 +115,21 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     module.state_latency = NetworkLatency(checked.backend, deploy_space) \
         if schedule.simulate_states and checked.backend.cheap_networks else None
     module.timings = timings
+    warmup_source, warmup_callbacks = "trained", []
+    cached_warmup = warmup_cache_path(cfg, module, world_size)
+    if resume_from is not None:
+        warmup_source = f"checkpoint ({resume_from})"
+    elif cached_warmup is not None and cached_warmup.is_file() and readable_checkpoint(cached_warmup):
+        # the same space, data, warm-up schedule and seed were warmed up before: start at the search phase
+        resume_from, warmup_source = cached_warmup, f"cache ({cached_warmup})"
+        print(f"warm-up reused from the cache: {cached_warmup}")
+    elif cached_warmup is not None:
+        warmup_callbacks = [WarmupCacheWriter(cached_warmup, int(schedule.warmup_epochs))]
     fault_steps = fault_interrupt_after_steps()  # resume tests only ($S3NAS_FAULT_INTERRUPT_AFTER_STEPS)
     faults = [InterruptAfter(fault_steps)] if fault_steps else []
     timer = FitTimer(timings, phase_of=lambda m: m.phase)
     trainer = build_trainer(cfg, max_epochs=int(schedule.warmup_epochs) + int(schedule.search_epochs),
-                            loggers=loggers, callbacks=[timer, recorder, *faults, *signal_callbacks(train_loader)],
+                            loggers=loggers, callbacks=[timer, recorder, *warmup_callbacks, *faults, *signal_callbacks(train_loader)],
                             timings=timings)
     if resume_from is not None:
         check_checkpoint_fits(resume_from, module, from_ckpt_path=bool(cfg.get("ckpt_path")))
@@ -140,7 +151,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
                          table=table, backend=checked.backend, target_ms=checked.target_ms,
                          supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer,
-                         timings=timings)
+                         timings=timings, warmup_source=warmup_source)
 
 
 def _checkpoint_step(path: Path) -> int:
