@@ -91,7 +91,7 @@ def run_once(label: str, overrides: list[str], latency: str, out_root: Path) -> 
             "latency_ms": summary["latency_ms"], "target_ms": summary["target_ms"],
             "meets_target": summary["meets_target"], "repaired": summary["repaired"],
             "val_acc": summary["val_acc"], "test_acc": summary["test_acc"],
-            "num_threads": summary.get("num_threads"),
+            "num_threads": summary.get("num_threads"), "warmup_source": summary.get("warmup_source"),
             "checkpoint_mb": round(sum(p.stat().st_size for p in checkpoints) / 1e6, 1),
             "checkpoints": len(checkpoints),
             "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2)}
@@ -108,9 +108,9 @@ def print_table(runs: list[dict]) -> None:
             cells += f"{seconds:>12.1f} s {100 * seconds / r['wall_s']:>5.1f}%  "
         print(f"{'  ' * indent + name:<38}{cells}")
     print("-" * len(header))
-    for key in ("wall_s", "search_seconds", "num_threads", "latency_ms", "target_ms", "meets_target", "repaired",
+    for key in ("wall_s", "search_seconds", "num_threads", "warmup_source", "latency_ms", "target_ms", "meets_target", "repaired",
                 "val_acc", "test_acc", "checkpoints", "checkpoint_mb", "load_avg_before"):
-        print(f"{key:<38}" + "".join(f"{str(r[key] if not isinstance(r[key], float) else round(r[key], 4)):>22}"
+        print(f"{key:<38}" + "".join(f"{str(r[key] if not isinstance(r[key], float) else round(r[key], 4))[:20]:>22}"
                                       for r in runs))
     if len(runs) > 1:
         base = runs[-1]
