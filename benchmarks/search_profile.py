@@ -19,18 +19,14 @@ previous defaults (see docs/notes/main-job-speed.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
+from main_job import run_search_py
 from results import record
 
-REPO = Path(__file__).resolve().parents[1]
 
 #: (row label, timings_s key or a derived name, indent): the fit's parts are indented under it
 ROWS = [
@@ -71,16 +67,8 @@ def parts_of(timings: dict, wall_s: float, search_s: float) -> dict:
 
 def run_once(label: str, overrides: list[str], latency: str, out_root: Path) -> dict:
     out = out_root / label
-    command = [sys.executable, "search.py", f"latency={latency}", "logger=csv", *overrides, f"hydra.run.dir={out}"]
-    print(f"[{label}] $ " + " ".join(shlex.quote(c) for c in command[1:]), flush=True)
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wall_s = time.perf_counter() - started
-    if proc.returncode != 0 or not (out / "summary.json").exists():
-        sys.stderr.write(proc.stdout[-4000:])
-        raise SystemExit(f"[{label}] search.py failed (exit {proc.returncode}) after {wall_s:.0f} s; nothing recorded")
-    summary = json.loads((out / "summary.json").read_text())
+    summary, wall_s, load_before = run_search_py([f"latency={latency}", "logger=csv", *overrides], out,
+                                                 label=f"[{label}] ")
     if not summary.get("timings_s"):
         raise SystemExit(f"[{label}] summary.json has no timings_s (a search.py older than this benchmark?)")
     parts = parts_of(summary["timings_s"], wall_s, float(summary["search_seconds"]))
