@@ -84,6 +84,14 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
         "headline": ["hardware", "targets_ms", "simulated_ms", "repaired", "all_within_90_100pct_without_repair",
                      "val_acc", "seconds_per_search"],
     },
+    "front": {
+        "about": "the accuracy-latency front from one search (`latency=[1.5ms,2ms,2.5ms,3ms]`) vs one search per "
+                 "target (same seed, each with its own warm-up): delivered latency, repair, val accuracy, time ratio",
+        "command": "python benchmarks/front.py",
+        "long": True,
+        "headline": ["hardware", "targets", "delivered_ms", "repaired", "val_acc_multi", "val_acc_single",
+                     "time_ratio", "front_wall_s", "mean_single_wall_s"],
+    },
     "nas_vs_random": {
         "about": "S3NAS search vs random search vs random selection at 2.5 ms (paper 5.4.1), three seeds",
         "command": "nice -n 10 python benchmarks/nas_vs_random.py",

@@ -408,6 +408,19 @@ class SpaceRange(Record):
 
 # ---------------------------------------------------------------------------------------------- summaries
 @dataclass(kw_only=True)
+class HardwareTarget(Record):
+    """The delivered network on one hardware of a several-hardware search (hardware=[a,b])."""
+
+    hardware: str = doc("hardware profile or device name")
+    target_ms: float = doc("its latency target (ms)")
+    latency_ms: float = doc("latency (ms) of the network in arch.json on it (simulated or measured, see latency_source)")
+    latency_source: str = doc("how latency_ms was obtained: 'simulation (...)' or 'measurement (...)'")
+    meets_target: bool = doc("latency_ms <= target_ms")
+    estimated_ms: float = doc("its latency table's sum (ms) for the same network")
+    decoded_latency_ms: float = doc("latency (ms) of the decoded network on it, before any repair")
+
+
+@dataclass(kw_only=True)
 class SearchSummary(Summary):
     """search.py: the delivered (decoded, possibly repaired) network of the search."""
 
@@ -421,7 +434,7 @@ class SearchSummary(Summary):
     estimated_ms: float = doc("latency-table sum (ms) of the same network")
     target_ratio: float = doc("latency_ms / target_ms")
     latency_gap_ms: float = doc("|latency_ms - target_ms| (the optuna sweep's second objective)")
-    meets_target: bool = doc("latency_ms <= target_ms")
+    meets_target: bool = doc("latency_ms <= target_ms (hardware=[a,b]: on every hardware)")
     val_acc: Optional[float] = doc("the delivered child's validation accuracy (supernet weights, BN re-estimated)")
     test_acc: Optional[float] = doc("the same network's test accuracy (null: no test split)")
     supernet_val_acc: Optional[float] = doc("the supernet's validation accuracy at the end of the fit")
@@ -497,6 +510,12 @@ class SearchSummary(Summary):
                                             "measured table, simulation)", default=None)
     meets_target_upper_bound: Optional[bool] = doc("the interval's upper end <= target_ms: the target is met with the "
                                                    "interval's confidence", default=None)
+    hardware_targets: Optional[list[HardwareTarget]] = doc(
+        "hardware=[a,b]: the delivered network on every hardware, the summary's own first (meets_target then says "
+        "every target is met); null for one hardware", default=None)
+    search_targets_ms: Optional[list[float]] = doc(
+        "latency=[...] on one hardware: every target of the search this network is one of (front.json lists all "
+        "the networks); null for a one-target search", default=None)
 
 
 @dataclass(kw_only=True)
@@ -794,8 +813,53 @@ class ProfileSpaceSummary(Summary):
     run_dir: str = doc("the run dir")
 
 
+@dataclass(kw_only=True)
+class FrontPoint(Record):
+    """One network of a many-target search (front.csv's row; its own summary.json is in ``dir``)."""
+
+    target_ms: float = doc("its latency target (ms)")
+    latency_ms: float = doc("latency (ms) of the network in its arch.json (simulated or measured, see latency_source)")
+    latency_source: str = doc("how latency_ms was obtained: 'simulation (...)' or 'measurement (...)'")
+    meets_target: bool = doc("latency_ms <= target_ms")
+    target_ratio: float = doc("latency_ms / target_ms")
+    repaired: bool = doc("the repair changed the decoded network to meet the target (false: met by the search)")
+    val_acc: Optional[float] = doc("its validation accuracy (supernet weights, BN re-estimated; see accuracy_source)")
+    test_acc: Optional[float] = doc("its test accuracy (same network)")
+    macs: int = doc("MACs at the deployment shape")
+    decode_step: int = doc("step of the decoded state")
+    arch: str = doc("its ArchSpec's compact string")
+    dir: str = doc("its directory under the run dir (arch.json, summary.json)")
+
+
+@dataclass(kw_only=True)
+class FrontSummary(Summary):
+    """search.py with latency=[...]: one network per target from one search (each in its own directory)."""
+
+    KINDS: ClassVar[tuple[str, ...]] = ("search_front",)
+    COMMAND: ClassVar[str] = "s3nas-search (python search.py 'latency=[1.5ms,2ms,...]')"
+
+    hardware: str = doc("hardware profile or device name")
+    targets_ms: list[float] = doc("the targets, ascending")
+    points: list[FrontPoint] = doc("one delivered network per target, in targets_ms order")
+    all_meet_target: bool = doc("every network meets its target")
+    repaired: int = doc("networks the repair had to change (0: every target met by the search itself)")
+    accuracy_source: str = doc("how the accuracies were obtained")
+    supernet_val_acc: Optional[float] = doc("the supernet's validation accuracy at the end of the fit")
+    total_steps: int = doc("optimizer steps of the search (the targets take turns in the search phase)")
+    search_seconds: float = doc("wall clock seconds of the whole search, every network included")
+    warmup_source: Optional[str] = doc("how the shared warm-up was obtained ('trained', 'cache (<file>)', "
+                                       "'checkpoint (<file>)')", default=None)
+    timings_s: Optional[dict[str, float]] = doc("wall clock seconds per part, as in a one-target search's summary",
+                                                default=None)
+    zoo_overlay: list[str] = doc("zoo networks drawn on front.png on their own axis (published ImageNet top-1; "
+                                 "empty on a device)")
+    seed: int = doc("random seed")
+    data: str = doc("dataset name")
+    run_dir: str = doc("the run dir")
+
+
 SUMMARY_TYPES: tuple[type[Summary], ...] = (
-    SearchSummary, TrainSummary, ExportSummary, ScalingSummary, PostprocessSummary, SeRemovalSummary, FlowSummary,
+    SearchSummary, FrontSummary, TrainSummary, ExportSummary, ScalingSummary, PostprocessSummary, SeRemovalSummary, FlowSummary,
     ZooSummary, CompareSummary, RandomBaselineSummary, ProfileSpaceSummary)
 BY_KIND: dict[str, type[Summary]] = {kind: cls for cls in SUMMARY_TYPES for kind in cls.KINDS}
 

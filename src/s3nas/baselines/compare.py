@@ -36,6 +36,7 @@ from s3nas.runtime.entry import run
 from s3nas.runtime.loggers import build_loggers
 from s3nas.utils import tables
 from s3nas.utils.io import atomic_write_text
+from s3nas.utils.plots import pyplot
 
 #: compare.csv's columns: the fields of a row of the typed summary (s3nas.outputs.CompareRow).
 COLUMNS = tuple(key for _, key, _, _ in CompareRow.fields())
@@ -206,11 +207,7 @@ def markdown_table(rows: list[dict], hardware: str, data: str, hardware_dtype: O
 
 def plot_comparison(rows: list[dict], hardware: str, path: Optional[str | Path] = None, ax: Any = None) -> Any:
     """Runs on the accuracy-latency plane (one marker per kind); zoo rows on their own axis if present."""
-    import matplotlib
-
-    if ax is None and path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot(to_file=ax is None and path is not None)
 
     fig = ax.figure if ax is not None else plt.figure(figsize=(8, 5))
     ax = ax if ax is not None else fig.add_subplot(111)

@@ -17,6 +17,7 @@ from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.errors import ConfigError
 from s3nas.outputs import RandomBaselineSummary, SearchSummary, Summary, TrainSummary, load_summary
+from s3nas.utils.plots import pyplot
 
 
 def _method_of(summary: Summary) -> str:
@@ -84,11 +85,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 def plot_pareto(rows: list[dict], points: list[dict], hardware: str, path: Optional[str | Path] = None,
                 ax: Any = None) -> Any:
     """Draw one hardware profile's plot (saved to ``path`` as PNG when given); returns the figure."""
-    import matplotlib
-
-    if ax is None and path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot(to_file=ax is None and path is not None)
 
     zoo = [r for r in rows if r["hardware"] == hardware and r.get("published_top1") is not None]
     fig = ax.figure if ax is not None else plt.figure(figsize=(9, 5.5))

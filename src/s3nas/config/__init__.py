@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 import simulator
 from s3nas.config import schema
@@ -142,11 +142,52 @@ def hardware_clock_hz(hardware_cfg: Any) -> float:
 
 
 def resolve_target_ms(cfg: Any) -> float:
-    """The latency target of ``cfg`` (``cfg.latency``) in ms; cycles use the hardware's clock."""
+    """The latency target of ``cfg`` (``cfg.latency``) in ms; cycles use the hardware's clock. One target: a list
+    is a ConfigError (only the search takes several)."""
     value = cfg.latency
+    if isinstance(value, (list, tuple, ListConfig)):
+        if len(value) == 1 and not cfg.get("extra_hardware"):
+            return resolve_targets_ms(cfg)[0]
+        raise ConfigError(f"latency: this command takes one target, got {len(value)} ({_listed(value)}); a list "
+                          "of targets is for search.py")
     if is_cycles(value):
         return parse_latency_ms(value, hardware_clock_hz(cfg.hardware))
     return parse_latency_ms(value)
+
+
+def hardware_configs(cfg: Any) -> list[Any]:
+    """``cfg.hardware`` then every ``cfg.extra_hardware`` entry (``hardware=[a,b]``), in command-line order."""
+    extra = cfg.get("extra_hardware") or {}
+    return [cfg.hardware, *[extra[name] for name in extra]]
+
+
+def resolve_targets_ms(cfg: Any) -> list[float]:
+    """Every latency target of ``cfg.latency`` (one value or a list) in ms. With several hardware
+    (``hardware=[a,b]``) the list gives one target per hardware, in order, or one target for them all; cycles use
+    the clock of the hardware the target is for."""
+    value = cfg.latency
+    values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+    hardware = hardware_configs(cfg)
+    if not values:
+        raise ConfigError("latency: an empty list; give a target (2.5ms) or a list of them ([1.5ms,2ms,2.5ms])")
+    if len(hardware) > 1 and len(values) not in (1, len(hardware)):
+        names = ",".join(str(h.get("name", "?")) for h in hardware)
+        raise ConfigError(f"latency: {len(values)} targets ({_listed(values)}) for {len(hardware)} hardware "
+                          f"([{names}]); give one target per hardware, in order, or one for all")
+    out = []
+    for i, item in enumerate(values):
+        clock_of = hardware[i] if len(hardware) > 1 else hardware[0]
+        if is_cycles(item):
+            out.append(parse_latency_ms(item, hardware_clock_hz(clock_of)))
+        else:
+            out.append(parse_latency_ms(item))
+    if len(hardware) == 1 and len(set(out)) != len(out):
+        raise ConfigError(f"latency: a target is listed twice ({_listed(values)}); list each target once")
+    return out
+
+
+def _listed(values: Any) -> str:
+    return "[" + ",".join(str(v) for v in values) + "]"
 
 
 def compose_config(

@@ -247,8 +247,13 @@ class SearchConfig(AppConfig):
     schedule: Any = MISSING
     trainer: Any = MISSING
     callbacks: Any = MISSING
-    latency: str = "2.5ms"  # target with a unit; see s3nas.config.units
-    latency_ms: Optional[float] = None  # resolved from `latency` at startup (what code reads/logs)
+    # target with a unit (s3nas.config.units), or a list of them: one network per target (one hardware), or one
+    # target per hardware (hardware=[midap,systolic] 'latency=[2.5ms,3.5ms]')
+    latency: Any = "2.5ms"
+    latency_ms: Optional[float] = None  # resolved from `latency` at startup (what code reads/logs); null for a list
+    latency_targets_ms: Optional[list[float]] = None  # every target of `latency` in ms, resolved at startup
+    # the other hardware of hardware=[a,b,...] (the command line's list is rewritten to hardware=a plus these)
+    extra_hardware: dict[str, Any] = field(default_factory=dict)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     ckpt_path: Optional[str] = None
     optimized_metric: Optional[str] = None  # returned to sweepers (hparams_search)

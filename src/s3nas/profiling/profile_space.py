@@ -67,6 +67,7 @@ from s3nas.train import check_train, run_train
 from s3nas.utils import tables
 from s3nas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s3nas.utils.locks import file_lock
+from s3nas.utils.plots import pyplot
 
 #: Second line (after the package header) of every written candidates entry (only such files may be overwritten).
 MARKER = "# Written by `python -m s3nas.profiling.profile_space` (BBSSP)."
@@ -387,10 +388,7 @@ def entry_text(block_type: str, entry: dict, *, selected: Sequence[dict], cfg: A
 
 def plot_profile(rows: Sequence[dict], path: Path, title: str) -> Path:
     """Accuracy vs latency of every SSBN; selected ones ringed, the written space's first one starred."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     colors = {"mbconv": "tab:blue", "mixconv": "tab:green", "fused": "tab:orange"}
     fig, ax = plt.subplots(figsize=(7.5, 5))

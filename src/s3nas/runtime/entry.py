@@ -27,9 +27,10 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from s3nas.config import CONF_DIR, register_configs, resolve_target_ms
+from s3nas.config import CONF_DIR, register_configs, resolve_target_ms, resolve_targets_ms
 from s3nas.errors import ConfigError, UserError
 from s3nas.runtime.cmd_quoting import parse_error_message, quote_command_overrides
+from s3nas.runtime.hardware_list import expand_hardware_list
 from s3nas.runtime.quiet import quiet_third_party
 from s3nas.runtime import signals
 from s3nas.runtime.rich_utils import print_config_tree
@@ -75,6 +76,7 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
     # the README's hardware.cmd='python bench.py {onnx}' after the shell stripped its quotes (cmd_quoting.py)
     sys.argv[1:] = quote_command_overrides(sys.argv[1:])
     try:
+        sys.argv[1:] = expand_hardware_list(sys.argv[1:], config_name)  # hardware=[a,b] (hardware_list.py)
         try:
             hydra_main()
         finally:
@@ -173,7 +175,12 @@ def prepare_config(cfg: Any) -> Any:
     except OmegaConfBaseException as err:
         raise ConfigError(format_config_error(err)) from None
     if "latency" in cfg:
-        cfg.latency_ms = resolve_target_ms(cfg)
+        targets_ms = resolve_targets_ms(cfg)
+        if "latency_targets_ms" in cfg:
+            cfg.latency_targets_ms = targets_ms
+            cfg.latency_ms = targets_ms[0] if len(targets_ms) == 1 else None
+        else:
+            cfg.latency_ms = resolve_target_ms(cfg)  # one target: a list is a ConfigError here
     return cfg
 
 

@@ -7,14 +7,14 @@ others passed, so a mistyped value is reported at once.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from s3nas.arch.space import SearchSpace
-from s3nas.config import resolve_target_ms
+from s3nas.config import hardware_configs, resolve_targets_ms
 from s3nas.config.loss_schema import check_loss
 from s3nas.config.schedule_schema import check_schedule
 from s3nas.errors import ConfigError
@@ -54,10 +54,18 @@ class Checked:
     """What ``check_search`` established (reused by ``run_search``)."""
 
     backend: Any  # s3nas.latency.backend.LatencyBackend of cfg.hardware
-    target_ms: float
+    target_ms: float  # the first target
     deploy_space: Any
     datamodule: Any
     feasibility: Any = None  # the space's fastest and slowest network on the backend
+    backends: list = field(default_factory=list)  # every hardware's backend (hardware=[a,b]: a's first)
+    # the networks to search: per network, (backend index, target ms) per hardware it must meet
+    networks: list[list[tuple[int, float]]] = field(default_factory=list)
+
+    @property
+    def many_targets(self) -> bool:
+        """Several networks (latency=[...] on one hardware): a front."""
+        return len(self.networks) > 1
 
 
 def check_search(cfg: DictConfig) -> Checked:
@@ -68,14 +76,29 @@ def check_search(cfg: DictConfig) -> Checked:
     check_loader_values(cfg.data)
     for group in ("schedule", "loss", "data", "trainer"):
         check_finite(cfg[group], group)
-    backend = make_backend(cfg.hardware)
-    target_ms = float(resolve_target_ms(cfg))
+    backends = [make_backend(hardware) for hardware in hardware_configs(cfg)]
+    targets_ms = [float(t) for t in resolve_targets_ms(cfg)]
+    if len(backends) > 1:  # one network meeting one target per hardware (or the same target on every one)
+        per_hardware = targets_ms if len(targets_ms) == len(backends) else targets_ms * len(backends)
+        networks = [list(enumerate(per_hardware))]
+    else:  # one network per target
+        networks = [[(0, t)] for t in sorted(targets_ms)]
+    if len(networks) > 1 and cfg.get("optimized_metric"):
+        raise ConfigError("optimized_metric: a sweep objective needs one network; give one latency target per job "
+                          f"(got {len(networks)})")
     deploy_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
                                            input_size=int(cfg.deploy.input_size),
                                            in_channels=int(cfg.deploy.in_channels))
-    feasibility = backend.check_target(target_ms, deploy_space)  # the fastest network, simulated or measured
-    return _check_rest(cfg, Checked(backend=backend, target_ms=target_ms, deploy_space=deploy_space,
-                                    datamodule=None, feasibility=feasibility))
+    checked_on: dict[int, Any] = {}  # backend index -> its feasibility (the fastest network, simulated or measured)
+    for network in networks:  # an unreachable target fails naming its hardware
+        for index, target_ms in network:
+            if index not in checked_on:
+                checked_on[index] = backends[index].check_target(target_ms, deploy_space)
+            else:
+                checked_on[index].check(target_ms)
+    feasibility = checked_on[0]
+    return _check_rest(cfg, Checked(backend=backends[0], target_ms=networks[0][0][1], deploy_space=deploy_space,
+                                    datamodule=None, feasibility=feasibility, backends=backends, networks=networks))
 
 
 def _check_rest(cfg: DictConfig, checked: Checked) -> Checked:

@@ -21,8 +21,10 @@ from timm.optim import RMSpropTF
 
 from s3nas.arch.space import canonical
 from s3nas.arch.spec import Branch
+from s3nas.errors import ConfigError
 from s3nas.latency.loss import latency_loss
 from s3nas.runtime.timing import Timings
+from s3nas.search.objectives import Bank, LatencyObjective, closeness, meets
 
 PHASES = ("warmup", "search")
 
@@ -67,16 +69,23 @@ class OptimSettings:
 class SearchModule(pl.LightningModule):
     """Warm-up then latency-aware search of one supernet in a single Lightning fit."""
 
-    def __init__(self, supernet: torch.nn.Module, optim: OptimSettings, *, estimator, target_ms: float,
+    def __init__(self, supernet: torch.nn.Module, optim: OptimSettings, *, estimator=None, target_ms: float = 0.0,
                  warmup_epochs: int, lambda1: float = 15.0, lambda2: float = 100.0,
                  loss_target_ms: float | None = None, label_smoothing: float = 0.1, seed: int = 42,
-                 channels_last: bool = False, state_latency=None) -> None:
+                 channels_last: bool = False, state_latency=None,
+                 banks: list[list[LatencyObjective]] | None = None) -> None:
+        """One network against one target (``estimator``, ``target_ms``, ``loss_target_ms``, ``state_latency``), or
+        ``banks``: one list of objectives per network searched (several targets: one bank each; several hardware:
+        one objective each; ``s3nas.search.objectives``)."""
         super().__init__()
         self.supernet = supernet
         self.optim = optim
-        self.estimator = estimator
-        self.target_ms = float(target_ms)
-        self.loss_target_ms = float(loss_target_ms if loss_target_ms is not None else target_ms)
+        if banks is None:
+            banks = [[LatencyObjective("hardware", estimator, float(target_ms),
+                                       float(loss_target_ms if loss_target_ms is not None else target_ms),
+                                       state_latency)]]
+        self.banks = [Bank(list(objectives)) for objectives in banks]
+        self.bank_index = 0  # the bank whose thresholds are in the supernet
         self.warmup_epochs = int(warmup_epochs)
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
         self.label_smoothing = float(label_smoothing)
@@ -88,14 +97,9 @@ class SearchModule(pl.LightningModule):
         if self.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
         self.supernet.set_latency_grad_to_weights(optim.latency_grad_to_weights)
-        # Largest hard-state LUT latency <= target met during the search: (latency_ms, step, raw choice).
-        self.best_feasible: tuple[float, int, list] | None = None
         self.thresholds_initialised = False  # threshold init happens once, at the first search step
         self.threshold_speed = 1.0  # thresholds' lr factor of the current step (approach_band)
         self._before: tuple[float, list] | None = None  # (hard latency, scores) before this step's update
-        self.line_searches: list[dict] = []  # every line-searched crossing of the target
-        # options -> simulated ms of the whole network (None: the table's sum is the latency signal)
-        self.state_latency = state_latency
         self.timings = Timings()  # wall time of the latency term and the line searches (search summary timings_s)
 
     # ---- phase ---------------------------------------------------------------------------------
@@ -107,6 +111,66 @@ class SearchModule(pl.LightningModule):
         except RuntimeError:  # not attached to a trainer
             epoch = self.warmup_epochs
         return "warmup" if epoch < self.warmup_epochs else "search"
+
+    # ---- banks (s3nas.search.objectives) ---------------------------------------------------------
+    @property
+    def bank(self) -> Bank:
+        """The network whose thresholds are in the supernet now."""
+        return self.banks[self.bank_index]
+
+    @property
+    def objectives(self) -> list[LatencyObjective]:
+        return self.bank.objectives
+
+    @property
+    def target_ms(self) -> float:
+        return self.bank.target_ms
+
+    @property
+    def loss_target_ms(self) -> float:
+        return self.bank.loss_target_ms
+
+    @property
+    def estimator(self):
+        return self.objectives[0].estimator
+
+    @property
+    def state_latency(self):
+        return self.objectives[0].state_latency
+
+    @state_latency.setter
+    def state_latency(self, value) -> None:
+        for bank in self.banks:
+            for objective in bank.objectives:
+                objective.state_latency = value
+
+    @property
+    def best_feasible(self):
+        return self.bank.best_feasible
+
+    @property
+    def line_searches(self) -> list[dict]:
+        return self.bank.line_searches
+
+    def _optimizer(self):
+        try:
+            return self.trainer.optimizers[0]
+        except (RuntimeError, IndexError, AttributeError):  # not attached to a trainer (after the fit)
+            return None
+
+    def use_bank(self, index: int) -> None:
+        """Swap bank ``index``'s thresholds (and their optimizer state, during the fit) into the supernet."""
+        if index == self.bank_index or len(self.banks) == 1:
+            return
+        params, optimizer = list(self.supernet.threshold_parameters()), self._optimizer()
+        self.bank.store(params, optimizer)
+        self.banks[index].load(params, optimizer)
+        self.bank_index = index
+
+    def store_bank(self) -> None:
+        """Keep the thresholds in the supernet as the current bank's (at the end of the fit, before decoding)."""
+        if len(self.banks) > 1:
+            self.bank.store(list(self.supernet.threshold_parameters()), self._optimizer())
 
     @property
     def total_step(self) -> int:
@@ -141,6 +205,8 @@ class SearchModule(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Seed by step: sub-path sampling and dropout do not depend on how the run got here (resume).
         torch.manual_seed((self.seed * 1_000_003 + self.total_step) % (2**62))
+        if self.phase == "search" and len(self.banks) > 1:
+            self.use_bank(self.total_step % len(self.banks))  # the targets take turns, step by step
 
     def training_step(self, batch, batch_idx: int):
         images, labels = batch[0], batch[1]
@@ -154,7 +220,7 @@ class SearchModule(pl.LightningModule):
                 term, latency_ms = self._latency_term()
             loss = ce + term
             out.update(latency_ms=latency_ms.detach(), latency_loss=term.detach())
-            self.log("train/latency_ms", latency_ms, prog_bar=True, batch_size=batch_size)
+            self.log("train/latency_ms", latency_ms, prog_bar=len(self.banks) == 1, batch_size=batch_size)
             self.log("train/latency_loss", term, batch_size=batch_size)
             self.log("train/target_ms", self.target_ms, batch_size=batch_size)
             self.log("train/threshold_speed", self.threshold_speed, batch_size=batch_size)
@@ -168,20 +234,21 @@ class SearchModule(pl.LightningModule):
         return out
 
     def _latency_term(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(latency loss, latency ms) of the current state; tracks the best feasible state and the approach
-        speed, and keeps the scores before the update for the line search."""
-        latency_ms = self.estimator(self.supernet)
-        if self.state_latency is not None:
-            # scale the table's differentiable sum to the simulated latency of the current hard state
-            # (the table is not additive on every NPU); the gradient keeps the table's proportions
-            lut_ms = float(latency_ms.detach())
-            latency_ms = latency_ms * (self.state_latency(tuple(self.supernet.chosen_options())) / lut_ms)
-        self._track_feasible(float(latency_ms.detach()))
-        self.threshold_speed = self._approach_speed(float(latency_ms.detach()))
+        """(latency loss, latency ms of the first objective) of the current state: one term per objective
+        (hardware), summed; tracks the best feasible state and the approach speed, and keeps the scores before the
+        update for the line search."""
+        latencies = [o.differentiable_ms(self.supernet) for o in self.objectives]
+        values = [float(ms.detach()) for ms in latencies]
+        self._track_feasible(values)
+        self.threshold_speed = max(self._approach_speed(ms, o.loss_target_ms) for o, ms in zip(self.objectives, values))
         if self.optim.line_search:
-            self._before = (float(latency_ms.detach()), self._scores())
-        term = latency_loss(latency_ms, self.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
-        return term, latency_ms
+            self._before = (values, self._scores())
+        term = sum(latency_loss(ms, o.loss_target_ms, lambda1=self.lambda1, lambda2=self.lambda2)
+                   for o, ms in zip(self.objectives, latencies))
+        if len(self.objectives) > 1:
+            for o, ms in zip(self.objectives, values):
+                self.log(f"train/latency_ms/{o.hardware}", ms, batch_size=1)
+        return term, latencies[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch[0], batch[1]
@@ -206,15 +273,16 @@ class SearchModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.decay_steps, gamma=o.decay_rate)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _approach_speed(self, latency_ms: float) -> float:
+    def _approach_speed(self, latency_ms: float, loss_target_ms: float | None = None) -> float:
         """Thresholds' lr factor: 1 far above the target, down to approach_floor near it, 0 at or below it."""
         band = self.optim.approach_band
         if band is None:
             return 1.0
-        excess_ms = latency_ms - self.loss_target_ms
+        target = self.loss_target_ms if loss_target_ms is None else loss_target_ms
+        excess_ms = latency_ms - target
         if excess_ms <= 0:
             return 0.0
-        return min(1.0, max(self.optim.approach_floor, excess_ms / (band * self.loss_target_ms)))
+        return min(1.0, max(self.optim.approach_floor, excess_ms / (band * target)))
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         # Scale the thresholds' lr for this step only, once training_step (run by the closure) has measured
@@ -243,22 +311,24 @@ class SearchModule(pl.LightningModule):
                 torch.nn.utils.clip_grad_norm_(params, self.optim.gradient_clip_val)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.store_bank()  # the bank in the supernet is saved with the others (its optimizer state: Lightning's too)
+        banks = [bank.to_meta() for bank in self.banks]
         meta = {"phase": self.phase, "total_step": self.total_step, "thresholds_initialised": self.thresholds_initialised,
-                "line_searches": self.line_searches}
-        if self.best_feasible is not None:
-            latency_ms, step, raw = self.best_feasible
-            meta["best_feasible"] = {"latency_ms": latency_ms, "step": step,
-                                     "raw": [[[b.kernel, b.expansion] for b in block] for block in raw]}
+                "bank_index": self.bank_index, "banks": banks, "line_searches": banks[0]["line_searches"]}
         checkpoint["s3nas"] = meta
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("s3nas") or {}
         self.thresholds_initialised = bool(meta.get("thresholds_initialised", False))
-        self.line_searches = list(meta.get("line_searches", []))
-        best = meta.get("best_feasible")
-        if best:
-            raw = [tuple(Branch(int(k), float(e)) for k, e in block) for block in best["raw"]]
-            self.best_feasible = (float(best["latency_ms"]), int(best["step"]), raw)
+        banks = meta.get("banks")
+        if banks is None:  # a checkpoint of one network (or a warm-up): its figures are the first bank's
+            banks = [meta]
+        if self.thresholds_initialised and len(banks) != len(self.banks):
+            raise ConfigError(f"latency: the checkpoint searched {len(banks)} network(s), this run {len(self.banks)}; "
+                              "resume with the targets it was started with, or use another hydra.run.dir")
+        for bank, bank_meta in zip(self.banks, banks):
+            bank.restore_meta(bank_meta)
+        self.bank_index = int(meta.get("bank_index", 0)) if len(banks) == len(self.banks) else 0
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         with self.timings.part("line_search"):
@@ -267,19 +337,23 @@ class SearchModule(pl.LightningModule):
     def _land_on_target(self) -> None:
         """Line search of the step that crossed the loss target (schedule.thresholds.line_search)."""
         before, self._before = self._before, None
-        if before is None or self.phase != "search" or before[0] <= self.loss_target_ms:
+        if before is None or self.phase != "search" or self._meets(before[0]):
             return
         after = self._scores()
         after_ms = self._latency_of(self._options_of_scores(after))
-        if after_ms > self.loss_target_ms:
+        if not self._meets(after_ms):
             return
         found = self._line_search(before[1], after)
         if found is not None:
             latency_ms, alpha, scores = found
             for sk, (kernel_x, channel_x) in zip(self.supernet.superkernels(), scores):
                 sk.set_scores(kernel_x, channel_x)
-            self.line_searches.append({"step": self.total_step, "from_ms": before[0], "past_ms": after_ms,
-                                       "to_ms": latency_ms, "alpha": alpha})
+            self.line_searches.append({"step": self.total_step, "from_ms": before[0][0], "past_ms": after_ms[0],
+                                       "to_ms": latency_ms[0], "alpha": alpha})
+
+    def _meets(self, latencies_ms: list[float]) -> bool:
+        """Every objective of the current bank at or under its loss target."""
+        return meets(self.objectives, latencies_ms, loss_target=True)
 
     # ---- search internals ----------------------------------------------------------------------
     def _scores(self) -> list:
@@ -297,14 +371,12 @@ class SearchModule(pl.LightningModule):
             options.append(canonical(branches))
         return options
 
-    def _latency_of(self, options) -> float:
-        """Latency of a hard state: simulated when ``state_latency`` is set, else the table's sum."""
-        if self.state_latency is not None:
-            return float(self.state_latency(tuple(options)))
-        return float(self.estimator.table.estimate_ms(options))
+    def _latency_of(self, options) -> list[float]:
+        """Latency of a hard state per objective: simulated when ``state_latency`` is set, else the table's sum."""
+        return [o.of_options(options) for o in self.objectives]
 
-    def _line_search(self, before: list, after: list) -> tuple[float, float, list] | None:
-        """Largest latency <= loss target on the segment before -> after (scores interpolated per indicator).
+    def _line_search(self, before: list, after: list) -> tuple[list[float], float, list] | None:
+        """First state meeting every loss target on the segment before -> after (scores interpolated per indicator).
 
         The states along the segment change at each indicator's flip point; latency falls (almost) monotonically
         along it, so a binary search over the flip points finds the first state under the target with a few
@@ -326,15 +398,19 @@ class SearchModule(pl.LightningModule):
         while lo <= hi:  # first flip point whose state is under the target
             mid = (lo + hi) // 2
             latency_ms, scores = state(points[mid])
-            if latency_ms <= self.loss_target_ms:
+            if self._meets(latency_ms):
                 best, hi = (latency_ms, points[mid], scores), mid - 1
             else:
                 lo = mid + 1
         return best
 
-    def _track_feasible(self, latency_ms: float) -> None:
-        if latency_ms <= self.target_ms and (self.best_feasible is None or latency_ms >= self.best_feasible[0]):
-            self.best_feasible = (latency_ms, self.total_step, list(self.supernet.indicator_state()))
+    def _track_feasible(self, latencies_ms: list[float]) -> None:
+        """Keep the state meeting every target that uses most of them (one target: the largest latency under it)."""
+        if not meets(self.objectives, latencies_ms, loss_target=False):
+            return
+        score = closeness(self.objectives, latencies_ms)
+        if self.bank.best_feasible is None or score >= self.bank.best_feasible[0]:
+            self.bank.best_feasible = (score, self.total_step, list(self.supernet.indicator_state()))
 
     def _start_thresholds(self) -> None:
         """First search step: threshold init (schedule.thresholds.init) and their RMSProp statistics."""
@@ -357,6 +433,11 @@ class SearchModule(pl.LightningModule):
                     optimizer.state[p] = {"step": torch.tensor(0.0),
                                           "square_avg": torch.full_like(p, float(self.optim.threshold_square_avg_init)),
                                           "momentum_buffer": torch.zeros_like(p)}
+        if len(self.banks) > 1:  # every target starts from the same thresholds
+            params, optimizer = list(self.supernet.threshold_parameters()), self._optimizer()
+            for bank in self.banks:
+                bank.store(params, optimizer)
+            self.bank_index = 0
         self.thresholds_initialised = True
 
 

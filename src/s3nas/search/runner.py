@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
 from s3nas.arch.space import SearchSpace
-from s3nas.config import resolve_target_ms
-from s3nas.config.loss_schema import check_loss
-from s3nas.config.schedule_schema import check_schedule
-from s3nas.data import build_datamodule
 from s3nas.data.resume import resume_safe_loader
-from s3nas.errors import ConfigError
-from s3nas.latency.backend import NetworkLatency, make_backend
+from s3nas.latency.backend import NetworkLatency
 from s3nas.latency.estimator import LatencyEstimator
 from s3nas.nn.supernet import Supernet
 from s3nas.runtime import signals
@@ -37,12 +30,14 @@ from s3nas.runtime.entry import fault_interrupt_after_steps
 from s3nas.runtime.loggers import build_loggers
 from s3nas.runtime.timing import FitTimer, Timings
 from s3nas.runtime.trainer import build_trainer as build_lightning_trainer
-from s3nas.runtime.trainer import check_finite, check_loader_values, limited_steps, world_size_of
+from s3nas.runtime.trainer import limited_steps, world_size_of
 from s3nas.search.checkpoint_io import AtomicCheckpointIO
 from s3nas.search.checks import (SEARCH_OWNED_TRAINER_KEYS, Checked, check_checkpoint_fits,  # noqa: F401
                                  check_search, readable_checkpoint, resume_checkpoint, run_dir_of)
 from s3nas.search.history import SearchRecorder
 from s3nas.search.module import InterruptAfter, OptimSettings, SearchModule
+from s3nas.search.front import finish_front
+from s3nas.search.objectives import LatencyObjective
 from s3nas.search.outputs import finish_search
 from s3nas.search.warmup_cache import WarmupCacheWriter, warmup_cache_path
 
@@ -87,9 +82,11 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     deploy_space = checked.deploy_space
     train_space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=datamodule.num_classes,
                                           input_size=datamodule.image_size, in_channels=datamodule.in_channels)
+    backends = checked.backends or [checked.backend]
     with timings.part("table_build"):
-        table = checked.backend.table(deploy_space, cache_dir=cfg.paths.cache_dir, workers=int(schedule.lut_workers),
-                                      progress=True)
+        tables = [backend.table(deploy_space, cache_dir=cfg.paths.cache_dir, workers=int(schedule.lut_workers),
+                                progress=True) for backend in backends]
+    table = tables[0]
 
     if schedule.num_threads:
         torch.set_num_threads(int(schedule.num_threads))
@@ -105,15 +102,10 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     _log_config(loggers, checked.target_ms, table)
     recorder = SearchRecorder(run_dir, every_n_steps=int(schedule.history_every_n_steps),
                               choices_every_n_steps=int(schedule.choices_every_n_steps))
-    module = SearchModule(supernet, optim, estimator=LatencyEstimator(table), target_ms=checked.target_ms,
-                          loss_target_ms=checked.target_ms * (1.0 - float(schedule.target_margin)),
+    module = SearchModule(supernet, optim, banks=_banks(cfg, checked, tables),
                           warmup_epochs=int(schedule.warmup_epochs), lambda1=float(cfg.loss.lambda1),
                           lambda2=float(cfg.loss.lambda2), label_smoothing=float(cfg.loss.label_smoothing),
                           seed=int(cfg.seed), channels_last=bool(schedule.channels_last))
-    # where one network's latency is cheap (a simulation) the states visited are evaluated too; elsewhere (a
-    # device) the table stands for them
-    module.state_latency = NetworkLatency(checked.backend, deploy_space) \
-        if schedule.simulate_states and checked.backend.cheap_networks else None
     module.timings = timings
     warmup_source, warmup_callbacks = "trained", []
     cached_warmup = warmup_cache_path(cfg, module, world_size)
@@ -147,11 +139,31 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     signals.raise_pending()  # SIGTERM / SIGUSR1 after the last batch: the final epoch's checkpoints hold the state
     timings.add("fit", time.perf_counter() - fit_started)
     supernet_val_acc = _metric(trainer, "val/acc")
+    module.store_bank()
 
+    if checked.many_targets:
+        return finish_front(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
+                            table=table, backend=checked.backend, supernet_val_acc=supernet_val_acc, started=started,
+                            loggers=loggers, trainer=trainer, timings=timings, warmup_source=warmup_source)
     return finish_search(cfg, run_dir=run_dir, module=module, datamodule=datamodule, deploy_space=deploy_space,
                          table=table, backend=checked.backend, target_ms=checked.target_ms,
                          supernet_val_acc=supernet_val_acc, started=started, loggers=loggers, trainer=trainer,
-                         timings=timings, warmup_source=warmup_source)
+                         timings=timings, warmup_source=warmup_source, backends=checked.backends)
+
+
+def _banks(cfg: DictConfig, checked: Checked, tables: list) -> list[list[LatencyObjective]]:
+    """The objectives of every network to search (s3nas.search.objectives), one table per hardware."""
+    schedule = cfg.schedule
+    backends = checked.backends or [checked.backend]
+    networks = checked.networks or [[(0, checked.target_ms)]]
+    estimators = [LatencyEstimator(table) for table in tables]
+    # where one network's latency is cheap (a simulation) the states visited are evaluated too; elsewhere (a
+    # device) the table stands for them
+    states = [NetworkLatency(backend, checked.deploy_space)
+              if schedule.simulate_states and backend.cheap_networks else None for backend in backends]
+    margin = 1.0 - float(schedule.target_margin)
+    return [[LatencyObjective(backends[i].name, estimators[i], float(t), float(t) * margin, states[i])
+             for i, t in network] for network in networks]
 
 
 def _checkpoint_step(path: Path) -> int:

@@ -1,0 +1,134 @@
+"""What the search's latency term constrains, and how one fit searches several networks.
+
+A ``LatencyObjective`` is one (hardware, target) pair: that hardware's differentiable table estimate (scaled to the
+simulated latency of the current hard state where simulating a network is cheap) and its target. A ``Bank`` is one
+network being searched: its objectives (one per hardware: ``hardware=[midap,systolic]`` searches one network
+against every chip's target, the latency loss summing one term per hardware) and, while another bank's thresholds
+are in the supernet, its own thresholds and their optimizer state. A many-target search
+(``latency=[1.5ms,2ms,2.5ms,3ms]``) has one bank per target: after one shared warm-up, the search steps cycle
+through the banks, so every target trains its own thresholds on the one set of shared weights (the weights see
+every target's sub-network in turn, as sandwich-style one-shot training does for widths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from s3nas.arch.spec import Branch
+
+__all__ = ["Bank", "LatencyObjective", "clone_state"]
+
+
+@dataclass
+class LatencyObjective:
+    """One hardware's latency signal and target."""
+
+    hardware: str
+    estimator: Any  # s3nas.latency.estimator.LatencyEstimator of this hardware's table
+    target_ms: float  # what the delivered network must meet
+    loss_target_ms: float  # where the latency loss starts (target_ms less schedule.target_margin)
+    state_latency: Any = None  # options -> simulated ms of the whole network (None: the table's sum)
+
+    def differentiable_ms(self, supernet) -> Tensor:
+        """The table's differentiable estimate (paper Eq. 7-8), scaled to the simulated latency of the current hard
+        state when ``state_latency`` is set (the table is not additive on every NPU; the gradient keeps the
+        table's proportions)."""
+        latency_ms = self.estimator(supernet)
+        if self.state_latency is not None:
+            lut_ms = float(latency_ms.detach())
+            latency_ms = latency_ms * (self.state_latency(tuple(supernet.chosen_options())) / lut_ms)
+        return latency_ms
+
+    def of_options(self, options) -> float:
+        """Latency of a hard state: simulated when ``state_latency`` is set, else the table's sum."""
+        if self.state_latency is not None:
+            return float(self.state_latency(tuple(options)))
+        return float(self.estimator.table.estimate_ms(options))
+
+    @property
+    def table(self):
+        return self.estimator.table
+
+
+def meets(objectives: list[LatencyObjective], latencies_ms: list[float], *, loss_target: bool) -> bool:
+    """Every objective's latency at or under its (loss) target."""
+    return all(ms <= (o.loss_target_ms if loss_target else o.target_ms) for o, ms in zip(objectives, latencies_ms))
+
+
+def closeness(objectives: list[LatencyObjective], latencies_ms: list[float]) -> float:
+    """How much of the targets a feasible state uses (mean latency/target): the search keeps the largest."""
+    return sum(ms / o.target_ms for o, ms in zip(objectives, latencies_ms)) / max(1, len(objectives))
+
+
+@dataclass
+class Bank:
+    """One network of the search: its objectives, best feasible state, line searches and (while not loaded) its
+    thresholds and their optimizer state."""
+
+    objectives: list[LatencyObjective]
+    best_feasible: tuple | None = None  # (closeness, step, raw choice) of the best state meeting every target
+    line_searches: list[dict] = field(default_factory=list)
+    thresholds: list[Tensor] | None = None
+    optimizer_state: list[dict] | None = None
+
+    @property
+    def target_ms(self) -> float:
+        return self.objectives[0].target_ms
+
+    @property
+    def loss_target_ms(self) -> float:
+        return self.objectives[0].loss_target_ms
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{o.hardware} {o.target_ms:g} ms" for o in self.objectives)
+
+    def store(self, params: list[Tensor], optimizer=None) -> None:
+        """Keep a copy of the thresholds (and their optimizer state) now in the supernet."""
+        self.thresholds = [p.detach().clone() for p in params]
+        if optimizer is not None:
+            self.optimizer_state = [clone_state(optimizer.state.get(p, {})) for p in params]
+
+    @torch.no_grad()
+    def load(self, params: list[Tensor], optimizer=None) -> None:
+        """Put this bank's thresholds (and optimizer state) into the supernet."""
+        if self.thresholds is None:
+            return
+        for p, value in zip(params, self.thresholds):
+            p.copy_(value)
+        if optimizer is not None and self.optimizer_state is not None:
+            for p, state in zip(params, self.optimizer_state):
+                if state:
+                    optimizer.state[p] = clone_state(state)
+                else:
+                    optimizer.state.pop(p, None)
+
+    def to_meta(self) -> dict:
+        """Checkpoint form (tensors kept as tensors)."""
+        meta: dict = {"line_searches": list(self.line_searches), "thresholds": self.thresholds,
+                      "optimizer_state": self.optimizer_state}
+        if self.best_feasible is not None:
+            score, step, raw = self.best_feasible
+            meta["best_feasible"] = {"score": score, "step": step,
+                                     "raw": [[[b.kernel, b.expansion] for b in block] for block in raw]}
+        return meta
+
+    def restore_meta(self, meta: dict) -> None:
+        self.line_searches = list(meta.get("line_searches", []))
+        self.thresholds = meta.get("thresholds")
+        self.optimizer_state = meta.get("optimizer_state")
+        best = meta.get("best_feasible")
+        if best:
+            raw = [tuple(Branch(int(k), float(e)) for k, e in block) for block in best["raw"]]
+            # older checkpoints kept the latency (one objective): its closeness is latency / target
+            score = best["score"] if "score" in best else float(best["latency_ms"]) / self.target_ms
+            self.best_feasible = (float(score), int(best["step"]), raw)
+
+
+def clone_state(state: dict) -> dict:
+    """A deep enough copy of one parameter's optimizer state (tensors cloned)."""
+    return {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in state.items()}

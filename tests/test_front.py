@@ -1,0 +1,212 @@
+"""Several networks from one search: ``latency=[...]`` (one network per target, a front) and ``hardware=[a,b]``
+(one network meeting a target on every hardware). The targets' threshold banks, the command-line forms and their
+errors, the outputs checked against independent simulations, and resume of a many-target search."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s3nas.config import resolve_target_ms, resolve_targets_ms
+from s3nas.errors import ConfigError
+from s3nas.outputs import FrontSummary, SearchSummary, load_summary
+from s3nas.runtime.entry import prepare_config
+from s3nas.runtime.hardware_list import expand_hardware_list
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = ["search.py", "debug=search_tiny", "logger=none"]
+
+
+def simulate(arch_json, hardware: str) -> float:
+    """The network's latency by an independent `python -m simulator` process."""
+    proc = subprocess.run([sys.executable, "-m", "simulator", str(arch_json), "--hardware", hardware, "--json"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(json.loads(proc.stdout)["latency_ms"])
+
+
+# ------------------------------------------------------------------------------------ command line and config
+def test_hardware_list_is_rewritten_to_one_hardware_plus_extra_ones():
+    argv = ["latency=[2.5ms,3.5ms]", "hardware=[midap,systolic,eyeriss]", "seed=1"]
+    assert expand_hardware_list(argv, "search") == [
+        "latency=[2.5ms,3.5ms]", "hardware=midap", "+hardware@extra_hardware.systolic=systolic",
+        "+hardware@extra_hardware.eyeriss=eyeriss", "seed=1"]
+    assert expand_hardware_list(["hardware=[midap]"], "search") == ["hardware=midap"]
+    assert expand_hardware_list(["hardware=midap,systolic", "-m"], "search") == ["hardware=midap,systolic", "-m"]
+    with pytest.raises(ConfigError, match=r"hardware: midap is listed twice"):
+        expand_hardware_list(["hardware=[midap,midap]"], "search")
+    with pytest.raises(ConfigError, match=r"hardware: this command takes one hardware, got 2"):
+        expand_hardware_list(["hardware=[midap,systolic]"], "train")
+    with pytest.raises(ConfigError, match=r"not a list of hardware names"):
+        expand_hardware_list(["hardware=[]"], "search")
+
+
+def test_targets_resolve_per_hardware_and_refuse_what_cannot_pair(compose_cfg):
+    cfg = compose_cfg(["latency=[3ms,1.5ms,2000us]"])
+    assert resolve_targets_ms(cfg) == pytest.approx([3.0, 1.5, 2.0])
+    prepare_config(cfg)
+    assert cfg.latency_ms is None and list(cfg.latency_targets_ms) == pytest.approx([3.0, 1.5, 2.0])
+    with pytest.raises(ConfigError, match=r"latency: this command takes one target, got 3"):
+        resolve_target_ms(cfg)
+    both = compose_cfg(["hardware=midap", "+hardware@extra_hardware.systolic=systolic", "latency=[2.5ms,3.5ms]"])
+    assert resolve_targets_ms(both) == pytest.approx([2.5, 3.5])
+    # cycles use the clock of the hardware the target is for
+    from s3nas.config import hardware_clock_hz
+
+    cycles = compose_cfg(["hardware=midap", "+hardware@extra_hardware.systolic=systolic",
+                          "latency=[1000000cycles,1000000cycles]"])
+    expected = [1e6 / hardware_clock_hz(h) * 1e3 for h in (cycles.hardware, cycles.extra_hardware.systolic)]
+    assert resolve_targets_ms(cycles) == pytest.approx(expected)
+    three = compose_cfg(["hardware=midap", "+hardware@extra_hardware.systolic=systolic", "latency=[1ms,2ms,3ms]"])
+    with pytest.raises(ConfigError, match=r"latency: 3 targets \(\[1ms,2ms,3ms\]\) for 2 hardware \(\[midap,systolic\]\)"):
+        resolve_targets_ms(three)
+    with pytest.raises(ConfigError, match="listed twice"):
+        resolve_targets_ms(compose_cfg(["latency=[2ms,2000us]"]))
+
+
+# ------------------------------------------------------------------------------------ threshold banks
+def _tiny_module(targets):
+    from s3nas.arch.space import SearchSpace
+    from s3nas.nn.supernet import Supernet
+    from s3nas.search.module import OptimSettings, SearchModule
+    from s3nas.search.objectives import LatencyObjective
+
+    small = dict(widths=[8, 16], depths=[1, 1], strides=[2, 2], stem_channels=8, head_channels=16, block_type="mbconv")
+    space = SearchSpace.from_config(small, {}, num_classes=10)
+    supernet = Supernet(space, num_classes=10)
+    optim = OptimSettings(lr=0.01, alpha=0.9, momentum=0.0, eps=1e-3, weight_decay=0.0, decay_rate=0.97, decay_steps=10,
+                          gradient_clip_val=None, threshold_lr_scale=1.0, threshold_eps=None, threshold_momentum=None,
+                          threshold_square_avg_init=None, threshold_init="zero", threshold_init_margin=0.0)
+    banks = [[LatencyObjective("midap", None, t, t)] for t in targets]
+    return SearchModule(supernet, optim, banks=banks, warmup_epochs=0)
+
+
+def test_banks_keep_their_own_thresholds_and_survive_a_checkpoint():
+    module = _tiny_module([1.0, 2.0, 3.0])
+    params = list(module.supernet.threshold_parameters())
+    for bank in module.banks:
+        bank.store(params)
+    with torch.no_grad():
+        for p in params:
+            p.fill_(0.25)  # bank 0 trains
+    module.use_bank(2)
+    assert module.target_ms == 3.0 and all(float(p.detach().abs().max()) == 0.0 for p in params)
+    with torch.no_grad():
+        for p in params:
+            p.fill_(-0.5)  # bank 2 trains
+    module.use_bank(0)
+    assert all(torch.all(p == 0.25) for p in params)
+    module.use_bank(2)
+    assert all(torch.all(p == -0.5) for p in params)
+    module.thresholds_initialised = True
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    restored = _tiny_module([1.0, 2.0, 3.0])
+    restored.on_load_checkpoint(checkpoint)
+    assert restored.bank_index == 2
+    restored.use_bank(0)
+    # bank 0's thresholds came from the checkpoint, not from the supernet restored
+    assert all(torch.all(p == 0.25) for p in restored.supernet.threshold_parameters())
+    with pytest.raises(ConfigError, match=r"latency: the checkpoint searched 3 network\(s\), this run 2"):
+        _tiny_module([1.0, 2.0]).on_load_checkpoint(checkpoint)
+
+
+def test_one_objective_per_hardware_sums_the_terms_and_needs_every_target():
+    from s3nas.search.objectives import LatencyObjective, closeness, meets
+
+    objectives = [LatencyObjective("midap", None, 2.0, 1.9), LatencyObjective("systolic", None, 3.0, 2.9)]
+    assert meets(objectives, [1.9, 2.9], loss_target=True)
+    assert not meets(objectives, [1.9, 2.95], loss_target=True)
+    assert meets(objectives, [1.95, 2.95], loss_target=False)
+    assert closeness(objectives, [1.0, 3.0]) == pytest.approx((0.5 + 1.0) / 2)
+
+
+# ------------------------------------------------------------------------------------ whole searches (tiny)
+@pytest.fixture(scope="module")
+def front_run(tmp_path_factory):
+    """One tiny many-target search (three targets)."""
+    run_dir = tmp_path_factory.mktemp("front")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update({"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run([sys.executable, *TINY, "latency=[3ms,2ms,2.5ms]", f"hydra.run.dir={run_dir}"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_many_targets_deliver_one_network_each_with_a_front(front_run):
+    run_dir, proc = front_run
+    front = load_summary(run_dir)
+    assert isinstance(front, FrontSummary)
+    assert front.targets_ms == pytest.approx([2.0, 2.5, 3.0])
+    assert [p.dir for p in front.points] == ["target_2ms", "target_2.5ms", "target_3ms"]
+    rows = list(csv.DictReader((run_dir / "front.csv").open()))
+    assert [float(r["target_ms"]) for r in rows] == pytest.approx([2.0, 2.5, 3.0])
+    assert (run_dir / "front.png").stat().st_size > 10_000
+    assert "Front on midap" in proc.stdout
+    archs = set()
+    for point in front.points:
+        summary = load_summary(run_dir / point.dir)
+        assert isinstance(summary, SearchSummary)
+        assert summary.target_ms == point.target_ms and summary.search_targets_ms == pytest.approx([2.0, 2.5, 3.0])
+        assert summary.latency_ms == pytest.approx(point.latency_ms) and summary.val_acc == point.val_acc
+        # the figure belongs to the network in that directory's arch.json
+        assert simulate(run_dir / point.dir / "arch.json", "midap") == pytest.approx(point.latency_ms, rel=1e-9)
+        assert point.meets_target == (point.latency_ms <= point.target_ms)
+        archs.add(point.arch)
+    assert front.all_meet_target == all(p.meets_target for p in front.points)
+    assert len(archs) >= 2, "every target delivered the same network"
+    assert front.total_steps == 12 and front.zoo_overlay  # 4 batches x 3 epochs; the zoo drawn on midap
+
+
+def test_many_target_search_resumes_exactly(front_run, tmp_path, run_cmd):
+    """Crash in the search phase (steps taken by different targets' banks), resume: the same networks."""
+    run_dir, _ = front_run
+    resumed = tmp_path / "resumed"
+    args = [*TINY, "latency=[3ms,2ms,2.5ms]", f"hydra.run.dir={resumed}", "callbacks=default"]
+    crashed = run_cmd(args, env={"S3NAS_FAULT_INTERRUPT_AFTER_STEPS": "9"}, check=False)
+    assert crashed.returncode != 0
+    assert list((resumed / "checkpoints").glob("*.ckpt"))
+    run_cmd(args)
+    first, second = load_summary(run_dir), load_summary(resumed)
+    assert [p.arch for p in second.points] == [p.arch for p in first.points]
+    assert [p.latency_ms for p in second.points] == [p.latency_ms for p in first.points]
+
+
+def test_several_hardware_deliver_one_network_meeting_each(tmp_path, run_cmd):
+    out = tmp_path / "two"
+    proc = run_cmd([*TINY, "hardware=[midap,systolic]", "latency=[2.5ms,3.5ms]", f"hydra.run.dir={out}"])
+    summary = load_summary(out)
+    assert isinstance(summary, SearchSummary) and summary.hardware == "midap"
+    entries = {h.hardware: h for h in summary.hardware_targets}
+    assert set(entries) == {"midap", "systolic"}
+    for name, target in (("midap", 2.5), ("systolic", 3.5)):
+        entry = entries[name]
+        assert entry.target_ms == target
+        independent = simulate(out / "arch.json", name)  # the one network, simulated on each profile by itself
+        assert independent == pytest.approx(entry.latency_ms, rel=1e-9)
+        assert entry.meets_target == (independent <= target)
+    assert summary.meets_target == all(h.meets_target for h in summary.hardware_targets)
+    assert "on systolic:" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["hardware=[midap,systolic]", "latency=[1ms,2ms,3ms]"],
+     "error: latency: 3 targets ([1ms,2ms,3ms]) for 2 hardware ([midap,systolic])"),
+    (["hardware=[midap,systolic]", "latency=[3ms,0.05ms]"], "below the fastest architecture of the search space"),
+    (["hardware=[midap,midap]"], "error: hardware: midap is listed twice"),
+])
+def test_unreachable_or_unpaired_targets_fail_at_start_in_one_line(tmp_path, run_cmd, args, message):
+    proc = run_cmd([*TINY, *args, f"hydra.run.dir={tmp_path / 'r'}"], check=False)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+    if "0.05ms" in args[-1]:
+        assert "on systolic" in lines[0]
+    assert not (tmp_path / "r" / "summary.json").exists()
