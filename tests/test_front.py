@@ -134,7 +134,7 @@ def front_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("front")
     env = {k: v for k, v in __import__("os").environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update({"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
-    proc = subprocess.run([sys.executable, *TINY, "latency=[3ms,2ms,2.5ms]", f"hydra.run.dir={run_dir}"],
+    proc = subprocess.run([sys.executable, *TINY, "logger=wandb", "latency=[3ms,2ms,2.5ms]", f"hydra.run.dir={run_dir}"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return run_dir, proc
@@ -163,6 +163,13 @@ def test_many_targets_deliver_one_network_each_with_a_front(front_run):
     assert front.all_meet_target == all(p.meets_target for p in front.points)
     assert len(archs) >= 2, "every target delivered the same network"
     assert front.total_steps == 12 and front.zoo_overlay  # 4 batches x 3 epochs; the zoo drawn on midap
+    # W&B (offline) got the front's table and plot
+    run_file = next(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    read = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run_file)], capture_output=True,
+                          text=True, timeout=300)
+    logged = json.loads(read.stdout)["summary"]
+    assert logged["front/table"]["_type"] == "table-file" and logged["front/plot"]["_type"] == "image-file"
+    assert logged["front/all_meet_target"] == front.all_meet_target
 
 
 def test_many_target_search_resumes_exactly(front_run, tmp_path, run_cmd):
