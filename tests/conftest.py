@@ -23,6 +23,10 @@ register_configs()
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # test oracles (e.g. the simulator's straightforward reference implementation) live under tests/oracles
 sys.path.insert(0, str(Path(__file__).resolve().parent / "oracles"))
+# test helpers (tests/support/inprocess.py: a command line run in the test process) import as top-level modules
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
+from inprocess import run_inprocess  # noqa: E402
 
 
 @pytest.fixture
@@ -67,6 +71,14 @@ def run_cmd(cli_env):
         return proc
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def run_inproc():
+    """run_inproc(args, cwd=REPO_ROOT, env=None, check=True) -> CompletedProcess, like ``run_cmd`` but in this
+    process (tests/support/inprocess.py): no interpreter start-up and imports (~6 s a command). For tests about a
+    command's outputs; tests about the process itself (signals, exit status, concurrency) use ``run_cmd``."""
+    return run_inprocess
 
 
 __all__ = ["CONF_DIR", "REPO_ROOT"]

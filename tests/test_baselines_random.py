@@ -19,14 +19,12 @@ def _run(args, env, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def random_search_run(tmp_path_factory, python_exe):
-    """A finished random search: 2 samples x 1 epoch of 2 batches, the best retrained for 1 epoch."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(WANDB_MODE="offline", OMP_NUM_THREADS="1")
+def random_search_run(tmp_path_factory, run_inproc):
+    """A finished random search: 2 samples x 1 epoch of 2 batches, the best retrained for 1 epoch (the command
+    line in the test process: tests/support/inprocess.py)."""
     run_dir = tmp_path_factory.mktemp("baselines") / "random_search"
-    proc = _run([python_exe, "-m", "s3nas.baselines.random_search", *TINY, "num_samples=2", "full.epochs=1",
-                 f"hydra.run.dir={run_dir}"], env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_inproc(["-m", "s3nas.baselines.random_search", *TINY, "num_samples=2", "full.epochs=1",
+                f"hydra.run.dir={run_dir}"])
     return run_dir
 
 
@@ -82,12 +80,10 @@ def test_random_search_rerun_reuses_finished_samples(random_search_run, python_e
     assert {path: path.stat().st_mtime_ns for path in copy.glob("samples/*/weights.pt")} == trained
 
 
-def test_random_baseline_cli_user_error_is_one_line(tmp_path, python_exe):
-    env = dict(os.environ, WANDB_MODE="offline")
-    env.pop("HYDRA_FULL_ERROR", None)
+def test_random_baseline_cli_user_error_is_one_line(tmp_path, run_inproc):
     run_dir = tmp_path / "run"
-    proc = _run([python_exe, "-m", "s3nas.baselines.random_selection", "logger=none", "tolerance=2",
-                 f"hydra.run.dir={run_dir}"], env, timeout=120)
+    proc = run_inproc(["-m", "s3nas.baselines.random_selection", "logger=none", "tolerance=2",
+                       f"hydra.run.dir={run_dir}"], check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: tolerance: must be a fraction in (0, 0.5)"), proc.stderr
@@ -109,8 +105,6 @@ def test_random_baseline_check_user_errors(compose_cfg, override, key):
 
 
 def test_compare_table(random_search_run, tmp_path):
-    import simulator
-
     from s3nas.baselines.compare import comparison_rows, expand_run_dirs, markdown_table
 
     from s3nas.latency.simulated import SimulatorBackend

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
 
 import pytest
 from pathlib import Path
@@ -45,15 +44,13 @@ def test_pareto_front():
     assert pareto_front(points) == [(1.0, 72.0), (1.3, 75.0), (1.4, 76.3), (2.5, 78.8)]
 
 
-def test_zoo_cli_table_matches_the_simulator(tmp_path, cli_env, python_exe):
+def test_zoo_cli_table_matches_the_simulator(tmp_path, run_inproc):
     import simulator
     from simulator.loaders import load_model_graph
 
     run_dir = tmp_path / "zoo"
-    proc = subprocess.run([python_exe, "-m", "s3nas.baselines.zoo", "models=[mobilenetv2_100,efficientnet_b0]",
-                           "profiles=[midap,systolic]", "logger=none", f"hydra.run.dir={run_dir}"],
-                          cwd=REPO_ROOT, env=cli_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_inproc(["-m", "s3nas.baselines.zoo", "models=[mobilenetv2_100,efficientnet_b0]", "profiles=[midap,systolic]",
+                "logger=none", f"hydra.run.dir={run_dir}"])
     with open(run_dir / "zoo.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {"model", "hardware", "input_size", "latency_ms", "params_m", "macs_g", "published_top1"} <= set(rows[0])
@@ -72,11 +69,10 @@ def test_zoo_cli_table_matches_the_simulator(tmp_path, cli_env, python_exe):
     assert "| MobileNetV2 | 224 |" in (run_dir / "zoo.md").read_text()
 
 
-def test_zoo_cli_user_error_is_one_line(tmp_path, cli_env, python_exe):
+def test_zoo_cli_user_error_is_one_line(tmp_path, run_inproc):
     run_dir = tmp_path / "zoo"
-    proc = subprocess.run([python_exe, "-m", "s3nas.baselines.zoo", "models=[nope]", "logger=none",
-                           f"hydra.run.dir={run_dir}"], cwd=REPO_ROOT, env=cli_env, capture_output=True, text=True,
-                          timeout=120)
+    proc = run_inproc(["-m", "s3nas.baselines.zoo", "models=[nope]", "logger=none", f"hydra.run.dir={run_dir}"],
+                      check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: models: unknown zoo model(s) nope; use any of"), proc.stderr

@@ -195,10 +195,11 @@ def test_keep_heap_cuts_torch_page_faults():
 
 
 def _search(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "search.py", "debug=search_small", "deploy.input_size=16",
-                           "deploy.num_classes=10", *overrides], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    """search.py in the test process (tests/support/inprocess.py)."""
+    from inprocess import run_inprocess
+
+    return run_inprocess(["search.py", "debug=search_small", "deploy.input_size=16", "deploy.num_classes=10",
+                          *overrides], env={"WANDB_MODE": "disabled"}, check=False)
 
 
 def test_search_with_failing_command_device_is_one_line(tmp_path):
@@ -233,7 +234,7 @@ def test_train_measures_latency_on_a_device(space):
         deploy_latency(NetworkSource(timm_name="mobilenetv2_050"), backend, input_size=16, num_classes=10)
 
 
-def test_train_cli_reports_device_measurement(tmp_path, run_cmd):
+def test_train_cli_reports_device_measurement(tmp_path, run_inproc):
     """train.py hardware=sim_midap_blackbox on a tiny recipe (default suite): summary.json's latency_ms is a
     measurement on that device of the trained architecture (noiseless simulated device: equal to the
     simulator's latency at the deploy shape)."""
@@ -247,11 +248,11 @@ def test_train_cli_reports_device_measurement(tmp_path, run_cmd):
     arch = space16.arch_spec(space16.min_options())
     codec.save_json(arch, tmp_path / "arch.json")
     run_dir = tmp_path / "run"
-    run_cmd(["train.py", f"arch={tmp_path / 'arch.json'}", "hardware=sim_midap_blackbox", "deploy.input_size=16",
-             "deploy.num_classes=10", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=2",
-             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "recipe.epochs=1", "recipe.num_threads=1",
-             "callbacks=none", "trainer.enable_progress_bar=false", "logger=none", f"hydra.run.dir={run_dir}"],
-            timeout=600)
+    run_inproc(["train.py", f"arch={tmp_path / 'arch.json'}", "hardware=sim_midap_blackbox", "deploy.input_size=16",
+                "deploy.num_classes=10", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "recipe.epochs=1",
+                "recipe.num_threads=1", "callbacks=none", "trainer.enable_progress_bar=false", "logger=none",
+                f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["hardware"] == "sim_midap_blackbox"
     assert summary["latency_source"].startswith("measurement (sim_midap_blackbox, 16x16, 10 classes"), summary

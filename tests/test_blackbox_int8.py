@@ -89,24 +89,24 @@ def test_bad_dtype_is_one_config_line(overrides, needle):
     (["hardware=cpu_onnxruntime", "hardware.dtype=int4"], "hardware.dtype: unknown value 'int4'; use one of fp32, int8"),
     (["hardware=torch_cpu", "hardware.dtype=int8"], "onnxruntime device only"),
 ])
-def test_bad_dtype_through_the_cli_is_one_line(tmp_path, run_cmd, overrides, needle):
-    proc = run_cmd(["search.py", "debug=search_tiny", *overrides, f"hydra.run.dir={tmp_path / 'run'}",
-                    f"paths.cache_dir={tmp_path / 'cache'}"], check=False, timeout=300)
+def test_bad_dtype_through_the_cli_is_one_line(tmp_path, run_inproc, overrides, needle):
+    proc = run_inproc(["search.py", "debug=search_tiny", *overrides, f"hydra.run.dir={tmp_path / 'run'}",
+                       f"paths.cache_dir={tmp_path / 'cache'}"], check=False)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
 
 
-def test_tiny_search_on_int8_cpu(tmp_path, run_cmd):
+def test_tiny_search_on_int8_cpu(tmp_path, run_inproc):
     """debug=search_tiny at 16 px on cpu_onnxruntime with hardware.dtype=int8 (a 6-position space, few timed
     runs): the int8 table is built in its own log, the delivered network's latency is an int8 measurement that
     meets the target. The target is feasible by construction (every network of this space runs in well under
     1 ms at 16 px on a CPU, int8 or fp32)."""
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    run_cmd(["search.py", "hardware=cpu_onnxruntime", "hardware.dtype=int8", "debug=search_tiny", "data.image_size=16",
-             "deploy.input_size=16", "deploy.num_classes=10", *TINY_SPACE, "hardware.repeats=10", "hardware.warmup=2",
-             "hardware.correction_samples=8", "hardware.noise_repeats=2", "latency=20ms", f"paths.cache_dir={cache}",
-             f"hydra.run.dir={run_dir}"], timeout=600)
+    run_inproc(["search.py", "hardware=cpu_onnxruntime", "hardware.dtype=int8", "debug=search_tiny",
+                "data.image_size=16", "deploy.input_size=16", "deploy.num_classes=10", *TINY_SPACE,
+                "hardware.repeats=10", "hardware.warmup=2", "hardware.correction_samples=8", "hardware.noise_repeats=2",
+                "latency=20ms", f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["latency_source"].startswith("measurement (cpu_onnxruntime int8 QDQ, 16x16, 10 classes"), summary
     assert 0 < summary["latency_ms"] <= summary["target_ms"] == 20.0 and summary["meets_target"], summary

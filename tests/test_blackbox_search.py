@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from inprocess import SHORT_SEARCH
 
 from s3nas.arch import codec
 from s3nas.latency.device import SimulatedDevice
@@ -27,12 +28,14 @@ def _search(run_dir: Path, *overrides: str) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def test_tiny_search_on_simulated_black_box_meets_the_target(tmp_path, run_cmd):
-    """debug=search_tiny at 16 px on sim_midap_blackbox, end to end: the measured table is built (and cached),
-    the delivered network's measured latency is <= the target, and it is the network in arch.json."""
+def test_tiny_search_on_simulated_black_box_meets_the_target(tmp_path, run_inproc):
+    """debug=search_tiny at 16 px on sim_midap_blackbox, end to end (in the test process): the measured table is
+    built (and cached), the delivered network's measured latency is <= the target, and it is the network in
+    arch.json."""
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    run_cmd(["search.py", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16", "deploy.num_classes=10",
-             "hardware=sim_midap_blackbox", "latency=0.3ms", f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"])
+    run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16",
+                "deploy.num_classes=10", "hardware=sim_midap_blackbox", "latency=0.3ms", *SHORT_SEARCH,
+                f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["latency_source"].startswith("measurement (sim_midap_blackbox, 16x16, 10 classes"), summary
     assert summary["latency_ms"] <= summary["target_ms"] == 0.3 and summary["meets_target"], summary

@@ -1,31 +1,27 @@
 """Checkpoints sized to their use: train.py keeps ``last.ckpt`` (everything resume needs) and ``best.pt`` (only the
-evaluated EMA network's weights and what rebuilds it); search.py keeps one resumable ``last.ckpt``, written at
-every epoch's end, not one file per epoch beside it.
+evaluated EMA network's weights and what rebuilds it). (search.py's one resumable ``last.ckpt``:
+tests/test_search_resume.py::test_search_keeps_one_resumable_checkpoint, on the runs of its resume tests.)
 
-Runs are tiny (train: a 3-block ArchSpec, 16x16 digits, 2 epochs of 2 batches; search: debug=search_tiny) and go
-through the real CLI in subprocesses.
+Runs are tiny (a 3-block ArchSpec, 16x16 digits, 2 epochs of 2 batches) and go through the real command line in
+the test process (tests/support/inprocess.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from inprocess import run_inprocess
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=2", "recipe.epochs=2",
          "recipe.num_threads=1", "callbacks=none", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false", "seed=3", "logger=none"]
-SEARCH = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms", "callbacks=default",
-          "callbacks.rich_progress_bar=null", "logger=none"]
 
 
 def spec() -> ArchSpec:
@@ -37,17 +33,9 @@ def spec() -> ArchSpec:
     ), stem_channels=16, stem_kernel=3, head_channels=256, name="sizes")
 
 
-def run(script: str, run_dir: Path, *overrides: str, crash_after_steps: int | None = None,
-        check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "S3NAS_FAULT_INTERRUPT_AFTER_STEPS")}
-    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    if crash_after_steps is not None:  # fault injection: not a config key
-        env["S3NAS_FAULT_INTERRUPT_AFTER_STEPS"] = str(crash_after_steps)
-    proc = subprocess.run([sys.executable, script, *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+def run(script: str, run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run_inprocess([script, *overrides, f"hydra.run.dir={run_dir}"], env={"WANDB_MODE": "disabled"},
+                         check=check)
 
 
 def load(path: Path) -> dict:
@@ -102,16 +90,3 @@ def test_train_last_resumes_and_best_does_not(trained, tmp_path):
     assert after["resumed_from"] == str(trained / "checkpoints" / "last.ckpt")
     for key in ("steps", "epochs", "val_acc", "test_acc", "best_val_acc"):
         assert after[key] == before[key], key
-
-
-def test_search_keeps_one_resumable_checkpoint(tmp_path):
-    run_dir = tmp_path / "run"
-    crashed = run("search.py", run_dir, *SEARCH, crash_after_steps=6, check=False)  # 2nd epoch of 3 (4 steps each)
-    assert crashed.returncode != 0
-    files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert files == ["last.ckpt"], files
-    assert load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4  # the 1st epoch's end, before the crash
-    resumed = run("search.py", run_dir, *SEARCH)
-    assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
-    assert load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 12

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from inprocess import run_inprocess
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
@@ -123,10 +124,9 @@ def test_parse_error_of_a_cmd_override_is_one_line_with_the_working_quoting():
 
 # ----------------------------------------------------------------------------------------- the real CLI
 def _cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    """``python <args>``, argv as the shell left it, in the test process (tests/support/inprocess.py: the quoting
+    is applied to sys.argv by the entry point, as in a real process)."""
+    return run_inprocess(args, env={"WANDB_MODE": "disabled"}, check=False)
 
 
 def _composed_cmd(entry: list[str], *overrides: str) -> str:

@@ -8,11 +8,11 @@ Trainer (whose constructor is where incompatible options fail, e.g. a RichProgre
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from inprocess import SHORT_SEARCH, run_inprocess
 
 DEBUG = ["fast", "search_small", "search_tiny"]
 CALLBACKS = ["default", "none"]
@@ -81,19 +81,17 @@ def test_train_options_compose_and_start(callbacks, logger, compose_cfg, loggers
     assert "ModelSummary" not in names  # train.py printed Lightning's table ending in "Total FLOPs: 0"
 
 
-def test_search_tiny_with_checkpoints_and_csv_runs(cli_env, tmp_path):
-    """debug=search_tiny + callbacks=default + logger=csv for real, through the console script."""
+def test_search_tiny_with_checkpoints_and_csv_runs(tmp_path):
+    """debug=search_tiny + callbacks=default + logger=csv for real, through the console script (run in the test
+    process: tests/support/inprocess.py; installed console scripts as processes: tests/test_packaging.py)."""
     script = Path(sys.executable).with_name("s3nas-search")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "s3nas.search.app"]
+    command = [str(script)] if script.exists() else ["-m", "s3nas.search.app"]
     run_dir = tmp_path / "run"
-    env = dict(cli_env, OMP_NUM_THREADS="1")
-    proc = subprocess.run([*command, "debug=search_tiny", "data.image_size=16", "latency=3ms", "callbacks=default",
-                           "logger=csv", f"hydra.run.dir={run_dir}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_inprocess([*command, "debug=search_tiny", "data.image_size=16", "latency=3ms", "callbacks=default",
+                          "logger=csv", *SHORT_SEARCH, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     metrics = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     assert len(metrics) > 1 and "lr" in metrics[0]  # the LR monitor logged through the CSV logger
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["total_steps"] == 3 * 4  # 1 warm-up + 2 search epochs of limit_train_batches=4
+    assert summary["total_steps"] == 3 * 2  # 1 warm-up + 2 search epochs of limit_train_batches=2
     assert "Total FLOPs" not in proc.stdout + proc.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from inprocess import run_inprocess
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, HydraException
@@ -181,15 +182,13 @@ BAD_CLI = [
 ]
 
 
-def test_bad_inputs_fail_with_one_line(tmp_path, cli_env):
-    """All bad command lines at once (in parallel): exit 2, one 'error:' line on stderr, no traceback."""
-    procs = []
-    for i, (override, _) in enumerate(BAD_CLI):
-        cmd = CHECK + [override, "logger=none", f"hydra.run.dir={tmp_path / str(i)}"]
-        procs.append(subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True))
-    for proc, (override, words) in zip(procs, BAD_CLI):
-        _, err = proc.communicate(timeout=120)
+def test_bad_inputs_fail_with_one_line(tmp_path):
+    """Bad command lines, in the test process (tests/support/inprocess.py; a real process's exit status and stderr:
+    tests/test_search_cli.py): exit 2, one 'error:' line on stderr, no traceback."""
+    for i, (override, words) in enumerate(BAD_CLI):
+        proc = run_inprocess([*CHECK[1:], override, "logger=none", f"hydra.run.dir={tmp_path / str(i)}"],
+                             cwd=tmp_path, check=False)
+        err = proc.stderr
         lines = [line for line in err.splitlines() if line.strip()]
         assert proc.returncode == 2, (override, err)
         assert "Traceback" not in err, (override, err)
@@ -198,12 +197,10 @@ def test_bad_inputs_fail_with_one_line(tmp_path, cli_env):
             assert word in lines[0], (override, word, lines[0])
 
 
-def test_good_run_resolves_cycles_and_saves_config(tmp_path, cli_env):
+def test_good_run_resolves_cycles_and_saves_config(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.run(CHECK + ["latency=2500000cycles", "hardware=systolic", "logger=none",
-                                   f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=cli_env, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_inprocess([*CHECK[1:], "latency=2500000cycles", "hardware=systolic", "logger=none",
+                          f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     saved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
     assert saved["paths"]["output_dir"] == str(run_dir)
     assert "${" not in (run_dir / "config_resolved.yaml").read_text()
@@ -215,11 +212,10 @@ def test_good_run_resolves_cycles_and_saves_config(tmp_path, cli_env):
     assert "CONFIG" in proc.stdout  # the rich tree was printed
 
 
-def test_multirun_goes_on_after_a_failed_job(tmp_path, cli_env):
+def test_multirun_goes_on_after_a_failed_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = subprocess.run(CHECK + ["-m", "latency=fast,3ms", "logger=none", f"hydra.sweep.dir={sweep_dir}"],
-                          cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    proc = run_inprocess([*CHECK[1:], "-m", "latency=fast,3ms", "logger=none", f"hydra.sweep.dir={sweep_dir}"],
+                         cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "job 0" in proc.stderr and "'fast' is not a latency" in proc.stderr
@@ -389,11 +385,10 @@ def test_export_command_checks_its_keys(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["search.py", "train.py"])
-def test_top_level_scripts_print_the_resolved_job_config(script, cli_env, tmp_path):
-    """`python search.py --cfg job --resolve` (paths.output_dir is null where Hydra has no run dir)."""
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / script), "--cfg", "job", "--resolve", "logger=csv"],
-                          cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_top_level_scripts_print_the_resolved_job_config(script, tmp_path):
+    """`python search.py --cfg job --resolve` (paths.output_dir is null where Hydra has no run dir), in the test
+    process (the installed commands as real processes: tests/test_packaging.py)."""
+    proc = run_inprocess([REPO_ROOT / script, "--cfg", "job", "--resolve", "logger=csv"], cwd=tmp_path)
     resolved = yaml.safe_load(proc.stdout)
     assert resolved["paths"]["output_dir"] is None and resolved["logger"]["save_dir"] is None
     assert resolved["task_name"] == script[:-3] and resolved["seed"] == 42

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -278,12 +276,14 @@ def test_imagenet_bad_roots_are_one_line(tmp_path, case):
     assert str(info.value).startswith("data.") and "\n" not in str(info.value)
 
 
-def test_cli_missing_data_root_is_one_line(tmp_path, cli_env):
-    code = ("from s3nas.runtime.entry import run\nfrom s3nas.data import build_datamodule\n"
-            "run(lambda cfg: build_datamodule(cfg.data), 'search')")
-    proc = subprocess.run([sys.executable, "-c", code, "data=cifar10", f"data.root={tmp_path / 'nothing'}",
-                           "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=cli_env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+def test_cli_missing_data_root_is_one_line(tmp_path, run_inproc):
+    """A command that builds the data through the entry point (a script, run in the test process:
+    tests/support/inprocess.py)."""
+    script = tmp_path / "data_cli.py"
+    script.write_text("from s3nas.runtime.entry import run\nfrom s3nas.data import build_datamodule\n"
+                      "run(lambda cfg: build_datamodule(cfg.data), 'search')\n")
+    proc = run_inproc([script, "data=cifar10", f"data.root={tmp_path / 'nothing'}", "logger=none",
+                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: data.root") and "cifar-10-batches-py" in lines[0]

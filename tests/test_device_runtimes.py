@@ -178,12 +178,13 @@ def test_fingerprint_of_every_device_and_identity_unchanged():
     assert _device("sim_midap_blackbox").fingerprint()["runtime"] == "simulator"
 
 
-def _tiny_search(run_cmd, tmp_path, hardware: str) -> dict:
+def _tiny_search(run, tmp_path, hardware: str) -> dict:
+    """The search through ``run`` (run_inproc: the command line in the test process)."""
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    run_cmd(["search.py", f"hardware={hardware}", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16",
-             "deploy.num_classes=10", *TINY_SPACE, "hardware.repeats=10", "hardware.warmup=2",
-             "hardware.correction_samples=8", "hardware.noise_repeats=2", "latency=20ms", f"paths.cache_dir={cache}",
-             f"hydra.run.dir={run_dir}"], timeout=1800)
+    run(["search.py", f"hardware={hardware}", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16",
+         "deploy.num_classes=10", *TINY_SPACE, "hardware.repeats=10", "hardware.warmup=2",
+         "hardware.correction_samples=8", "hardware.noise_repeats=2", "latency=20ms", f"paths.cache_dir={cache}",
+         f"hydra.run.dir={run_dir}"], timeout=1800)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["latency_source"].startswith(f"measurement ({hardware}, 16x16, 10 classes"), summary
     assert 0 < summary["latency_ms"] <= summary["target_ms"] == 20.0 and summary["meets_target"], summary
@@ -192,10 +193,10 @@ def _tiny_search(run_cmd, tmp_path, hardware: str) -> dict:
     return summary
 
 
-def test_tiny_search_on_openvino(tmp_path, run_cmd):
+def test_tiny_search_on_openvino(tmp_path, run_inproc):
     """debug=search_tiny at 16 px on openvino_cpu (as tests/test_blackbox_int8.py on cpu_onnxruntime; ~25 s on a
     loaded 2-core machine)."""
-    _tiny_search(run_cmd, tmp_path, "openvino_cpu")
+    _tiny_search(run_inproc, tmp_path, "openvino_cpu")
 
 
 @pytest.mark.slow

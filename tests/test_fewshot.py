@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 import pytest
+from inprocess import SHORT_SEARCH
 
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.arch.space import SearchSpace
@@ -163,13 +164,13 @@ def test_budget_config_errors_name_the_key(override, message):
         make_backend(compose_config("search", ["hardware=sim_midap_blackbox", override]).hardware)
 
 
-def test_fewshot_search_reports_the_interval_and_device_time(tmp_path, run_cmd):
+def test_fewshot_search_reports_the_interval_and_device_time(tmp_path, run_inproc):
     """search.py on a simulated black box with hardware.budget.networks=8 (tiny budget): no block table is measured,
     the summary names the few-shot model, the delivered network's interval and the device time spent."""
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    proc = run_cmd(["search.py", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16",
-                    "deploy.num_classes=10", "hardware=sim_midap_blackbox", "hardware.budget.networks=8", "latency=0.3ms",
-                    f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"])
+    proc = run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16",
+                       "deploy.num_classes=10", "hardware=sim_midap_blackbox", "hardware.budget.networks=8",
+                       "latency=0.3ms", *SHORT_SEARCH, f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"])
     assert "few-shot" in proc.stdout and "device time" in proc.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["latency_model"] == "fewshot" and summary["device_seconds"] > 0

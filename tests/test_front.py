@@ -130,13 +130,11 @@ def test_one_objective_per_hardware_sums_the_terms_and_needs_every_target():
 # ------------------------------------------------------------------------------------ whole searches (tiny)
 @pytest.fixture(scope="module")
 def front_run(tmp_path_factory):
-    """One tiny many-target search (three targets)."""
+    """One tiny many-target search (three targets; W&B offline), in the test process (tests/support/inprocess.py)."""
+    from inprocess import run_inprocess
+
     run_dir = tmp_path_factory.mktemp("front")
-    env = {k: v for k, v in __import__("os").environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update({"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
-    proc = subprocess.run([sys.executable, *TINY, "logger=wandb", "latency=[3ms,2ms,2.5ms]", f"hydra.run.dir={run_dir}"],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    proc = run_inprocess([*TINY, "logger=wandb", "latency=[3ms,2ms,2.5ms]", f"hydra.run.dir={run_dir}"])
     return run_dir, proc
 
 
@@ -172,23 +170,24 @@ def test_many_targets_deliver_one_network_each_with_a_front(front_run):
     assert logged["front/all_meet_target"] == front.all_meet_target
 
 
-def test_many_target_search_resumes_exactly(front_run, tmp_path, run_cmd):
-    """Crash in the search phase (steps taken by different targets' banks), resume: the same networks."""
+def test_many_target_search_resumes_exactly(front_run, tmp_path, run_inproc):
+    """Crash in the search phase (steps taken by different targets' banks), resume: the same networks (both
+    commands in the test process: tests/support/inprocess.py)."""
     run_dir, _ = front_run
     resumed = tmp_path / "resumed"
     args = [*TINY, "latency=[3ms,2ms,2.5ms]", f"hydra.run.dir={resumed}", "callbacks=default"]
-    crashed = run_cmd(args, env={"S3NAS_FAULT_INTERRUPT_AFTER_STEPS": "9"}, check=False)
+    crashed = run_inproc(args, env={"S3NAS_FAULT_INTERRUPT_AFTER_STEPS": "9"}, check=False)
     assert crashed.returncode != 0
     assert list((resumed / "checkpoints").glob("*.ckpt"))
-    run_cmd(args)
+    run_inproc(args)
     first, second = load_summary(run_dir), load_summary(resumed)
     assert [p.arch for p in second.points] == [p.arch for p in first.points]
     assert [p.latency_ms for p in second.points] == [p.latency_ms for p in first.points]
 
 
-def test_several_hardware_deliver_one_network_meeting_each(tmp_path, run_cmd):
+def test_several_hardware_deliver_one_network_meeting_each(tmp_path, run_inproc):
     out = tmp_path / "two"
-    proc = run_cmd([*TINY, "hardware=[midap,systolic]", "latency=[2.5ms,3.5ms]", f"hydra.run.dir={out}"])
+    proc = run_inproc([*TINY, "hardware=[midap,systolic]", "latency=[2.5ms,3.5ms]", f"hydra.run.dir={out}"])
     summary = load_summary(out)
     assert isinstance(summary, SearchSummary) and summary.hardware == "midap"
     entries = {h.hardware: h for h in summary.hardware_targets}
@@ -209,11 +208,67 @@ def test_several_hardware_deliver_one_network_meeting_each(tmp_path, run_cmd):
     (["hardware=[midap,systolic]", "latency=[3ms,0.05ms]"], "below the fastest architecture of the search space"),
     (["hardware=[midap,midap]"], "error: hardware: midap is listed twice"),
 ])
-def test_unreachable_or_unpaired_targets_fail_at_start_in_one_line(tmp_path, run_cmd, args, message):
-    proc = run_cmd([*TINY, *args, f"hydra.run.dir={tmp_path / 'r'}"], check=False)
+def test_unreachable_or_unpaired_targets_fail_at_start_in_one_line(tmp_path, run_inproc, args, message):
+    proc = run_inproc([*TINY, *args, f"hydra.run.dir={tmp_path / 'r'}"], check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
     if "0.05ms" in args[-1]:
         assert "on systolic" in lines[0]
     assert not (tmp_path / "r" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_front_benchmark_runs_and_reports_its_keys(tmp_path):
+    """benchmarks/front.py on a tiny budget: the single searches and the front side by side, its JSON keys."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update({"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "S3NAS_BENCH_RECORD": "0"})
+    proc = subprocess.run([sys.executable, "benchmarks/front.py", "--targets", "2", "3", "--out", str(tmp_path),
+                           "--", "debug=search_tiny"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("targets", "delivered_ms", "repaired", "val_acc_multi", "val_acc_single", "time_ratio"):
+        assert key in figures
+    assert figures["targets"] == [2.0, 3.0] and len(figures["delivered_ms"]) == 2 and figures["time_ratio"] > 0
+    front = load_summary(tmp_path / "front")
+    assert [p.latency_ms for p in front.points] == figures["delivered_ms"]
+
+
+def test_a_device_decode_measures_the_next_best_visited_states():
+    """On a device the table stands for the latency during the search: when the best feasible state measures over
+    the target, the decode measures the bank's next best distinct states and delivers the first that meets it."""
+    from types import SimpleNamespace
+
+    from s3nas.arch.spec import Branch
+    from s3nas.search.objectives import Bank
+    from s3nas.search.outputs import _measured_feasible
+
+    def state(kernel):
+        return [(Branch(kernel, 2.0),)]
+
+    bank = Bank([])
+    for score, step, kernel in ((0.95, 10, 3), (0.99, 20, 5), (0.97, 30, 7), (0.99, 40, 5), (0.90, 50, 3)):
+        bank.offer(score, step, state(kernel))
+    # one entry per distinct state (the newest of equal scores, as best_feasible keeps), best first
+    assert [(c[0], c[1]) for c in bank.candidates] == [(0.99, 40), (0.97, 30), (0.95, 10)]
+    assert bank.best_feasible[1] == 40  # the newest of equal scores is the decode's first choice, as before
+    restored = Bank([SimpleNamespace(target_ms=1.0)])
+    restored.restore_meta(bank.to_meta())
+    assert restored.candidates == bank.candidates and restored.best_feasible == bank.best_feasible
+
+    measured = {5: 1.02, 7: 0.98, 3: 0.9}  # kernel -> "measured" ms; target 1.0
+    calls = []
+
+    def measure(options):
+        calls.append(options[0][0].kernel)
+        return measured[options[0][0].kernel]
+
+    module = SimpleNamespace(bank=bank)
+    constraints = [(SimpleNamespace(cheap_networks=False), None, 1.0, measure)]
+    raw, step, tried = _measured_feasible(module, constraints, state(5), 40)
+    assert raw == state(7) and step == 30 and calls == [5, 7]
+    assert [t["meets_target"] for t in tried] == [False, True] and tried[0]["latency_ms"] == [1.02]
+    # the best state meets: nothing else is measured, nothing recorded
+    calls.clear()
+    assert _measured_feasible(module, constraints, state(7), 30) == (state(7), 30, None) and calls == [7]

@@ -7,6 +7,7 @@ import random
 import textwrap
 
 import pytest
+from inprocess import SHORT_SEARCH
 from omegaconf import OmegaConf
 
 import simulator
@@ -137,18 +138,19 @@ def test_difference_table_is_exact_for_an_additive_latency(small_space, user_bac
     assert table.min_ms == pytest.approx(additive_ms(small_space.arch_spec(small_space.min_options())), abs=1e-6)
 
 
-def test_a_users_backend_is_searched_without_touching_the_runners(tmp_path, run_cmd, user_backend_module):
-    """A third backend, named by hardware._target_ in the user's own hardware YAML: search.py meets the target on
-    it and reports its latency and source for the network in arch.json."""
+def test_a_users_backend_is_searched_without_touching_the_runners(tmp_path, run_inproc, user_backend_module):
+    """A third backend, named by hardware._target_ in the user's own hardware YAML: search.py (in the test process,
+    the module importable as on PYTHONPATH) meets the target on it and reports its latency and source for the
+    network in arch.json."""
     module_dir = tmp_path
     conf = tmp_path / "my_conf" / "hardware"
     conf.mkdir(parents=True)
     (conf / "my_npu.yaml").write_text("_target_: my_npu.RooflineBackend\nname: my_npu\nms_per_gmac: 40.0\n")
     run_dir = tmp_path / "run"
-    run_cmd(["search.py", "hardware=my_npu", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "debug=search_tiny",
-             "data.image_size=16", "deploy.input_size=32", "deploy.num_classes=10", "supernet.depths=[1,1,1,1,1]",
-             "latency=0.7ms", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"],
-            env={"PYTHONPATH": str(module_dir)})
+    run_inproc(["search.py", "hardware=my_npu", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+                "debug=search_tiny", "data.image_size=16", "deploy.input_size=32", "deploy.num_classes=10",
+                "supernet.depths=[1,1,1,1,1]", "latency=0.7ms", *SHORT_SEARCH, f"paths.cache_dir={tmp_path / 'cache'}",
+                f"hydra.run.dir={run_dir}"], env={"PYTHONPATH": str(module_dir)})
     summary = json.loads((run_dir / "summary.json").read_text())
     spec = codec.load_json(run_dir / "arch.json")
     own_ms = user_backend_module.roofline_ms(spec, 40.0, 0.5)

@@ -2,8 +2,8 @@
 model_int8.onnx (s3nas.train.contract, s3nas.outputs.LatencyContract).
 
 One tiny train.py run (the 3-block ArchSpec of test_train, 16x16 digits, 2 batches x 1 epoch, export.onnx=true,
-quantize=int8 on 50 calibration images) through the real CLI, then the export command on its run dir; the other
-cases use a fake backend.
+quantize=int8 on 50 calibration images) through the real command line (in the test process:
+tests/support/inprocess.py), then the export command on its run dir; the other cases use a fake backend.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +52,10 @@ def sha256(path: Path) -> str:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    """``python <args>`` in the test process (tests/support/inprocess.py); it must succeed."""
+    from inprocess import run_inprocess
+
+    return run_inprocess(args, env={"WANDB_MODE": "disabled"})
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from inprocess import SHORT_SEARCH
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "search_analysis.ipynb"
@@ -24,11 +25,11 @@ def _assert_drawn_png(path: Path, min_width: int = 300, min_height: int = 200) -
     assert colours is not None and len(colours) > 16, f"{path.name} is blank"
 
 
-def test_search_analysis_notebook_executes(tmp_path, monkeypatch, run_cmd):
+def test_search_analysis_notebook_executes(tmp_path, monkeypatch, run_inproc):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     run_dir = tmp_path / "run"
-    run_cmd(["search.py", "debug=search_tiny", "data.image_size=16", f"hydra.run.dir={run_dir}"])
+    run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", *SHORT_SEARCH, f"hydra.run.dir={run_dir}"])
     monkeypatch.setenv("S3NAS_RUN_DIR", str(run_dir))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",

@@ -117,16 +117,43 @@ def test_installed_copy_finds_its_config_from_another_directory(installed, tmp_p
     assert repo_root == "None"
 
 
+#: Runs every installed console script given in argv[1] (JSON {script path: args}) one after the other in this
+#: one process (tests/support/inprocess.py: runpy of the script, sys.argv, captured output, SystemExit's code) and
+#: writes {script path: [code, stdout, stderr]} to argv[2]: one interpreter start-up for all the commands.
+RUN_SCRIPTS = """
+import json, sys
+sys.path.append(sys.argv[3])
+from inprocess import run_inprocess
+results = {}
+for script, args in json.loads(sys.argv[1]).items():
+    proc = run_inprocess([script, *args], cwd='.', check=False)
+    results[script] = [proc.returncode, proc.stdout, proc.stderr]
+open(sys.argv[2], 'w').write(json.dumps(results))
+"""
+
+
 def test_every_installed_command_prints_its_resolved_job_config(installed, tmp_path):
-    """`<command> --cfg job --resolve` from another directory, for every console script of the wheel."""
-    procs = {command: _run_installed(installed, [str(installed / "bin" / command), "--cfg", "job", "--resolve",
-                                                 "latency=2.5ms" if command == "s3nas-search" else "seed=42"], tmp_path)
-             for command in COMMANDS}
+    """`<command> --cfg job --resolve` from another directory, for every console script of the wheel: the
+    installed bin/ scripts run one after the other in one process started from another directory (imports from
+    the installed copy; the installed s3nas-check as a process of its own: the next test)."""
+    import json
+
+    commands = {str(installed / "bin" / command): ["--cfg", "job", "--resolve",
+                                                   "latency=2.5ms" if command == "s3nas-search" else "seed=42"]
+                for command in COMMANDS}
+    results_file = tmp_path.parent / f"{tmp_path.name}-results.json"
+    proc = _run_installed(installed, [sys.executable, "-c", RUN_SCRIPTS, json.dumps(commands), str(results_file),
+                                      str(Path(__file__).resolve().parent / "support")], tmp_path)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    results = json.loads(results_file.read_text())
+    results_file.unlink()
+    assert sorted(results) == sorted(commands)
     outputs = {}
-    for command, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
+    for command in COMMANDS:
+        returncode, stdout, stderr = results[str(installed / "bin" / command)]
         outputs[command] = stdout
-        assert proc.returncode == 0, f"{command}: {stderr[-2000:]}"
+        assert returncode == 0, f"{command}: {stderr[-2000:]}"
         assert "\nseed: 42\n" in stdout and "output_dir: null" in stdout, command
         # paths.root of an installed copy is the working directory (no checkout to point at)
         assert f"root: {tmp_path}" in stdout, command

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import simulator
+from inprocess import SHORT_SEARCH
 
 from s3nas.arch import codec
 from s3nas.postsearch.postprocess import apply, se_blocks, without_se
@@ -67,26 +68,26 @@ def test_scale_then_se_then_removal_on_a_small_arch():
     assert count_params(stripped) < count_params(scaled)
 
 
-def test_paper_flow_commands_on_a_tiny_budget(tmp_path, run_cmd):
+def test_paper_flow_commands_on_a_tiny_budget(tmp_path, run_inproc):
     """search (tiny) -> train (2 batches, INT8 PTQ) -> +SE/h-swish -> scale to 1.5x -> flow table, as the README's
-    commands; the table recomputes every stage's latency on the simulator from its arch.json and shows the train
-    stage's float and INT8 accuracies side by side."""
+    commands (run in the test process: tests/support/inprocess.py); the table recomputes every stage's latency on
+    the simulator from its arch.json and shows the train stage's float and INT8 accuracies side by side."""
     runs = {name: tmp_path / name for name in ("search", "train", "plus", "scaled", "table")}
-    run_cmd(["search.py", "debug=search_tiny", "data.image_size=16", "latency=2.5ms",
-             f"hydra.run.dir={runs['search']}"])
-    run_cmd(["train.py", f"arch={runs['search']}", "data.image_size=16", "data.batch_size=16", "recipe.epochs=1",
-             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-             "quantize=int8", "quantize.calibration_images=32", "logger=none", "callbacks=none",
-             "trainer.enable_progress_bar=false", f"hydra.run.dir={runs['train']}"])
-    run_cmd(["-m", "s3nas.postsearch.postprocess", f"arch={runs['train']}", "se=all", "act=hswish", "logger=none",
-             f"hydra.run.dir={runs['plus']}"])
+    run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", "latency=2.5ms", *SHORT_SEARCH,
+                f"hydra.run.dir={runs['search']}"])
+    run_inproc(["train.py", f"arch={runs['search']}", "data.image_size=16", "data.batch_size=16", "recipe.epochs=1",
+                "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                "quantize=int8", "quantize.calibration_images=32", "logger=none", "callbacks=none",
+                "trainer.enable_progress_bar=false", f"hydra.run.dir={runs['train']}"])
+    run_inproc(["-m", "s3nas.postsearch.postprocess", f"arch={runs['train']}", "se=all", "act=hswish", "logger=none",
+                f"hydra.run.dir={runs['plus']}"])
     midap = simulator.load_profile("midap")
     plus = codec.load_json(runs["plus"] / "arch.json")
     target_ms = round(1.5 * simulate_ms(plus, midap), 4)
-    run_cmd(["-m", "s3nas.postsearch.scaling", f"arch={runs['plus']}", f"latency={target_ms}ms", "logger=none",
-             f"hydra.run.dir={runs['scaled']}"])
+    run_inproc(["-m", "s3nas.postsearch.scaling", f"arch={runs['plus']}", f"latency={target_ms}ms", "logger=none",
+                f"hydra.run.dir={runs['scaled']}"])
     stage_dirs = ",".join(str(runs[n]) for n in ("search", "train", "plus", "scaled"))
-    run_cmd(["-m", "s3nas.postsearch.flow", f"runs=[{stage_dirs}]", f"hydra.run.dir={runs['table']}"])
+    run_inproc(["-m", "s3nas.postsearch.flow", f"runs=[{stage_dirs}]", f"hydra.run.dir={runs['table']}"])
 
     stages = json.loads((runs["table"] / "summary.json").read_text())["stages"]
     assert [s["stage"] for s in stages] == ["search", "train", "postprocess", "scaling"]

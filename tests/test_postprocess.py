@@ -153,6 +153,12 @@ def test_recorded_excitations_drive_the_removal(small):
 
 # ---------------------------------------------------------------------------------------------- CLI
 def _cli(module, args):
+    """``python -m <module> <args>``: a real process for the light post-processing command; in the test process
+    (tests/support/inprocess.py) for SE removal, whose imports (torch, the data) cost seconds a process."""
+    if module == "s3nas.postsearch.se_removal":
+        from inprocess import run_inprocess
+
+        return run_inprocess(["-m", module, *args], check=False)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
+from inprocess import SHORT_SEARCH
 from omegaconf import OmegaConf
 
 from s3nas.arch import codec
@@ -254,12 +254,11 @@ def test_check_errors_name_the_key(tmp_path, override, key):
         ps.check(compose(tmp_path, [override]))
 
 
-def test_cli_refuses_to_overwrite_a_shipped_entry(tmp_path, cli_env, python_exe):
+def test_cli_refuses_to_overwrite_a_shipped_entry(tmp_path, run_inproc):
     run_dir = tmp_path / "run"
     before = (CONF_DIR / "candidates" / "s3nas.yaml").read_text()
-    proc = subprocess.run([python_exe, "-m", "s3nas.profiling.profile_space", "output.name=s3nas", "logger=none",
-                           f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"],
-                          capture_output=True, text=True, env=cli_env, timeout=300)
+    proc = run_inproc(["-m", "s3nas.profiling.profile_space", "output.name=s3nas", "logger=none",
+                       f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"], check=False)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: output.name:") and "not written by" in errors[0]
@@ -268,21 +267,22 @@ def test_cli_refuses_to_overwrite_a_shipped_entry(tmp_path, cli_env, python_exe)
 
 
 # ------------------------------------------------------------------------------------- profile -> search
-def test_profile_then_search_in_the_written_space_end_to_end(tmp_path, run_cmd):
-    """Real short training (1 epoch of 2 batches per SSBN at 8 px) through the CLI writes a candidates entry;
-    search.py (tiny) in the written space meets its target with the chosen block type only."""
+def test_profile_then_search_in_the_written_space_end_to_end(tmp_path, run_inproc):
+    """Real short training (1 epoch of 2 batches per SSBN at 8 px) through the command line (in the test process)
+    writes a candidates entry; search.py (tiny) in the written space meets its target with the chosen block type
+    only."""
     conf = tmp_path / "conf"
-    run_cmd(["-m", "s3nas.profiling.profile_space", *TINY, f"output.config_dir={conf}",
-             f"hydra.run.dir={tmp_path / 'profile'}", f"paths.cache_dir={tmp_path / 'cache'}",
-             "output.name=bbssp_e2e", "supernet.depths=[1,2,1,2,1]", "select.top_k=4"], timeout=1800)
+    run_inproc(["-m", "s3nas.profiling.profile_space", *TINY, f"output.config_dir={conf}",
+                f"hydra.run.dir={tmp_path / 'profile'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                "output.name=bbssp_e2e", "supernet.depths=[1,2,1,2,1]", "select.top_k=4"])
     summary = json.loads((tmp_path / "profile" / "summary.json").read_text())
     assert (conf / "candidates" / "bbssp_e2e.yaml").is_file()
     low, high = summary["chosen_space"]["min_latency_ms"], summary["chosen_space"]["max_latency_ms"]
     target = math.ceil(1e4 * (0.5 * (low + high) if high > low else high)) / 1e4
-    run_cmd(["search.py", "candidates=bbssp_e2e", f"hydra.searchpath=[file://{conf}]", "debug=search_tiny",
-             "data.image_size=16", "supernet.depths=[1,2,1,2,1]", f"latency={target:.4f}ms",
-             f"hydra.run.dir={tmp_path / 'search'}", f"paths.cache_dir={tmp_path / 'cache'}"],
-            cwd=CONF_DIR.parent, timeout=1800)
+    run_inproc(["search.py", "candidates=bbssp_e2e", f"hydra.searchpath=[file://{conf}]", "debug=search_tiny",
+                "data.image_size=16", "supernet.depths=[1,2,1,2,1]", f"latency={target:.4f}ms", *SHORT_SEARCH,
+                f"hydra.run.dir={tmp_path / 'search'}", f"paths.cache_dir={tmp_path / 'cache'}"],
+               cwd=CONF_DIR.parent)
     result = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert result["latency_ms"] <= target and result["meets_target"]
     arch = codec.load_json(tmp_path / "search" / "arch.json")

@@ -133,12 +133,10 @@ def test_the_reported_accuracy_is_the_one_of_the_network_the_hardware_runs():
 
 # ----------------------------------------------------------------------------------------- the CLI
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-4000:]
-    return result
+    """``python <args>`` in the test process (tests/support/inprocess.py; W&B offline)."""
+    from inprocess import run_inprocess
+
+    return run_inprocess(args, check=check)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,9 @@
 """Bad input to `python search.py`: one line naming the problem, exit 2, no traceback, no run dir left behind.
 
-All cases start at once (module fixture) so the suite pays the interpreter start-up about once.
+Every case runs the command line in the test process (tests/support/inprocess.py: stdout, stderr and the exit
+code of ``sys.exit`` captured); one case of each kind of failure (a composition error, a value the checks
+refuse, a file the checks cannot read) also runs as a real process, all of those at once (module fixture), so
+the exit status and the stderr of a real ``python search.py`` are checked too.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from inprocess import run_inprocess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,6 +40,9 @@ CASES = {
     "tiny_memories": (["hardware.profile={tiny}"], "wmem_bytes"),
     "bad_profile_field": (["hardware.profile={badfield}"], "hardware.profile"),
 }
+#: the cases that also run as real processes: an unknown key (composition), a value the checks refuse, a file
+#: the checks cannot read
+IN_A_PROCESS = ("unknown_key", "bad_latency", "corrupt_ckpt_path")
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +58,36 @@ def results(tmp_path_factory):
     badfield.write_text("clock_hz: -5\n")
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
     env.pop("HYDRA_FULL_ERROR")
+
+    def command(name: str, run_dir: Path) -> list[str]:
+        args = [a.format(corrupt=corrupt, tiny=tiny, badfield=badfield) for a in CASES[name][0]]
+        return ["search.py", *args, "logger=none", f"hydra.run.dir={run_dir}"]
+
     procs = {}
-    for name, (overrides, _) in CASES.items():
-        run_dir = base / name
-        args = [a.format(corrupt=corrupt, tiny=tiny, badfield=badfield) for a in overrides]
-        cmd = [sys.executable, "search.py", *args, "logger=none", f"hydra.run.dir={run_dir}"]
-        procs[name] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True), run_dir)
+    for name in IN_A_PROCESS:
+        run_dir = base / "process" / name
+        procs[name] = (subprocess.Popen([sys.executable, *command(name, run_dir)], cwd=REPO, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), run_dir)
     out = {}
+    for name in CASES:
+        run_dir = base / name
+        proc = run_inprocess(command(name, run_dir), env={"WANDB_MODE": "disabled"}, check=False)
+        out[name] = [(proc.returncode, proc.stdout, proc.stderr, run_dir)]
     for name, (proc, run_dir) in procs.items():
         stdout, stderr = proc.communicate(timeout=600)
-        out[name] = (proc.returncode, stdout, stderr, run_dir)
+        out[name].append((proc.returncode, stdout, stderr, run_dir))
     return out
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_stops_with_one_line(results, case):
-    returncode, stdout, stderr, run_dir = results[case]
-    expected = CASES[case][1]
-    assert returncode == 2, f"{case}: exit {returncode}\n{stdout[-2000:]}\n{stderr[-2000:]}"
-    assert "Traceback" not in stderr and "Traceback" not in stdout, stderr[-3000:]
-    error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1, stderr[-3000:]
-    assert expected in error_lines[0], error_lines[0]
-    assert not run_dir.exists(), sorted(p.name for p in run_dir.rglob("*"))  # no run dir left behind
-    assert "config_resolved" not in stdout and "schedule" not in stdout  # failed before the config tree
+    assert len(results[case]) == (2 if case in IN_A_PROCESS else 1)
+    for returncode, stdout, stderr, run_dir in results[case]:  # in the test process [and as a real process]
+        expected = CASES[case][1]
+        assert returncode == 2, f"{case}: exit {returncode}\n{stdout[-2000:]}\n{stderr[-2000:]}"
+        assert "Traceback" not in stderr and "Traceback" not in stdout, stderr[-3000:]
+        error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1, stderr[-3000:]
+        assert expected in error_lines[0], error_lines[0]
+        assert not run_dir.exists(), sorted(p.name for p in run_dir.rglob("*"))  # no run dir left behind
+        assert "config_resolved" not in stdout and "schedule" not in stdout  # failed before the config tree

@@ -77,12 +77,13 @@ def _env() -> dict:
 
 
 @pytest.mark.parametrize("where", ["file", "proc"])
-def test_unwritable_run_dir_is_one_line(tmp_path, where):
+def test_unwritable_run_dir_is_one_line(tmp_path, where, run_inproc):
+    """In the test process (tests/support/inprocess.py): exit code 2, one line naming the run dir."""
     run_dir = tmp_path / "a_file" if where == "file" else Path("/proc/s3nas-run")
     if where == "file":
         run_dir.write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "s3nas.search.check", f"hydra.run.dir={run_dir}", "logger=none"],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = run_inproc(["-m", "s3nas.search.check", f"hydra.run.dir={run_dir}", "logger=none"],
+                      env={"WANDB_MODE": "disabled"}, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -105,8 +106,9 @@ def _alive(pid: int) -> bool:
 
 def test_sigint_during_training_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "search.py", "debug=search_small", "callbacks=default", "callbacks.rich_progress_bar=null",
-           "schedule.search_epochs=20", f"hydra.run.dir={run_dir}"]
+    # the warm-up's checkpoint after 4 steps, then 80 more: still training when the interrupt comes
+    cmd = [sys.executable, "search.py", "debug=search_tiny", "data.image_size=16", "callbacks=default",
+           "callbacks.rich_progress_bar=null", "schedule.search_epochs=20", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while not list((run_dir / "checkpoints").glob("*.ckpt")) and time.time() < deadline and proc.poll() is None:

@@ -1,40 +1,43 @@
-"""An interrupted search resumes from its checkpoints and ends with the same architecture (CPU, deterministic)."""
+"""An interrupted search resumes from its checkpoints and ends with the same architecture (CPU, deterministic);
+it keeps one resumable checkpoint, ``last.ckpt``, written at every epoch's end, not one file per epoch beside it.
+
+The searches run in the test process (tests/support/inprocess.py: what is tested is the checkpoints and the
+resume, not the process); the crash is the injected $S3NAS_FAULT_INTERRUPT_AFTER_STEPS exception. Real signals
+and the exit status of an interrupted process: tests/faults/test_signals.py and tests/test_search_faults.py.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import torch
+from inprocess import SHORT_SEARCH, run_inprocess
 
-REPO = Path(__file__).resolve().parents[1]
-# 1 warm-up epoch + 2 search epochs of 4 batches of 16 digits at 16x16: 12 optimizer steps; Lightning's
-# ModelCheckpoint (callbacks=default) keeps the latest epoch and last.ckpt.
+# 1 warm-up epoch + 2 search epochs of 2 batches of 16 digits at 16x16 (SHORT_SEARCH): 6 optimizer steps, epochs
+# ending at steps 2, 4 and 6; Lightning's ModelCheckpoint (callbacks=default) keeps last.ckpt, rewritten at each
+# epoch's end.
 TINY = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms", "callbacks=default",
-        "callbacks.rich_progress_bar=null"]
-
-
-def start(run_dir: Path, *overrides: str, crash_after_steps: int | None = None) -> subprocess.Popen:
-    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    if crash_after_steps is not None:  # fault injection: not a config key
-        env["S3NAS_FAULT_INTERRUPT_AFTER_STEPS"] = str(crash_after_steps)
-    cmd = [sys.executable, "search.py", *TINY, *overrides, f"hydra.run.dir={run_dir}"]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, check: bool = True) -> subprocess.CompletedProcess:
-    stdout, stderr = proc.communicate(timeout=900)
-    if check:
-        assert proc.returncode == 0, stderr[-4000:]
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        "callbacks.rich_progress_bar=null", *SHORT_SEARCH]
+STEPS = 6
 
 
 def search(run_dir: Path, *overrides: str, check: bool = True,
            crash_after_steps: int | None = None) -> subprocess.CompletedProcess:
-    return finish(start(run_dir, *overrides, crash_after_steps=crash_after_steps), check=check)
+    env = {"WANDB_MODE": "disabled"}
+    if crash_after_steps is not None:  # fault injection: not a config key
+        env["S3NAS_FAULT_INTERRUPT_AFTER_STEPS"] = str(crash_after_steps)
+    return run_inprocess(["search.py", *TINY, *overrides, f"hydra.run.dir={run_dir}"], env=env, check=check)
+
+
+def checkpoints(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+
+
+def global_step(run_dir: Path) -> int:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
 
 
 def arch_of(run_dir: Path) -> dict:
@@ -45,18 +48,27 @@ def arch_of(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Path, Path]:
-    """(uninterrupted run, run crashed at step 10 then resumed); the first two run side by side."""
+    """(uninterrupted run, run crashed at step 5, in the last epoch, then resumed in its run dir)."""
     reference = tmp_path_factory.mktemp("uninterrupted")
     run_dir = tmp_path_factory.mktemp("interrupted")
-    procs = [start(reference), start(run_dir, crash_after_steps=10)]
-    finish(procs[0])
-    crashed = finish(procs[1], check=False)
+    search(reference)
+    crashed = search(run_dir, check=False, crash_after_steps=5)
     assert crashed.returncode != 0 and "interrupted after" in crashed.stderr
     assert not (run_dir / "arch.json").exists()
-    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    # one checkpoint, the 2nd epoch's end (4 steps), not one file per epoch
+    assert checkpoints(run_dir) == ["last.ckpt"] and global_step(run_dir) == 4
     resumed = search(run_dir)
     assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
     return reference, run_dir
+
+
+@pytest.fixture(scope="module")
+def crashed_early(tmp_path_factory) -> Path:
+    """A run crashed in the 1st search epoch (step 3): its latest checkpoint is the warm-up's end (step 2)."""
+    crashed_dir = tmp_path_factory.mktemp("crashed")
+    crashed = search(crashed_dir, check=False, crash_after_steps=3)
+    assert crashed.returncode != 0 and "interrupted after" in crashed.stderr
+    return crashed_dir
 
 
 @pytest.fixture(scope="module")
@@ -69,35 +81,40 @@ def test_resume_mid_search_same_architecture(runs):
     reference, run_dir = runs
     assert arch_of(run_dir) == arch_of(reference)
     summary, ref_summary = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))
-    assert summary["total_steps"] == ref_summary["total_steps"] == 12
+    assert summary["total_steps"] == ref_summary["total_steps"] == STEPS
     assert summary["estimated_ms"] == pytest.approx(ref_summary["estimated_ms"])
     history = json.loads((run_dir / "history.json").read_text())
     ref_history = json.loads((reference / "history.json").read_text())
-    assert [row["step"] for row in history] == list(range(1, 13))  # no duplicated / missing steps
+    assert [row["step"] for row in history] == list(range(1, STEPS + 1))  # no duplicated / missing steps
     # the tiny run's architecture barely moves, so compare the training itself: same losses after the
     # resume point and the same final thresholds (what decoding reads)
-    assert [r["ce"] for r in history[8:]] == pytest.approx([r["ce"] for r in ref_history[8:]], rel=1e-5)
+    assert [r["ce"] for r in history[4:]] == pytest.approx([r["ce"] for r in ref_history[4:]], rel=1e-5)
     assert history[-1]["thresholds"] == pytest.approx(ref_history[-1]["thresholds"], rel=1e-5, abs=1e-7)
     assert summary["val_acc"] == pytest.approx(ref_summary["val_acc"])
     assert summary["supernet_val_acc"] == pytest.approx(ref_summary["supernet_val_acc"])
 
 
-def test_resume_between_phases_with_ckpt_path(reference, tmp_path):
-    # crash early in the 1st search epoch: the latest checkpoint is the end of the warm-up (4 steps); resume
-    # from it explicitly in another run dir
-    import torch
+def test_search_keeps_one_resumable_checkpoint(runs, crashed_early):
+    """One last.ckpt, rewritten at every epoch's end: after a crash in the 2nd epoch of 3 (2 steps each) it is
+    the 1st epoch's end; after the resume in the same run dir (runs) it is the end of the search."""
+    assert checkpoints(crashed_early) == ["last.ckpt"]
+    assert global_step(crashed_early) == 2  # the 1st epoch's end, before the crash
+    _, resumed = runs
+    assert checkpoints(resumed) == ["last.ckpt"]
+    assert global_step(resumed) == STEPS
 
-    crashed_dir = tmp_path / "crashed"
-    crashed = search(crashed_dir, check=False, crash_after_steps=6)
-    assert crashed.returncode != 0 and "interrupted after" in crashed.stderr
-    checkpoint = crashed_dir / "checkpoints" / "last.ckpt"
-    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"] == 4
+
+def test_resume_between_phases_with_ckpt_path(reference, crashed_early, tmp_path):
+    # crash in the 1st search epoch: the latest checkpoint is the end of the warm-up (2 steps); resume from it
+    # explicitly in another run dir
+    checkpoint = crashed_early / "checkpoints" / "last.ckpt"
+    assert global_step(crashed_early) == 2
     resumed_dir = tmp_path / "resumed"
     resumed = search(resumed_dir, f"ckpt_path={checkpoint}")
     assert "resuming from" in resumed.stdout and str(checkpoint) in resumed.stdout
     assert arch_of(resumed_dir) == arch_of(reference)
     summary, ref_summary = (json.loads((d / "summary.json").read_text()) for d in (resumed_dir, reference))
-    assert summary["total_steps"] == ref_summary["total_steps"] == 12  # 8 steps run here, after the warm-up's 4
+    assert summary["total_steps"] == ref_summary["total_steps"] == STEPS  # 4 steps run here, after the warm-up's 2
     history = json.loads((resumed_dir / "history.json").read_text())
     ref_history = json.loads((reference / "history.json").read_text())
     assert history[-1]["thresholds"] == pytest.approx(ref_history[-1]["thresholds"], rel=1e-5, abs=1e-7)

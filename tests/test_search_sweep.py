@@ -1,29 +1,27 @@
 """Multirun sweeps of the search: a lambda grid on the small config (the search moves the network to the
-target by itself, so lambda shows) and optuna (two objectives) on tiny searches."""
+target by itself, so lambda shows) and optuna (two objectives) on tiny searches.
+
+The sweeps run in the test process (tests/support/inprocess.py; Hydra's basic launcher runs the jobs one after
+the other in the command's process either way)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from inprocess import SHORT_SEARCH, run_inprocess
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["debug=search_tiny", "data.image_size=16"]
 SMALL = ["debug=search_small"]
 
 
 def _multirun(sweep_dir: Path, *overrides: str, base=TINY) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "search.py", "-m", *base, *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+    return run_inprocess(["search.py", "-m", *base, *overrides, f"hydra.sweep.dir={sweep_dir}"],
+                         env={"WANDB_MODE": "disabled"})
 
 
 def test_lambda_grid_on_the_small_config(tmp_path):
@@ -49,11 +47,11 @@ def test_lambda_grid_on_the_small_config(tmp_path):
     assert all((tmp_path / str(job) / "summary.json").exists() for job in (0, 1))
 
 
-def test_optuna_two_objectives(tmp_path, run_cmd):
+def test_optuna_two_objectives(tmp_path):
     """A 2-trial optuna sweep of tiny searches (default suite): each trial returns (val_acc, latency gap) of its
     own job's summary.json, with lambdas drawn from the configured intervals."""
-    run_cmd(["search.py", "-m", *TINY, "latency=2.5ms", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
-             "hydra.sweeper.sampler.population_size=2", f"hydra.sweep.dir={tmp_path}"])
+    _multirun(tmp_path, "latency=2.5ms", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+              "hydra.sweeper.sampler.population_size=2", *SHORT_SEARCH)  # the sweeper is tested, not the search
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert results["name"] == "optuna"
     jobs = {}

@@ -1,8 +1,9 @@
 """train.py: outputs of a run, resume (run dir and ckpt_path=) equal to an uninterrupted run, ONNX export
 checked with onnxruntime, timm zoo networks, and one-line errors that leave nothing behind.
 
-Runs are tiny (a 3-block ArchSpec, 16x16 digits, 4 batches x 3 epochs) and go through the real CLI in
-subprocesses, so global torch state (threads, deterministic algorithms) stays out of the test process.
+Runs are tiny (a 3-block ArchSpec, 16x16 digits, 4 batches x 3 epochs) and go through the real command line in
+the test process (tests/support/inprocess.py, which puts global torch state, threads and deterministic
+algorithms, back afterwards); the one-line error test runs train.py in a real process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inprocess import run_inprocess
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
@@ -43,25 +45,13 @@ def arch_file(tmp_path_factory) -> Path:
     return path
 
 
-def start(run_dir: Path, *overrides: str, logger: str = "logger=none",
-          crash_after_steps: int | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1")
+def train(run_dir: Path, *overrides: str, check: bool = True, logger: str = "logger=none",
+          crash_after_steps: int | None = None) -> subprocess.CompletedProcess:
+    """``python train.py <TINY> <logger> <overrides>`` in the test process (W&B offline)."""
+    env = {}
     if crash_after_steps is not None:  # fault injection: not a config key
         env["S3NAS_FAULT_INTERRUPT_AFTER_STEPS"] = str(crash_after_steps)
-    cmd = [sys.executable, "train.py", *TINY, logger, *overrides, f"hydra.run.dir={run_dir}"]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, check: bool = True) -> subprocess.CompletedProcess:
-    stdout, stderr = proc.communicate(timeout=900)
-    if check:
-        assert proc.returncode == 0, stderr[-4000:]
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def train(run_dir: Path, *overrides: str, check: bool = True, logger: str = "logger=none") -> subprocess.CompletedProcess:
-    return finish(start(run_dir, *overrides, logger=logger), check=check)
+    return run_inprocess(["train.py", *TINY, logger, *overrides, f"hydra.run.dir={run_dir}"], env=env, check=check)
 
 
 def summary_of(run_dir: Path) -> dict:
@@ -79,19 +69,16 @@ def runs(tmp_path_factory, arch_file) -> dict:
     reference = tmp_path_factory.mktemp("reference")
     resumed = tmp_path_factory.mktemp("resumed")
     from_ckpt = tmp_path_factory.mktemp("from_ckpt")
-    procs = [start(reference, f"arch={arch_file}", "export.onnx=true", logger="logger=wandb"),
-             start(resumed, f"arch={arch_file}", crash_after_steps=6)]
-    finish(procs[0])
-    crashed = finish(procs[1], check=False)
+    train(reference, f"arch={arch_file}", "export.onnx=true", logger="logger=wandb")
+    crashed = train(resumed, f"arch={arch_file}", crash_after_steps=6, check=False)
     assert crashed.returncode != 0 and "simulated crash" in crashed.stderr
     assert not (resumed / "summary.json").exists() and not (resumed / "weights.pt").exists()
     last = resumed / "checkpoints" / "last.ckpt"
     assert last.exists()
     saved = tmp_path_factory.mktemp("saved") / "epoch1.ckpt"
     shutil.copy(last, saved)
-    procs = [start(resumed), start(from_ckpt, f"ckpt_path={saved}")]  # no arch=: taken from the checkpoint
-    for proc in procs:
-        finish(proc)
+    train(resumed)
+    train(from_ckpt, f"ckpt_path={saved}")  # no arch=: taken from the checkpoint
     return {"reference": reference, "resumed": resumed, "from_ckpt": from_ckpt, "saved": saved}
 
 
@@ -199,10 +186,8 @@ def test_export_onnx_matches_onnxruntime(runs):
 
 def test_export_command_other_input_size(runs, tmp_path):
     out = tmp_path / "m32.onnx"
-    proc = subprocess.run([sys.executable, "-m", "s3nas.train.export_app", f"run_dir={runs['resumed']}", "input_size=32",
-                           f"output={out}", f"hydra.run.dir={tmp_path / 'export'}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_inprocess(["-m", "s3nas.train.export_app", f"run_dir={runs['resumed']}", "input_size=32",
+                          f"output={out}", f"hydra.run.dir={tmp_path / 'export'}"])
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     from s3nas.outputs import ExportSummary, validate_summary_file
 
@@ -218,8 +203,7 @@ def test_export_command_other_input_size(runs, tmp_path):
 
 
 def test_export_command_bad_run_dir(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "s3nas.train.export_app", f"run_dir={tmp_path}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_inprocess(["-m", "s3nas.train.export_app", f"run_dir={tmp_path}"], check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: run_dir:")
@@ -320,9 +304,11 @@ def test_class_count_mismatch_on_resume(compose_train, runs, tmp_path):
         check_train(compose_train(f"ckpt_path={runs['saved']}", *IMAGES_3_CLASSES, f"data.root={root}"))
 
 
-def test_cli_error_is_one_line_and_writes_nothing(tmp_path):
+def test_cli_error_is_one_line_and_writes_nothing(tmp_path, run_cmd):
+    """In a real process: exit status 2, one line on stderr (nothing else printed), no run dir content."""
     run_dir = tmp_path / "run"
-    proc = train(run_dir, "arch=timm:definitely_not_a_model", check=False)
+    proc = run_cmd(["train.py", *TINY, "logger=none", "arch=timm:definitely_not_a_model", f"hydra.run.dir={run_dir}"],
+                   check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: arch:"), proc.stderr[-2000:]
@@ -459,14 +445,14 @@ def test_random_shift_translates_each_image_within_the_bound():
     assert not torch.equal(shifted, images)
 
 
-def test_default_recipe_learns_the_digits_at_small_scale(arch_file, tmp_path, run_cmd):
+def test_default_recipe_learns_the_digits_at_small_scale(arch_file, tmp_path, run_inproc):
     """The >= 0.97 headline's small-scale counterpart (default suite): the default digits recipe, its full
     10 epochs on every batch, retrains the 3-block tiny network at 16x16 to far above chance (10 classes;
     measured 0.85) in a few seconds of training."""
     run_dir = tmp_path / "run"
-    run_cmd(["train.py", f"arch={arch_file}", "data.image_size=16", "recipe.num_threads=1", "callbacks=none",
-             "logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-             f"hydra.run.dir={run_dir}"], timeout=600)
+    run_inproc(["train.py", f"arch={arch_file}", "data.image_size=16", "recipe.num_threads=1", "callbacks=none",
+                "logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+                f"hydra.run.dir={run_dir}"])
     summary = summary_of(run_dir)
     assert summary["epochs"] == 10 and summary["steps"] == 10 * 20  # 1257 training images, batches of 64
     assert summary["test_acc"] >= 0.75 and summary["val_acc"] >= 0.75, summary

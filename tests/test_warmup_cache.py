@@ -5,10 +5,10 @@ result is the one training the warm-up again gives, and the summary says the war
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from inprocess import SHORT_SEARCH
 
 from s3nas.arch.space import SearchSpace
 from s3nas.nn.supernet import Supernet
@@ -52,20 +52,21 @@ def test_switches(compose_cfg, tmp_path, monkeypatch):
     assert warmup_cache_path(cfg, module, 1) is None
 
 
-def _search(run_cmd, run_dir: Path, cache: Path, *overrides: str):
-    env = dict(os.environ, **{ENV_SWITCH: "1"})
-    proc = run_cmd(["search.py", *TINY, *overrides, f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"], env=env)
+def _search(run_inproc, run_dir: Path, cache: Path, *overrides: str):
+    """The command line in the test process (tests/support/inprocess.py), warm-up cache switched on."""
+    proc = run_inproc(["search.py", *TINY, *SHORT_SEARCH, *overrides, f"paths.cache_dir={cache}",
+                       f"hydra.run.dir={run_dir}"], env={ENV_SWITCH: "1"})
     return proc, json.loads((run_dir / "summary.json").read_text())
 
 
-def test_a_second_search_starts_from_the_cached_warmup_and_ends_where_a_fresh_one_does(run_cmd, tmp_path):
+def test_a_second_search_starts_from_the_cached_warmup_and_ends_where_a_fresh_one_does(run_inproc, tmp_path):
     cache = tmp_path / "cache"
-    _, first = _search(run_cmd, tmp_path / "a", cache, "latency=2.5ms")
+    _, first = _search(run_inproc, tmp_path / "a", cache, "latency=2.5ms")
     assert first["warmup_source"] == "trained" and "train_step/warmup" in first["timings_s"]
     cached = list((cache / "warmup").glob("*.ckpt"))
     assert len(cached) == 1 and not list((cache / "warmup").glob(".*"))  # one complete file, no temp left
 
-    proc, again = _search(run_cmd, tmp_path / "b", cache, "latency=2.5ms")
+    proc, again = _search(run_inproc, tmp_path / "b", cache, "latency=2.5ms")
     assert again["warmup_source"] == f"cache ({cached[0]})" and "warm-up reused" in proc.stdout
     assert "train_step/warmup" not in again["timings_s"]  # no warm-up step ran
     # the same search as with its own warm-up: same network, same latency, same search-phase history
@@ -79,6 +80,6 @@ def test_a_second_search_starts_from_the_cached_warmup_and_ends_where_a_fresh_on
             assert row[key] == pytest.approx(history[row["step"]][key], rel=1e-5), (row["step"], key)
 
     # another hardware and target reuse the same warm-up (the key is hardware-free)
-    _, other = _search(run_cmd, tmp_path / "c", cache, "hardware=systolic", "latency=3ms")
+    _, other = _search(run_inproc, tmp_path / "c", cache, "hardware=systolic", "latency=3ms")
     assert other["warmup_source"].startswith("cache (") and other["hardware"] == "systolic"
     assert len(list((cache / "warmup").glob("*.ckpt"))) == 1

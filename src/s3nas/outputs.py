@@ -421,6 +421,15 @@ class HardwareTarget(Record):
 
 
 @dataclass(kw_only=True)
+class MeasuredCandidate(Record):
+    """One feasible state of a device search measured at decode time."""
+
+    step: int = doc("search step it was visited at")
+    latency_ms: list[float] = doc("its latency (ms) on each hardware (one entry for one hardware), measured")
+    meets_target: bool = doc("every target met")
+
+
+@dataclass(kw_only=True)
 class SearchSummary(Summary):
     """search.py: the delivered (decoded, possibly repaired) network of the search."""
 
@@ -462,7 +471,8 @@ class SearchSummary(Summary):
     data: str = doc("dataset name")
     schedule: str = doc("schedule config name")
     total_steps: int = doc("optimizer steps of the search")
-    decode: str = doc("which state was decoded: 'final' or 'best_feasible'")
+    decode: str = doc("which state was decoded: 'final' or 'best_feasible' (on a device, the best visited feasible "
+                      "state that measures under the target: measured_candidates)")
     line_searches: list[LineSearch] = doc("target crossings the search line-searched onto")
     decode_step: int = doc("step of the decoded state")
     final_state_estimated_ms: float = doc("table estimate (ms) of the state the search ended in")
@@ -513,6 +523,10 @@ class SearchSummary(Summary):
     hardware_targets: Optional[list[HardwareTarget]] = doc(
         "hardware=[a,b]: the delivered network on every hardware, the summary's own first (meets_target then says "
         "every target is met); null for one hardware", default=None)
+    measured_candidates: Optional[list[MeasuredCandidate]] = doc(
+        "a device's search only, when its best feasible state (by the table) measured over the target: the visited "
+        "feasible states measured in turn, best first, the delivered one last if it meets (null: not needed)",
+        default=None)
     search_targets_ms: Optional[list[float]] = doc(
         "latency=[...] on one hardware: every target of the search this network is one of (front.json lists all "
         "the networks); null for a one-target search", default=None)

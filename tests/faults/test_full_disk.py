@@ -4,19 +4,24 @@ half-written in place of a good file, no arch.json claiming success; the same co
 Two ways to fill the disk: a real 32 KB tmpfs (skipped where the sandbox may not mount one), and the injected
 fault ``$S3NAS_FAULT_ENOSPC=<fnmatch pattern of the file name>``, which makes s3nas.utils.io's real writers fail
 with ENOSPC after writing part of the temp file (or of the appended line).
+
+The search with W&B on the real tmpfs runs as a real process (``run_cmd``: exit status, stderr of the process,
+W&B's own service); the other commands run in the test process (``run_inproc``, tests/support/inprocess.py: the
+same command line, stdout/stderr and return code captured; the injected fault is read by s3nas.utils.io at every
+write), those with an injected fault at 2 batches an epoch (``SHORT``).
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 import torch
+from inprocess import SHORT_SEARCH
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
@@ -26,6 +31,9 @@ from s3nas.utils.io import (FAULT_ENOSPC_ENV, append_lines, atomic_output_path, 
 
 # 1 warm-up + 2 search epochs of 4 batches at 16 px (12 steps); no checkpoints unless a test adds them
 SEARCH = ["search.py", "debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms"]
+# the same search at 2 batches an epoch (6 steps; 1 validation batch, 2 for the BN statistics) where a fault is
+# injected by file name: what fails is the write of that file, whatever the length of the training
+SHORT = [*SEARCH, *SHORT_SEARCH]
 TRAIN = ["train.py", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=1",
          "recipe.num_threads=1", "callbacks=default", "callbacks.rich_progress_bar=null",
          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "seed=3", "logger=none"]
@@ -54,12 +62,12 @@ def assert_nothing_half_written(run_dir: Path) -> None:
         json.loads(path.read_text())
 
 
-def assert_finished_search(run_dir: Path) -> None:
+def assert_finished_search(run_dir: Path, steps: int = 12) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     arch = json.loads((run_dir / "arch.json").read_text())
-    assert summary["total_steps"] == 12
+    assert summary["total_steps"] == steps
     assert arch["meta"]["search"]["latency_ms"] == summary["latency_ms"] <= summary["target_ms"]
-    assert [row["step"] for row in json.loads((run_dir / "history.json").read_text())] == list(range(1, 13))
+    assert [row["step"] for row in json.loads((run_dir / "history.json").read_text())] == list(range(1, steps + 1))
 
 
 def free_space(mount_point: Path) -> None:
@@ -139,91 +147,93 @@ def test_real_full_disk_in_every_writer(tiny_fs):
 
 
 # ----------------------------------------------------------------------------------- whole commands
-def test_search_on_a_32k_run_dir_then_resume_after_space_is_freed(tiny_fs, run_cmd, tmp_path):
+def test_search_on_a_32k_run_dir_then_resume_after_space_is_freed(tiny_fs, run_inproc, tmp_path):
+    """In the test process (the real process on a 32 KB run dir: the W&B test below)."""
     run_dir = tiny_fs / "run"
     args = [*SEARCH, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
-    failed = run_cmd(args, env=NO_WANDB, check=False)
+    failed = run_inproc(args, env=NO_WANDB, check=False)
     assert_one_line_naming(failed, str(run_dir))
     assert not (run_dir / "arch.json").exists() and not (run_dir / "summary.json").exists()
     assert_nothing_half_written(run_dir)
     free_space(tiny_fs)
-    run_cmd(args, env=NO_WANDB)
+    run_inproc(args, env=NO_WANDB)
     assert_finished_search(run_dir)
     assert_nothing_half_written(run_dir)
 
 
 @pytest.mark.parametrize("target", ["history.json", "choices.csv"])
-def test_search_history_on_a_full_disk(target, run_cmd, tmp_path):
+def test_search_history_on_a_full_disk(target, run_inproc, tmp_path):
     run_dir = tmp_path / "run"
-    args = [*SEARCH, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
-    failed = run_cmd(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: target}, check=False)
+    args = [*SHORT, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: target}, check=False)
     assert_one_line_naming(failed, str(run_dir / target))
     assert not (run_dir / target).exists()  # the first write failed: no partial file in its place
     assert not (run_dir / "arch.json").exists() and not (run_dir / "summary.json").exists()
     assert_nothing_half_written(run_dir)
-    run_cmd(args, env=NO_WANDB)  # no checkpoint yet: the rerun starts over, the stale rows are not kept
-    assert_finished_search(run_dir)
+    run_inproc(args, env=NO_WANDB)  # no checkpoint yet: the rerun starts over, the stale rows are not kept
+    assert_finished_search(run_dir, steps=6)
 
 
-def test_search_summary_and_arch_on_a_full_disk_resume_from_the_checkpoint(run_cmd, tmp_path):
+def test_search_summary_and_arch_on_a_full_disk_resume_from_the_checkpoint(run_inproc, tmp_path):
     run_dir = tmp_path / "run"
-    args = [*SEARCH, "callbacks=default", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run_dir}",
+    args = [*SHORT, "callbacks=default", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run_dir}",
             f"paths.cache_dir={tmp_path / 'cache'}"]
-    failed = run_cmd(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "summary.json"}, check=False)
+    failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "summary.json"}, check=False)
     assert_one_line_naming(failed, str(run_dir / "summary.json"))
     assert not (run_dir / "summary.json").exists() and not (run_dir / "arch.json").exists()
     assert_nothing_half_written(run_dir)
     history = (run_dir / "history.json").read_bytes()
     # the fit had finished: the rerun starts from its last checkpoint; now arch.json's disk is full
-    failed = run_cmd(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "arch.json"}, check=False)
+    failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "arch.json"}, check=False)
     assert "resuming from" in failed.stdout and "last.ckpt" in failed.stdout
     assert_one_line_naming(failed, str(run_dir / "arch.json"))
     assert not (run_dir / "arch.json").exists()  # no arch.json claims a finished search ...
-    assert json.loads((run_dir / "summary.json").read_text())["total_steps"] == 12  # ... its figures came first
+    assert json.loads((run_dir / "summary.json").read_text())["total_steps"] == 6  # ... its figures came first
     assert_nothing_half_written(run_dir)
-    resumed = run_cmd(args, env=NO_WANDB)
+    resumed = run_inproc(args, env=NO_WANDB)
     assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
-    assert_finished_search(run_dir)
+    assert_finished_search(run_dir, steps=6)
     assert (run_dir / "history.json").read_bytes() == history  # the training was not redone
 
 
-def test_latency_table_cache_on_a_full_disk(run_cmd, tmp_path):
+def test_latency_table_cache_on_a_full_disk(run_inproc, tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    args = [*SEARCH, f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}"]
-    failed = run_cmd(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "lut-*.json"}, check=False)
+    args = [*SHORT, f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}"]
+    failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "lut-*.json"}, check=False)
     line = assert_one_line_naming(failed, str(cache / "lut-"))
     assert not list(cache.glob("lut-*.json")) and not list(cache.glob(".lut-*")), line  # no cache file, no temp
     assert not (run_dir / "arch.json").exists()
-    run_cmd(args, env=NO_WANDB)
+    run_inproc(args, env=NO_WANDB)
     assert len(list(cache.glob("lut-*.json"))) == 1 and (run_dir / "arch.json").is_file()
 
 
-def test_measurement_log_on_a_full_disk(run_cmd, tmp_path):
+def test_measurement_log_on_a_full_disk(run_inproc, tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     args = ["search.py", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16", "deploy.num_classes=10",
-            "hardware=sim_midap_blackbox", "latency=0.3ms", f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"]
-    failed = run_cmd(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "measured-*.jsonl"}, check=False)
+            "hardware=sim_midap_blackbox", "latency=0.3ms", *SHORT_SEARCH, f"paths.cache_dir={cache}",
+            f"hydra.run.dir={run_dir}"]
+    failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "measured-*.jsonl"}, check=False)
     assert_one_line_naming(failed, str(cache / "measured-"))
     for log in cache.glob("measured-*.jsonl"):  # every line written is a whole record
         assert all(json.loads(line) for line in log.read_text().splitlines())
     assert not (run_dir / "arch.json").exists()
-    run_cmd(args, env=NO_WANDB)
+    run_inproc(args, env=NO_WANDB)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["latency_source"].startswith("measurement (sim_midap_blackbox") and (run_dir / "arch.json").is_file()
 
 
-def test_onnx_export_on_a_full_disk(run_cmd, tmp_path):
+def test_onnx_export_on_a_full_disk(run_inproc, tmp_path):
     arch = tmp_path / "arch.json"
     codec.save_json(ArchSpec(blocks=(BlockSpec("mbconv", (Branch(3, 2.0),), 16, stride=2, stage=0),
                                      BlockSpec("fused", (Branch(3, 2.0),), 24, stride=2, stage=1)),
                              stem_channels=8, stem_kernel=3, head_channels=32, name="tiny"), arch)
     run_dir = tmp_path / "run"
     args = [*TRAIN, f"arch={arch}", "export.onnx=true", f"hydra.run.dir={run_dir}"]
-    failed = run_cmd(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "model.onnx"}, check=False)
+    failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "model.onnx"}, check=False)
     assert_one_line_naming(failed, str(run_dir / "model.onnx"))
     assert not (run_dir / "model.onnx").exists() and not (run_dir / "summary.json").exists()
     assert not [p for p in run_dir.iterdir() if p.suffix in (".onnx", ".data", ".tmp")]
-    run_cmd(args, env=NO_WANDB)
+    run_inproc(args, env=NO_WANDB)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert str(summary["resumed_from"]).endswith("last.ckpt")  # the training was not redone
     assert summary["onnx"]["checked"] and (run_dir / "model.onnx").stat().st_size > 0

@@ -93,14 +93,16 @@ def test_an_unwritable_home_names_paths_cache_dir_or_works_with_it_set(tmp_path,
     assert "checks passed" in proc.stdout and (tmp_path / "check" / "config_resolved.yaml").is_file()
 
 
-def test_a_read_only_working_directory_names_hydra_run_dir_or_works_with_it_set(tmp_path, run_cmd, read_only_cwd):
-    proc = run_cmd(CHECK, cwd=read_only_cwd, check=False, timeout=300)
+def test_a_read_only_working_directory_names_hydra_run_dir_or_works_with_it_set(tmp_path, run_inproc,
+                                                                                 read_only_cwd):
+    """The command in the test process, in the read-only working directory (tests/support/inprocess.py)."""
+    proc = run_inproc(CHECK, cwd=read_only_cwd, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot write 'outputs/"), proc.stderr[-3000:]
     assert "set hydra.run.dir=" in lines[0]
     run_dir = tmp_path / "run"
-    proc = run_cmd([*CHECK, f"hydra.run.dir={run_dir}"], cwd=read_only_cwd, timeout=300)
+    proc = run_inproc([*CHECK, f"hydra.run.dir={run_dir}"], cwd=read_only_cwd)
     assert "checks passed" in proc.stdout
     saved = (run_dir / "config_resolved.yaml").read_text()
     assert f"output_dir: {run_dir}" in saved

@@ -4,7 +4,11 @@ command then ends with exactly the results of an uninterrupted run.
 
 The signals are real: ``$S3NAS_FAULT_SIGNAL_AT_STEP=N:TERM`` makes the training send itself the signal after
 optimizer step N (so the step is known), one test sends it from outside while training runs, and the
-second-signal test sends one during the checkpoint write.
+second-signal test sends one during the checkpoint write. The interrupted commands are real processes (exit
+status, handlers, the resume line); the uninterrupted references and the final resume that runs to the end, whose
+outputs are compared, run in the test process (tests/support/inprocess.py). Each search and train test stops one
+command twice (SIGTERM, then SIGUSR1 or the other way round, in the resumed run), so the resumed run is itself
+interrupted and resumed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inprocess import run_inprocess
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
@@ -54,10 +59,9 @@ def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def ok(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    done = finish(proc)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+def run_to_the_end(command: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+    """The same command, uninterrupted, in the test process (its outputs are what is compared)."""
+    return run_inprocess([*command, f"hydra.run.dir={run_dir}"], env={"WANDB_MODE": "disabled"})
 
 
 def assert_stopped(done: subprocess.CompletedProcess, signum: int, run_dir: Path, script: str, step: int | None):
@@ -87,7 +91,7 @@ def assert_same_tensors(actual: dict, expected: dict) -> None:
 @pytest.fixture(scope="module")
 def search_reference(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("search_reference")
-    ok(start(["search.py", *SEARCH], run_dir))
+    run_to_the_end(["search.py", *SEARCH], run_dir)
     return run_dir
 
 
@@ -113,16 +117,18 @@ def assert_same_search(run_dir: Path, reference: Path) -> None:
     assert_same_tensors(final["state_dict"], ref_final["state_dict"])  # supernet weights and thresholds
 
 
-@pytest.mark.parametrize("fault, signum, step", [("2:TERM", signal.SIGTERM, 2),    # mid warm-up epoch
-                                                 ("6:USR1", signal.SIGUSR1, 6)],   # mid search epoch
-                         ids=["sigterm-warmup", "sigusr1-search"])
-def test_signal_mid_search_then_same_command_same_result(search_reference, tmp_path, fault, signum, step):
+def test_signals_mid_search_then_same_command_same_result(search_reference, tmp_path):
+    """SIGTERM mid warm-up epoch (step 2); the same command resumes and gets SIGUSR1 mid search epoch (step 6);
+    the same command again ends with the uninterrupted run's results."""
     run_dir = tmp_path / "run"
-    stopped = finish(start(["search.py", *SEARCH], run_dir, fault=fault))
-    assert_stopped(stopped, signum, run_dir, "python search.py", step)
-    assert not (run_dir / "arch.json").exists()
-    assert state_of(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step  # taken at that step
-    resumed = ok(start(["search.py", *SEARCH], run_dir))
+    for fault, signum, step in (("2:TERM", signal.SIGTERM, 2), ("6:USR1", signal.SIGUSR1, 6)):
+        stopped = finish(start(["search.py", *SEARCH], run_dir, fault=fault))
+        assert_stopped(stopped, signum, run_dir, "python search.py", step)
+        if step > 2:  # the second command started from the first one's checkpoint
+            assert "resuming from" in stopped.stdout and "last.ckpt" in stopped.stdout
+        assert not (run_dir / "arch.json").exists()
+        assert state_of(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step  # taken at that step
+    resumed = run_to_the_end(["search.py", *SEARCH], run_dir)
     assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
     assert_same_search(run_dir, search_reference)
 
@@ -142,7 +148,7 @@ def test_sigterm_from_outside_during_the_search(search_reference, tmp_path):
     if stopped.returncode == 0:
         pytest.skip("the search finished before the signal arrived")
     assert_stopped(stopped, signal.SIGTERM, run_dir, "python search.py", None)
-    ok(start(["search.py", *SEARCH], run_dir))
+    run_to_the_end(["search.py", *SEARCH], run_dir)
     assert_same_search(run_dir, search_reference)
 
 
@@ -166,20 +172,22 @@ def arch_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def train_reference(tmp_path_factory, arch_file) -> Path:
     run_dir = tmp_path_factory.mktemp("train_reference")
-    ok(start(["train.py", *TRAIN, f"arch={arch_file}"], run_dir))
+    run_to_the_end(["train.py", *TRAIN, f"arch={arch_file}"], run_dir)
     return run_dir
 
 
-@pytest.mark.parametrize("fault, signum", [("6:TERM", signal.SIGTERM), ("2:USR1", signal.SIGUSR1)],
-                         ids=["sigterm", "sigusr1"])
-def test_signal_mid_training_then_same_command_same_weights(arch_file, train_reference, tmp_path, fault, signum):
+def test_signals_mid_training_then_same_command_same_weights(arch_file, train_reference, tmp_path):
+    """SIGUSR1 at step 2 (1st epoch); the same command resumes and gets SIGTERM at step 6 (2nd epoch); the same
+    command again ends with the uninterrupted run's weights and figures."""
     reference, run_dir = train_reference, tmp_path / "run"
     command = ["train.py", *TRAIN, f"arch={arch_file}"]
-    stopped = finish(start(command, run_dir, fault=fault))
-    step = int(fault.split(":")[0])
-    assert_stopped(stopped, signum, run_dir, "python train.py", step)
-    assert not (run_dir / "weights.pt").exists()
-    resumed = ok(start(command, run_dir))
+    for fault, signum in (("2:USR1", signal.SIGUSR1), ("6:TERM", signal.SIGTERM)):
+        stopped = finish(start(command, run_dir, fault=fault))
+        step = int(fault.split(":")[0])
+        assert_stopped(stopped, signum, run_dir, "python train.py", step)
+        assert not (run_dir / "weights.pt").exists()
+        assert state_of(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step
+    resumed = run_to_the_end(command, run_dir)
     assert "Traceback" not in resumed.stderr
     weights, ref_weights = (state_of(d / "weights.pt")["state_dict"] for d in (run_dir, reference))
     assert_same_tensors(weights, ref_weights)  # the EMA weights that are evaluated and exported
@@ -197,13 +205,12 @@ def test_sigterm_during_a_random_search_sample_resumes_it(tmp_path):
     checkpoint; the same command reuses the finished sample and resumes the retraining exactly."""
     reference, run_dir = tmp_path / "reference", tmp_path / "run"
     command = ["-m", "s3nas.baselines.random_search", *RANDOM]
-    procs = [start(command, reference), start(command, run_dir, fault="3:TERM")]
-    ok(procs[0])
-    stopped = finish(procs[1])
+    stopped = finish(start(command, run_dir, fault="3:TERM"))
     assert_stopped(stopped, signal.SIGTERM, run_dir, "python -m s3nas.baselines.random_search", 3)
     assert (run_dir / "samples" / "000" / "summary.json").is_file()  # the 2-step sample finished before
     assert not (run_dir / "summary.json").exists()
-    ok(start(command, run_dir))
+    run_to_the_end(command, run_dir)
+    run_to_the_end(command, reference)
     weights, ref_weights = (state_of(d / "final" / "weights.pt")["state_dict"] for d in (run_dir, reference))
     assert_same_tensors(weights, ref_weights)
     summary, ref_summary = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))

@@ -1,6 +1,10 @@
 """A multirun always ends with sweep_summary.csv/.md listing every job (overrides, status, one-line reason,
 figures when ok) and an exit code saying whether something failed: a failing job (an infeasible target), an
-interrupted job, and parallel jobs (the joblib launcher) sharing one latency-table cache."""
+interrupted job, and parallel jobs (the joblib launcher) sharing one latency-table cache.
+
+The sweeps with Hydra's basic launcher (jobs one after the other in the command's process) run in the test process
+(tests/support/inprocess.py: the command's exit code is its ``sys.exit``); the joblib sweep, whose jobs are worker
+processes, runs as a real process and checks its exit status."""
 
 from __future__ import annotations
 
@@ -9,13 +13,18 @@ import json
 import shutil
 from pathlib import Path
 
-TINY = ["debug=search_tiny", "data.image_size=16"]
+from inprocess import SHORT_SEARCH
+
+# tiny searches at 2 batches an epoch (1 validation batch, 2 for the BN statistics): the sweep's bookkeeping is
+# what is tested, not the search
+TINY = ["debug=search_tiny", "data.image_size=16", *SHORT_SEARCH]
 INFEASIBLE = "latency: target 0.01 ms is below the fastest architecture"
 
 
-def _sweep(run_cmd, sweep_dir: Path, *overrides: str, env=None):
-    return run_cmd(["search.py", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"], env=env, timeout=600,
-                   check=False)
+def _sweep(run, sweep_dir: Path, *overrides: str, env=None):
+    """``run`` (run_cmd: a real process, run_inproc: in the test process) the sweep -> CompletedProcess."""
+    return run(["search.py", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"], env=env, timeout=600,
+               check=False)
 
 
 def _rows(sweep_dir: Path) -> dict[str, dict]:
@@ -38,9 +47,9 @@ def _assert_failed_row(row: dict) -> None:
     assert row["latency_ms"] == "" and row["val_acc"] == ""
 
 
-def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_cmd):
+def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_inproc):
     sweep_dir = tmp_path / "sweep"
-    proc = _sweep(run_cmd, sweep_dir, "latency=0.01ms,2.5ms", f"paths.cache_dir={tmp_path / 'cache'}")
+    proc = _sweep(run_inproc, sweep_dir, "latency=0.01ms,2.5ms", f"paths.cache_dir={tmp_path / 'cache'}")
     assert proc.returncode == 2, proc.stderr[-3000:]  # something failed
     assert "Traceback" not in proc.stderr
     assert f"error: sweep: 1 of 2 jobs failed or were interrupted; see {sweep_dir / 'sweep_summary.md'}" in proc.stderr
@@ -55,14 +64,14 @@ def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_cmd):
     assert len(markdown) == 4 and "| failed |" in markdown[2] and INFEASIBLE in markdown[2] and "| ok |" in markdown[3]
 
 
-def test_crashed_jobs_and_an_interrupted_sweep(tmp_path, run_cmd):
+def test_crashed_jobs_and_an_interrupted_sweep(tmp_path, run_inproc):
     """Both jobs crash (an exception that is no user error, injected after 2 steps): the sweep exits 1 and the
     summary gives each crash's type and message. Then the same sweep dir as an interrupt leaves it (job 0
     without its status file, job 1 never started) is listed as interrupted, with the planned overrides."""
     from s3nas.runtime.sweep import collect_sweep
 
     sweep_dir = tmp_path / "sweep"
-    proc = _sweep(run_cmd, sweep_dir, "latency=2.5ms,3ms", f"paths.cache_dir={tmp_path / 'cache'}",
+    proc = _sweep(run_inproc, sweep_dir, "latency=2.5ms,3ms", f"paths.cache_dir={tmp_path / 'cache'}",
                   env={"S3NAS_FAULT_INTERRUPT_AFTER_STEPS": "2"})
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: sweep: 2 of 2 jobs failed or were interrupted" in proc.stderr

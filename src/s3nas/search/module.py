@@ -408,9 +408,7 @@ class SearchModule(pl.LightningModule):
         """Keep the state meeting every target that uses most of them (one target: the largest latency under it)."""
         if not meets(self.objectives, latencies_ms, loss_target=False):
             return
-        score = closeness(self.objectives, latencies_ms)
-        if self.bank.best_feasible is None or score >= self.bank.best_feasible[0]:
-            self.bank.best_feasible = (score, self.total_step, list(self.supernet.indicator_state()))
+        self.bank.offer(closeness(self.objectives, latencies_ms), self.total_step, list(self.supernet.indicator_state()))
 
     def _start_thresholds(self) -> None:
         """First search step: threshold init (schedule.thresholds.init) and their RMSProp statistics."""

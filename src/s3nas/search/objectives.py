@@ -22,6 +22,9 @@ from s3nas.arch.spec import Branch
 
 __all__ = ["Bank", "LatencyObjective", "clone_state"]
 
+#: feasible states a bank keeps for the decode to measure (a device's table can be off by a fraction of a percent)
+CANDIDATES = 8
+
 
 @dataclass
 class LatencyObjective:
@@ -71,6 +74,9 @@ class Bank:
 
     objectives: list[LatencyObjective]
     best_feasible: tuple | None = None  # (closeness, step, raw choice) of the best state meeting every target
+    # the best few distinct feasible states, best first: where the table stands for the latency (a device), the
+    # decode measures them in turn when the best one measures over the target
+    candidates: list[tuple] = field(default_factory=list)
     line_searches: list[dict] = field(default_factory=list)
     thresholds: list[Tensor] | None = None
     optimizer_state: list[dict] | None = None
@@ -86,6 +92,17 @@ class Bank:
     @property
     def label(self) -> str:
         return ", ".join(f"{o.hardware} {o.target_ms:g} ms" for o in self.objectives)
+
+    def offer(self, score: float, step: int, raw: list, keep: int = CANDIDATES) -> None:
+        """A feasible state: the best one so far replaces ``best_feasible``; the best ``keep`` distinct states stay
+        candidates."""
+        if self.best_feasible is None or score >= self.best_feasible[0]:
+            self.best_feasible = (score, step, raw)
+        key = _key(raw)
+        kept = [c for c in self.candidates if _key(c[2]) != key or c[0] > score]
+        if not any(_key(c[2]) == key for c in kept):
+            kept.append((score, step, raw))
+        self.candidates = sorted(kept, key=lambda c: -c[0])[:keep]
 
     def store(self, params: list[Tensor], optimizer=None) -> None:
         """Keep a copy of the thresholds (and their optimizer state) now in the supernet."""
@@ -112,9 +129,8 @@ class Bank:
         meta: dict = {"line_searches": list(self.line_searches), "thresholds": self.thresholds,
                       "optimizer_state": self.optimizer_state}
         if self.best_feasible is not None:
-            score, step, raw = self.best_feasible
-            meta["best_feasible"] = {"score": score, "step": step,
-                                     "raw": [[[b.kernel, b.expansion] for b in block] for block in raw]}
+            meta["best_feasible"] = _state_meta(self.best_feasible)
+        meta["candidates"] = [_state_meta(c) for c in self.candidates]
         return meta
 
     def restore_meta(self, meta: dict) -> None:
@@ -123,10 +139,23 @@ class Bank:
         self.optimizer_state = meta.get("optimizer_state")
         best = meta.get("best_feasible")
         if best:
-            raw = [tuple(Branch(int(k), float(e)) for k, e in block) for block in best["raw"]]
-            # older checkpoints kept the latency (one objective): its closeness is latency / target
-            score = best["score"] if "score" in best else float(best["latency_ms"]) / self.target_ms
-            self.best_feasible = (float(score), int(best["step"]), raw)
+            self.best_feasible = self._state_of(best)
+        self.candidates = [self._state_of(c) for c in meta.get("candidates", [])]
+
+    def _state_of(self, meta: dict) -> tuple:
+        raw = [tuple(Branch(int(k), float(e)) for k, e in block) for block in meta["raw"]]
+        # older checkpoints kept the latency (one objective): its closeness is latency / target
+        score = meta["score"] if "score" in meta else float(meta["latency_ms"]) / self.target_ms
+        return (float(score), int(meta["step"]), raw)
+
+
+def _state_meta(state: tuple) -> dict:
+    score, step, raw = state
+    return {"score": score, "step": step, "raw": [[[b.kernel, b.expansion] for b in block] for block in raw]}
+
+
+def _key(raw: list) -> tuple:
+    return tuple(tuple((b.kernel, b.expansion) for b in block) for block in raw)
 
 
 def clone_state(state: dict) -> dict:
