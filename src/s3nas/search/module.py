@@ -131,20 +131,6 @@ class SearchModule(pl.LightningModule):
         return self.bank.loss_target_ms
 
     @property
-    def estimator(self):
-        return self.objectives[0].estimator
-
-    @property
-    def state_latency(self):
-        return self.objectives[0].state_latency
-
-    @state_latency.setter
-    def state_latency(self, value) -> None:
-        for bank in self.banks:
-            for objective in bank.objectives:
-                objective.state_latency = value
-
-    @property
     def best_feasible(self):
         return self.bank.best_feasible
 
@@ -408,7 +394,9 @@ class SearchModule(pl.LightningModule):
         """Keep the state meeting every target that uses most of them (one target: the largest latency under it)."""
         if not meets(self.objectives, latencies_ms, loss_target=False):
             return
-        self.bank.offer(closeness(self.objectives, latencies_ms), self.total_step, list(self.supernet.indicator_state()))
+        score = closeness(self.objectives, latencies_ms)
+        if self.bank.wants(score):  # the hard state is read only when it would be kept
+            self.bank.offer(score, self.total_step, list(self.supernet.indicator_state()))
 
     def _start_thresholds(self) -> None:
         """First search step: threshold init (schedule.thresholds.init) and their RMSProp statistics."""

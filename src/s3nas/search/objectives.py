@@ -93,6 +93,11 @@ class Bank:
     def label(self) -> str:
         return ", ".join(f"{o.hardware} {o.target_ms:g} ms" for o in self.objectives)
 
+    def wants(self, score: float, keep: int = CANDIDATES) -> bool:
+        """Whether ``offer`` would keep a state of this score (as best_feasible or as a candidate)."""
+        return (self.best_feasible is None or score >= self.best_feasible[0] or len(self.candidates) < keep
+                or score >= self.candidates[-1][0])
+
     def offer(self, score: float, step: int, raw: list, keep: int = CANDIDATES) -> None:
         """A feasible state: the best one so far replaces ``best_feasible``; the best ``keep`` distinct states stay
         candidates."""
