@@ -55,7 +55,9 @@ def _device(name: str):
 
 
 def _positive(m) -> bool:
-    return m.n == 5 and math.isfinite(m.median_ms) and m.median_ms > 0
+    """A finite positive median of the 5 timed runs asked for; more runs only when the device re-measured wild
+    runs (a busy machine: another test worker on the other core)."""
+    return (m.n == 5 or (m.n > 5 and m.remeasured > 0)) and math.isfinite(m.median_ms) and m.median_ms > 0
 
 
 def test_configs_build_the_devices_pinned_to_one_thread_on_the_thread_clock():
