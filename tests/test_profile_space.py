@@ -131,20 +131,34 @@ def test_cost_knob_moves_the_choice_toward_latency():
     assert [r["pareto"] for r in sorted(ranked, key=lambda r: r["name"])] == [True] * 5 + [False]
 
 
-def test_space_entry_contains_every_selected_candidate_of_its_type():
+def test_space_entry_holds_exactly_the_selected_candidates():
+    # two block types: every block chooses among exactly the three (skip where a residual exists)
     selected = [Candidate("mbconv", (3,), 4.0), Candidate("fused", (3,), 2.0), Candidate("mbconv", (5,), 2.0)]
     block_type, entry, used = space_entry(selected, allow_skip=True, name="x")
-    assert block_type == "mbconv" and [c.name for c in used] == ["mbconv_k3_e4", "mbconv_k5_e2"]
-    assert entry["mbconv"] == {"kernels": [3, 5], "expansions": [2.0, 4.0]}
-    supernet = {"depths": [1, 2, 1, 1, 1], "block_type": block_type}
-    space = SearchSpace.from_config(supernet, entry)
-    for i in range(len(space.positions)):
-        for c in used:
-            assert c.branches in space.options(i)
+    assert block_type == "choice" and used == selected
+    assert entry["options"] == [{"type": "mbconv", "kernel": 3, "expansion": 4.0},
+                                {"type": "fused", "kernel": 3, "expansion": 2.0},
+                                {"type": "mbconv", "kernel": 5, "expansion": 2.0}]
+    space = SearchSpace.from_config({"depths": [1, 2, 1, 1, 1], "block_type": block_type}, entry)
+    for i, pos in enumerate(space.positions):
+        assert set(space.options(i)) == {c.option for c in selected} | ({()} if pos.has_residual else set())
+    assert space.size() == 3 ** 5 * 4
+    # the issue's case: fused k5 e2 and k3 e6 are not a cross product; k3 e2 and k5 e6 must not be added
+    pair = [Candidate("fused", (5,), 2.0), Candidate("fused", (3,), 6.0)]
+    block_type, entry, _ = space_entry(pair, allow_skip=False, name="y")
+    space = SearchSpace.from_config({"depths": [1, 1, 1, 1, 1], "block_type": block_type}, entry)
+    assert block_type == "choice" and space.num_options() == [2] * 5
+    assert {space.block_spec(0, o).type for o in space.options(0)} == {"fused"}
+    # a full cross product of one type stays that type's (weight-sharing) space, with nothing more in it
+    square = [Candidate("mbconv", (k,), e) for k in (3, 5) for e in (2.0, 4.0)]
+    block_type, entry, _ = space_entry(square, allow_skip=True, name="z")
+    assert block_type == "mbconv" and entry["mbconv"] == {"kernels": [3, 5], "expansions": [2.0, 4.0]}
+    # MixConv: the listed block itself (every superkernel at its max kernel), not the nested sub-space
     mix_type, mix_entry, _ = space_entry([Candidate("mixconv", (3, 5, 7), 2.0), Candidate("mixconv", (3, 5, 7), 1.0)],
-                                         allow_skip=False, name="y")
-    assert mix_type == "mixconv" and mix_entry["mixconv"]["max_kernels"] == [3, 5, 7]
-    assert mix_entry["mixconv"]["expansions"] == [0.0, 1.0, 2.0] and mix_entry["allow_skip"] is False
+                                         allow_skip=False, name="m")
+    assert mix_type == "choice" and mix_entry["allow_skip"] is False
+    space = SearchSpace.from_config({"depths": [1, 1, 1, 1, 1], "block_type": mix_type}, mix_entry)
+    assert space.num_options() == [2] * 5 and space.block_spec(0, space.options(0)[0]).kernels == (3, 5, 7)
 
 
 # ----------------------------------------------------------------------------------- the whole command
@@ -187,7 +201,12 @@ def test_profile_writes_a_space_search_uses_and_the_knob_picks_a_faster_one(tmp_
     assert search_cfg.supernet.block_type == fast["block_type"]
     space = SearchSpace.from_config(search_cfg.supernet, search_cfg.candidates)
     assert {p.type for p in space.positions} == {fast["block_type"]}
-    assert OmegaConf.to_container(search_cfg.candidates)[fast["block_type"]] == fast["candidates"][fast["block_type"]]
+    assert ps.space_description(fast["block_type"], OmegaConf.to_container(search_cfg.candidates)) \
+        == ps.space_description(fast["block_type"], fast["candidates"])
+    # exactly the selected SSBNs' blocks are options of the space (plus skip where a residual exists)
+    assert sorted(fast["in_space"]) == sorted(fast["selected"])
+    chosen = {row["name"] for row in rows if row["in_space"] == "True"}
+    assert chosen == set(fast["selected"])
     assert fast["chosen_space"]["architectures"] == space.size()
     assert fast["chosen_space"]["max_latency_ms"] <= fast["reference_space"]["max_latency_ms"]
 
@@ -286,8 +305,17 @@ def test_profile_then_search_in_the_written_space_end_to_end(tmp_path, run_inpro
     result = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert result["latency_ms"] <= target and result["meets_target"]
     arch = codec.load_json(tmp_path / "search" / "arch.json")
-    assert {b.type for b in arch.blocks} == {summary["block_type"]}
-    # the searched network's kernels are among the written entry's candidates for that block type
-    written = load_candidates_entry("bbssp_e2e", [conf])[summary["block_type"]]
-    kernels = set(written.get("kernels") or range(int(written.get("min_kernel", 3)), max(written["max_kernels"]) + 1, 2))
-    assert {br.kernel for b in arch.blocks for br in b.branches} <= kernels, written
+    # every searched block is one of the selected SSBNs' blocks (the written space holds exactly them)
+    search_space = SearchSpace.from_config(
+        compose_config("search", ["candidates=bbssp_e2e", "supernet.depths=[1,2,1,2,1]",
+                                  f"hydra.searchpath=[file://{conf}]"], output_dir=tmp_path / "s2").supernet,
+        load_candidates_entry("bbssp_e2e", [conf]))
+    selected = {name: c for name, c in ((c.name, c) for c in collect_candidates(
+        [candidates_from_grid(OmegaConf.create({"mbconv": {"kernels": [3, 5], "expansions": [2, 6]},
+                                                "fused": {"kernels": [3], "expansions": [2, 4]}}),
+                              ["mbconv", "fused"])])) if name in summary["selected"]}
+    assert len(selected) == 4
+    allowed = {(c.type, tuple(b for b in c.branches)) for c in selected.values()}
+    for block in arch.blocks:
+        assert (block.type, block.branches) in allowed, block
+    assert search_space.size() == summary["chosen_space"]["architectures"]

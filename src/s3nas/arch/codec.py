@@ -86,6 +86,9 @@ def _validate_block(block: BlockSpec, where: str) -> None:
             raise ArchSpecError(f"{where}.branches[{j}].kernel: must be odd >= 1, got {b.kernel!r}")
         if not _is_num(b.expansion) or b.expansion <= 0:
             raise ArchSpecError(f"{where}.branches[{j}].expansion: must be a finite number > 0, got {b.expansion!r}")
+        if b.block_type:
+            raise ArchSpecError(f"{where}.branches[{j}]: a block's branches carry no type of their own (the block "
+                                f"has it), got {b.block_type!r}")
     if kernels != sorted(set(kernels)):
         raise ArchSpecError(f"{where}.branches: kernels must be distinct and sorted (merge same-size "
                             f"branches), got {kernels}")

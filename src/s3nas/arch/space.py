@@ -6,6 +6,10 @@ simulate each (position, option) once. An option is a canonical tuple of ``Branc
 branches merged with expansions added, 0-expansion branches dropped, sorted by kernel; paper Fig. 8);
 ``()`` is the skip, allowed only where a residual exists (stride 1 and in == out channels).
 
+A position of ``supernet.block_type: choice`` chooses among the options listed in ``candidates.options``,
+whatever their block types (BBSSP's profiled spaces; FBNet-style choice): its options' branches carry their
+``block_type`` (``Branch.block_type``), so the same kernel and expansion of two types are two options.
+
 MixConv (paper Fig. 6-7): superkernel j has a max kernel K_j and picks a kernel in min_kernel..K_j
 (step 2) and an expansion from the candidates' list (0 = off). The superkernel with the largest max
 kernel may switch off only where the block may be skipped, so a non-residual block never vanishes.
@@ -23,17 +27,55 @@ from s3nas.errors import ConfigError
 
 Option = tuple[Branch, ...]
 
-__all__ = ["BlockPosition", "Option", "SearchSpace", "canonical", "linear_depths"]
+__all__ = ["BlockPosition", "ListedOptions", "Option", "SearchSpace", "branch_from_json", "branch_to_json", "canonical",
+           "linear_depths", "listed_option", "option_type", "untyped"]
 
 
 def canonical(branches: Iterable[Branch | tuple[int, float]]) -> Option:
-    """Merge same-kernel branches (expansions added), drop 0-expansion branches, sort by kernel."""
-    merged: dict[int, float] = {}
+    """Merge same-kernel branches (expansions added), drop 0-expansion branches, sort by kernel.
+
+    Branches keep their ``block_type`` (a choice position's options); same-kernel branches merge only
+    within one type."""
+    merged: dict[tuple[int, str], float] = {}
     for b in branches:
-        kernel, expansion = (b.kernel, b.expansion) if isinstance(b, Branch) else b
+        kernel, expansion, btype = (b.kernel, b.expansion, b.block_type) if isinstance(b, Branch) \
+            else (*b, "") if len(b) == 2 else b
         if expansion:
-            merged[int(kernel)] = merged.get(int(kernel), 0.0) + float(expansion)
-    return tuple(Branch(k, merged[k]) for k in sorted(merged))
+            key = (int(kernel), str(btype))
+            merged[key] = merged.get(key, 0.0) + float(expansion)
+    return tuple(Branch(k, merged[(k, t)], t) for k, t in sorted(merged))
+
+
+def untyped(option: Iterable[Branch]) -> tuple[Branch, ...]:
+    """The branches without their ``block_type`` (as a BlockSpec holds them)."""
+    return tuple(Branch(b.kernel, b.expansion) for b in option)
+
+
+def option_type(option: Sequence[Branch], default: str) -> str:
+    """Block type of an option: its branches' ``block_type`` when typed, else ``default`` (the position's)."""
+    types = {b.block_type for b in option if b.block_type}
+    if len(types) > 1:
+        raise ValueError(f"option {option!r} mixes block types {sorted(types)}")
+    return types.pop() if types else default
+
+
+def listed_option(entry: dict) -> Option:
+    """The typed option of one checked ``candidates.options`` entry ({type, kernels, expansion})."""
+    return canonical(Branch(int(k), float(entry["expansion"]), str(entry["type"])) for k in entry["kernels"])
+
+
+class ListedOptions(tuple):
+    """The options of a choice position (``Supernet.raw_levels`` of a choice block): a repair may move to
+    any of them, where a nested block may only switch off one ring or slice."""
+
+
+def branch_to_json(b: Branch) -> list:
+    """[kernel, expansion] (+ block_type when typed): the form of raw states in checkpoints and tables."""
+    return [b.kernel, float(b.expansion)] + ([b.block_type] if b.block_type else [])
+
+
+def branch_from_json(value: Sequence) -> Branch:
+    return Branch(int(value[0]), float(value[1]), str(value[2]) if len(value) > 2 else "")
 
 
 def conv_out_hw(hw: int, kernel: int, stride: int) -> int:
@@ -47,7 +89,7 @@ class BlockPosition:
 
     index: int
     stage: int
-    type: str  # "mbconv" | "mixconv" | "fused"
+    type: str  # "mbconv" | "mixconv" | "fused" | "choice" (among ``choices``, whatever their types)
     in_channels: int
     out_channels: int
     stride: int
@@ -58,6 +100,7 @@ class BlockPosition:
     mix_max_kernels: tuple[int, ...] = ()  # mixconv: max kernel of each superkernel
     mix_expansions: tuple[float, ...] = ()  # mixconv: expansion choices of each superkernel (0 = off)
     mix_min_kernel: int = 3
+    choices: tuple[Option, ...] = ()  # choice: the listed (typed) options, skip excluded
     allow_skip: bool = False
     se_ratio: float = 0.0
     act: str = "relu"
@@ -130,7 +173,12 @@ class SearchSpace:
                 stride = first_stride if d == 0 else 1
                 residual = stride == 1 and channels == width
                 kw: dict[str, Any] = {}
-                if btype == "mixconv":
+                if btype == "choice":
+                    if not cand.get("options"):
+                        raise ConfigError("candidates.options: supernet.block_type 'choice' chooses among the "
+                                          "listed options; list at least one ({type, kernel(s), expansion})")
+                    kw = dict(choices=tuple(listed_option(e) for e in cand["options"]))
+                elif btype == "mixconv":
                     kw = dict(mix_max_kernels=tuple(cand["mixconv"]["max_kernels"]),
                               mix_expansions=tuple(cand["mixconv"]["expansions"]),
                               mix_min_kernel=cand["mixconv"]["min_kernel"])
@@ -179,7 +227,11 @@ class SearchSpace:
     @staticmethod
     def _enumerate(pos: BlockPosition) -> list[Option]:
         found: set[Option] = set()
-        if pos.type == "mixconv":
+        if pos.type == "choice":
+            found.update(pos.choices)
+            if pos.allow_skip:
+                found.add(())
+        elif pos.type == "mixconv":
             for combo in itertools.product(*pos.superkernel_choices()):
                 found.add(canonical(b for b in combo if b is not None))
         else:
@@ -189,7 +241,7 @@ class SearchSpace:
         if not pos.allow_skip:
             found.discard(())
         return sorted(found, key=lambda opt: (sum(b.expansion for b in opt), len(opt),
-                                              tuple((b.kernel, b.expansion) for b in opt)))
+                                              tuple((b.kernel, b.expansion, b.block_type) for b in opt)))
 
     def num_options(self) -> list[int]:
         """Number of distinct canonical options per position."""
@@ -208,8 +260,15 @@ class SearchSpace:
         opt = canonical(option)
         if opt not in set(self.options(i)):
             raise ValueError(f"position {i} ({pos.type}, stage {pos.stage}): {option!r} is not one of its options")
-        return BlockSpec(type=pos.type, branches=opt, out_channels=pos.out_channels, stride=pos.stride,
+        btype = option_type(opt, pos.type if pos.type != "choice" else "mbconv")  # (the skip's type: unused)
+        return BlockSpec(type=btype, branches=untyped(opt), out_channels=pos.out_channels, stride=pos.stride,
                          stage=pos.stage, se_ratio=pos.se_ratio, act=pos.act)
+
+    def option_of_block(self, i: int, block: BlockSpec) -> Option:
+        """The option of position ``i`` a BlockSpec is (typed at a choice position); () for no branches."""
+        if self.positions[i].type == "choice":
+            return canonical(Branch(b.kernel, b.expansion, block.type) for b in block.branches)
+        return canonical(block.branches)
 
     def arch_spec(self, options: Sequence[Sequence[Branch]], name: str | None = None) -> ArchSpec:
         """ArchSpec of one option per position; skipped blocks dropped."""
@@ -234,12 +293,12 @@ class SearchSpace:
         j = 0
         for i, pos in enumerate(self.positions):
             b = blocks[j] if j < len(blocks) else None
+            option = self.option_of_block(i, b) if b is not None else ()
             if (b is not None and b.stage == pos.stage and b.out_channels == pos.out_channels
-                    and b.stride == pos.stride and canonical(b.branches) in set(self.options(i))
-                    and canonical(b.branches)):
+                    and b.stride == pos.stride and option in set(self.options(i)) and option):
                 # a block is placed at the earliest position of its stage that is still free; a skip
                 # is only allowed where a residual exists, so non-residual positions always match first
-                result.append(canonical(b.branches))
+                result.append(option)
                 j += 1
             elif pos.allow_skip:
                 result.append(())
@@ -258,7 +317,7 @@ class SearchSpace:
         for i, block in zip(positions, spec.blocks):
             if not isinstance(i, int) or not 0 <= i < len(self.positions):
                 return None
-            pos, option = self.positions[i], canonical(block.branches)
+            pos, option = self.positions[i], self.option_of_block(i, block)
             if (block.stage, block.out_channels, block.stride) != (pos.stage, pos.out_channels, pos.stride) \
                     or option not in set(self.options(i)):
                 return None

@@ -17,10 +17,16 @@ from s3nas.config.vocabulary import ACTIVATIONS, BLOCK_TYPES  # noqa: F401 - the
 
 @dataclass(frozen=True)
 class Branch:
-    """One depthwise (or fused full-conv) path: kernel size and expansion ratio relative to block input."""
+    """One depthwise (or fused full-conv) path: kernel size and expansion ratio relative to block input.
+
+    ``block_type`` is empty in a BlockSpec (the block carries its type). In the option of a search-space
+    position that chooses among block types (``supernet.block_type: choice``) it names the type the branch
+    belongs to, so "mbconv k3 e2" and "fused k3 e2" are different options.
+    """
 
     kernel: int
     expansion: float
+    block_type: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from s3nas.config.ranges import Range, check_choice, check_ranges, check_value
-from s3nas.config.vocabulary import ACTIVATIONS, BLOCK_TYPES
+from s3nas.config.vocabulary import ACTIVATIONS, BLOCK_TYPES, SUPERNET_BLOCK_TYPES
 from s3nas.errors import ConfigError
 
 #: Largest kernel size accepted anywhere (a 9x9 depthwise ring already exceeds every paper setting).
@@ -61,6 +61,10 @@ class CandidatesConfig:
     mbconv: MBConvCandidates = field(default_factory=MBConvCandidates)
     mixconv: MixConvCandidates = field(default_factory=MixConvCandidates)
     fused: FusedCandidates = field(default_factory=FusedCandidates)
+    # Listed options of any block types, for `supernet.block_type: choice` (each block chooses one of them):
+    # {type: mbconv|fused, kernel: k, expansion: e} or {type: mixconv, kernels: [k, ...], expansion: e}
+    # (a MixConv block with one branch per kernel, each at expansion e). Written by BBSSP's profile.
+    options: list[Any] = field(default_factory=list)
     allow_skip: bool = True  # skip (expansion 0) where a residual exists
 
 
@@ -69,7 +73,7 @@ class SupernetConfig:
     """The `supernet` group: stem, five (or any number of) stages, head. Lists have one entry per stage."""
 
     name: str = "s3nas_mixconv"
-    block_type: Any = "mixconv"  # mixconv | mbconv | fused, or a list with one entry per stage
+    block_type: Any = "mixconv"  # mixconv | mbconv | fused | choice (candidates.options), or one per stage
     stem_channels: int = 32
     stem_kernel: int = 7
     stem_stride: int = 2
@@ -213,8 +217,9 @@ def check_supernet(cfg: Any) -> dict:
                               f"= {sum(depths)}; set one of them to null")
     block_types = _per_stage("supernet.block_type", c["block_type"], n)
     for t in block_types:
-        if t not in BLOCK_TYPES:
-            raise ConfigError(f"supernet.block_type: {t!r} is not a block type; use one of {', '.join(BLOCK_TYPES)}")
+        if t not in SUPERNET_BLOCK_TYPES:
+            raise ConfigError(f"supernet.block_type: {t!r} is not a block type; use one of "
+                              f"{', '.join(SUPERNET_BLOCK_TYPES)}")
     se_ratios = _per_stage("supernet.se_ratio", c["se_ratio"], n)
     for r in se_ratios:
         check_value("supernet.se_ratio", r, SE_RATIO_RANGE)
@@ -254,4 +259,47 @@ def check_candidates(cfg: Any) -> dict:
     out["mixconv"] = {"max_kernels": max_kernels, "min_kernel": min_kernel,
                       "expansions": _expansions("candidates.mixconv.expansions", mix["expansions"],
                                                 allow_zero=True)}
+    options = check_listed_options(c.get("options"))
+    if options:  # (absent when empty: the dict is hashed into cache keys, which stay those of older spaces)
+        out["options"] = options
+    return out
+
+
+def check_listed_options(value: Any) -> list[dict]:
+    """``candidates.options``: a list of {type, kernel | kernels, expansion}; returns {type, kernels, expansion}."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"candidates.options: expected a list of {{type, kernel(s), expansion}}, got {value!r}")
+    out, seen = [], set()
+    for n, entry in enumerate(value):
+        key = f"candidates.options[{n}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: expected {{type, kernel(s), expansion}}, got {entry!r}")
+        unknown = sorted(set(entry) - {"type", "kernel", "kernels", "expansion"})
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}: unknown key; accepted keys: type, kernel, kernels, expansion")
+        btype = entry.get("type")
+        if btype not in BLOCK_TYPES:
+            raise ConfigError(f"{key}.type: {btype!r} is not a block type; use one of {', '.join(BLOCK_TYPES)}")
+        if ("kernel" in entry) == ("kernels" in entry):
+            raise ConfigError(f"{key}: give exactly one of kernel (mbconv, fused) or kernels (mixconv)")
+        if "kernel" in entry:
+            kernels = [check_kernel(f"{key}.kernel", entry["kernel"])]
+        else:
+            raw = entry["kernels"]
+            if not isinstance(raw, (list, tuple)) or not raw:
+                raise ConfigError(f"{key}.kernels: expected a non-empty list of odd kernel sizes, got {raw!r}")
+            kernels = sorted(check_kernel(f"{key}.kernels", k) for k in raw)
+        if btype != "mixconv" and len(kernels) != 1:
+            raise ConfigError(f"{key}.kernels: a {btype} block has one kernel, got {kernels}")
+        expansion = entry.get("expansion")
+        if not _is_number(expansion) or expansion <= 0:
+            raise ConfigError(f"{key}.expansion: must be a number > 0, got {expansion!r}")
+        item = {"type": btype, "kernels": kernels, "expansion": float(expansion)}
+        ident = (btype, tuple(kernels), float(expansion))
+        if ident in seen:
+            raise ConfigError(f"{key}: {btype} kernels {kernels} expansion {expansion:g} is listed twice")
+        seen.add(ident)
+        out.append(item)
     return out

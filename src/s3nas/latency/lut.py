@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 
 import simulator
 from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
-from s3nas.arch.space import Option, SearchSpace, canonical
+from s3nas.arch.space import Option, SearchSpace, branch_from_json, branch_to_json, canonical
 from s3nas.arch.spec import ArchSpec, Branch
 from s3nas.utils.io import atomic_write_text, is_disk_full
 from s3nas.utils.locks import file_lock
@@ -42,12 +42,12 @@ LUT_FORMAT_VERSION = 1
 METHODS = ("context", "isolated")
 
 
-def _option_to_json(option: Option) -> list[list[float]]:
-    return [[b.kernel, float(b.expansion)] for b in option]
+def _option_to_json(option: Option) -> list[list]:
+    return [branch_to_json(b) for b in option]
 
 
 def _option_from_json(value: Any) -> Option:
-    return canonical(Branch(int(k), float(e)) for k, e in value)
+    return canonical(branch_from_json(b) for b in value)
 
 
 class LatencyTable:

@@ -67,7 +67,8 @@ def measurement_key(space: SearchSpace, device: Device, reference: bool | None =
 
 
 def option_id(option: Option) -> str:
-    return ",".join(f"{b.kernel}x{b.expansion:g}" for b in option)
+    return ",".join(f"{b.block_type}:{b.kernel}x{b.expansion:g}" if b.block_type else f"{b.kernel}x{b.expansion:g}"
+                    for b in option)
 
 
 def network_id(tag: str, k: int, options: Sequence[Option]) -> str:

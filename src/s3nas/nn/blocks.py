@@ -22,12 +22,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s3nas.arch.shapes import branch_channels, se_channels
-from s3nas.arch.spec import Branch
+from s3nas.arch.space import canonical, option_type, untyped
+from s3nas.arch.spec import BlockSpec, Branch
+from s3nas.nn.builder import Block
 from s3nas.nn.layers import make_act
 from s3nas.nn.superkernel import SuperKernel
 
 __all__ = ["expanded_channels", "canonical_option", "SearchableBlock", "SearchableMBConv",
-           "SearchableMixConv", "SearchableFused", "SqueezeExcite", "build_searchable_block"]
+           "SearchableMixConv", "SearchableFused", "SearchableChoice", "SqueezeExcite", "build_searchable_block"]
 
 Option = tuple[Branch, ...]
 
@@ -38,12 +40,8 @@ def expanded_channels(in_channels: int, expansion: float) -> int:
 
 
 def canonical_option(branches: Sequence[Branch]) -> Option:
-    """Merge same-kernel branches (expansions added), drop 0-expansion ones, sort by kernel."""
-    merged: dict[int, float] = {}
-    for b in branches:
-        if b.expansion:
-            merged[int(b.kernel)] = merged.get(int(b.kernel), 0.0) + float(b.expansion)
-    return tuple(Branch(k, merged[k]) for k in sorted(merged))
+    """Merge same-kernel branches (expansions added), drop 0-expansion ones, sort by kernel (types kept)."""
+    return canonical(branches)
 
 
 def gated_batch_norm(bn: nn.BatchNorm2d, x: Tensor, gate: Tensor | None) -> Tensor:
@@ -296,9 +294,77 @@ class SearchableMixConv(SearchableBlock):
         return tuple(branches)
 
 
+class SearchableChoice(SearchableBlock):
+    """A position choosing among listed options of any block types (``supernet.block_type: choice``).
+
+    FBNet-style: one plain block (``s3nas.nn.builder.Block``, the child network's own module) per listed
+    option, each with its own weights, an identity path for the skip where allowed, and one trainable logit
+    per option, ``choice_logits``, trained with the thresholds (same optimizer group, same latency loss).
+    ``option_probs`` = softmax(logits): the latency term's expectation uses them as it uses the indicator
+    products of the other blocks. Training forwards run ONE path: warm-up samples it uniformly (as the
+    supernet's warm-up samples every nested choice); search samples it with Gumbel noise and scales its
+    output by ``1 + p - p.detach()`` (value 1), so the loss reaches the logits through the path it ran
+    (straight-through Gumbel, as GDAS). Evaluation, ``raw_choice`` and decoding take the largest logit.
+    """
+
+    type = "choice"
+    #: Gumbel-softmax temperature of the straight-through gradient.
+    tau = 1.0
+
+    def __init__(self, pos, options_order: Sequence[Option] | None = None) -> None:
+        super().__init__(pos, options_order)
+        found = list(pos.choices) + ([()] if pos.allow_skip else [])
+        if options_order is not None:
+            if set(found) != set(options_order):
+                raise ValueError(f"block {pos.index}: listed options {sorted(map(str, found))} differ from the "
+                                 f"search space's {sorted(map(str, options_order))}")
+            found = list(options_order)
+        self.options = found
+        self.phase = "search"
+        self.paths = nn.ModuleList(
+            Block(BlockSpec(type=option_type(o, "mbconv"), branches=untyped(o), out_channels=pos.out_channels,
+                            stride=pos.stride, stage=pos.stage, se_ratio=pos.se_ratio, act=pos.act),
+                  pos.in_channels) if o else nn.Identity()
+            for o in found)
+        # ~uniform, ties broken toward the largest option: the search starts from the largest network, as
+        # the thresholds start below every norm (all rings and slices on)
+        self.choice_logits = nn.Parameter(torch.arange(len(found), dtype=torch.float32) * 1e-3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return self.paths[self.chosen_index()](x)
+        if self.phase == "warmup":
+            return self.paths[int(torch.randint(len(self.paths), ()))](x)
+        gumbel = -torch.empty_like(self.choice_logits).exponential_().log()
+        noisy = self.choice_logits + gumbel
+        k = int(noisy.detach().argmax())
+        soft = torch.softmax(noisy / self.tau, 0)[k]
+        return self.paths[k](x) * (1 + soft - soft.detach())
+
+    def option_probs(self) -> Tensor:
+        return torch.softmax(self.choice_logits, 0)
+
+    def chosen_index(self) -> int:
+        return int(self.choice_logits.detach().argmax())
+
+    def raw_choice(self) -> tuple[Branch, ...]:
+        return tuple(self.options[self.chosen_index()])
+
+    def superkernels(self) -> list[SuperKernel]:
+        return []
+
+    @torch.no_grad()
+    def set_option(self, option: Sequence[Branch], margin: float = 1e4) -> None:
+        """Make ``option`` the chosen one (its logit ``margin`` above the others)."""
+        k = self.options.index(canonical(option))
+        self.choice_logits.fill_(-margin)
+        self.choice_logits[k] = margin
+
+
 def build_searchable_block(pos, options_order: Sequence[Option] | None = None) -> SearchableBlock:
     """The searchable block for a BlockPosition (by ``pos.type``)."""
-    classes = {"mbconv": SearchableMBConv, "mixconv": SearchableMixConv, "fused": SearchableFused}
+    classes = {"mbconv": SearchableMBConv, "mixconv": SearchableMixConv, "fused": SearchableFused,
+               "choice": SearchableChoice}
     if pos.type not in classes:
         raise ValueError(f"block type {pos.type!r}: use one of {', '.join(classes)}")
     return classes[pos.type](pos, options_order)

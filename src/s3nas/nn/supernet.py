@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from s3nas.arch.spec import ArchSpec, Branch
-from s3nas.nn.blocks import SearchableBlock, build_searchable_block
+from s3nas.arch.space import ListedOptions
+from s3nas.nn.blocks import SearchableBlock, SearchableChoice, build_searchable_block
 from s3nas.nn.blocks import canonical_option as _canonical
 from s3nas.nn.builder import build_model
 from s3nas.nn.layers import init_weights_goog, make_act
@@ -38,7 +39,11 @@ def _init_weights(module: "Supernet") -> None:
     """
     init_weights_goog(module)
     for block in module.blocks:
-        if block.has_residual:
+        if isinstance(block, SearchableChoice):  # plain child blocks: their project BN, as the child's init
+            for path in block.paths:
+                if getattr(path, "has_residual", False):
+                    nn.init.zeros_(path.project.bn.weight)
+        elif block.has_residual:
             nn.init.zeros_(block.bn3.weight)
 
 
@@ -87,6 +92,8 @@ class Supernet(nn.Module):
         self.phase = phase
         for sk in self.superkernels():
             sk.phase = phase
+        for block in self.choice_blocks():
+            block.phase = phase
 
     def set_latency_grad_to_weights(self, enabled: bool) -> None:
         """True (the paper): the latency term's gradient reaches weights through their norms; False: thresholds only."""
@@ -96,22 +103,28 @@ class Supernet(nn.Module):
     def superkernels(self) -> list[SuperKernel]:
         return [m for m in self.modules() if isinstance(m, SuperKernel)]
 
+    def choice_blocks(self) -> list[SearchableChoice]:
+        """The blocks choosing among listed options of any types (``supernet.block_type: choice``)."""
+        return [b for b in self.blocks if isinstance(b, SearchableChoice)]
+
     def threshold_parameters(self) -> list[nn.Parameter]:
-        """The trainable thresholds of every optional ring/slice."""
-        return [p for n, p in self.named_parameters() if n.endswith("_thresholds")]
+        """The architecture parameters: thresholds of every optional ring/slice and the choice blocks' logits."""
+        return [p for n, p in self.named_parameters() if _is_architecture(n)]
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter that is not a threshold (conv/BN/FC weights)."""
-        return [p for n, p in self.named_parameters() if not n.endswith("_thresholds")]
+        """Every parameter that is not an architecture parameter (conv/BN/FC weights)."""
+        return [p for n, p in self.named_parameters() if not _is_architecture(n)]
 
     # ------------------------------------------------------------------------------------ choices
     def indicator_state(self) -> list[tuple[Branch, ...]]:
         """Per block, the hard raw choice of each superkernel (expansion 0 = off), for logging."""
         return [block.raw_choice() for block in self.blocks]
 
-    def raw_levels(self) -> list[list[tuple[tuple[int, ...], tuple[float, ...]]]]:
-        """Per block, per superkernel: (kernel sizes, expansion levels) it can take (0.0 = off when allowed)."""
-        return [[(tuple(sk.kernels), tuple(block.expansion_levels(sk))) for sk in block.superkernels()]
+    def raw_levels(self) -> list:
+        """Per block, per superkernel: (kernel sizes, expansion levels) it can take (0.0 = off when allowed);
+        a choice block: its ``ListedOptions``."""
+        return [ListedOptions(block.options) if isinstance(block, SearchableChoice) else
+                [(tuple(sk.kernels), tuple(block.expansion_levels(sk))) for sk in block.superkernels()]
                 for block in self.blocks]
 
     def chosen_options(self) -> list[Option]:
@@ -144,7 +157,20 @@ class Supernet(nn.Module):
         ``i`` (None for padding combinations, whose probability is exactly 0).
         """
         t = self._combo_tables()
+        if t["choice_rows"]:  # choice blocks' softmax rows and the superkernel blocks' rows, padded
+            rows: list = [None] * len(self.blocks)
+            if t["sk_rows"]:
+                for i, row in zip(t["sk_rows"], self._superkernel_combos(t).unbind(0)):
+                    rows[i] = row
+            for i in t["choice_rows"]:
+                rows[i] = self.blocks[i].option_probs()
+            return torch.stack([torch.nn.functional.pad(r, (0, t["n_combos"] - r.numel())) for r in rows])
+        return self._superkernel_combos(t)
+
+    def _superkernel_combos(self, t: dict) -> Tensor:
+        """``combo_probabilities`` of the blocks with superkernels (``t["sk_rows"]``), in their order."""
         sks = t["sks"]
+        n_blocks = len(t["sk_rows"])
         ref = sks[0].weight
         if t["block_sk"].device != ref.device:  # move the index tensors once, not every step
             for name in ("k_gather", "c_gather", "block_sk"):
@@ -158,10 +184,10 @@ class Supernet(nn.Module):
         dummy = torch.zeros_like(states[:1])
         dummy[0, 0] = 1.0  # blocks with fewer superkernels: a padding superkernel always in state 0
         states = torch.cat([states, dummy]).index_select(0, t["block_sk"].reshape(-1))
-        states = states.view(len(self.blocks), t["width"], -1)  # (n_blocks, B, M)
+        states = states.view(n_blocks, t["width"], -1)  # (n_blocks, B, M)
         combos = states[:, 0]
         for j in range(1, t["width"]):
-            combos = (combos[:, :, None] * states[:, j, None, :]).reshape(len(self.blocks), -1)
+            combos = (combos[:, :, None] * states[:, j, None, :]).reshape(n_blocks, -1)
         return combos
 
     def combo_options(self) -> list[list[Option | None]]:
@@ -174,7 +200,16 @@ class Supernet(nn.Module):
         if cached is not None:
             return cached
 
-        per_block = [block.superkernels() for block in self.blocks]
+        choice_rows = [i for i, b in enumerate(self.blocks) if isinstance(b, SearchableChoice)]
+        sk_rows = [i for i, b in enumerate(self.blocks) if not isinstance(b, SearchableChoice)]
+        if not sk_rows:  # every block is a choice block: one softmax row each
+            options = [list(self.blocks[i].options) for i in choice_rows]
+            n_combos = max(len(o) for o in options)
+            self._combo_cache = {"sk_rows": [], "choice_rows": choice_rows, "n_combos": n_combos,
+                                 "options": [o + [None] * (n_combos - len(o)) for o in options]}
+            return self._combo_cache
+        sk_blocks = [self.blocks[i] for i in sk_rows]
+        per_block = [block.superkernels() for block in sk_blocks]
         sks = [sk for group in per_block for sk in group]
         k_levels = max(len(sk.kernels) for sk in sks)
         c_levels = max(len(sk.channel_levels()) for sk in sks)
@@ -189,7 +224,7 @@ class Supernet(nn.Module):
             c_off += sk.num_channel_indicators
         block_sk, options, start = [], [], 0
         n_states = k_levels * c_levels
-        for block, group in zip(self.blocks, per_block):
+        for block, group in zip(sk_blocks, per_block):
             block_sk.append([start + j if j < len(group) else len(sks) for j in range(width)])
             start += len(group)
             states = []  # per superkernel: branch of each padded state (None = impossible)
@@ -209,8 +244,16 @@ class Supernet(nn.Module):
                 block_options.append(None if any(b is None for b in combo)
                                      else _canonical([x for b in combo for x in b]))
             options.append(block_options)
+        n_combos = max([len(o) for o in options] + [len(self.blocks[i].options) for i in choice_rows])
+        by_block: list = [None] * len(self.blocks)
+        for i, o in zip(sk_rows, options):
+            by_block[i] = o
+        for i in choice_rows:
+            by_block[i] = list(self.blocks[i].options)
         self._combo_cache = {
-            "sks": sks, "width": width, "options": options, "k_levels": k_levels, "c_levels": c_levels,
+            "sk_rows": sk_rows, "choice_rows": choice_rows, "n_combos": n_combos,
+            "options": [o + [None] * (n_combos - len(o)) for o in by_block],
+            "sks": sks, "width": width, "k_levels": k_levels, "c_levels": c_levels,
             "k_gather": torch.tensor(k_gather if k_levels > 1 else [], dtype=torch.long),
             "c_gather": torch.tensor(c_gather if c_levels > 1 else [], dtype=torch.long),
             "block_sk": torch.tensor(block_sk, dtype=torch.long),
@@ -230,6 +273,9 @@ class Supernet(nn.Module):
         """
         with torch.no_grad():
             for i, block in enumerate(self.blocks):
+                if isinstance(block, SearchableChoice):  # its raw choice is its option; None: the largest
+                    block.set_option(options[i] if options is not None else block.options[-1], margin=margin)
+                    continue
                 sks = block.superkernels()
                 choice = options[i] if options is not None else [None] * len(sks)
                 if len(choice) != len(sks):
@@ -247,6 +293,11 @@ class Supernet(nn.Module):
                     if sk.channel_thresholds is not None:
                         sk.channel_thresholds.copy_(torch.tensor(
                             [-margin if i < channel_level else margin for i in range(sk.num_channel_indicators)]))
+
+
+def _is_architecture(name: str) -> bool:
+    """Thresholds (``*_thresholds``) and choice logits (``*choice_logits``) are the architecture parameters."""
+    return name.endswith("_thresholds") or name.endswith("choice_logits")
 
 
 def _batched_chain_probs(u: Tensor) -> Tensor:
@@ -333,7 +384,10 @@ def extract_child(supernet: Supernet, name: str | None = None) -> tuple[ArchSpec
         if len(kept) != len(child.blocks):
             raise ValueError(f"decoded {len(kept)} blocks but the child has {len(child.blocks)}")
         for dst, src in zip(child.blocks, kept):
-            _copy_block(dst, src)
+            if isinstance(src, SearchableChoice):  # the chosen path is the child's block, module for module
+                dst.load_state_dict(src.paths[src.chosen_index()].state_dict())
+            else:
+                _copy_block(dst, src)
         _copy(child.head.conv.weight, supernet.conv_head.weight)
         _copy_bn(child.head.bn, supernet.bn2)
         _copy(child.classifier.weight, supernet.classifier.weight)

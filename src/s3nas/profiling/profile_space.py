@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from s3nas.arch import codec
-from s3nas.arch.space import SearchSpace
+from s3nas.arch.space import SearchSpace, option_type
 from s3nas.arch.spec import BLOCK_TYPES, ArchSpec
 from s3nas.config import CONF_DIR, REPO_ROOT, ensure_writable_dir
 from s3nas.config.supernet_schema import check_supernet
@@ -353,22 +353,38 @@ def rank_and_select(rows: list[dict], latency_weight: float, top_k: int) -> list
 
 
 def space_range(supernet_cfg: Any, block_type: Any, candidates_cfg: dict, deploy: Any,
-                backend: LatencyBackend, cache_dir: Path) -> dict:
-    """Size and latency of the smallest and largest networks of a space (supernet + candidates)."""
+                backend: LatencyBackend, cache_dir: Path, ssbn_ms: Optional[dict] = None) -> dict:
+    """Size and latency of the smallest and largest networks of a space (supernet + candidates).
+
+    The smallest/largest option of each position is by total expansion; at a choice position (several
+    block types) by the latency of the option's SSBN (``ssbn_ms``: typed option -> ms) when given."""
     sup = check_supernet(supernet_cfg)
     if block_type is not None:
         sup["block_type"] = block_type
     space = SearchSpace.from_config(sup, candidates_cfg, num_classes=int(deploy.num_classes),
                                     input_size=int(deploy.input_size), in_channels=int(deploy.in_channels))
-    smallest = space.arch_spec(space.min_options(), name="space_min")
-    largest = space.arch_spec([space.options(i)[-1] for i in range(len(space.positions))], name="space_max")
+
+    def ordered(i: int) -> list:
+        options = space.options(i)
+        if space.positions[i].type == "choice" and ssbn_ms:
+            options = sorted(options, key=lambda o: ssbn_ms.get(o, 0.0) if o else -1.0)
+        return options
+
+    smallest = space.arch_spec([ordered(i)[0] for i in range(len(space.positions))], name="space_min")
+    largest = space.arch_spec([ordered(i)[-1] for i in range(len(space.positions))], name="space_max")
     lat = profile_latency({"min": smallest, "max": largest}, backend, cache_dir)
     return {"architectures": int(space.size()), "options_per_block_max": max(space.num_options()),
             "min_latency_ms": lat["min"]["latency_ms"], "max_latency_ms": lat["max"]["latency_ms"],
-            "block_type": sorted(set(p.type for p in space.positions))}
+            "block_type": sorted({option_type(o, p.type) for i, p in enumerate(space.positions)
+                                  for o in space.options(i) if o})}
 
 
 # ------------------------------------------------------------------------------------------------ outputs
+def space_description(block_type: str, entry: dict) -> Any:
+    """The part of a written entry that defines its space: the listed options, or the one type's section."""
+    return entry["options"] if block_type == "choice" else entry[block_type]
+
+
 def entry_text(block_type: str, entry: dict, *, selected: Sequence[dict], cfg: Any, backend: LatencyBackend) -> str:
     """The written candidates entry (YAML, `_global_` package so it can set supernet.block_type)."""
     lines = ["# @package _global_", MARKER,
@@ -377,8 +393,10 @@ def entry_text(block_type: str, entry: dict, *, selected: Sequence[dict], cfg: A
              f"select.top_k={int(cfg.select.top_k)}.",
              "# Selected candidates (best first): SSBN latency, short-training val acc, cost:"]
     for r in selected:
-        lines.append(f"#   {r['name']}: {r['latency_ms']:.4f} ms, val {r['val_acc']:.4f}, cost {r['cost']:.3f}"
-                     + ("" if r["type"] == block_type else f" (type {r['type']}: not in this one-type space)"))
+        lines.append(f"#   {r['name']}: {r['latency_ms']:.4f} ms, val {r['val_acc']:.4f}, cost {r['cost']:.3f}")
+    if block_type == "choice":
+        lines.append("# Every block chooses among exactly these (supernet.block_type: choice), or skips where a "
+                     "residual exists" + (" (select.allow_skip)." if entry.get("allow_skip") else ": no skip."))
     lines += [f"# Use: python search.py candidates={entry['name']}   (it also sets supernet.block_type)"]
     body = {"defaults": ["/candidates/candidates_schema@candidates", "_self_"],
             "supernet": {"block_type": block_type}, "candidates": entry}
@@ -397,9 +415,9 @@ def plot_profile(rows: Sequence[dict], path: Path, title: str) -> Path:
         if pts:
             ax.scatter([r["latency_ms"] for r in pts], [r["val_acc"] for r in pts], c=colors[btype], label=btype,
                        s=30, zorder=2)
-    chosen = [r for r in rows if r["selected"]]
+    chosen = [r for r in rows if r["in_space"]]
     ax.scatter([r["latency_ms"] for r in chosen], [r["val_acc"] for r in chosen], s=160, facecolors="none",
-               edgecolors="red", linewidths=1.5, label="selected", zorder=3)
+               edgecolors="red", linewidths=1.5, label="in the written space", zorder=3)
     for r in rows:
         ax.annotate(r["name"], (r["latency_ms"], r["val_acc"]), fontsize=6, xytext=(3, 3),
                     textcoords="offset points")
@@ -512,7 +530,8 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
     for r in rows:
         r["in_space"] = r["name"] in used_names
     text = entry_text(block_type, entry, selected=selected, cfg=cfg, backend=checked.backend)
-    chosen_range = space_range(cfg.supernet, block_type, entry, deploy, checked.backend, cache_dir)
+    ssbn_ms = {cands[r["name"]].option: r["latency_ms"] for r in rows}
+    chosen_range = space_range(cfg.supernet, block_type, entry, deploy, checked.backend, cache_dir, ssbn_ms)
     reference_name = cfg.profile.get("reference")
     reference_range = None
     if reference_name:
@@ -552,7 +571,8 @@ def run_profile(cfg: Any, checked: Optional[Checked] = None,
     # the written entry last: when it exists, everything that describes it exists too
     atomic_write_text(checked.output_path, text)
     print_table(rows, f"BBSSP: {len(rows)} SSBNs on {checked.backend.name}, w={float(cfg.cost.latency_weight):g}")
-    print(f"chosen space: {block_type} {json.dumps(entry[block_type])}, {chosen_range['architectures']:.3g} "
+    print(f"chosen space: {block_type} {json.dumps(space_description(block_type, entry))}, "
+          f"{chosen_range['architectures']:.3g} "
           f"architectures, {chosen_range['min_latency_ms']:.4f}..{chosen_range['max_latency_ms']:.4f} ms")
     if reference_range:
         print(f"reference space ({reference_name}): {reference_range['architectures']:.3g} architectures, "

@@ -7,7 +7,8 @@ max kernel, each with the same expansion), i.e. the largest block of the MixConv
 (every choice they allow) and from a generated grid. ``ssbn_spec`` builds the SSBN of a candidate as an
 ArchSpec: the supernet's stem, stages (widths, strides, depths; ``depth_scale`` shrinks the depths for a
 training proxy) and head, with the candidate block at every position. ``space_entry`` turns selected
-candidates back into a ``candidates`` config (and the ``supernet.block_type`` it needs).
+candidates back into a ``candidates`` config holding exactly them (and the ``supernet.block_type`` it needs:
+one type, or ``choice`` among the listed candidates of several types).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from s3nas.arch.spec import BLOCK_TYPES, ArchSpec, BlockSpec, Branch
 from s3nas.config.supernet_schema import CandidatesConfig, check_candidates, check_kernel, check_supernet
 from s3nas.errors import ConfigError
 
-__all__ = ["Candidate", "candidates_from_entry", "candidates_from_grid", "collect_candidates",
+__all__ = ["Candidate", "candidates_from_entry", "candidates_from_grid", "collect_candidates", "listed",
            "load_candidates_entry", "space_entry", "ssbn_spec"]
 
 
@@ -55,6 +56,11 @@ class Candidate:
         return canonical(Branch(k, float(self.expansion)) for k in self.kernels)
 
     @property
+    def option(self) -> tuple[Branch, ...]:
+        """Its option at a choice position (branches typed)."""
+        return canonical(Branch(k, float(self.expansion), self.type) for k in self.kernels)
+
+    @property
     def total_expansion(self) -> float:
         return float(sum(b.expansion for b in self.branches))
 
@@ -71,6 +77,9 @@ def candidates_from_entry(entry: Any, block_types: Sequence[str], source: str) -
         else:
             out += [Candidate(btype, (k,), e, (source,)) for k in cand[btype]["kernels"]
                     for e in cand[btype]["expansions"]]
+    # an entry's listed options (a `choice` space, e.g. one BBSSP wrote) of these block types
+    out += [Candidate(o["type"], tuple(o["kernels"]), o["expansion"], (source,))
+            for o in cand.get("options", []) if o["type"] in block_types]
     return out
 
 
@@ -157,26 +166,34 @@ def ssbn_spec(candidate: Candidate, supernet_cfg: Any, *, num_classes: int = 100
                     meta={"ssbn": candidate.name, "depths": sup["depths"], "depth_scale": float(depth_scale)})
 
 
-def space_entry(selected: Sequence[Candidate], *, allow_skip: bool, name: str) -> tuple[str, dict, list[Candidate]]:
-    """(block_type, candidates config, candidates it covers) of the space built from ``selected`` (best first).
+def listed(candidate: Candidate) -> dict:
+    """The ``candidates.options`` item of a candidate."""
+    if candidate.type == "mixconv":
+        return {"type": "mixconv", "kernels": list(candidate.kernels), "expansion": float(candidate.expansion)}
+    return {"type": candidate.type, "kernel": int(candidate.kernels[0]), "expansion": float(candidate.expansion)}
 
-    The supernet has one block type, so the space takes the type of the best candidate; its kernels and
-    expansions are those of the selected candidates of that type (the product of the two sets, which
-    contains every one of them). For MixConv, the superkernels are the best candidate's and the expansions
-    those of the selected MixConv candidates with the same superkernels (plus 0 = branch off)."""
+
+def space_entry(selected: Sequence[Candidate], *, allow_skip: bool, name: str) -> tuple[str, dict, list[Candidate]]:
+    """(supernet block_type, candidates config, candidates it covers) of the space of exactly ``selected``.
+
+    Every selected candidate is in the space, and no other block. When they are MBConv (or fused) blocks
+    whose kernels x expansions are exactly the selected ones, the space is that one-type space (the
+    single-path supernet shares one weight among them). Otherwise -- several block types, MixConv, or a
+    selection that is not a full cross product -- each block chooses among the listed candidates
+    (``supernet.block_type: choice``, ``candidates.options``). Skip is an option where a residual exists
+    when ``allow_skip``."""
     if not selected:
         raise ValueError("no candidate selected")
-    best = selected[0]
-    same_type = [c for c in selected if c.type == best.type]
-    entry = {k: v for k, v in check_candidates(CandidatesConfig()).items() if k != "name"}
-    if best.type == "mixconv":
-        used = [c for c in same_type if c.kernels == best.kernels]
-        entry["mixconv"] = {"max_kernels": list(best.kernels), "min_kernel": entry["mixconv"]["min_kernel"],
-                            "expansions": [0.0] + sorted({c.expansion for c in used})}
+    types = {c.type for c in selected}
+    btype = next(iter(types))
+    kernels = sorted({c.kernels[0] for c in selected})
+    expansions = sorted({float(c.expansion) for c in selected})
+    if len(types) == 1 and btype != "mixconv" and len(kernels) * len(expansions) == len(selected):
+        entry = {k: v for k, v in check_candidates(CandidatesConfig()).items() if k != "name"}
+        entry[btype] = {"kernels": kernels, "expansions": expansions}
+        entry = {"name": name, **entry, "allow_skip": bool(allow_skip)}
     else:
-        used = same_type
-        entry[best.type] = {"kernels": sorted({c.kernels[0] for c in used}),
-                            "expansions": sorted({c.expansion for c in used})}
-    entry = {"name": name, **entry, "allow_skip": bool(allow_skip)}
+        btype = "choice"
+        entry = {"name": name, "options": [listed(c) for c in selected], "allow_skip": bool(allow_skip)}
     check_candidates(entry)
-    return best.type, entry, used
+    return btype, entry, list(selected)

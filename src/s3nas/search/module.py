@@ -350,6 +350,9 @@ class SearchModule(pl.LightningModule):
         it = iter(scores)
         options = []
         for block in self.supernet.blocks:
+            if getattr(block, "type", "") == "choice":  # not a nested chain: its current choice
+                options.append(block.chosen_option())
+                continue
             branches = []
             for sk in block.superkernels():
                 kernel_level, channel_level = sk.levels_of_scores(*next(it))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from s3nas.arch.spec import Branch
+from s3nas.arch.space import branch_from_json, branch_to_json
 
 __all__ = ["Bank", "LatencyObjective", "clone_state"]
 
@@ -148,7 +148,7 @@ class Bank:
         self.candidates = [self._state_of(c) for c in meta.get("candidates", [])]
 
     def _state_of(self, meta: dict) -> tuple:
-        raw = [tuple(Branch(int(k), float(e)) for k, e in block) for block in meta["raw"]]
+        raw = [tuple(branch_from_json(b) for b in block) for block in meta["raw"]]
         # older checkpoints kept the latency (one objective): its closeness is latency / target
         score = meta["score"] if "score" in meta else float(meta["latency_ms"]) / self.target_ms
         return (float(score), int(meta["step"]), raw)
@@ -156,11 +156,11 @@ class Bank:
 
 def _state_meta(state: tuple) -> dict:
     score, step, raw = state
-    return {"score": score, "step": step, "raw": [[[b.kernel, b.expansion] for b in block] for block in raw]}
+    return {"score": score, "step": step, "raw": [[branch_to_json(b) for b in block] for block in raw]}
 
 
 def _key(raw: list) -> tuple:
-    return tuple(tuple((b.kernel, b.expansion) for b in block) for block in raw)
+    return tuple(tuple((b.kernel, b.expansion, b.block_type) for b in block) for block in raw)
 
 
 def clone_state(state: dict) -> dict:

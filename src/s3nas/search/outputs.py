@@ -23,7 +23,7 @@ from rich.table import Table
 
 from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
-from s3nas.arch.space import canonical
+from s3nas.arch.space import canonical, option_type
 from s3nas.latency.backend import NetworkLatency
 from s3nas.outputs import SearchSummary, write_summary
 from s3nas.runtime.timing import Timings
@@ -33,7 +33,8 @@ from s3nas.utils.io import atomic_write_text, is_disk_full
 
 #: figures a measurement adds about the delivered network (None in a simulated search's summary)
 LATENCY_DETAIL_KEYS = ("latency_iqr_ms", "latency_runs", "latency_measurements_ms", "reference_now_ms",
-                       "reference_table_ms", "device_drift_pct", "latency_remeasured", "latency_unstable")
+                       "reference_table_ms", "device_drift_pct", "latency_remeasured", "latency_unstable",
+                       "reference_start_ms", "device_drift_start_pct", "device_drift_start_noise_pct", "table_scale")
 
 
 # ----------------------------------------------------------------------------------- delivered network
@@ -329,7 +330,10 @@ def print_summary(summary: dict, spec, options, table, space=None) -> None:
         blocks.add_column(column, justify="right" if column in ("block", "stride", "out", "LUT ms") else "left")
     for i, option in enumerate(options):
         position = space.positions[i] if space is not None else None
-        blocks.add_row(str(i), str(getattr(position, "stage", "")), str(getattr(position, "type", "")),
+        btype = str(getattr(position, "type", ""))
+        if btype == "choice":  # the type it chose
+            btype = option_type(option, "skip") if option else "skip"
+        blocks.add_row(str(i), str(getattr(position, "stage", "")), btype,
                        str(getattr(position, "stride", "")), str(getattr(position, "out_channels", "")),
                        option_kernels(option), option_expansions(option),
                        f"{table.block_ms(i, option):.4f}" if option else "0")

@@ -4,7 +4,9 @@ The search is meant to meet the target by itself; this step only fires when the 
 latency still exceeds it, and every step is reported in the summary (``repaired``, ``repair_steps``). It works
 on the raw per-superkernel choice (one ``Branch(kernel, expansion)`` per superkernel, expansion 0 = off) and
 each step switches off exactly one more kernel ring or channel slice of one superkernel, what lowering one
-threshold-controlled indicator reaches. No step can therefore grow any branch's kernel or channels. The step
+threshold-controlled indicator reaches. No step can therefore grow any branch's kernel or channels. A block
+choosing among listed options of several types (``supernet.block_type: choice``) may move to any listed
+option of smaller capacity. The step
 taken is the one saving the most LUT latency per unit of capacity lost (capacity = sum of expansion x kernel^2
 over a block's branches), until the LUT estimate and then the end-to-end simulation are under the target.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from s3nas.arch.space import canonical
+from s3nas.arch.space import ListedOptions, canonical
 from s3nas.arch.spec import Branch
 
 #: Per block, per superkernel: (kernel sizes ascending, expansion levels ascending; 0.0 = off when allowed).
@@ -26,8 +28,12 @@ def capacity(option) -> float:
     return float(sum(b.expansion * b.kernel * b.kernel for b in option))
 
 
-def shrinks(raw_block: Sequence[Branch], levels: Sequence[tuple[Sequence[int], Sequence[float]]]) -> list[tuple[Branch, ...]]:
-    """Every raw state one indicator below ``raw_block``: one superkernel loses its outer ring or slice."""
+def shrinks(raw_block: Sequence[Branch], levels) -> list[tuple[Branch, ...]]:
+    """Every raw state one indicator below ``raw_block``: one superkernel loses its outer ring or slice.
+
+    At a choice position (``levels`` is its ``ListedOptions``): every listed option of smaller capacity."""
+    if isinstance(levels, ListedOptions):
+        return [tuple(o) for o in levels if capacity(o) < capacity(raw_block)]
     out = []
     for j, (branch, (kernels, expansions)) in enumerate(zip(raw_block, levels)):
         kernels, expansions = list(kernels), list(expansions)
