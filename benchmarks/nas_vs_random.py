@@ -153,8 +153,8 @@ def main() -> None:
     print(f"\n{args.hardware}, target {args.target}, seeds {args.seeds}, data.image_size={args.image_size}, "
           f"every delivered network trained {args.full_epochs} epochs (recipe=digits); random search "
           f"{args.rs_samples} samples x 1 epoch; random selection {args.rsel_samples} samples x {args.full_epochs} epochs")
-    print(f"| method | seeds | test acc mean ± std | val acc mean ± std | simulated ms mean ± std (at run time) | "
-          f"within ±2% | simulated ms now | within ±2% now | search s (mean) | search + final training s (mean) |")
+    print("| method | seeds | test acc mean ± std | val acc mean ± std | simulated ms mean ± std (at run time) | "
+          "within ±2% | simulated ms now | within ±2% now | search s (mean) | search + final training s (mean) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for method in args.methods:
         mine = [r for r in results if r["method"] == method]

@@ -495,6 +495,18 @@ class SearchSummary(Summary):
     reference_table_ms: Optional[float] = doc("device only: reference network when the table was measured (ms)",
                                               default=None)
     device_drift_pct: Optional[float] = doc("device only: reference_now_ms vs reference_table_ms in %", default=None)
+    reference_start_ms: Optional[float] = doc("device only: reference network measured at the start of the search "
+                                              "(ms; median of hardware.noise_repeats measurements)", default=None)
+    device_drift_start_pct: Optional[float] = doc("device only: reference_start_ms vs reference_table_ms in %: how "
+                                                  "far the machine had moved from the table when the search began",
+                                                  default=None)
+    device_drift_start_noise_pct: Optional[float] = doc("device only: noise (+-%) of device_drift_start_pct: the "
+                                                        "spread of reference_start_ms's measurements over "
+                                                        "sqrt(their count), at least 0.5%; a drift beyond it scales "
+                                                        "the table", default=None)
+    table_scale: Optional[float] = doc("device only: factor the search's table (and estimated_ms, the prediction) "
+                                       "was scaled by for device_drift_start_pct (1.0: within the noise, not "
+                                       "scaled; null: no reference network to re-measure)", default=None)
     latency_remeasured: Optional[int] = doc("device only: measurements of the delivered network taken again because "
                                             "their runs differed wildly (hardware.remeasure)", default=None)
     latency_unstable: Optional[bool] = doc("device only: some measurement of the delivered network stayed unstable "
@@ -1048,7 +1060,7 @@ def markdown() -> str:
     for cls in SUMMARY_TYPES:
         out.append(f"| {', '.join(f'`{k}`' for k in cls.KINDS)} | [{cls.__name__}](#{cls.__name__.lower()}) | "
                    f"{cls.COMMAND} |")
-    out.append(f"| (arch.json) | [ArchFile](#archfile) | every command that produces a network |")
+    out.append("| (arch.json) | [ArchFile](#archfile) | every command that produces a network |")
     nested: dict[str, type[Record]] = {}
     for cls in SUMMARY_TYPES:
         out += ["", f"## {cls.__name__}", "", f"`kind`: {', '.join(f'`{k}`' for k in cls.KINDS)}; "

@@ -150,24 +150,25 @@ def comparison_rows(run_dirs: Iterable[Path], zoo_keys: Iterable[str], backend: 
     if data is None and runs:
         data = runs[0]["data"]
     rows = []
-    for run in runs:
-        if data is not None and run["data"] != data:
+    for entry_run in runs:
+        if data is not None and entry_run["data"] != data:
             continue
-        if run["spec"] is not None:
-            latency, params, macs = network_figures(run["spec"], backend)
+        if entry_run["spec"] is not None:
+            latency, params, macs = network_figures(entry_run["spec"], backend)
         else:
-            entry = ZooEntry(run["timm_name"], run["timm_name"], run["timm_name"], 224, None, "")
+            entry = ZooEntry(entry_run["timm_name"], entry_run["timm_name"], entry_run["timm_name"], 224, None, "")
             graph = build_graph(entry)
             latency = backend.evaluate_graph(graph, entry.timm_name, entry.input_size, 1000).latency_ms
             params, macs = sum(layer.weight_count for layer in graph) / 1e6, graph.macs / 1e9
-        rows.append({"model": run["name"], "kind": run["kind"], "data": run["data"],
-                     "accuracy": _percent(run["accuracy"]),
-                     "accuracy_kind": f"{run['accuracy_kind']}, test split, {run['accuracy_dtype']}",
-                     "accuracy_fp32": _percent(run["accuracy_fp32"]), "accuracy_int8": _percent(run["accuracy_int8"]),
+        rows.append({"model": entry_run["name"], "kind": entry_run["kind"], "data": entry_run["data"],
+                     "accuracy": _percent(entry_run["accuracy"]),
+                     "accuracy_kind": f"{entry_run['accuracy_kind']}, test split, {entry_run['accuracy_dtype']}",
+                     "accuracy_fp32": _percent(entry_run["accuracy_fp32"]),
+                     "accuracy_int8": _percent(entry_run["accuracy_int8"]),
                      "latency_ms": latency,
-                     "target_ms": run["target_ms"], "params_m": params, "macs_g": macs,
-                     "search_seconds": run["search_seconds"], "train_seconds": run["train_seconds"],
-                     "seed": run["seed"], "run_dir": run["run_dir"]})
+                     "target_ms": entry_run["target_ms"], "params_m": params, "macs_g": macs,
+                     "search_seconds": entry_run["search_seconds"], "train_seconds": entry_run["train_seconds"],
+                     "seed": entry_run["seed"], "run_dir": entry_run["run_dir"]})
     rows.sort(key=lambda r: (-(r["accuracy"] or -1.0), r["latency_ms"]))
     for entry in select_entries(zoo_keys) if list(zoo_keys) else []:
         graph = build_graph(entry)

@@ -5,6 +5,9 @@ median of ``noise_repeats`` separate measurements (each the median of ``repeats`
 as the noise (``hardware.dtype=int8``: the INT8 QDQ model is timed, ``data_dtype`` is int8 and the sources say so);
 the table is timed block by block and corrected with end-to-end measurements of sampled networks
 (``s3nas.latency.measured``, cached and resumable); feasibility measures the space's fastest and slowest network.
+At the start of a search (``at_search_start``) the table's reference network is measured again: when the machine
+runs slower or faster than when the table was measured, by more than the noise of that re-measurement, the search's
+table is scaled by the ratio (the summary's ``device_drift_start_pct`` and ``table_scale`` say what was done).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class DeviceBackend(LatencyBackend):
 
     def __init__(self, device: Device, *, correction: str = "stage_affine_weights", correction_samples: int = 60,
                  correction_ridge: float = 0.1, seed: int = 0, noise_repeats: int = 5, budget: Any = None,
-                 interval_level: float = 0.9, conservative: bool = False) -> None:
+                 interval_level: float = 0.9, conservative: bool = False, rescale_drift: bool = True,
+                 drift_min_pct: float = 0.5) -> None:
         self.device = device
         self.name = device.name
         self.data_dtype = str(getattr(device, "dtype", "fp32"))  # the format the device times networks in
@@ -57,6 +61,9 @@ class DeviceBackend(LatencyBackend):
         self._reference: tuple[Any, float] | None = None  # (reference network, its level in the table's log)
         self._fewshot: Any = None  # (SpaceFeatures, FewShotModel) once a few-shot table was built
         self._table_error: Any = None  # (table, relative sd) of a full measured table
+        # at the start of a search: the reference re-measured, the table scaled when it moved beyond the noise
+        self.rescale_drift, self.drift_min_pct = bool(rescale_drift), float(drift_min_pct)
+        self._start_drift: dict | None = None
 
     @classmethod
     def from_config(cls, hardware_cfg: Any) -> "DeviceBackend":
@@ -110,6 +117,12 @@ class DeviceBackend(LatencyBackend):
             details.update(reference_now_ms=now_ms, reference_table_ms=table_ms,
                            device_drift_pct=100.0 * (now_ms / table_ms - 1.0))
             notes += f"; reference network {details['device_drift_pct']:+.1f}% vs the table's measurements"
+        if self._start_drift is not None:  # what the search's table was scaled by at its start
+            start = self._start_drift
+            details.update(reference_start_ms=start["reference_start_ms"],
+                           device_drift_start_pct=start["drift_pct"],
+                           device_drift_start_noise_pct=start["threshold_pct"], table_scale=start["scale"])
+            notes += f"; {self.drift_note()}"
         predicted = self.predict(spec)
         if predicted is not None:
             details.update(predicted_ms=predicted.latency_ms, interval_ms=[predicted.low_ms, predicted.high_ms],
@@ -142,6 +155,40 @@ class DeviceBackend(LatencyBackend):
         if self.conservative:
             table = self._upper_bound_table(space, table)
         return table
+
+    def at_search_start(self, space: Any, table: Any, *, progress: bool = True) -> Any:
+        """The table a search starts with: the table's reference network (``table()`` set it) measured again now
+        (median of ``noise_repeats`` measurements); when it moved from the table's level by more than the noise of
+        that median (the measurements' spread over sqrt(count), at least ``drift_min_pct``), ``table`` scaled by the
+        ratio, else ``table`` unchanged. What was done is kept (``table.meta["drift"]``, the delivered network's
+        details). No reference (few-shot table, ``hardware.reference`` off) or ``rescale_drift`` off: ``table``."""
+        self._start_drift = None
+        if self._reference is None or not self.rescale_drift:
+            return table
+        reference_net, table_ms = self._reference
+        noise = self._timed(self.device.noise, reference_net, repeats=max(2, self.noise_repeats))
+        drift = drift_scale(float(table_ms), float(noise.median_ms), float(noise.noise_pct),
+                            repeats=len(noise.medians_ms), min_pct=self.drift_min_pct)
+        self._start_drift = drift
+        if progress:
+            print(f"latency table on {self.device.label}: {self.drift_note()}")
+        if drift["scale"] == 1.0:
+            table.meta["drift"] = drift
+            return table
+        scaled = scale_table(table, drift["scale"], meta={"drift": drift})
+        if self._table_error is not None:  # the prediction of a network follows the table the search used
+            self._table_error = (scaled, self._table_error[1])
+        return scaled
+
+    def drift_note(self) -> str:
+        """One clause saying how the search's table was adjusted at the start ('' before ``at_search_start``)."""
+        d = self._start_drift
+        if d is None:
+            return ""
+        moved = (f"reference network {d['drift_pct']:+.1f}% vs the table (+-{d['threshold_pct']:.1f}%: median of "
+                 f"{d['repeats']} measurements, spread +-{d['noise_pct']:.1f}%) at the search's start")
+        return (f"{moved}: table scaled x{d['scale']:.4f}" if d["scale"] != 1.0
+                else f"{moved}: within the noise, table not scaled")
 
     def _fewshot_table(self, space: Any, cache_dir: Any, progress: bool) -> Any:
         """Measure ``budget.networks`` networks chosen by ``budget.selection`` end to end and fit the model."""
@@ -196,10 +243,8 @@ class DeviceBackend(LatencyBackend):
         nets = sample_architectures(space, 50, self.seed + 1)
         widths = [self._half_width(space.arch_spec(o)) for o in nets]
         factor = 1.0 + float(np.median(widths))
-        entries = [{o: int(round(c * factor)) for o, c in row.items()} for row in table.entries]
-        meta = {**table.meta, "conservative": {"factor": factor, "level": self.interval_level}}
-        return type(table)(entries, int(round(table.fixed_cycles * factor)), table.clock_hz, f"{table.key}:upper",
-                           space=table.space, meta=meta)
+        return scale_table(table, factor, key=f"{table.key}:upper",
+                           meta={"conservative": {"factor": factor, "level": self.interval_level}})
 
     def _half_width(self, spec: ArchSpec) -> float:
         prediction = self.predict(spec)
@@ -224,9 +269,11 @@ class DeviceBackend(LatencyBackend):
             except (ValueError, KeyError, AttributeError):
                 return None
             h = z_value(self.interval_level) * sd
+            scaled = table.meta.get("drift", {}).get("scale", 1.0)
+            at_start = f", scaled x{scaled:.4f} for the device's drift at the search's start" if scaled != 1.0 else ""
             return LatencyPrediction(predicted, predicted * (1 - h), predicted * (1 + h), self.interval_level,
-                                     f"corrected measured table ({self.device.label}; {self.interval_level:.0%} "
-                                     f"interval from the correction's residuals)")
+                                     f"corrected measured table ({self.device.label}{at_start}; "
+                                     f"{self.interval_level:.0%} interval from the correction's residuals)")
         return None
 
     def identity(self) -> dict:
@@ -234,3 +281,25 @@ class DeviceBackend(LatencyBackend):
 
     def close(self) -> None:
         self.device.close()
+
+
+def drift_scale(table_ms: float, now_ms: float, noise_pct: float, repeats: int = 1, min_pct: float = 0.5) -> dict:
+    """The drift of the reference network from the table's level (``table_ms``) to ``now_ms`` (the median of
+    ``repeats`` measurements whose spread is +-``noise_pct``) and the scale for the table: ``now_ms / table_ms`` when
+    the drift exceeds the noise of its own estimate (the spread over sqrt(repeats), at least ``min_pct``), else 1.0 (a
+    move within that noise is not told from the noise itself)."""
+    drift_pct = 100.0 * (now_ms / table_ms - 1.0)
+    threshold_pct = max(float(noise_pct) / math.sqrt(max(1, int(repeats))), float(min_pct))
+    scale = now_ms / table_ms if abs(drift_pct) > threshold_pct else 1.0
+    return {"reference_table_ms": float(table_ms), "reference_start_ms": float(now_ms), "drift_pct": drift_pct,
+            "noise_pct": float(noise_pct), "repeats": int(repeats), "threshold_pct": threshold_pct,
+            "scale": float(scale)}
+
+
+def scale_table(table: Any, factor: float, *, key: str | None = None, meta: dict | None = None) -> Any:
+    """``table`` with every entry and its fixed part multiplied by ``factor`` (a new table; ``meta`` added to its
+    meta, ``key`` default ``<key>:x<factor>``)."""
+    entries = [{o: int(round(c * factor)) for o, c in row.items()} for row in table.entries]
+    return type(table)(entries, int(round(table.fixed_cycles * factor)), table.clock_hz,
+                       key if key is not None else f"{table.key}:x{factor:.4f}", space=table.space,
+                       meta={**table.meta, **dict(meta or {})})

@@ -86,6 +86,9 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     with timings.part("table_build"):
         tables = [backend.table(deploy_space, cache_dir=cfg.paths.cache_dir, workers=int(schedule.lut_workers),
                                 progress=True) for backend in backends]
+        # a measured table was timed at another time than now: a device backend re-measures its reference network
+        # and scales the table it gives the search by the machine's drift since (s3nas.latency.device_backend)
+        tables = [_at_search_start(backend, deploy_space, t) for backend, t in zip(backends, tables)]
     table = tables[0]
 
     if schedule.num_threads:
@@ -164,6 +167,13 @@ def _banks(cfg: DictConfig, checked: Checked, tables: list) -> list[list[Latency
     margin = 1.0 - float(schedule.target_margin)
     return [[LatencyObjective(backends[i].name, estimators[i], float(t), float(t) * margin, states[i])
              for i, t in network] for network in networks]
+
+
+def _at_search_start(backend, space: SearchSpace, table):
+    """The table the search starts with: the backend's own adjustment to the device's current speed where it has
+    one (a measured device: ``DeviceBackend.at_search_start``), else ``table`` (a simulation does not drift)."""
+    adjust = getattr(backend, "at_search_start", None)
+    return adjust(space, table) if adjust is not None else table
 
 
 def _checkpoint_step(path: Path) -> int:
