@@ -206,3 +206,27 @@ def test_search_in_a_mixed_space_from_the_command_line(tmp_path, run_inproc):
     simulated = float(json.loads(proc.stdout)["latency_ms"])
     assert simulated == pytest.approx(summary["latency_ms"], rel=1e-9) and simulated <= 2.5
     assert summary["meets_target"]
+
+
+def test_choice_logits_take_one_normalised_step_in_proportion_to_their_gradients():
+    from types import SimpleNamespace
+
+    from s3nas.search.module import SearchModule
+
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    a.grad, b.grad = torch.tensor([3.0, 0.0, -3.0]), torch.tensor([0.3, -0.3])
+    fake = SimpleNamespace(phase="search", threshold_speed=0.5, optim=SimpleNamespace(choice_lr=0.1, approach_band=0.2))
+    SearchModule._step_choices(fake, [a, b])
+    step = torch.cat([a.detach(), b.detach()])
+    assert step.pow(2).mean().sqrt().item() == pytest.approx(0.1 * 0.5)  # RMS step = choice_lr x approach speed
+    assert a[0].item() / b[0].item() == pytest.approx(10.0)  # the gradients' proportions are kept
+    assert a.grad is None and b.grad is None
+    # no step in warm-up, or under the target (speed 0); gradients are still cleared
+    a.grad = torch.ones(3)
+    before = a.detach().clone()
+    SearchModule._step_choices(SimpleNamespace(phase="warmup", threshold_speed=1.0, optim=fake.optim), [a])
+    fake.threshold_speed = 0.0
+    b.grad = torch.ones(2)
+    b_before = b.detach().clone()
+    SearchModule._step_choices(fake, [b])
+    assert torch.equal(a.detach(), before) and torch.equal(b.detach(), b_before) and a.grad is None

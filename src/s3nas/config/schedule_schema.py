@@ -60,6 +60,10 @@ class ThresholdConfig:
     # the largest latency still under the target: the search lands on the target instead of past it.
     line_search: bool = False
     approach_floor: float = 0.1
+    # Choice blocks (supernet.block_type: choice): their logits take a plain gradient step normalised over all
+    # of them (root-mean-square step = choice_lr logits, x the approach speed), not RMSProp's per-parameter
+    # one: the blocks whose options differ most in latency move first, instead of every block at once.
+    choice_lr: float = 0.05
 
 
 @dataclass
@@ -115,6 +119,7 @@ RANGES: dict[str, Range] = {
     "optimizer.decay_epochs": Range(low=0, low_open=True),
     "thresholds.init_margin": Range(low=0),
     "thresholds.lr_scale": Range(low=0, low_open=True),
+    "thresholds.choice_lr": Range(low=0, low_open=True),
     "thresholds.eps": Range(low=0, low_open=True, nullable=True),
     "thresholds.momentum": Range(low=0, high=1, nullable=True),
     "thresholds.square_avg_init": Range(low=0, nullable=True),

@@ -299,17 +299,18 @@ class SearchableChoice(SearchableBlock):
 
     FBNet-style: one plain block (``s3nas.nn.builder.Block``, the child network's own module) per listed
     option, each with its own weights, an identity path for the skip where allowed, and one trainable logit
-    per option, ``choice_logits``, trained with the thresholds (same optimizer group, same latency loss).
-    ``option_probs`` = softmax(logits): the latency term's expectation uses them as it uses the indicator
-    products of the other blocks. Training forwards run ONE path: warm-up samples it uniformly (as the
-    supernet's warm-up samples every nested choice); search samples it with Gumbel noise and scales its
-    output by ``1 + p - p.detach()`` (value 1), so the loss reaches the logits through the path it ran
-    (straight-through Gumbel, as GDAS). Evaluation, ``raw_choice`` and decoding take the largest logit.
+    per option, ``choice_logits``, trained by the same loss as the thresholds (a normalised gradient step,
+    ``SearchModule._step_choices``). ``option_probs`` is the chosen option's one-hot in value and the softmax of
+    the logits in gradient (hard forward, soft backward, as the indicators): the latency term uses it as it
+    uses the indicator products of the other blocks. Training forwards run ONE path: warm-up samples it
+    uniformly (as the supernet's warm-up samples every nested choice); the search runs the chosen one (the
+    largest logit: the thresholded state, as the other blocks) and scales its output by ``1 + p - p.detach()``
+    (value 1), so the loss reaches its logit (straight-through). Evaluation and decoding take the same path.
     """
 
     type = "choice"
-    #: Gumbel-softmax temperature of the straight-through gradient.
-    tau = 1.0
+    #: Initial logit gap between consecutive options (ascending size): ~10 steps of schedule.thresholds.choice_lr.
+    init_gap = 0.5
 
     def __init__(self, pos, options_order: Sequence[Option] | None = None) -> None:
         super().__init__(pos, options_order)
@@ -326,23 +327,26 @@ class SearchableChoice(SearchableBlock):
                             stride=pos.stride, stage=pos.stage, se_ratio=pos.se_ratio, act=pos.act),
                   pos.in_channels) if o else nn.Identity()
             for o in found)
-        # ~uniform, ties broken toward the largest option: the search starts from the largest network, as
-        # the thresholds start below every norm (all rings and slices on)
-        self.choice_logits = nn.Parameter(torch.arange(len(found), dtype=torch.float32) * 1e-3)
+        # a ramp toward the largest option: the search starts from the largest network (as the thresholds start
+        # with every ring and slice on) and steps down through the options one crossing at a time
+        self.choice_logits = nn.Parameter(torch.arange(len(found), dtype=torch.float32) * self.init_gap)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return self.paths[self.chosen_index()](x)
         if self.phase == "warmup":
             return self.paths[int(torch.randint(len(self.paths), ()))](x)
-        gumbel = -torch.empty_like(self.choice_logits).exponential_().log()
-        noisy = self.choice_logits + gumbel
-        k = int(noisy.detach().argmax())
-        soft = torch.softmax(noisy / self.tau, 0)[k]
+        k = self.chosen_index()
+        soft = torch.softmax(self.choice_logits, 0)[k]
         return self.paths[k](x) * (1 + soft - soft.detach())
 
     def option_probs(self) -> Tensor:
-        return torch.softmax(self.choice_logits, 0)
+        """Hard forward, soft backward (as the thresholds' indicators): the value is the chosen option's one-hot,
+        so the latency term sees the network the block is; the gradient is the softmax's."""
+        soft = torch.softmax(self.choice_logits, 0)
+        hard = torch.zeros_like(soft)
+        hard[self.chosen_index()] = 1.0
+        return hard + soft - soft.detach()
 
     def chosen_index(self) -> int:
         return int(self.choice_logits.detach().argmax())

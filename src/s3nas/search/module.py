@@ -51,6 +51,7 @@ class OptimSettings:
     approach_floor: float = 0.1
     latency_grad_to_weights: bool = True
     line_search: bool = False
+    choice_lr: float = 0.05
 
     @classmethod
     def from_schedule(cls, schedule, *, global_batch: int, steps_per_epoch: int) -> "OptimSettings":
@@ -63,7 +64,8 @@ class OptimSettings:
                    threshold_eps=t.eps, threshold_momentum=t.momentum, threshold_square_avg_init=t.square_avg_init,
                    threshold_init=str(t.init), threshold_init_margin=float(t.init_margin),
                    approach_band=t.approach_band, approach_floor=float(t.approach_floor),
-                   latency_grad_to_weights=bool(t.latency_grad_to_weights), line_search=bool(t.line_search))
+                   latency_grad_to_weights=bool(t.latency_grad_to_weights), line_search=bool(t.line_search),
+                   choice_lr=float(getattr(t, "choice_lr", 0.05)))
 
 
 class SearchModule(pl.LightningModule):
@@ -245,8 +247,9 @@ class SearchModule(pl.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
-        thresholds = list(self.supernet.threshold_parameters())
-        threshold_ids = {id(p) for p in thresholds}
+        choice_ids = {id(p) for p in self._choice_logits()}  # stepped by _step_choices, not the optimizer
+        thresholds = [p for p in self.supernet.threshold_parameters() if id(p) not in choice_ids]
+        threshold_ids = {id(p) for p in thresholds} | choice_ids
         weights = [p for p in self.supernet.parameters() if id(p) not in threshold_ids]
         groups = [
             {"params": weights, "lr": o.lr, "weight_decay": o.weight_decay, "name": "weights"},
@@ -273,21 +276,49 @@ class SearchModule(pl.LightningModule):
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         # Scale the thresholds' lr for this step only, once training_step (run by the closure) has measured
         # the latency; the scheduler keeps owning the base schedule.
-        if len(optimizer.param_groups) < 2 or self.optim.approach_band is None:
+        choices = self._choice_logits()
+        if (len(optimizer.param_groups) < 2 or self.optim.approach_band is None) and not choices:
             return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        group = optimizer.param_groups[1]
-        lr = group["lr"]
+        group = optimizer.param_groups[1] if len(optimizer.param_groups) > 1 else None
+        lr = group["lr"] if group is not None else None
+        scaled = group is not None and self.optim.approach_band is not None
 
         def closure():
             result = optimizer_closure()
-            if self.phase == "search":
+            if self.phase == "search" and scaled:
                 group["lr"] = lr * self.threshold_speed
+            if choices:
+                self._step_choices(choices)
             return result
 
         try:
             return super().optimizer_step(epoch, batch_idx, optimizer, closure)
         finally:
-            group["lr"] = lr
+            if group is not None:
+                group["lr"] = lr
+
+    def _choice_logits(self) -> list:
+        return [block.choice_logits for block in self.supernet.choice_blocks()]
+
+    @torch.no_grad()
+    def _step_choices(self, logits: list) -> None:
+        """Choice blocks' logits: one gradient step normalised over all of them (search phase only).
+
+        RMSProp's per-parameter normalisation would move every logit at the same speed, so every block would
+        switch its option at the same step; here the step keeps the gradients' proportions (the blocks whose
+        options differ most in latency, or matter most to the loss, move first) and its root-mean-square size is
+        ``schedule.thresholds.choice_lr`` x the approach speed. Stateless: a resumed run steps identically."""
+        grads = [p.grad for p in logits]
+        if self.phase == "search" and all(g is not None for g in grads):
+            flat = torch.cat([g.flatten() for g in grads])
+            rms = flat.pow(2).mean().sqrt()
+            if rms > 0:
+                speed = self.threshold_speed if self.optim.approach_band is not None else 1.0
+                scale = self.optim.choice_lr * speed / rms
+                for p, g in zip(logits, grads):
+                    p.sub_(scale * g)
+        for p in logits:
+            p.grad = None
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         # Clip the weights only (paper: clipping 10); RMSProp normalises the thresholds' gradient scale anyway.
