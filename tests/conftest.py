@@ -16,6 +16,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # No warm-up cache (~150 MB per search configuration) in the user's cache dir; tests/test_warmup_cache.py turns it on
 os.environ["S3NAS_WARMUP_CACHE"] = "0"
 
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # pytest-xdist: one worker per core; torch's intra-op threads (one per core by default) in every worker would
+    # oversubscribe the cores (measured on 2 cores, 2 workers: +27% CPU time on the torch unit tests, spinning
+    # OpenMP threads). Commands run in the test process and devices set their own threads (inprocess.py, device.py).
+    import torch  # noqa: E402
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 from s3nas.config import CONF_DIR, compose_config, register_configs  # noqa: E402
 
 register_configs()
@@ -27,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "oracles"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 from inprocess import run_inprocess  # noqa: E402
+from tables import seed_tables as _seed_tables  # noqa: E402
+from tables import shared_table_dir  # noqa: E402
 
 
 @pytest.fixture
@@ -79,6 +89,19 @@ def run_inproc():
     process (tests/support/inprocess.py): no interpreter start-up and imports (~6 s a command). For tests about a
     command's outputs; tests about the process itself (signals, exit status, concurrency) use ``run_cmd``."""
     return run_inprocess
+
+
+@pytest.fixture(scope="session")
+def seed_tables(tmp_path_factory):
+    """seed_tables(cache_dir, hardware=("midap",), overrides=("debug=search_tiny",)) -> copied files: the latency
+    table(s) of the debug search space, built once for the session (tests/support/tables.py), copied into a test's
+    own ``paths.cache_dir`` so its search does not build them again. Not for tests of the table cache itself."""
+    shared = shared_table_dir(tmp_path_factory.getbasetemp())
+
+    def _seed(cache_dir, hardware=("midap",), overrides=("debug=search_tiny",)):
+        return _seed_tables(shared, cache_dir, hardware, overrides)
+
+    return _seed
 
 
 __all__ = ["CONF_DIR", "REPO_ROOT"]

@@ -57,7 +57,9 @@ def test_two_targets_with_tiny_searches_each_meet_their_target(tmp_path, run_inp
     midap = simulator.load_profile("midap")
     targets = (2.0, 3.0)
     for target in targets:
+        # 1 validation batch an epoch, 2 batches for the BN statistics: evaluation only, the same search steps
         run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", f"latency={target}ms",
+                    "trainer.limit_val_batches=1", "schedule.bn_recalibration_batches=2",
                     f"hydra.run.dir={tmp_path / f't{target}'}"])
     delivered = {}
     for target in targets:

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from inprocess import SHORT_SEARCH, run_inprocess
+from inprocess import SHORT_SEARCH, SMALL_SPLITS, run_inprocess
 
-# 1 warm-up epoch + 2 search epochs of 2 batches of 16 digits at 16x16 (SHORT_SEARCH): 6 optimizer steps, epochs
+# 1 warm-up epoch + 2 search epochs of 2 batches of 16 digits at 16x16 (SHORT_SEARCH; 5% val/test splits,
+# SMALL_SPLITS: the accuracies compared are of fewer images, still exactly): 6 optimizer steps, epochs
 # ending at steps 2, 4 and 6; Lightning's ModelCheckpoint (callbacks=default) keeps last.ckpt, rewritten at each
 # epoch's end.
 TINY = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms", "callbacks=default",
-        "callbacks.rich_progress_bar=null", *SHORT_SEARCH]
+        "callbacks.rich_progress_bar=null", *SHORT_SEARCH, *SMALL_SPLITS]
 STEPS = 6
 
 

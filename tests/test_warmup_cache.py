@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from inprocess import SHORT_SEARCH
+from inprocess import SHORT_SEARCH, SMALL_SPLITS
 
 from s3nas.arch.space import SearchSpace
 from s3nas.nn.supernet import Supernet
@@ -54,13 +54,15 @@ def test_switches(compose_cfg, tmp_path, monkeypatch):
 
 def _search(run_inproc, run_dir: Path, cache: Path, *overrides: str):
     """The command line in the test process (tests/support/inprocess.py), warm-up cache switched on."""
-    proc = run_inproc(["search.py", *TINY, *SHORT_SEARCH, *overrides, f"paths.cache_dir={cache}",
+    proc = run_inproc(["search.py", *TINY, *SHORT_SEARCH, *SMALL_SPLITS, *overrides, f"paths.cache_dir={cache}",
                        f"hydra.run.dir={run_dir}"], env={ENV_SWITCH: "1"})
     return proc, json.loads((run_dir / "summary.json").read_text())
 
 
-def test_a_second_search_starts_from_the_cached_warmup_and_ends_where_a_fresh_one_does(run_inproc, tmp_path):
+def test_a_second_search_starts_from_the_cached_warmup_and_ends_where_a_fresh_one_does(run_inproc, tmp_path,
+                                                                                         seed_tables):
     cache = tmp_path / "cache"
+    seed_tables(cache, ("midap", "systolic"))  # the latency tables: not what is tested here
     _, first = _search(run_inproc, tmp_path / "a", cache, "latency=2.5ms")
     assert first["warmup_source"] == "trained" and "train_step/warmup" in first["timings_s"]
     cached = list((cache / "warmup").glob("*.ckpt"))

@@ -8,7 +8,9 @@ with ENOSPC after writing part of the temp file (or of the appended line).
 The search with W&B on the real tmpfs runs as a real process (``run_cmd``: exit status, stderr of the process,
 W&B's own service); the other commands run in the test process (``run_inproc``, tests/support/inprocess.py: the
 same command line, stdout/stderr and return code captured; the injected fault is read by s3nas.utils.io at every
-write), those with an injected fault at 2 batches an epoch (``SHORT``).
+write), all at 2 batches an epoch (``SHORT``: what fails is the write of a file, whatever the length of the
+training). Their cache dirs start with the session's latency table of the space (``seed_tables``, conftest.py),
+except the test of the table cache's own write on a full disk.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from inprocess import SHORT_SEARCH
+from inprocess import SHORT_SEARCH, SMALL_SPLITS
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
@@ -29,11 +31,11 @@ from s3nas.latency.measured import MeasurementLog
 from s3nas.utils.io import (FAULT_ENOSPC_ENV, append_lines, atomic_output_path, atomic_write, atomic_write_bytes,
                             atomic_write_json)
 
-# 1 warm-up + 2 search epochs of 4 batches at 16 px (12 steps); no checkpoints unless a test adds them
+# 1 warm-up + 2 search epochs at 16 px; no checkpoints unless a test adds them
 SEARCH = ["search.py", "debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms"]
-# the same search at 2 batches an epoch (6 steps; 1 validation batch, 2 for the BN statistics) where a fault is
-# injected by file name: what fails is the write of that file, whatever the length of the training
-SHORT = [*SEARCH, *SHORT_SEARCH]
+# at 2 batches an epoch (6 steps; 1 validation batch, 2 for the BN statistics): what fails is the write of a file
+# (the run dir's on a 32 KB disk, or the one named by the injected fault), whatever the length of the training
+SHORT = [*SEARCH, *SHORT_SEARCH, *SMALL_SPLITS]  # 5% val/test splits: the evaluation is not tested here
 TRAIN = ["train.py", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=1",
          "recipe.num_threads=1", "callbacks=default", "callbacks.rich_progress_bar=null",
          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "seed=3", "logger=none"]
@@ -147,23 +149,25 @@ def test_real_full_disk_in_every_writer(tiny_fs):
 
 
 # ----------------------------------------------------------------------------------- whole commands
-def test_search_on_a_32k_run_dir_then_resume_after_space_is_freed(tiny_fs, run_inproc, tmp_path):
+def test_search_on_a_32k_run_dir_then_resume_after_space_is_freed(tiny_fs, run_inproc, tmp_path, seed_tables):
     """In the test process (the real process on a 32 KB run dir: the W&B test below)."""
     run_dir = tiny_fs / "run"
-    args = [*SEARCH, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    seed_tables(tmp_path / "cache")
+    args = [*SHORT, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
     failed = run_inproc(args, env=NO_WANDB, check=False)
     assert_one_line_naming(failed, str(run_dir))
     assert not (run_dir / "arch.json").exists() and not (run_dir / "summary.json").exists()
     assert_nothing_half_written(run_dir)
     free_space(tiny_fs)
     run_inproc(args, env=NO_WANDB)
-    assert_finished_search(run_dir)
+    assert_finished_search(run_dir, steps=6)
     assert_nothing_half_written(run_dir)
 
 
 @pytest.mark.parametrize("target", ["history.json", "choices.csv"])
-def test_search_history_on_a_full_disk(target, run_inproc, tmp_path):
+def test_search_history_on_a_full_disk(target, run_inproc, tmp_path, seed_tables):
     run_dir = tmp_path / "run"
+    seed_tables(tmp_path / "cache")
     args = [*SHORT, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
     failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: target}, check=False)
     assert_one_line_naming(failed, str(run_dir / target))
@@ -174,8 +178,9 @@ def test_search_history_on_a_full_disk(target, run_inproc, tmp_path):
     assert_finished_search(run_dir, steps=6)
 
 
-def test_search_summary_and_arch_on_a_full_disk_resume_from_the_checkpoint(run_inproc, tmp_path):
+def test_search_summary_and_arch_on_a_full_disk_resume_from_the_checkpoint(run_inproc, tmp_path, seed_tables):
     run_dir = tmp_path / "run"
+    seed_tables(tmp_path / "cache")
     args = [*SHORT, "callbacks=default", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run_dir}",
             f"paths.cache_dir={tmp_path / 'cache'}"]
     failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "summary.json"}, check=False)
@@ -239,16 +244,17 @@ def test_onnx_export_on_a_full_disk(run_inproc, tmp_path):
     assert summary["onnx"]["checked"] and (run_dir / "model.onnx").stat().st_size > 0
 
 
-def test_wandb_offline_run_on_a_32k_run_dir(tiny_fs, run_cmd, tmp_path):
+def test_wandb_offline_run_on_a_32k_run_dir(tiny_fs, run_cmd, tmp_path, seed_tables):
     """W&B's own files cannot be written atomically by s3nas: its log handlers stay silent and the command
     still ends in one line; after space is back the rerun completes with a new offline run."""
     run_dir = tiny_fs / "run"
-    args = [*SEARCH, "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    seed_tables(tmp_path / "cache")
+    args = [*SHORT, "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     failed = run_cmd(args, env=env, check=False)
     assert_one_line_naming(failed, str(run_dir))
     assert "Logging error" not in failed.stderr and not (run_dir / "arch.json").exists()
     free_space(tiny_fs)
     run_cmd(args, env=env)
-    assert_finished_search(run_dir)
+    assert_finished_search(run_dir, steps=6)
     assert list((run_dir / "wandb").glob("offline-run-*/*.wandb"))

@@ -23,15 +23,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from inprocess import run_inprocess
+from inprocess import SHORT_SEARCH, SMALL_SPLITS, run_inprocess
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
 
 REPO = Path(__file__).resolve().parents[2]
-# search: 1 warm-up epoch + 2 search epochs of 4 batches (steps 1-4 warm-up, 5-12 search)
+# search: 1 warm-up epoch + 2 search epochs of 2 batches (steps 1-2 warm-up, 3-6 search; 1 validation batch, 2 for
+# the BN statistics: what is tested is where the signals land and the resume, not how far the search gets)
 SEARCH = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms", "callbacks=default",
-          "callbacks.rich_progress_bar=null"]
+          "callbacks.rich_progress_bar=null", *SHORT_SEARCH, *SMALL_SPLITS]
+SEARCH_STEPS = 6
 # train: 3 epochs of 4 batches (12 steps), EMA and random shifts on (the recipe's defaults)
 TRAIN = ["data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=3",
          "recipe.num_threads=1", "callbacks=none", "trainer.enable_progress_bar=false",
@@ -105,7 +107,7 @@ def assert_same_search(run_dir: Path, reference: Path) -> None:
     assert arch_of(run_dir) == arch_of(reference)
     history = json.loads((run_dir / "history.json").read_text())
     expected = json.loads((reference / "history.json").read_text())
-    assert [row["step"] for row in history] == list(range(1, 13))  # no duplicated / missing steps
+    assert [row["step"] for row in history] == list(range(1, SEARCH_STEPS + 1))  # no duplicated / missing steps
     for row, ref in zip(history, expected):  # exact: same batches, same sub-paths, same learning rates
         assert (row["phase"], row["lr"], row["ce"], row["thresholds"]) == \
                (ref["phase"], ref["lr"], ref["ce"], ref["thresholds"]), row["step"]
@@ -113,18 +115,18 @@ def assert_same_search(run_dir: Path, reference: Path) -> None:
     for key in ("total_steps", "estimated_ms", "val_acc", "supernet_val_acc"):
         assert summary[key] == ref_summary[key], key
     final, ref_final = (state_of(d / "checkpoints" / "last.ckpt") for d in (run_dir, reference))
-    assert final["global_step"] == ref_final["global_step"] == 12
+    assert final["global_step"] == ref_final["global_step"] == SEARCH_STEPS
     assert_same_tensors(final["state_dict"], ref_final["state_dict"])  # supernet weights and thresholds
 
 
 def test_signals_mid_search_then_same_command_same_result(search_reference, tmp_path):
-    """SIGTERM mid warm-up epoch (step 2); the same command resumes and gets SIGUSR1 mid search epoch (step 6);
-    the same command again ends with the uninterrupted run's results."""
+    """SIGTERM mid warm-up epoch (step 1 of 2); the same command resumes and gets SIGUSR1 mid search epoch (step 3,
+    the first of steps 3-4); the same command again ends with the uninterrupted run's results."""
     run_dir = tmp_path / "run"
-    for fault, signum, step in (("2:TERM", signal.SIGTERM, 2), ("6:USR1", signal.SIGUSR1, 6)):
+    for fault, signum, step in (("1:TERM", signal.SIGTERM, 1), ("3:USR1", signal.SIGUSR1, 3)):
         stopped = finish(start(["search.py", *SEARCH], run_dir, fault=fault))
         assert_stopped(stopped, signum, run_dir, "python search.py", step)
-        if step > 2:  # the second command started from the first one's checkpoint
+        if step > 1:  # the second command started from the first one's checkpoint
             assert "resuming from" in stopped.stdout and "last.ckpt" in stopped.stdout
         assert not (run_dir / "arch.json").exists()
         assert state_of(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step  # taken at that step

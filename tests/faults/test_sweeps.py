@@ -4,7 +4,9 @@ interrupted job, and parallel jobs (the joblib launcher) sharing one latency-tab
 
 The sweeps with Hydra's basic launcher (jobs one after the other in the command's process) run in the test process
 (tests/support/inprocess.py: the command's exit code is its ``sys.exit``); the joblib sweep, whose jobs are worker
-processes, runs as a real process and checks its exit status."""
+processes, runs as a real process and checks its exit status. The in-process sweeps' cache dirs start with the
+session's latency table (``seed_tables``, conftest.py); the joblib sweep's starts empty (its jobs build the table
+into it)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ import json
 import shutil
 from pathlib import Path
 
-from inprocess import SHORT_SEARCH
+from inprocess import SHORT_SEARCH, SMALL_SPLITS
 
 # tiny searches at 2 batches an epoch (1 validation batch, 2 for the BN statistics): the sweep's bookkeeping is
 # what is tested, not the search
-TINY = ["debug=search_tiny", "data.image_size=16", *SHORT_SEARCH]
+TINY = ["debug=search_tiny", "data.image_size=16", *SHORT_SEARCH, *SMALL_SPLITS]
 INFEASIBLE = "latency: target 0.01 ms is below the fastest architecture"
 
 
@@ -47,8 +49,9 @@ def _assert_failed_row(row: dict) -> None:
     assert row["latency_ms"] == "" and row["val_acc"] == ""
 
 
-def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_inproc):
+def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_inproc, seed_tables):
     sweep_dir = tmp_path / "sweep"
+    seed_tables(tmp_path / "cache")
     proc = _sweep(run_inproc, sweep_dir, "latency=0.01ms,2.5ms", f"paths.cache_dir={tmp_path / 'cache'}")
     assert proc.returncode == 2, proc.stderr[-3000:]  # something failed
     assert "Traceback" not in proc.stderr
@@ -64,13 +67,14 @@ def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_inproc):
     assert len(markdown) == 4 and "| failed |" in markdown[2] and INFEASIBLE in markdown[2] and "| ok |" in markdown[3]
 
 
-def test_crashed_jobs_and_an_interrupted_sweep(tmp_path, run_inproc):
+def test_crashed_jobs_and_an_interrupted_sweep(tmp_path, run_inproc, seed_tables):
     """Both jobs crash (an exception that is no user error, injected after 2 steps): the sweep exits 1 and the
     summary gives each crash's type and message. Then the same sweep dir as an interrupt leaves it (job 0
     without its status file, job 1 never started) is listed as interrupted, with the planned overrides."""
     from s3nas.runtime.sweep import collect_sweep
 
     sweep_dir = tmp_path / "sweep"
+    seed_tables(tmp_path / "cache")
     proc = _sweep(run_inproc, sweep_dir, "latency=2.5ms,3ms", f"paths.cache_dir={tmp_path / 'cache'}",
                   env={"S3NAS_FAULT_INTERRUPT_AFTER_STEPS": "2"})
     assert proc.returncode == 1, proc.stderr[-3000:]
