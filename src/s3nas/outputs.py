@@ -397,7 +397,11 @@ class Int8Model(Record):
 
 @dataclass(kw_only=True)
 class SpaceRange(Record):
-    """Size and latency range of a search space (its smallest and largest networks)."""
+    """Size and latency range of a search space (its smallest and largest networks).
+
+    On a simulated NPU the ends are exact (each position's fastest / slowest option by the space's table); on a
+    measured device they are the networks of each position's smallest / largest option by expansion (at a choice
+    position: by its block's SSBN latency), an estimate of the range's ends."""
 
     architectures: int = doc("number of architectures in the space")
     options_per_block_max: int = doc("most options of any block position")
@@ -812,7 +816,7 @@ class ProfileSpaceSummary(Summary):
     candidates_name: str = doc("name of the written candidates entry")
     candidates_file: str = doc("path of the written candidates YAML")
     search_command: str = doc("the command that searches in the new space")
-    block_type: str = doc("block type of the written space")
+    block_type: str = doc("supernet.block_type of the written space: one type, or choice (candidates.options)")
     candidates: dict[str, Any] = doc("the written candidates entry (as in the YAML)")
     selected: list[str] = doc("selected SSBNs, cheapest first")
     in_space: list[str] = doc("SSBNs the written space covers")

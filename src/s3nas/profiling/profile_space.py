@@ -356,17 +356,22 @@ def space_range(supernet_cfg: Any, block_type: Any, candidates_cfg: dict, deploy
                 backend: LatencyBackend, cache_dir: Path, ssbn_ms: Optional[dict] = None) -> dict:
     """Size and latency of the smallest and largest networks of a space (supernet + candidates).
 
-    The smallest/largest option of each position is by total expansion; at a choice position (several
-    block types) by the latency of the option's SSBN (``ssbn_ms``: typed option -> ms) when given."""
+    The smallest/largest option of each position: by its latency in the space's table where networks are cheap
+    (a simulator: the exact ends of the range); else by total expansion, and at a choice position (several block
+    types) by the latency of the option's SSBN (``ssbn_ms``: typed option -> ms; an estimate of the ends)."""
     sup = check_supernet(supernet_cfg)
     if block_type is not None:
         sup["block_type"] = block_type
     space = SearchSpace.from_config(sup, candidates_cfg, num_classes=int(deploy.num_classes),
                                     input_size=int(deploy.input_size), in_channels=int(deploy.in_channels))
+    table = backend.table(space, cache_dir=cache_dir / "tables", progress=False) \
+        if getattr(backend, "cheap_networks", False) else None
 
     def ordered(i: int) -> list:
         options = space.options(i)
-        if space.positions[i].type == "choice" and ssbn_ms:
+        if table is not None:
+            options = sorted(options, key=lambda o: table.block_ms(i, o) if o else -1.0)
+        elif space.positions[i].type == "choice" and ssbn_ms:
             options = sorted(options, key=lambda o: ssbn_ms.get(o, 0.0) if o else -1.0)
         return options
 
