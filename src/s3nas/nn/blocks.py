@@ -39,9 +39,8 @@ def expanded_channels(in_channels: int, expansion: float) -> int:
     return branch_channels(in_channels, Branch(0, float(expansion)))
 
 
-def canonical_option(branches: Sequence[Branch]) -> Option:
-    """Merge same-kernel branches (expansions added), drop 0-expansion ones, sort by kernel (types kept)."""
-    return canonical(branches)
+#: Merge same-kernel branches (expansions added), drop 0-expansion ones, sort by kernel (the space's ``canonical``).
+canonical_option = canonical
 
 
 def gated_batch_norm(bn: nn.BatchNorm2d, x: Tensor, gate: Tensor | None) -> Tensor:
