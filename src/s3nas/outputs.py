@@ -543,6 +543,10 @@ class SearchSummary(Summary):
         "a device's search only, when its best feasible state (by the table) measured over the target: the visited "
         "feasible states measured in turn, best first, the delivered one last if it meets (null: not needed)",
         default=None)
+    measured_states: Optional[int] = doc(
+        "a device's search only: networks it measured end to end near its target (schedule.measure_states_band); "
+        "the loss, the feasible states it kept and its line search used those measurements (null: the table "
+        "alone)", default=None)
     search_targets_ms: Optional[list[float]] = doc(
         "latency=[...] on one hardware: every target of the search this network is one of (front.json lists all "
         "the networks); null for a one-target search", default=None)

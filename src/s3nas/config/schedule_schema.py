@@ -82,6 +82,12 @@ class ScheduleConfig:
     # latencies add up (midap) both are the same; where they do not (systolic streams weights ahead), the
     # search would otherwise aim at a latency it does not deliver.
     simulate_states: bool = False
+    # On a measured device (hardware=cpu_onnxruntime ...), whose corrected table can be off by several percent for
+    # some networks: the states the search visits whose latency by the table is within measure_states_band x target
+    # of the target are measured end to end (cached per state) and the loss, the feasibility the search tracks and
+    # its line search use the measurement (elsewhere the table x the last measured state's ratio); null (the
+    # paper): the table alone. Off on a few-shot device (its budget) and under several processes.
+    measure_states_band: Optional[float] = None
     decode: str = "best_feasible"  # final (the paper) | best_feasible (largest LUT latency <= target met)
     fit_to_target: bool = True  # last-resort greedy shrink when the decoded net is over target (reported)
     bn_recalibration_batches: int = 20  # training batches to re-estimate the delivered child's BN statistics
@@ -127,6 +133,7 @@ RANGES: dict[str, Range] = {
     "thresholds.approach_floor": Range(low=0, high=1, low_open=True),
     "gradient_clip_val": Range(low=0, low_open=True, nullable=True),
     "target_margin": Range(low=0, high=0.5),
+    "measure_states_band": Range(low=0, high=1, low_open=True, nullable=True),
     "bn_recalibration_batches": Range(low=0, integer=True),
     "log_every_n_steps": Range(low=1, integer=True),
     "history_every_n_steps": Range(low=1, integer=True),

@@ -34,11 +34,13 @@ class LatencyObjective:
     estimator: Any  # s3nas.latency.estimator.LatencyEstimator of this hardware's table
     target_ms: float  # what the delivered network must meet
     loss_target_ms: float  # where the latency loss starts (target_ms less schedule.target_margin)
-    state_latency: Any = None  # options -> simulated ms of the whole network (None: the table's sum)
+    # options -> ms of the whole network: simulated (NetworkLatency) or measured near the target
+    # (NearTargetLatency); None: the table's sum
+    state_latency: Any = None
 
     def differentiable_ms(self, supernet) -> Tensor:
-        """The table's differentiable estimate (paper Eq. 7-8), scaled to the simulated latency of the current hard
-        state when ``state_latency`` is set (the table is not additive on every NPU; the gradient keeps the
+        """The table's differentiable estimate (paper Eq. 7-8), scaled to the simulated (or measured) latency of the
+        current hard state when ``state_latency`` is set (the table is not additive on every NPU; the gradient keeps the
         table's proportions)."""
         latency_ms = self.estimator(supernet)
         if self.state_latency is not None:
@@ -47,7 +49,7 @@ class LatencyObjective:
         return latency_ms
 
     def of_options(self, options) -> float:
-        """Latency of a hard state: simulated when ``state_latency`` is set, else the table's sum."""
+        """Latency of a hard state: ``state_latency``'s when set, else the table's sum."""
         if self.state_latency is not None:
             return float(self.state_latency(tuple(options)))
         return float(self.estimator.table.estimate_ms(options))

@@ -215,6 +215,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "hardware_targets": hardware_targets,
         "search_targets_ms": list(search_targets_ms) if search_targets_ms else None,
         "measured_candidates": measured_candidates,
+        "measured_states": getattr(module.objectives[0].state_latency, "measured", None),
     }
     for key in LATENCY_DETAIL_KEYS:  # a measurement's figures (None for a simulation)
         summary[key] = delivered.details.get(key)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from s3nas.arch.space import SearchSpace
 from s3nas.data.resume import resume_safe_loader
-from s3nas.latency.backend import NetworkLatency
+from s3nas.latency.backend import NearTargetLatency, NetworkLatency
 from s3nas.latency.estimator import LatencyEstimator
 from s3nas.nn.supernet import Supernet
 from s3nas.runtime import signals
@@ -105,7 +105,7 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
     _log_config(loggers, checked.target_ms, table)
     recorder = SearchRecorder(run_dir, every_n_steps=int(schedule.history_every_n_steps),
                               choices_every_n_steps=int(schedule.choices_every_n_steps))
-    module = SearchModule(supernet, optim, banks=_banks(cfg, checked, tables),
+    module = SearchModule(supernet, optim, banks=_banks(cfg, checked, tables, world_size),
                           warmup_epochs=int(schedule.warmup_epochs), lambda1=float(cfg.loss.lambda1),
                           lambda2=float(cfg.loss.lambda2), label_smoothing=float(cfg.loss.label_smoothing),
                           seed=int(cfg.seed), channels_last=bool(schedule.channels_last))
@@ -154,19 +154,43 @@ def run_search(cfg: DictConfig, checked: Checked | None = None) -> dict:
                          timings=timings, warmup_source=warmup_source, backends=checked.backends)
 
 
-def _banks(cfg: DictConfig, checked: Checked, tables: list) -> list[list[LatencyObjective]]:
+def _banks(cfg: DictConfig, checked: Checked, tables: list, world_size: int = 1) -> list[list[LatencyObjective]]:
     """The objectives of every network to search (s3nas.search.objectives), one table per hardware."""
     schedule = cfg.schedule
     backends = checked.backends or [checked.backend]
     networks = checked.networks or [[(0, checked.target_ms)]]
     estimators = [LatencyEstimator(table) for table in tables]
-    # where one network's latency is cheap (a simulation) the states visited are evaluated too; elsewhere (a
-    # device) the table stands for them
+    # where one network's latency is cheap (a simulation) the states visited are evaluated too; on a measured
+    # device, the states near each target (schedule.measure_states_band) are measured and the table stands for the
+    # rest; elsewhere the table alone
     states = [NetworkLatency(backend, checked.deploy_space)
               if schedule.simulate_states and backend.cheap_networks else None for backend in backends]
+    band = _measure_band(schedule, world_size)
+    measured = [NetworkLatency(backend, checked.deploy_space) for backend in backends]
     margin = 1.0 - float(schedule.target_margin)
-    return [[LatencyObjective(backends[i].name, estimators[i], float(t), float(t) * margin, states[i])
+
+    def state_latency(i: int, target_ms: float):
+        backend = backends[i]
+        # a few-shot device (hardware.budget.networks) keeps to its budget of measurements
+        if states[i] is not None or band is None or backend.cheap_networks or getattr(backend, "budget_networks", None):
+            return states[i]
+        return NearTargetLatency(measured[i], tables[i], target_ms * margin, band)
+
+    return [[LatencyObjective(backends[i].name, estimators[i], float(t), float(t) * margin, state_latency(i, t))
              for i, t in network] for network in networks]
+
+
+def _measure_band(schedule, world_size: int) -> float | None:
+    """``schedule.measure_states_band`` for this run: None (the table alone) when unset or on several processes
+    (each would measure its own states and their thresholds would part)."""
+    band = schedule.get("measure_states_band")
+    if band is None:
+        return None
+    if world_size > 1:
+        warnings.warn("schedule.measure_states_band: off under several processes (each would measure its own "
+                      "states); the device's table stands for the search's states")
+        return None
+    return float(band)
 
 
 def _at_search_start(backend, space: SearchSpace, table):
