@@ -70,8 +70,17 @@ def test_states_near_the_target_are_measured_and_the_rest_follow_the_last_ratio(
     assert latency.ratio == pytest.approx(1.1) and latency.measured == 2
 
 
+def test_a_measured_state_counts_with_the_device_noise_guard():
+    backend = CountingBackend()
+    latency = NearTargetLatency(NetworkLatency(backend, Space()), SumTable(), target_ms=10.0, band=0.2, guard=0.02)
+    assert latency(_state(5, 4.5)) == pytest.approx(10.45 * 1.02)  # measured 10.45 ms, counted 2% higher
+    assert latency.ratio == pytest.approx(1.1 * 1.02)
+    assert latency(_state(2, 2)) == pytest.approx(4.0 * 1.1 * 1.02)  # the table follows the guarded ratio
+    assert latency(_state(4.5, 4.5)) == pytest.approx(9.0 * 1.1 * 1.02)  # 9.9 ms measured: over by the guard
+
+
 class FakeDevice:
-    name, cheap_networks, budget_networks = "device", False, None
+    name, cheap_networks, budget_networks, start_noise_pct = "device", False, None, 1.5
 
 
 class FakeSimulator:
@@ -90,6 +99,13 @@ def test_the_runner_measures_states_on_a_device_only_where_it_should():
     first, second = _objectives(["schedule.target_margin=0.02"], device)  # digits: measure_states_band 0.1
     assert isinstance(first.state_latency, NearTargetLatency) and first.state_latency.band == 0.1
     assert first.state_latency.target_ms == pytest.approx(9.8)  # the loss target
+    assert first.state_latency.guard == pytest.approx(0.015)  # the device's noise at the search's start
+    noisy = FakeDevice()
+    noisy.start_noise_pct = 8.0
+    assert _objectives([], noisy)[0].state_latency.guard == pytest.approx(0.05)  # at most 5%
+    unknown = FakeDevice()
+    unknown.start_noise_pct = None
+    assert _objectives([], unknown)[0].state_latency.guard == 0.0
     assert second.state_latency.target_ms == pytest.approx(19.6)
     assert first.state_latency.network is second.state_latency.network  # one cache per device
     assert all(o.state_latency is None for o in _objectives(["schedule.measure_states_band=null"], device))
@@ -100,6 +116,37 @@ def test_the_runner_measures_states_on_a_device_only_where_it_should():
         assert all(o.state_latency is None for o in _objectives([], device, world_size=2))
     # a simulator's states are all simulated (simulate_states), not measured near the target
     assert all(type(o.state_latency) is NetworkLatency for o in _objectives([], FakeSimulator()))
+
+
+class EvaluatingDevice(CountingBackend):
+    """One measurement 5% under what the delivered statistic (evaluate's median) says."""
+
+    def __init__(self):
+        super().__init__()
+        self.evaluated = []
+
+    def latency_ms(self, spec):
+        return super().latency_ms(spec) * 0.95
+
+    def evaluate(self, spec):
+        from s3nas.latency.backend import LatencyResult
+
+        self.evaluated.append(spec)
+        return LatencyResult(float(sum(o[0] for o in spec)), "median of 5")
+
+
+def test_on_a_device_the_decode_uses_the_delivered_statistic_once_per_network():
+    from s3nas.search.outputs import _delivered_latency, _evaluated
+
+    device, evaluations = EvaluatingDevice(), {}
+    measure = _delivered_latency(device, NetworkLatency(device, Space()), Space(), evaluations)
+    assert measure(_state(5, 5)) == 10.0 and measure(_state(5, 5)) == 10.0  # not 9.5: the median, not one run
+    assert len(device.evaluated) == 1 and device.calls == []
+    assert _evaluated(device, _state(5, 5), None, evaluations).latency_ms == 10.0  # the delivered result itself
+    assert len(device.evaluated) == 1
+    simulated = FakeSimulator()
+    network = NetworkLatency(device, Space())
+    assert _delivered_latency(simulated, network, Space(), evaluations) is network  # a simulation: itself
 
 
 def test_the_band_is_validated():
@@ -122,6 +169,8 @@ def test_a_search_on_a_steep_device_meets_its_target_by_measured_states(tmp_path
                 *SMALL_SPLITS, f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["measured_states"] > 0 and summary["repaired"] is False, summary
+    assert summary["measured_states_guard_pct"] == 0.0  # a noiseless device
+    assert summary["decoded_latency_ms"] == summary["latency_ms"]  # the evaluation that decided is the one reported
     assert summary["meets_target"] and 0.9 * 0.70 <= summary["latency_ms"] <= 0.70, summary
     spec = codec.load_json(run_dir / "arch.json")
     assert SteepDevice().steep_ms(spec) == pytest.approx(summary["latency_ms"])  # the network in arch.json

@@ -480,9 +480,11 @@ class SearchSummary(Summary):
     line_searches: list[LineSearch] = doc("target crossings the search line-searched onto")
     decode_step: int = doc("step of the decoded state")
     final_state_estimated_ms: float = doc("table estimate (ms) of the state the search ended in")
-    final_state_latency_ms: float = doc("latency (ms) of that state, obtained like latency_ms")
+    final_state_latency_ms: float = doc("latency (ms) of that state on the backend (a simulation; on a device one "
+                                        "measurement)")
     decoded_estimated_ms: float = doc("table estimate (ms) of the decoded network, before any repair")
-    decoded_latency_ms: float = doc("latency (ms) of the decoded network before any repair")
+    decoded_latency_ms: float = doc("latency (ms) of the decoded network before any repair, obtained like "
+                                    "latency_ms")
     repaired: bool = doc("the repair changed the decoded network to meet the target")
     repair_steps: list[RepairStep] = doc("the repair's steps (empty: no repair)")
     lut_min_ms: float = doc("latency table's smallest network (ms)")
@@ -545,8 +547,12 @@ class SearchSummary(Summary):
         default=None)
     measured_states: Optional[int] = doc(
         "a device's search only: networks it measured end to end near its target (schedule.measure_states_band); "
-        "the loss, the feasible states it kept and its line search used those measurements (null: the table "
-        "alone)", default=None)
+        "the loss, the feasible states it kept and its line search used those measurements, each raised by "
+        "measured_states_guard_pct (null: the table alone)", default=None)
+    measured_states_guard_pct: Optional[float] = doc(
+        "a device's search only: the device's repeat noise at the search's start (half the range of the reference "
+        "network's measurements, in %, at most 5) that every measured state was raised by, so that the delivered "
+        "network's median meets the target where one measurement of it did", default=None)
     search_targets_ms: Optional[list[float]] = doc(
         "latency=[...] on one hardware: every target of the search this network is one of (front.json lists all "
         "the networks); null for a one-target search", default=None)

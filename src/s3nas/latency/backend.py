@@ -208,12 +208,16 @@ class NearTargetLatency:
     A device's corrected table can be off by several percent for some networks (near the all-on network on a CPU)
     while the search only needs to be right near its target: there, the states it visits are measured, so the
     loss (the table's gradient scaled to the measurement), the feasibility it tracks and its line search see the
-    device, and the table stands for the rest. ``measured`` counts the networks measured (on this backend)."""
+    device, and the table stands for the rest. A measured state counts as its measurement x (1 + ``guard``), the
+    device's repeat noise. ``measured`` counts the networks measured (on this backend)."""
 
-    def __init__(self, network: NetworkLatency, table: Any, target_ms: float, band: float) -> None:
+    def __init__(self, network: NetworkLatency, table: Any, target_ms: float, band: float, guard: float = 0.0) -> None:
         self.network = network  # shared by every target searched on the same backend
         self.table, self.target_ms, self.band = table, float(target_ms), float(band)
-        self.ratio = 1.0  # measured / table of the last measured state the search was in
+        # a measured state counts as measured x (1 + guard): one measurement is within the device's repeat noise of
+        # the delivered network's median, so the search keeps that far under the target
+        self.guard = float(guard)
+        self.ratio = 1.0  # measured x (1 + guard) / table of the last measured state the search was in
 
     @property
     def measured(self) -> int:
@@ -226,7 +230,7 @@ class NearTargetLatency:
         near = abs(estimate_ms * self.ratio - self.target_ms) <= self.band * self.target_ms
         if not near and key not in self.network.cache:
             return estimate_ms * self.ratio
-        measured_ms = self.network(options)
+        measured_ms = self.network(options) * (1.0 + self.guard)
         if estimate_ms > 0:
             self.ratio = measured_ms / estimate_ms
         return measured_ms

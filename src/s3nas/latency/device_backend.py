@@ -180,6 +180,12 @@ class DeviceBackend(LatencyBackend):
             self._table_error = (scaled, self._table_error[1])
         return scaled
 
+    @property
+    def start_noise_pct(self) -> float | None:
+        """Repeat noise (+-%, half the range of the medians) of the reference network's measurements at the search's
+        start; None before ``at_search_start`` or without a reference."""
+        return float(self._start_drift["noise_pct"]) if self._start_drift is not None else None
+
     def drift_note(self) -> str:
         """One clause saying how the search's table was adjusted at the start ('' before ``at_search_start``)."""
         d = self._start_drift

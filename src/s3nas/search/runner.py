@@ -174,10 +174,17 @@ def _banks(cfg: DictConfig, checked: Checked, tables: list, world_size: int = 1)
         # a few-shot device (hardware.budget.networks) keeps to its budget of measurements
         if states[i] is not None or band is None or backend.cheap_networks or getattr(backend, "budget_networks", None):
             return states[i]
-        return NearTargetLatency(measured[i], tables[i], target_ms * margin, band)
+        return NearTargetLatency(measured[i], tables[i], target_ms * margin, band, guard=_noise_guard(backend))
 
     return [[LatencyObjective(backends[i].name, estimators[i], float(t), float(t) * margin, state_latency(i, t))
              for i, t in network] for network in networks]
+
+
+def _noise_guard(backend) -> float:
+    """The device's repeat noise as a fraction (half the range of the reference network's measurements at the
+    search's start, at most 5%); 0 where the backend did not measure it."""
+    noise_pct = getattr(backend, "start_noise_pct", None)
+    return min(0.05, float(noise_pct) / 100.0) if noise_pct is not None else 0.0
 
 
 def _measure_band(schedule, world_size: int) -> float | None:
