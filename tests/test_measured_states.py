@@ -149,6 +149,22 @@ def test_on_a_device_the_decode_uses_the_delivered_statistic_once_per_network():
     assert _delivered_latency(simulated, network, Space(), evaluations) is network  # a simulation: itself
 
 
+def test_the_summary_counts_measured_states_once_per_device():
+    from types import SimpleNamespace
+
+    from s3nas.search.outputs import _measured_states
+
+    shared = NetworkLatency(CountingBackend(), Space())
+    a = NearTargetLatency(shared, SumTable(), target_ms=10.0, band=0.2, guard=0.01)
+    b = NearTargetLatency(shared, SumTable(), target_ms=9.0, band=0.2, guard=0.03)
+    a(_state(5, 4.5)), b(_state(4, 4.5)), b(_state(5, 4.5))  # two networks measured on the one device
+    simulated = SimpleNamespace(state_latency=NetworkLatency(CountingBackend(), Space()))
+    figures = _measured_states([SimpleNamespace(state_latency=a), simulated, SimpleNamespace(state_latency=b)])
+    assert figures == {"measured_states": 2, "measured_states_guard_pct": pytest.approx(3.0)}
+    assert _measured_states([simulated, SimpleNamespace(state_latency=None)]) == {
+        "measured_states": None, "measured_states_guard_pct": None}
+
+
 def test_the_band_is_validated():
     from s3nas.config.schedule_schema import check_schedule
     from s3nas.errors import ConfigError

@@ -203,7 +203,8 @@ def test_export_command_other_input_size(runs, tmp_path):
 
 
 def test_export_command_bad_run_dir(tmp_path):
-    proc = run_inprocess(["-m", "s3nas.train.export_app", f"run_dir={tmp_path}"], check=False)
+    proc = run_inprocess(["-m", "s3nas.train.export_app", f"run_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+                         check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: run_dir:")

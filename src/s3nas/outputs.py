@@ -546,7 +546,8 @@ class SearchSummary(Summary):
         "feasible states measured in turn, best first, the delivered one last if it meets (null: not needed)",
         default=None)
     measured_states: Optional[int] = doc(
-        "a device's search only: networks it measured end to end near its target (schedule.measure_states_band); "
+        "a device's search only: networks it measured end to end near its target(s) (schedule.measure_states_band), "
+        "on every measured device it searched for; "
         "the loss, the feasible states it kept and its line search used those measurements, each raised by "
         "measured_states_guard_pct (null: the table alone)", default=None)
     measured_states_guard_pct: Optional[float] = doc(

@@ -221,8 +221,7 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
         "hardware_targets": hardware_targets,
         "search_targets_ms": list(search_targets_ms) if search_targets_ms else None,
         "measured_candidates": measured_candidates,
-        "measured_states": getattr(module.objectives[0].state_latency, "measured", None),
-        "measured_states_guard_pct": _guard_pct(module.objectives[0].state_latency),
+        **_measured_states(module.objectives),
     }
     for key in LATENCY_DETAIL_KEYS:  # a measurement's figures (None for a simulation)
         summary[key] = delivered.details.get(key)
@@ -242,9 +241,15 @@ def finish_search(cfg: DictConfig, *, run_dir: Path, module, datamodule, deploy_
     return summary
 
 
-def _guard_pct(state_latency) -> float | None:
-    guard = getattr(state_latency, "guard", None)
-    return 100.0 * float(guard) if guard is not None else None
+def _measured_states(objectives) -> dict:
+    """Networks the search measured near its target(s), on every measured device it searched for (hardware=[a,b]
+    may list one), and the largest noise guard they were raised by; None for both where none was measured."""
+    measured = [o.state_latency for o in objectives if hasattr(o.state_latency, "guard")]
+    if not measured:
+        return {"measured_states": None, "measured_states_guard_pct": None}
+    networks = {id(m.network): m.measured for m in measured}  # one cache per backend
+    return {"measured_states": sum(networks.values()),
+            "measured_states_guard_pct": 100.0 * max(float(m.guard) for m in measured)}
 
 
 def _delivered_latency(backend, network_latency, space, evaluations: dict):
