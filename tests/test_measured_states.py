@@ -191,3 +191,30 @@ def test_a_search_on_a_steep_device_meets_its_target_by_measured_states(tmp_path
     spec = codec.load_json(run_dir / "arch.json")
     assert SteepDevice().steep_ms(spec) == pytest.approx(summary["latency_ms"])  # the network in arch.json
     assert summary["estimated_ms"] < 0.995 * summary["latency_ms"]  # the table under-predicts it
+
+
+def test_the_decode_evaluates_each_network_once_best_first():
+    """Two kept states of one network (raw branches differ, the network is the same: k3 e2 + k3 e2 == k3 e4) are
+    one candidate; the next network that meets is delivered."""
+    from types import SimpleNamespace
+
+    from s3nas.arch.spec import Branch
+    from s3nas.search.outputs import _measured_feasible
+
+    def raw(*blocks):
+        return [tuple(Branch(k, e) for k, e in block) for block in blocks]
+
+    landing = raw([(3, 4)], [(5, 6)])
+    same_network = raw([(3, 2), (3, 2)], [(5, 6)])
+    smaller = raw([(3, 4)], [(5, 4)])
+    evaluated = []
+
+    def measure(options):
+        evaluated.append(tuple(options))
+        return 10.0 + sum(b.expansion for option in options for b in option) / 10  # 11.0, 10.8 ms
+
+    bank = SimpleNamespace(candidates=[(0.99, 7, same_network), (0.98, 5, smaller)])
+    chosen, step, tried = _measured_feasible(SimpleNamespace(bank=bank), [(None, None, 10.9, measure)], landing, 9)
+    assert chosen == smaller and step == 5
+    assert [t["step"] for t in tried] == [9, 5] and [t["meets_target"] for t in tried] == [False, True]
+    assert len(evaluated) == 2

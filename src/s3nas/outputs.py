@@ -542,8 +542,9 @@ class SearchSummary(Summary):
         "hardware=[a,b]: the delivered network on every hardware, the summary's own first (meets_target then says "
         "every target is met); null for one hardware", default=None)
     measured_candidates: Optional[list[MeasuredCandidate]] = doc(
-        "a device's search only, when its best feasible state (by the table) measured over the target: the visited "
-        "feasible states measured in turn, best first, the delivered one last if it meets (null: not needed)",
+        "a device's search only, when its best feasible state's evaluation (the delivered statistic) was over the "
+        "target: the visited feasible states evaluated in turn, best first, one entry per network, the delivered one "
+        "last if it meets (null: not needed)",
         default=None)
     measured_states: Optional[int] = doc(
         "a device's search only: networks it measured end to end near its target(s) (schedule.measure_states_band), "

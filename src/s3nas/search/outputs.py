@@ -283,15 +283,21 @@ def _measured_feasible(module, constraints: list, raw: list, step: int) -> tuple
     if all(ms <= tgt for ms, (_, _, tgt, _) in zip(first, constraints)):
         return raw, step, None
     tried = [{"step": int(step), "latency_ms": first, "meets_target": False}]
+    networks = {_network_key(raw)}
     for _, candidate_step, candidate_raw in module.bank.candidates:
-        if candidate_raw == raw:
+        if _network_key(candidate_raw) in networks:  # another state of a network already tried
             continue
+        networks.add(_network_key(candidate_raw))
         latencies = measure(candidate_raw)
         meets = all(ms <= tgt for ms, (_, _, tgt, _) in zip(latencies, constraints))
         tried.append({"step": int(candidate_step), "latency_ms": latencies, "meets_target": meets})
         if meets:
             return list(candidate_raw), int(candidate_step), tried
     return raw, step, tried
+
+
+def _network_key(state_raw) -> tuple:
+    return tuple(tuple(canonical(b)) for b in state_raw)
 
 
 def prediction_fields(backend, spec, target_ms: float, table) -> dict:
