@@ -9,9 +9,10 @@ the exit status and the stderr of a real ``python search.py`` are checked too.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-import forkserver
 import pytest
 from inprocess import run_inprocess
 
@@ -65,8 +66,8 @@ def results(tmp_path_factory):
     procs = {}
     for name in IN_A_PROCESS:
         run_dir = base / "process" / name
-        # a real process, forked from tests/support/forkserver.py's server (no ~6 CPU-s of imports each)
-        procs[name] = (forkserver.popen(command(name, run_dir), REPO, env), run_dir)
+        procs[name] = (subprocess.Popen([sys.executable, *command(name, run_dir)], cwd=REPO, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), run_dir)
     out = {}
     for name in CASES:
         run_dir = base / name

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import forkserver
 import pytest
 import torch
 
@@ -108,9 +107,9 @@ def _alive(pid: int) -> bool:
 def test_sigint_during_training_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
     # the warm-up's checkpoint after 4 steps, then 80 more: still training when the interrupt comes
-    cmd = ["search.py", "debug=search_tiny", "data.image_size=16", "callbacks=default",
+    cmd = [sys.executable, "search.py", "debug=search_tiny", "data.image_size=16", "callbacks=default",
            "callbacks.rich_progress_bar=null", "schedule.search_epochs=20", f"hydra.run.dir={run_dir}"]
-    proc = forkserver.popen(cmd, REPO, _env())  # a real process, forked from tests/support/forkserver.py's server
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while not list((run_dir / "checkpoints").glob("*.ckpt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)  # wait for the first epoch's checkpoint: training is under way

@@ -203,12 +203,15 @@ def test_export_command_other_input_size(runs, tmp_path):
 
 
 def test_export_command_bad_run_dir(tmp_path):
+    """A directory that is not a train run: one line, exit 2, and nothing left behind (neither a model nor the
+    command's own Hydra run dir, which the error comes after)."""
     proc = run_inprocess(["-m", "s3nas.train.export_app", f"run_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
                          check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: run_dir:")
     assert not (tmp_path / "model.onnx").exists()
+    assert not (tmp_path / "hydra").exists()
 
 
 # ----------------------------------------------------------------------------------------- errors

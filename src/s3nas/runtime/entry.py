@@ -135,8 +135,9 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
             print_error(interrupted_message(cfg, started=checked_ok))
             sys.exit(signals.exit_code())  # 130 after Ctrl-C, 128 + signum after SIGTERM / SIGUSR1
         except UserError as err:
-            if not checked_ok:
-                remove_unused_run_dir(cfg)
+            # a run dir holding nothing but the start-up files (an error before the task wrote anything, also after
+            # the checks: export's run_dir without weights) is not left behind
+            remove_unused_run_dir(cfg)
             if state is not None and state.get("full_error"):
                 raise
             prefix = _job_prefix()
