@@ -165,16 +165,16 @@ def _banks(cfg: DictConfig, checked: Checked, tables: list, world_size: int = 1)
     # rest; elsewhere the table alone
     states = [NetworkLatency(backend, checked.deploy_space)
               if schedule.simulate_states and backend.cheap_networks else None for backend in backends]
-    band = _measure_band(schedule, world_size)
-    measured = [NetworkLatency(backend, checked.deploy_space) for backend in backends]
+    # a measured device with a full table (a few-shot one, hardware.budget.networks, keeps to its budget)
+    devices = [not b.cheap_networks and not getattr(b, "budget_networks", None) for b in backends]
+    band = _measure_band(schedule, world_size) if any(devices) else None
+    measured = [NetworkLatency(b, checked.deploy_space) if device else None for b, device in zip(backends, devices)]
     margin = 1.0 - float(schedule.target_margin)
 
     def state_latency(i: int, target_ms: float):
-        backend = backends[i]
-        # a few-shot device (hardware.budget.networks) keeps to its budget of measurements
-        if states[i] is not None or band is None or backend.cheap_networks or getattr(backend, "budget_networks", None):
+        if states[i] is not None or band is None or measured[i] is None:
             return states[i]
-        return NearTargetLatency(measured[i], tables[i], target_ms * margin, band, guard=_noise_guard(backend))
+        return NearTargetLatency(measured[i], tables[i], target_ms * margin, band, guard=_noise_guard(backends[i]))
 
     return [[LatencyObjective(backends[i].name, estimators[i], float(t), float(t) * margin, state_latency(i, t))
              for i, t in network] for network in networks]
