@@ -14,7 +14,7 @@ import json
 
 import pytest
 from inprocess import SMALL_SPLITS
-from steep_device import SteepDevice
+from steep_device import DRIFT, SteepDevice
 
 from s3nas.arch import codec
 from s3nas.config import compose_config
@@ -173,24 +173,97 @@ def test_the_band_is_validated():
         check_schedule(compose_config("search", ["schedule.measure_states_band=1.5"]).schedule)
 
 
-def test_a_search_on_a_steep_device_meets_its_target_by_measured_states(tmp_path, run_inproc):
+def test_a_search_on_a_steep_device_meets_its_target_by_measured_states_and_its_ladder(tmp_path, run_inproc):
     """The table under-predicts the networks near the all-on one (0.70 ms is 95% of this space's range): the
     search meets the target without repair, its delivered network is the one it measured, and the table alone
     says less than the device (so trusting it would have landed over; docs/notes/front.md has the control run:
-    the 8 feasible states it kept all measured over and the repair took the network)."""
+    the 8 feasible states it kept all measured over and the repair took the network).
+
+    The device is also 3% slower at the decode than while the search measured its states (a shared CPU drifts so in
+    minutes): the states kept nearest the target now measure over it, and the decode walks down the ladder of
+    states the search kept under the target (one per 0.5% of closeness, line searches' states included) to one
+    that meets it."""
     run_dir = tmp_path / "run"
     run_inproc(["search.py", "debug=search_small", "deploy.input_size=16", "deploy.num_classes=10",
-                "hardware=sim_midap_blackbox", "hardware._target_=steep_device.SteepBackend", "latency=0.70ms",
-                "schedule.warmup_epochs=0", "trainer.limit_val_batches=1", "schedule.bn_recalibration_batches=2",
-                *SMALL_SPLITS, f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"])
+                "hardware=sim_midap_blackbox", "hardware._target_=steep_device.DriftingSteepBackend",
+                "latency=0.70ms", "schedule.warmup_epochs=0", "trainer.limit_val_batches=1",
+                "schedule.bn_recalibration_batches=2", *SMALL_SPLITS, f"paths.cache_dir={tmp_path / 'cache'}",
+                f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["measured_states"] > 0 and summary["repaired"] is False, summary
     assert summary["measured_states_guard_pct"] == 0.0  # a noiseless device
     assert summary["decoded_latency_ms"] == summary["latency_ms"]  # the evaluation that decided is the one reported
     assert summary["meets_target"] and 0.9 * 0.70 <= summary["latency_ms"] <= 0.70, summary
+    device = SteepDevice()
+    device.drift = DRIFT
     spec = codec.load_json(run_dir / "arch.json")
-    assert SteepDevice().steep_ms(spec) == pytest.approx(summary["latency_ms"])  # the network in arch.json
+    assert device.steep_ms(spec) == pytest.approx(summary["latency_ms"])  # the network in arch.json, measured now
     assert summary["estimated_ms"] < 0.995 * summary["latency_ms"]  # the table under-predicts it
+    tried = summary["measured_candidates"]
+    assert tried and tried[-1]["meets_target"] and not any(t["meets_target"] for t in tried[:-1])
+    assert len(tried) >= 2 and tried[0]["latency_ms"][0] > 0.70  # the best kept state missed after the drift
+    assert tried[-1]["latency_ms"][0] == summary["latency_ms"]
+
+
+def test_a_bank_keeps_a_ladder_of_states_under_the_target():
+    """One state per 0.5% band of closeness, the best of each band, best first, at most CANDIDATES: a machine a few
+    percent slower at the decode still finds a kept state under the target, where the best few distinct states
+    (all within 1.5% of the target) would all miss."""
+    from s3nas.arch.spec import Branch
+    from s3nas.search.objectives import CANDIDATES, Bank
+
+    def raw(n):
+        return [(Branch(3, float(n)),)]
+
+    bank = Bank(objectives=[])
+    for step, score in enumerate([0.985, 0.999, 0.997, 0.995, 0.93, 0.95, 0.952, 0.987]):
+        if bank.wants(score):
+            bank.offer(score, step, raw(step))
+    assert [c[0] for c in bank.candidates] == [0.999, 0.987, 0.952, 0.93]
+    assert bank.best_feasible[0] == 0.999
+    assert not bank.wants(0.996) and bank.wants(0.9991) and bank.wants(0.96) and not bank.wants(0.951)
+    bank.offer(0.96, 9, raw(1))  # the network of the 0.999 state again: kept once, at its best
+    assert [c[0] for c in bank.candidates] == [0.999, 0.987, 0.952, 0.93]
+    bank.offer(0.96, 9, raw(60))  # a new network in an empty band
+    assert [c[0] for c in bank.candidates] == [0.999, 0.987, 0.96, 0.952, 0.93]
+    bank.offer(0.9995, 10, raw(7))  # the 0.987 network, now better: its old band empties, it takes the top band
+    assert [(c[0], c[1]) for c in bank.candidates] == [(0.9995, 10), (0.96, 9), (0.952, 6), (0.93, 4)]
+    for k in range(40):
+        bank.offer(0.8 + k * 0.005, 20 + k, raw(100 + k))
+    assert len(bank.candidates) == CANDIDATES and bank.candidates[0][0] == 0.9995
+    scores = [c[0] for c in bank.candidates]
+    assert scores == sorted(scores, reverse=True) and len({int(s / 0.005 + 1e-9) for s in scores}) == CANDIDATES
+
+
+@pytest.mark.parametrize("block_type", ["mixconv", "mbconv", "fused", "choice"])
+def test_the_raw_state_of_scores_is_the_supernets_own(block_type, tmp_path):
+    """The line search's states are kept by their raw choice, read from scores: the same as the supernet's
+    indicator state when those scores are set, for every block type."""
+    import torch
+
+    from s3nas.arch.space import SearchSpace
+    from s3nas.nn.supernet import Supernet
+    from s3nas.search.module import OptimSettings, SearchModule
+
+    options = [{"type": "mbconv", "kernel": 5, "expansion": 2}, {"type": "fused", "kernel": 3, "expansion": 6},
+               {"type": "mixconv", "kernels": [3, 5], "expansion": 2}]
+    candidates = {"options": options} if block_type == "choice" else compose_config(
+        "search", ["debug=search_tiny"], output_dir=tmp_path).candidates
+    space = SearchSpace.from_config({"widths": [8, 16, 16], "strides": [2, 2, 1], "depths": [2, 2, 2],
+                                     "stem_channels": 8, "head_channels": 32, "block_type": block_type}, candidates,
+                                    num_classes=10, input_size=16)
+    torch.manual_seed(0)
+    supernet = Supernet(space, num_classes=10)
+    schedule = compose_config("search", ["debug=search_tiny"], output_dir=tmp_path).schedule
+    module = SearchModule(supernet, OptimSettings.from_schedule(schedule, global_batch=4, steps_per_epoch=1),
+                          estimator=None, target_ms=1.0, warmup_epochs=1)
+    seen = set()
+    for _ in range(6):
+        for sk, (kernel_x, channel_x) in zip(supernet.superkernels(), module._scores()):
+            sk.set_scores(torch.randn_like(kernel_x), torch.randn_like(channel_x))
+        assert module._raw_of_scores(module._scores()) == supernet.indicator_state()
+        seen.add(tuple(map(tuple, supernet.indicator_state())))
+    assert len(seen) > 1 or block_type == "choice"  # the states differ: the check is not of one state
 
 
 def test_the_decode_evaluates_each_network_once_best_first():

@@ -378,18 +378,22 @@ class SearchModule(pl.LightningModule):
 
     def _options_of_scores(self, scores: list) -> list:
         """Canonical option per block of the hard state given by ``scores``."""
+        return [canonical(branches) for branches in self._raw_of_scores(scores)]
+
+    def _raw_of_scores(self, scores: list) -> list:
+        """Per block, the raw choice (as ``supernet.indicator_state``) of the hard state given by ``scores``."""
         it = iter(scores)
-        options = []
+        raw = []
         for block in self.supernet.blocks:
             if getattr(block, "type", "") == "choice":  # not a nested chain: its current choice
-                options.append(block.chosen_option())
+                raw.append(block.raw_choice())
                 continue
             branches = []
             for sk in block.superkernels():
                 kernel_level, channel_level = sk.levels_of_scores(*next(it))
                 branches.append(Branch(sk.kernels[kernel_level], block.expansion_levels(sk)[channel_level]))
-            options.append(canonical(branches))
-        return options
+            raw.append(tuple(branches))
+        return raw
 
     def _latency_of(self, options) -> list[float]:
         """Latency of a hard state per objective: simulated when ``state_latency`` is set, else the table's sum."""
@@ -412,7 +416,10 @@ class SearchModule(pl.LightningModule):
 
         def state(alpha: float):
             scores = [(kb + alpha * (ka - kb), cb + alpha * (ca - cb)) for (kb, cb), (ka, ca) in zip(before, after)]
-            return self._latency_of(self._options_of_scores(scores)), scores
+            raw = self._raw_of_scores(scores)
+            latency_ms = self._latency_of([canonical(branches) for branches in raw])
+            self._track_feasible(latency_ms, raw)  # a state under the target the line search passed keeps its place
+            return latency_ms, scores
 
         lo, hi, best = 0, len(points) - 1, None
         while lo <= hi:  # first flip point whose state is under the target
@@ -424,13 +431,15 @@ class SearchModule(pl.LightningModule):
                 lo = mid + 1
         return best
 
-    def _track_feasible(self, latencies_ms: list[float]) -> None:
-        """Keep the state meeting every target that uses most of them (one target: the largest latency under it)."""
+    def _track_feasible(self, latencies_ms: list[float], raw: list | None = None) -> None:
+        """Keep the state meeting every target that uses most of them (one target: the largest latency under it), and
+        a ladder of states under it (``Bank.candidates``). ``raw``: the state's raw choice (default: the supernet's)."""
         if not meets(self.objectives, latencies_ms, loss_target=False):
             return
         score = closeness(self.objectives, latencies_ms)
         if self.bank.wants(score):  # the hard state is read only when it would be kept
-            self.bank.offer(score, self.total_step, list(self.supernet.indicator_state()))
+            self.bank.offer(score, self.total_step, list(raw) if raw is not None else
+                            list(self.supernet.indicator_state()))
 
     def _start_thresholds(self) -> None:
         """First search step: threshold init (schedule.thresholds.init) and their RMSProp statistics."""

@@ -12,6 +12,7 @@ every target's sub-network in turn, as sandwich-style one-shot training does for
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,12 @@ from s3nas.arch.space import branch_from_json, branch_to_json
 
 __all__ = ["Bank", "LatencyObjective", "clone_state"]
 
-#: feasible states a bank keeps for the decode to measure (a device's table can be off by a fraction of a percent)
-CANDIDATES = 8
+#: feasible states a bank keeps for the decode to measure, best first, at most one per CANDIDATE_BAND of closeness:
+#: a ladder under the target, so that when the machine is slower at the decode than when the search measured its
+#: states (a shared CPU drifts by several percent in minutes), a state the search visited further under the
+#: target is there to meet it
+CANDIDATES = 16
+CANDIDATE_BAND = 0.005
 
 
 @dataclass
@@ -76,8 +81,8 @@ class Bank:
 
     objectives: list[LatencyObjective]
     best_feasible: tuple | None = None  # (closeness, step, raw choice) of the best state meeting every target
-    # the best few distinct feasible states, best first: where the table stands for the latency (a device), the
-    # decode measures them in turn when the best one measures over the target
+    # distinct feasible states, best first, one per band of closeness (CANDIDATE_BAND): on a measured device the
+    # decode evaluates them in turn when the best one's evaluation is over a target
     candidates: list[tuple] = field(default_factory=list)
     line_searches: list[dict] = field(default_factory=list)
     thresholds: list[Tensor] | None = None
@@ -97,19 +102,29 @@ class Bank:
 
     def wants(self, score: float, keep: int = CANDIDATES) -> bool:
         """Whether ``offer`` would keep a state of this score (as best_feasible or as a candidate)."""
-        return (self.best_feasible is None or score >= self.best_feasible[0] or len(self.candidates) < keep
-                or score >= self.candidates[-1][0])
+        if self.best_feasible is None or score >= self.best_feasible[0]:
+            return True
+        held = [c[0] for c in self.candidates if _band(c[0]) == _band(score)]
+        if held:
+            return score >= held[0]
+        return len(self.candidates) < keep or score >= self.candidates[-1][0]
 
     def offer(self, score: float, step: int, raw: list, keep: int = CANDIDATES) -> None:
-        """A feasible state: the best one so far replaces ``best_feasible``; the best ``keep`` distinct states stay
-        candidates."""
+        """A feasible state: the best one so far replaces ``best_feasible``; the best distinct state of each band of
+        closeness stays a candidate (``keep`` bands at most, the best ones)."""
         if self.best_feasible is None or score >= self.best_feasible[0]:
             self.best_feasible = (score, step, raw)
-        key = _key(raw)
-        kept = [c for c in self.candidates if _key(c[2]) != key or c[0] > score]
-        if not any(_key(c[2]) == key for c in kept):
-            kept.append((score, step, raw))
-        self.candidates = sorted(kept, key=lambda c: -c[0])[:keep]
+        # stable: of equal scores the newest state first (as best_feasible keeps)
+        states = sorted([(score, step, raw), *self.candidates], key=lambda c: -c[0])
+        kept, keys, bands = [], set(), set()
+        for state in states:
+            key, band = _key(state[2]), _band(state[0])
+            if key in keys or band in bands:
+                continue
+            keys.add(key)
+            bands.add(band)
+            kept.append(state)
+        self.candidates = kept[:keep]
 
     def store(self, params: list[Tensor], optimizer=None) -> None:
         """Keep a copy of the thresholds (and their optimizer state) now in the supernet."""
@@ -159,6 +174,10 @@ class Bank:
 def _state_meta(state: tuple) -> dict:
     score, step, raw = state
     return {"score": score, "step": step, "raw": [[branch_to_json(b) for b in block] for block in raw]}
+
+
+def _band(score: float) -> int:
+    return int(math.floor(score / CANDIDATE_BAND + 1e-9))
 
 
 def _key(raw: list) -> tuple:
