@@ -291,3 +291,71 @@ def test_the_decode_evaluates_each_network_once_best_first():
     assert chosen == smaller and step == 5
     assert [t["step"] for t in tried] == [9, 5] and [t["meets_target"] for t in tried] == [False, True]
     assert len(evaluated) == 2
+
+
+def test_a_line_search_on_a_measured_device_lays_a_ladder_under_its_landing(tmp_path):
+    """After a line search lands under the target, the states further along the same step (more indicators off) are
+    measured one every LADDER_SPACING of the target by the table, down to (1 - LADDER_DEPTH) x the target, and kept
+    by the bank: the decode's ladder. Where the latency is simulated (no measured states) nothing more is evaluated."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from s3nas.arch.space import SearchSpace
+    from s3nas.nn.supernet import Supernet
+    from s3nas.search import module as search_module
+    from s3nas.search.module import OptimSettings, SearchModule
+    from s3nas.search.objectives import LatencyObjective
+
+    class MacsTable:
+        def estimate_ms(self, options):
+            return 8.0 + sum(b.kernel * b.expansion for o in options for b in o) / 100.0  # steps of ~1%
+
+    class Device:
+        name, cheap_networks = "device", False
+
+        def __init__(self):
+            self.calls = 0
+
+        def latency_ms(self, spec):
+            self.calls += 1
+            return MacsTable().estimate_ms(spec)
+
+    cfg = compose_config("search", ["debug=search_tiny"], output_dir=tmp_path)
+    space = SearchSpace.from_config({"widths": [8, 16, 16], "strides": [2, 2, 1], "depths": [3, 3, 3],
+                                     "stem_channels": 8, "head_channels": 32, "block_type": "mbconv"},
+                                    cfg.candidates, num_classes=10, input_size=16)
+    torch.manual_seed(0)
+    supernet = Supernet(space, num_classes=10)
+    optim = OptimSettings.from_schedule(cfg.schedule, global_batch=4, steps_per_epoch=1)
+    table = MacsTable()
+
+    def module_with(state_latency, target_ms):
+        objective = LatencyObjective("device", SimpleNamespace(table=table), target_ms, target_ms, state_latency)
+        return SearchModule(supernet, optim, warmup_epochs=1, banks=[[objective]])
+
+    probe = module_with(None, 1.0)
+    before = [(torch.ones_like(k), torch.ones_like(c)) for k, c in probe._scores()]  # everything on
+    generator = torch.Generator().manual_seed(1)
+    after = [(1 - 4 * torch.rand(k.shape, generator=generator), 1 - 4 * torch.rand(c.shape, generator=generator))
+             for k, c in before]  # each indicator flips off somewhere along the step (or its extension)
+    top_ms = table.estimate_ms(probe._options_of_scores(before))
+    end_ms = table.estimate_ms(probe._options_of_scores(after))
+    target_ms = end_ms + 0.9 * (top_ms - end_ms)
+
+    device = Device()
+    latency = NearTargetLatency(NetworkLatency(device, SimpleNamespace(arch_spec=tuple)), table, target_ms, band=0.2)
+    module = module_with(latency, target_ms)
+    landing_ms, alpha, _ = module._line_search(before, after)
+    landed, searched = module.bank.best_feasible, device.calls
+    kept = {c[0] for c in module.bank.candidates}  # the line search's own states under the target
+    laid = module._lay_ladder(before, after, alpha)
+    assert 2 <= laid <= search_module.LADDER_RUNGS
+    assert device.calls - searched <= laid  # a state the line search measured already is not measured again
+    rungs = sorted({c[0] for c in module.bank.candidates} - kept, reverse=True)
+    assert rungs and all(1.0 - search_module.LADDER_DEPTH <= r < landed[0] for r in rungs), (rungs, landed)
+    assert all(a - b >= search_module.LADDER_SPACING - 1e-6 for a, b in zip(rungs, rungs[1:]))
+    assert module.bank.best_feasible == landed  # the ladder is under the landing, which stays the decode's first
+    simulated = module_with(lambda options: table.estimate_ms(options), target_ms)
+    assert simulated._lay_ladder(before, after, alpha) == 0
+    assert landing_ms[0] <= target_ms

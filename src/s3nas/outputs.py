@@ -223,6 +223,8 @@ class LineSearch(Record):
     past_ms: float = doc("estimated latency (ms) the plain step would have reached (past the target)")
     to_ms: float = doc("estimated latency (ms) landed on")
     alpha: float = doc("fraction of the step taken")
+    ladder: Optional[int] = doc("states further along the step measured and kept as the decode's ladder under the "
+                                "target (measured devices only; null: none)", default=None)
 
 
 @dataclass(kw_only=True)

@@ -26,6 +26,14 @@ from s3nas.latency.loss import latency_loss
 from s3nas.runtime.timing import Timings
 from s3nas.search.objectives import Bank, LatencyObjective, closeness, meets
 
+#: the ladder a line search lays on a measured device (``SearchModule._lay_ladder``): how far under the target it
+#: reaches, the spacing of its states (fraction of the target), how many it measures at most, and how far along the
+#: step's direction it looks (1 = the step's own end)
+LADDER_DEPTH = 0.1
+LADDER_SPACING = 0.01
+LADDER_RUNGS = 8
+LADDER_REACH = 8.0
+
 PHASES = ("warmup", "search")
 
 
@@ -365,8 +373,9 @@ class SearchModule(pl.LightningModule):
             latency_ms, alpha, scores = found
             for sk, (kernel_x, channel_x) in zip(self.supernet.superkernels(), scores):
                 sk.set_scores(kernel_x, channel_x)
+            ladder = self._lay_ladder(before[1], after, alpha)
             self.line_searches.append({"step": self.total_step, "from_ms": before[0][0], "past_ms": after_ms[0],
-                                       "to_ms": latency_ms[0], "alpha": alpha})
+                                       "to_ms": latency_ms[0], "alpha": alpha, **({"ladder": ladder} if ladder else {})})
 
     def _meets(self, latencies_ms: list[float]) -> bool:
         """Every objective of the current bank at or under its loss target."""
@@ -430,6 +439,46 @@ class SearchModule(pl.LightningModule):
             else:
                 lo = mid + 1
         return best
+
+    def _lay_ladder(self, before: list, after: list, from_alpha: float) -> int:
+        """On a measured device, where the decode may find the machine slower than the search did: the states further
+        along this step's direction than its landing (``from_alpha``), one every LADDER_SPACING of the target by the
+        table, down to (1 - LADDER_DEPTH) x the target, are measured like the line search's (at most LADDER_RUNGS)
+        and offered to the bank: the ladder the decode walks down when the landing's evaluation is over the target.
+        Returns how many states it measured (0 where the latency is simulated: there the decode needs no ladder)."""
+        objective = self.objectives[0]
+        if not any(hasattr(o.state_latency, "guard") for o in self.objectives):
+            return 0
+        alphas = set()
+        for (kb, cb), (ka, ca) in zip(before, after):
+            for xb, xa in ((kb, ka), (cb, ca)):
+                crossing = (xb - xa) != 0
+                alphas.update(float(a) for a in (xb[crossing] / (xb[crossing] - xa[crossing])).tolist()
+                              if from_alpha < a <= LADDER_REACH)
+
+        def state(alpha: float) -> list:
+            return self._raw_of_scores([(kb + alpha * (ka - kb), cb + alpha * (ca - cb))
+                                        for (kb, cb), (ka, ca) in zip(before, after)])
+
+        ratio = float(getattr(objective.state_latency, "ratio", 1.0))
+
+        def estimate_ms(raw: list) -> float:
+            return float(objective.table.estimate_ms([canonical(b) for b in raw])) * ratio
+
+        last_ms, floor_ms, step_ms = estimate_ms(state(from_alpha)), (1.0 - LADDER_DEPTH) * objective.target_ms, \
+            LADDER_SPACING * objective.target_ms
+        measured = 0
+        for alpha in sorted(alphas):
+            raw = state(alpha + 1e-6)  # just past the flip
+            ms = estimate_ms(raw)
+            if ms > last_ms - step_ms:
+                continue
+            if ms < floor_ms or measured >= LADDER_RUNGS:
+                break
+            last_ms = ms
+            self._track_feasible(self._latency_of([canonical(b) for b in raw]), raw)
+            measured += 1
+        return measured
 
     def _track_feasible(self, latencies_ms: list[float], raw: list | None = None) -> None:
         """Keep the state meeting every target that uses most of them (one target: the largest latency under it), and
