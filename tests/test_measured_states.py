@@ -294,9 +294,10 @@ def test_the_decode_evaluates_each_network_once_best_first():
 
 
 def test_a_line_search_on_a_measured_device_lays_a_ladder_under_its_landing(tmp_path):
-    """After a line search lands under the target, the states further along the same step (more indicators off) are
-    measured one every LADDER_SPACING of the target by the table, down to (1 - LADDER_DEPTH) x the target, and kept
-    by the bank: the decode's ladder. Where the latency is simulated (no measured states) nothing more is evaluated."""
+    """After a line search lands under the target, the states the search reaches next as its thresholds rise (every
+    score lowered alike) are measured one every LADDER_SPACING of the target by the table, down to
+    (1 - LADDER_DEPTH) x the target, in bands of closeness the bank does not hold yet, and kept by the bank: the
+    decode's ladder. Where the latency is simulated (no measured states) nothing more is evaluated."""
     from types import SimpleNamespace
 
     import torch
@@ -346,16 +347,17 @@ def test_a_line_search_on_a_measured_device_lays_a_ladder_under_its_landing(tmp_
     device = Device()
     latency = NearTargetLatency(NetworkLatency(device, SimpleNamespace(arch_spec=tuple)), table, target_ms, band=0.2)
     module = module_with(latency, target_ms)
-    landing_ms, alpha, _ = module._line_search(before, after)
+    landing_ms, alpha, scores = module._line_search(before, after)
     landed, searched = module.bank.best_feasible, device.calls
     kept = {c[0] for c in module.bank.candidates}  # the line search's own states under the target
-    laid = module._lay_ladder(before, after, alpha)
+    laid = module._lay_ladder(scores)
     assert 2 <= laid <= search_module.LADDER_RUNGS
     assert device.calls - searched <= laid  # a state the line search measured already is not measured again
     rungs = sorted({c[0] for c in module.bank.candidates} - kept, reverse=True)
     assert rungs and all(1.0 - search_module.LADDER_DEPTH <= r < landed[0] for r in rungs), (rungs, landed)
     assert all(a - b >= search_module.LADDER_SPACING - 1e-6 for a, b in zip(rungs, rungs[1:]))
+    assert module._lay_ladder(scores) == 0  # laid again: every band it reaches is held, nothing is measured
     assert module.bank.best_feasible == landed  # the ladder is under the landing, which stays the decode's first
     simulated = module_with(lambda options: table.estimate_ms(options), target_ms)
-    assert simulated._lay_ladder(before, after, alpha) == 0
+    assert simulated._lay_ladder(scores) == 0
     assert landing_ms[0] <= target_ms

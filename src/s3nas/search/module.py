@@ -27,12 +27,10 @@ from s3nas.runtime.timing import Timings
 from s3nas.search.objectives import Bank, LatencyObjective, closeness, meets
 
 #: the ladder a line search lays on a measured device (``SearchModule._lay_ladder``): how far under the target it
-#: reaches, the spacing of its states (fraction of the target), how many it measures at most, and how far along the
-#: step's direction it looks (1 = the step's own end)
+#: reaches, the spacing of its states (fraction of the target) and how many it measures at most
 LADDER_DEPTH = 0.1
 LADDER_SPACING = 0.01
 LADDER_RUNGS = 8
-LADDER_REACH = 8.0
 
 PHASES = ("warmup", "search")
 
@@ -373,7 +371,7 @@ class SearchModule(pl.LightningModule):
             latency_ms, alpha, scores = found
             for sk, (kernel_x, channel_x) in zip(self.supernet.superkernels(), scores):
                 sk.set_scores(kernel_x, channel_x)
-            ladder = self._lay_ladder(before[1], after, alpha)
+            ladder = self._lay_ladder(scores)
             self.line_searches.append({"step": self.total_step, "from_ms": before[0][0], "past_ms": after_ms[0],
                                        "to_ms": latency_ms[0], "alpha": alpha, **({"ladder": ladder} if ladder else {})})
 
@@ -440,42 +438,40 @@ class SearchModule(pl.LightningModule):
                 lo = mid + 1
         return best
 
-    def _lay_ladder(self, before: list, after: list, from_alpha: float) -> int:
-        """On a measured device, where the decode may find the machine slower than the search did: the states further
-        along this step's direction than its landing (``from_alpha``), one every LADDER_SPACING of the target by the
-        table, down to (1 - LADDER_DEPTH) x the target, are measured like the line search's (at most LADDER_RUNGS)
-        and offered to the bank: the ladder the decode walks down when the landing's evaluation is over the target.
-        Returns how many states it measured (0 where the latency is simulated: there the decode needs no ladder)."""
+    def _lay_ladder(self, scores: list) -> int:
+        """On a measured device, where the decode may find the machine slower than the search did: from the state a
+        line search landed on (its ``scores``), the states the search reaches next as its thresholds rise (every
+        score lowered by the same amount: the indicators nearest to off flip first), one every LADDER_SPACING of the
+        target by the table down to (1 - LADDER_DEPTH) x the target, are measured like the line search's states (at
+        most LADDER_RUNGS; a band of closeness the bank already holds is not measured again) and offered to the bank:
+        the ladder the decode walks down when the landing's evaluation is over the target. Returns how many states it
+        measured (0 where the latency is simulated: there the decode needs no ladder)."""
         objective = self.objectives[0]
         if not any(hasattr(o.state_latency, "guard") for o in self.objectives):
             return 0
-        alphas = set()
-        for (kb, cb), (ka, ca) in zip(before, after):
-            for xb, xa in ((kb, ka), (cb, ca)):
-                crossing = (xb - xa) != 0
-                alphas.update(float(a) for a in (xb[crossing] / (xb[crossing] - xa[crossing])).tolist()
-                              if from_alpha < a <= LADDER_REACH)
+        margins = sorted({float(v) for pair in scores for x in pair for v in x[x > 0].tolist()})
 
-        def state(alpha: float) -> list:
-            return self._raw_of_scores([(kb + alpha * (ka - kb), cb + alpha * (ca - cb))
-                                        for (kb, cb), (ka, ca) in zip(before, after)])
+        def state(shift: float) -> list:
+            return self._raw_of_scores([(kernel_x - shift, channel_x - shift) for kernel_x, channel_x in scores])
 
         ratio = float(getattr(objective.state_latency, "ratio", 1.0))
 
         def estimate_ms(raw: list) -> float:
             return float(objective.table.estimate_ms([canonical(b) for b in raw])) * ratio
 
-        last_ms, floor_ms, step_ms = estimate_ms(state(from_alpha)), (1.0 - LADDER_DEPTH) * objective.target_ms, \
+        last_ms, floor_ms, step_ms = estimate_ms(state(0.0)), (1.0 - LADDER_DEPTH) * objective.target_ms, \
             LADDER_SPACING * objective.target_ms
         measured = 0
-        for alpha in sorted(alphas):
-            raw = state(alpha + 1e-6)  # just past the flip
+        for margin in margins:
+            raw = state(margin * (1 + 1e-6) + 1e-9)  # just past this indicator's flip
             ms = estimate_ms(raw)
             if ms > last_ms - step_ms:
                 continue
             if ms < floor_ms or measured >= LADDER_RUNGS:
                 break
             last_ms = ms
+            if self.bank.holds(ms / objective.target_ms):  # a state of that latency is kept already
+                continue
             self._track_feasible(self._latency_of([canonical(b) for b in raw]), raw)
             measured += 1
         return measured

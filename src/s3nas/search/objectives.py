@@ -109,6 +109,10 @@ class Bank:
             return score >= held[0]
         return len(self.candidates) < keep or score >= self.candidates[-1][0]
 
+    def holds(self, score: float) -> bool:
+        """Whether a candidate is kept in the band of closeness of ``score``."""
+        return any(_band(c[0]) == _band(score) for c in self.candidates)
+
     def offer(self, score: float, step: int, raw: list, keep: int = CANDIDATES) -> None:
         """A feasible state: the best one so far replaces ``best_feasible``; the best distinct state of each band of
         closeness stays a candidate (``keep`` bands at most, the best ones)."""
