@@ -361,3 +361,69 @@ def test_a_line_search_on_a_measured_device_lays_a_ladder_under_its_landing(tmp_
     simulated = module_with(lambda options: table.estimate_ms(options), target_ms)
     assert simulated._lay_ladder(scores) == 0
     assert landing_ms[0] <= target_ms
+
+
+def test_a_decode_on_a_faster_machine_raises_to_the_largest_kept_state_that_meets():
+    """The machine is faster at the decode than when the search measured: the landing evaluates under 0.95 x the
+    target, so the states the search kept just over the target are evaluated, nearest first, and the largest that
+    meets is delivered (the walk stops at the first that misses). At or over 0.95 x the target nothing more is tried;
+    a bank keeps the nearest distinct state of each band over the target, within ABOVE_REACH, on a device only."""
+    from types import SimpleNamespace
+
+    from s3nas.arch.spec import Branch
+    from s3nas.search.objectives import ABOVE_REACH, Bank
+    from s3nas.search.outputs import _measured_feasible
+
+    def state(n):
+        return [(Branch(3, float(n)),)]
+
+    bank = Bank(objectives=[])
+    for step, score in enumerate([1.03, 1.004, 1.002, 1.012, 1.0 + ABOVE_REACH + 0.01, 0.99, 1.02]):
+        if bank.wants_above(score):
+            bank.offer_above(score, step, state(step))
+    assert [c[0] for c in bank.above] == [1.002, 1.012, 1.02, 1.03]  # one per 0.5% band, the nearest; 0.99 meets
+    assert not bank.wants_above(1.003) and bank.wants_above(1.0005) and not bank.wants_above(1.2)
+    restored = Bank([SimpleNamespace(target_ms=1.0)])
+    restored.restore_meta(bank.to_meta())
+    assert restored.above == bank.above
+
+    now_ms = {2: 0.96, 3: 0.985, 6: 1.001, 1: 0.95, 9: 0.91}  # what the decode measures now, target 1.0
+    calls = []
+
+    def measure(options):
+        calls.append(int(options[0][0].expansion))
+        return now_ms[int(options[0][0].expansion)]
+
+    constraints = [(SimpleNamespace(cheap_networks=False), None, 1.0, measure)]
+    raw, step, tried = _measured_feasible(SimpleNamespace(bank=bank), constraints, state(9), 50)
+    assert calls == [9, 2, 3, 6] and raw == state(3) and step == 3  # 1.002 and 1.012 meet now, 1.02 does not
+    assert [t["meets_target"] for t in tried] == [True, True, True, False]
+    calls.clear()
+    assert _measured_feasible(SimpleNamespace(bank=bank), constraints, state(1), 40) == (state(1), 40, None)
+    assert calls == [1]  # 0.95 x the target: delivered as it is
+
+
+def test_states_just_over_the_target_are_kept_on_a_measured_device_only(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from s3nas.arch.space import SearchSpace
+    from s3nas.nn.supernet import Supernet
+    from s3nas.search.module import OptimSettings, SearchModule
+    from s3nas.search.objectives import LatencyObjective
+
+    cfg = compose_config("search", ["debug=search_tiny"], output_dir=tmp_path)
+    space = SearchSpace.from_config({"widths": [8, 16], "strides": [2, 1], "depths": [1, 1], "stem_channels": 8,
+                                     "head_channels": 32, "block_type": "mbconv"}, cfg.candidates, num_classes=10,
+                                    input_size=16)
+    torch.manual_seed(0)
+    supernet = Supernet(space, num_classes=10)
+    optim = OptimSettings.from_schedule(cfg.schedule, global_batch=4, steps_per_epoch=1)
+    measured = SimpleNamespace(guard=0.0, __call__=None)
+    for state_latency, kept in ((measured, 1), (None, 0)):
+        objective = LatencyObjective("hw", SimpleNamespace(table=None), 1.0, 1.0, state_latency)
+        module = SearchModule(supernet, optim, warmup_epochs=1, banks=[[objective]])
+        module._track_feasible([1.01])
+        module._track_feasible([1.5])  # too far over
+        assert len(module.bank.above) == kept and module.bank.best_feasible is None

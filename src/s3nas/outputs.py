@@ -428,7 +428,7 @@ class HardwareTarget(Record):
 
 @dataclass(kw_only=True)
 class MeasuredCandidate(Record):
-    """One feasible state of a device search measured at decode time."""
+    """One state a device search visited, evaluated at decode time."""
 
     step: int = doc("search step it was visited at")
     latency_ms: list[float] = doc("its latency (ms) on each hardware (one entry for one hardware), measured")
@@ -545,8 +545,10 @@ class SearchSummary(Summary):
         "every target is met); null for one hardware", default=None)
     measured_candidates: Optional[list[MeasuredCandidate]] = doc(
         "a device's search only, when its best feasible state's evaluation (the delivered statistic) was over the "
-        "target: the visited feasible states evaluated in turn, best first, one entry per network, the delivered one "
-        "last if it meets (null: not needed)",
+        "target: that state, then the visited feasible states under it evaluated in turn, best first, until one meets "
+        "(the delivered one, last); or when it was under 0.95 x the target: that state, then the visited states just "
+        "over the target, nearest first, while they meet (the delivered one is the last that meets). One entry per "
+        "network (null: neither happened)",
         default=None)
     measured_states: Optional[int] = doc(
         "a device's search only: networks it measured end to end near its target(s) (schedule.measure_states_band), "

@@ -480,6 +480,11 @@ class SearchModule(pl.LightningModule):
         """Keep the state meeting every target that uses most of them (one target: the largest latency under it), and
         a ladder of states under it (``Bank.candidates``). ``raw``: the state's raw choice (default: the supernet's)."""
         if not meets(self.objectives, latencies_ms, loss_target=False):
+            # just over the target on a measured device: kept for a decode on a machine faster than the search saw
+            score = closeness(self.objectives, latencies_ms)
+            if self.bank.wants_above(score) and any(hasattr(o.state_latency, "guard") for o in self.objectives):
+                self.bank.offer_above(score, self.total_step, list(raw) if raw is not None else
+                                      list(self.supernet.indicator_state()))
             return
         score = closeness(self.objectives, latencies_ms)
         if self.bank.wants(score):  # the hard state is read only when it would be kept

@@ -29,6 +29,9 @@ __all__ = ["Bank", "LatencyObjective", "clone_state"]
 #: target is there to meet it
 CANDIDATES = 16
 CANDIDATE_BAND = 0.005
+#: states over the target a bank keeps on a measured device (``Bank.above``): how far over (closeness), how many
+ABOVE_REACH = 0.08
+ABOVE_KEEP = 8
 
 
 @dataclass
@@ -84,6 +87,10 @@ class Bank:
     # distinct feasible states, best first, one per band of closeness (CANDIDATE_BAND): on a measured device the
     # decode evaluates them in turn when the best one's evaluation is over a target
     candidates: list[tuple] = field(default_factory=list)
+    # on a measured device, distinct states the search visited over a target by at most ABOVE_REACH (closeness), one
+    # per band, nearest the target first: when the machine is faster at the decode than when the search measured its
+    # states, the decode evaluates them in turn for a larger network that now meets the target
+    above: list[tuple] = field(default_factory=list)
     line_searches: list[dict] = field(default_factory=list)
     thresholds: list[Tensor] | None = None
     optimizer_state: list[dict] | None = None
@@ -130,6 +137,28 @@ class Bank:
             kept.append(state)
         self.candidates = kept[:keep]
 
+    def wants_above(self, score: float, keep: int = ABOVE_KEEP) -> bool:
+        """Whether ``offer_above`` would keep a state of this score."""
+        if not 1.0 < score <= 1.0 + ABOVE_REACH:
+            return False
+        held = [c[0] for c in self.above if _band(c[0]) == _band(score)]
+        if held:
+            return score <= held[0]
+        return len(self.above) < keep or score <= self.above[-1][0]
+
+    def offer_above(self, score: float, step: int, raw: list, keep: int = ABOVE_KEEP) -> None:
+        """A state over a target (closeness ``score`` > 1): the nearest distinct state of each band stays."""
+        states = sorted([(score, step, raw), *self.above], key=lambda c: c[0])
+        kept, keys, bands = [], set(), set()
+        for state in states:
+            key, band = _key(state[2]), _band(state[0])
+            if key in keys or band in bands:
+                continue
+            keys.add(key)
+            bands.add(band)
+            kept.append(state)
+        self.above = kept[:keep]
+
     def store(self, params: list[Tensor], optimizer=None) -> None:
         """Keep a copy of the thresholds (and their optimizer state) now in the supernet."""
         self.thresholds = [p.detach().clone() for p in params]
@@ -157,6 +186,7 @@ class Bank:
         if self.best_feasible is not None:
             meta["best_feasible"] = _state_meta(self.best_feasible)
         meta["candidates"] = [_state_meta(c) for c in self.candidates]
+        meta["above"] = [_state_meta(c) for c in self.above]
         return meta
 
     def restore_meta(self, meta: dict) -> None:
@@ -167,6 +197,7 @@ class Bank:
         if best:
             self.best_feasible = self._state_of(best)
         self.candidates = [self._state_of(c) for c in meta.get("candidates", [])]
+        self.above = [self._state_of(c) for c in meta.get("above", [])]
 
     def _state_of(self, meta: dict) -> tuple:
         raw = [tuple(branch_from_json(b) for b in block) for block in meta["raw"]]
