@@ -375,6 +375,12 @@ class SearchModule(pl.LightningModule):
             self.line_searches.append({"step": self.total_step, "from_ms": before[0][0], "past_ms": after_ms[0],
                                        "to_ms": latency_ms[0], "alpha": alpha, **({"ladder": ladder} if ladder else {})})
 
+    @property
+    def _measures_states(self) -> bool:
+        """Whether this bank's latency is measured on a device near its target (``NearTargetLatency``): only there
+        does the decode evaluate kept states other than the best one, so only there are they collected."""
+        return any(hasattr(o.state_latency, "guard") for o in self.objectives)
+
     def _meets(self, latencies_ms: list[float]) -> bool:
         """Every objective of the current bank at or under its loss target."""
         return meets(self.objectives, latencies_ms, loss_target=True)
@@ -425,7 +431,8 @@ class SearchModule(pl.LightningModule):
             scores = [(kb + alpha * (ka - kb), cb + alpha * (ca - cb)) for (kb, cb), (ka, ca) in zip(before, after)]
             raw = self._raw_of_scores(scores)
             latency_ms = self._latency_of([canonical(branches) for branches in raw])
-            self._track_feasible(latency_ms, raw)  # a state under the target the line search passed keeps its place
+            if self._measures_states:  # on a device, a state under the target the line search measured is kept
+                self._track_feasible(latency_ms, raw)
             return latency_ms, scores
 
         lo, hi, best = 0, len(points) - 1, None
@@ -447,7 +454,7 @@ class SearchModule(pl.LightningModule):
         the ladder the decode walks down when the landing's evaluation is over the target. Returns how many states it
         measured (0 where the latency is simulated: there the decode needs no ladder)."""
         objective = self.objectives[0]
-        if not any(hasattr(o.state_latency, "guard") for o in self.objectives):
+        if not self._measures_states:
             return 0
         margins = sorted({float(v) for pair in scores for x in pair for v in x[x > 0].tolist()})
 
@@ -482,7 +489,7 @@ class SearchModule(pl.LightningModule):
         if not meets(self.objectives, latencies_ms, loss_target=False):
             # just over the target on a measured device: kept for a decode on a machine faster than the search saw
             score = closeness(self.objectives, latencies_ms)
-            if self.bank.wants_above(score) and any(hasattr(o.state_latency, "guard") for o in self.objectives):
+            if self._measures_states and self.bank.wants_above(score):
                 self.bank.offer_above(score, self.total_step, list(raw) if raw is not None else
                                       list(self.supernet.indicator_state()))
             return
