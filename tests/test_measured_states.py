@@ -352,7 +352,7 @@ def test_a_line_search_on_a_measured_device_lays_a_ladder_under_its_landing(tmp_
     kept = {c[0] for c in module.bank.candidates}  # the line search's own states under the target
     laid = module._lay_ladder(scores)
     assert 2 <= laid <= search_module.LADDER_RUNGS
-    assert device.calls - searched <= laid  # a state the line search measured already is not measured again
+    assert device.calls - searched == laid  # networks measured now (a state the line search measured is cached)
     rungs = sorted({c[0] for c in module.bank.candidates} - kept, reverse=True)
     assert rungs and all(1.0 - search_module.LADDER_DEPTH <= r < landed[0] for r in rungs), (rungs, landed)
     assert all(a - b >= search_module.LADDER_SPACING - 1e-6 for a, b in zip(rungs, rungs[1:]))

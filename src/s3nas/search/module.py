@@ -450,38 +450,51 @@ class SearchModule(pl.LightningModule):
         line search landed on (its ``scores``), the states the search reaches next as its thresholds rise (every
         score lowered by the same amount: the indicators nearest to off flip first), one every LADDER_SPACING of the
         target by the table down to (1 - LADDER_DEPTH) x the target, are measured like the line search's states (at
-        most LADDER_RUNGS; a band of closeness the bank already holds is not measured again) and offered to the bank:
-        the ladder the decode walks down when the landing's evaluation is over the target. Returns how many states it
-        measured (0 where the latency is simulated: there the decode needs no ladder)."""
+        most LADDER_RUNGS; a band of closeness the bank already holds is not measured again, nor a ladder laid twice
+        from landings within LADDER_SPACING) and offered to the bank: the ladder the decode walks down when the
+        landing's evaluation is over the target. Returns how many networks it measured (0 where the latency is
+        simulated: there the decode needs no ladder)."""
         objective = self.objectives[0]
         if not self._measures_states:
             return 0
         margins = sorted({float(v) for pair in scores for x in pair for v in x[x > 0].tolist()})
 
-        def state(shift: float) -> list:
+        def state(k: int) -> list:  # the state just past margin k's flip (k = -1: the landing)
+            shift = margins[k] * (1 + 1e-6) + 1e-9 if k >= 0 else 0.0
             return self._raw_of_scores([(kernel_x - shift, channel_x - shift) for kernel_x, channel_x in scores])
 
         ratio = float(getattr(objective.state_latency, "ratio", 1.0))
+        estimates: dict[int, float] = {}
 
-        def estimate_ms(raw: list) -> float:
-            return float(objective.table.estimate_ms([canonical(b) for b in raw])) * ratio
+        def estimate_ms(k: int) -> float:  # falls (never rises) with k: indicators only turn off
+            if k not in estimates:
+                estimates[k] = float(objective.table.estimate_ms([canonical(b) for b in state(k)])) * ratio
+            return estimates[k]
 
-        last_ms, floor_ms, step_ms = estimate_ms(state(0.0)), (1.0 - LADDER_DEPTH) * objective.target_ms, \
-            LADDER_SPACING * objective.target_ms
-        measured = 0
-        for margin in margins:
-            raw = state(margin * (1 + 1e-6) + 1e-9)  # just past this indicator's flip
-            ms = estimate_ms(raw)
-            if ms > last_ms - step_ms:
-                continue
-            if ms < floor_ms or measured >= LADDER_RUNGS:
+        landing_ms = estimate_ms(-1)
+        band = int(landing_ms / (LADDER_SPACING * objective.target_ms))
+        if band in self.bank.ladders:  # a ladder from a landing this close is laid already
+            return 0
+        self.bank.ladders.add(band)
+        floor_ms, step_ms = (1.0 - LADDER_DEPTH) * objective.target_ms, LADDER_SPACING * objective.target_ms
+        measured_before, want_ms, lo = objective.state_latency.measured, landing_ms - step_ms, 0
+        for _ in range(LADDER_RUNGS):
+            if want_ms < floor_ms:
                 break
-            last_ms = ms
-            if self.bank.holds(ms / objective.target_ms):  # a state of that latency is kept already
-                continue
-            self._track_feasible(self._latency_of([canonical(b) for b in raw]), raw)
-            measured += 1
-        return measured
+            hi, found = len(margins) - 1, None
+            while lo <= hi:  # the first state at or under want_ms (a binary search: the estimate is monotone)
+                mid = (lo + hi) // 2
+                if estimate_ms(mid) <= want_ms:
+                    found, hi = mid, mid - 1
+                else:
+                    lo = mid + 1
+            if found is None or estimate_ms(found) < floor_ms:
+                break
+            lo, want_ms = found + 1, estimate_ms(found) - step_ms
+            if not self.bank.holds(estimate_ms(found) / objective.target_ms):  # not a latency the bank holds
+                raw = state(found)
+                self._track_feasible(self._latency_of([canonical(b) for b in raw]), raw)
+        return int(objective.state_latency.measured - measured_before)
 
     def _track_feasible(self, latencies_ms: list[float], raw: list | None = None) -> None:
         """Keep the state meeting every target that uses most of them (one target: the largest latency under it), and

@@ -92,6 +92,7 @@ class Bank:
     # states, the decode evaluates them in turn for a larger network that now meets the target
     above: list[tuple] = field(default_factory=list)
     line_searches: list[dict] = field(default_factory=list)
+    ladders: set = field(default_factory=set)  # bands of the landings a ladder was laid from (SearchModule._lay_ladder)
     thresholds: list[Tensor] | None = None
     optimizer_state: list[dict] | None = None
 
