@@ -9,8 +9,9 @@ The search with W&B on the real tmpfs runs as a real process (``run_cmd``: exit 
 W&B's own service); the other commands run in the test process (``run_inproc``, tests/support/inprocess.py: the
 same command line, stdout/stderr and return code captured; the injected fault is read by s3nas.utils.io at every
 write), all at 2 batches an epoch (``SHORT``: what fails is the write of a file, whatever the length of the
-training). Their cache dirs start with the session's latency table of the space (``seed_tables``, conftest.py),
-except the test of the table cache's own write on a full disk.
+training). The searches with an injected fault run in a 6-position space (``SHORT_SMALL``: its table is built in a
+fraction of a second); those on the 32 KB disk keep the debug space, their cache dirs starting with the session's
+latency table of it (``seed_tables``, conftest.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ SEARCH = ["search.py", "debug=search_tiny", "data.image_size=16", "seed=7", "lat
 # at 2 batches an epoch (6 steps; 1 validation batch, 2 for the BN statistics): what fails is the write of a file
 # (the run dir's on a 32 KB disk, or the one named by the injected fault), whatever the length of the training
 SHORT = [*SEARCH, *SHORT_SEARCH, *SMALL_SPLITS]  # 5% val/test splits: the evaluation is not tested here
+# a 6-position MBConv space (as tests/test_blackbox_int8.py) for the injected faults, where what fails is one named
+# file: ~1.2 CPU-s a search and a table of a fraction of a second, against 3.5 s a search and ~4 s a table in the
+# debug space (the 32 KB disk keeps the debug space: its run dir must outgrow 32 KB before the search ends)
+SMALL_SPACE = ["supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]"]
+SHORT_SMALL = [*SHORT, *SMALL_SPACE, "schedule.lut_workers=1"]  # its table in the command's process: no spawned workers
 TRAIN = ["train.py", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=1",
          "recipe.num_threads=1", "callbacks=default", "callbacks.rich_progress_bar=null",
          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "seed=3", "logger=none"]
@@ -165,10 +171,9 @@ def test_search_on_a_32k_run_dir_then_resume_after_space_is_freed(tiny_fs, run_i
 
 
 @pytest.mark.parametrize("target", ["history.json", "choices.csv"])
-def test_search_history_on_a_full_disk(target, run_inproc, tmp_path, seed_tables):
+def test_search_history_on_a_full_disk(target, run_inproc, tmp_path):
     run_dir = tmp_path / "run"
-    seed_tables(tmp_path / "cache")
-    args = [*SHORT, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    args = [*SHORT_SMALL, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
     failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: target}, check=False)
     assert_one_line_naming(failed, str(run_dir / target))
     assert not (run_dir / target).exists()  # the first write failed: no partial file in its place
@@ -178,10 +183,9 @@ def test_search_history_on_a_full_disk(target, run_inproc, tmp_path, seed_tables
     assert_finished_search(run_dir, steps=6)
 
 
-def test_search_summary_and_arch_on_a_full_disk_resume_from_the_checkpoint(run_inproc, tmp_path, seed_tables):
+def test_search_summary_and_arch_on_a_full_disk_resume_from_the_checkpoint(run_inproc, tmp_path):
     run_dir = tmp_path / "run"
-    seed_tables(tmp_path / "cache")
-    args = [*SHORT, "callbacks=default", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run_dir}",
+    args = [*SHORT_SMALL, "callbacks=default", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run_dir}",
             f"paths.cache_dir={tmp_path / 'cache'}"]
     failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "summary.json"}, check=False)
     assert_one_line_naming(failed, str(run_dir / "summary.json"))
@@ -203,7 +207,9 @@ def test_search_summary_and_arch_on_a_full_disk_resume_from_the_checkpoint(run_i
 
 def test_latency_table_cache_on_a_full_disk(run_inproc, tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    args = [*SHORT, f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}"]
+    # the table built in the command's process: what fails is its cache write (the parallel build's workers:
+    # tests/test_lut.py, test_search_faults.py's SIGKILL test, faults/test_sweeps.py's joblib sweep)
+    args = [*SHORT_SMALL, f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}"]
     failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "lut-*.json"}, check=False)
     line = assert_one_line_naming(failed, str(cache / "lut-"))
     assert not list(cache.glob("lut-*.json")) and not list(cache.glob(".lut-*")), line  # no cache file, no temp
@@ -214,7 +220,10 @@ def test_latency_table_cache_on_a_full_disk(run_inproc, tmp_path):
 
 def test_measurement_log_on_a_full_disk(run_inproc, tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    # a 6-position MBConv space (as tests/test_blackbox_int8.py): 80 measured networks instead of ~500 for the
+    # debug space (2 CPU-s a search instead of 10); what fails is the log's write, whatever the space
     args = ["search.py", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16", "deploy.num_classes=10",
+            "supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]",
             "hardware=sim_midap_blackbox", "latency=0.3ms", *SHORT_SEARCH, f"paths.cache_dir={cache}",
             f"hydra.run.dir={run_dir}"]
     failed = run_inproc(args, env={**NO_WANDB, FAULT_ENOSPC_ENV: "measured-*.jsonl"}, check=False)

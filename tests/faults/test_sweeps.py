@@ -4,9 +4,9 @@ interrupted job, and parallel jobs (the joblib launcher) sharing one latency-tab
 
 The sweeps with Hydra's basic launcher (jobs one after the other in the command's process) run in the test process
 (tests/support/inprocess.py: the command's exit code is its ``sys.exit``); the joblib sweep, whose jobs are worker
-processes, runs as a real process and checks its exit status. The in-process sweeps' cache dirs start with the
-session's latency table (``seed_tables``, conftest.py); the joblib sweep's starts empty (its jobs build the table
-into it)."""
+processes, runs as a real process and checks its exit status. The in-process sweeps search a 6-position space
+(``SMALL_SPACE``: the sweep's bookkeeping is tested, not the space); the joblib sweep's cache starts empty (its jobs
+build the debug space's table into it)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ from inprocess import SHORT_SEARCH, SMALL_SPLITS
 # tiny searches at 2 batches an epoch (1 validation batch, 2 for the BN statistics): the sweep's bookkeeping is
 # what is tested, not the search
 TINY = ["debug=search_tiny", "data.image_size=16", *SHORT_SEARCH, *SMALL_SPLITS]
+# the in-process sweeps: a 6-position MBConv space (as tests/test_blackbox_int8.py; ~1.2 CPU-s a search against 3.5 in
+# the debug space, its table built in a fraction of a second in the command's process); the joblib sweep keeps the
+# debug space, whose table takes seconds to build: its two jobs build it at the same time into one cache
+SMALL_SPACE = ["supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]",
+               "schedule.lut_workers=1"]
 INFEASIBLE = "latency: target 0.01 ms is below the fastest architecture"
 
 
@@ -49,10 +54,9 @@ def _assert_failed_row(row: dict) -> None:
     assert row["latency_ms"] == "" and row["val_acc"] == ""
 
 
-def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_inproc, seed_tables):
+def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_inproc):
     sweep_dir = tmp_path / "sweep"
-    seed_tables(tmp_path / "cache")
-    proc = _sweep(run_inproc, sweep_dir, "latency=0.01ms,2.5ms", f"paths.cache_dir={tmp_path / 'cache'}")
+    proc = _sweep(run_inproc, sweep_dir, *SMALL_SPACE, "latency=0.01ms,2.5ms", f"paths.cache_dir={tmp_path / 'cache'}")
     assert proc.returncode == 2, proc.stderr[-3000:]  # something failed
     assert "Traceback" not in proc.stderr
     assert f"error: sweep: 1 of 2 jobs failed or were interrupted; see {sweep_dir / 'sweep_summary.md'}" in proc.stderr
@@ -67,15 +71,14 @@ def test_a_failing_job_is_in_the_summary_with_its_reason(tmp_path, run_inproc, s
     assert len(markdown) == 4 and "| failed |" in markdown[2] and INFEASIBLE in markdown[2] and "| ok |" in markdown[3]
 
 
-def test_crashed_jobs_and_an_interrupted_sweep(tmp_path, run_inproc, seed_tables):
+def test_crashed_jobs_and_an_interrupted_sweep(tmp_path, run_inproc):
     """Both jobs crash (an exception that is no user error, injected after 2 steps): the sweep exits 1 and the
     summary gives each crash's type and message. Then the same sweep dir as an interrupt leaves it (job 0
     without its status file, job 1 never started) is listed as interrupted, with the planned overrides."""
     from s3nas.runtime.sweep import collect_sweep
 
     sweep_dir = tmp_path / "sweep"
-    seed_tables(tmp_path / "cache")
-    proc = _sweep(run_inproc, sweep_dir, "latency=2.5ms,3ms", f"paths.cache_dir={tmp_path / 'cache'}",
+    proc = _sweep(run_inproc, sweep_dir, *SMALL_SPACE, "latency=2.5ms,3ms", f"paths.cache_dir={tmp_path / 'cache'}",
                   env={"S3NAS_FAULT_INTERRUPT_AFTER_STEPS": "2"})
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: sweep: 2 of 2 jobs failed or were interrupted" in proc.stderr

@@ -44,7 +44,9 @@ def seed_tables(shared: Path, cache_dir: Path, hardware: Sequence[str] = ("midap
         space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=int(cfg.deploy.num_classes),
                                         input_size=int(cfg.deploy.input_size), in_channels=int(cfg.deploy.in_channels))
         backend = make_backend(cfg.hardware)
-        backend.table(space, cache_dir=shared, workers=int(cfg.schedule.lut_workers), progress=False)
+        # in this process: the same table as the search's parallel build (tests/test_lut.py::
+        # test_parallel_build_matches_serial) without two spawned workers (~2.5 CPU-s of imports each)
+        backend.table(space, cache_dir=shared, workers=1, progress=False)
         source = lut.cache_path(shared, space, backend.profile, lut.table_key(space, backend.profile))
         assert source.is_file(), f"the seeded table was not written where the search looks for it: {source}"
         copied.append(Path(shutil.copy2(source, cache_dir / source.name)))
