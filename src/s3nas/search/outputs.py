@@ -294,7 +294,7 @@ def _measured_feasible(module, constraints: list, raw: list, step: int) -> tuple
     if meets(first):
         if not any(ms < RAISE_UNDER * tgt for ms, (_, _, tgt, _) in zip(first, constraints)):
             return raw, step, None
-        chosen = (raw, step)
+        chosen = (sum(ms / tgt for ms, (_, _, tgt, _) in zip(first, constraints)), raw, step)
         for _, above_step, above_raw in module.bank.above:  # nearest over the target first
             if _network_key(above_raw) in networks:
                 continue
@@ -303,8 +303,10 @@ def _measured_feasible(module, constraints: list, raw: list, step: int) -> tuple
             tried.append({"step": int(above_step), "latency_ms": latencies, "meets_target": meets(latencies)})
             if not meets(latencies):
                 break
-            chosen = (list(above_raw), int(above_step))
-        return chosen[0], chosen[1], tried
+            closeness = sum(ms / tgt for ms, (_, _, tgt, _) in zip(latencies, constraints))
+            if closeness > chosen[0]:  # the largest that meets, by its evaluation (not the order of the walk)
+                chosen = (closeness, list(above_raw), int(above_step))
+        return chosen[1], chosen[2], tried
     for _, candidate_step, candidate_raw in module.bank.candidates:
         if _network_key(candidate_raw) in networks:  # another state of a network already tried
             continue
