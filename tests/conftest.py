@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,15 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # No warm-up cache (~150 MB per search configuration) in the user's cache dir; tests/test_warmup_cache.py turns it on
 os.environ["S3NAS_WARMUP_CACHE"] = "0"
+
+# Ctrl-C as at a terminal. A suite started in the background by a non-interactive shell (`cmd &`, `nohup`, some CI
+# runners) inherits SIGINT *ignored*: Python then installs no KeyboardInterrupt handler, a handler restored after a
+# run (tests/support/inprocess.py, s3nas.runtime.signals) puts "ignored" back, and the commands the tests start
+# inherit it. The tests of Ctrl-C (test_search_faults, faults/test_signals) failed so, depending on which tests ran
+# before them in the same worker. Here every worker handles SIGINT as an interactive Python does; a child process
+# starts with the default action, so its interpreter installs its own handler.
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     # pytest-xdist: one worker per core; torch's intra-op threads (one per core by default) in every worker would
@@ -37,6 +48,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from inprocess import run_inprocess  # noqa: E402
 from tables import seed_tables as _seed_tables  # noqa: E402
 from tables import shared_table_dir  # noqa: E402
+
+
+#: The longest test files (wall seconds measured on 2 cores, docs/notes/test-suite.md), longest first. xdist's loadfile
+#: hands out whole files in collection order (pyproject: --no-loadscope-reorder; its default order, most tests first,
+#: sends these few-test files last, so one worker ran a long search sweep alone at the end); started first, the
+#: short files fill the gaps and the two workers end close together. A file not listed keeps its collection place.
+LONGEST_FIRST = (
+    "faults/test_signals.py", "faults/test_full_disk.py", "test_search_sweep.py", "faults/test_readonly.py",
+    "test_warmup_cache.py", "faults/test_sweeps.py", "test_front.py", "faults/test_concurrency.py", "test_config.py",
+    "test_device_runtimes.py", "test_quantize.py", "test_profile_space.py", "test_paper_flow.py",
+    "test_search_resume.py", "test_packaging.py", "test_measured_states.py", "test_search_ddp.py",
+    "test_search_cli.py", "test_search_constraint.py", "test_blackbox_int8.py", "test_blackbox_devices.py",
+    "test_train.py", "test_baselines_random.py", "test_search_faults.py", "faults/test_devices.py",
+)
+_TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files of LONGEST_FIRST first, in that order; everything else after them as collected (a stable sort)."""
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+
+    def place(item) -> int:
+        try:
+            return rank.get(Path(str(item.path)).resolve().relative_to(_TESTS_DIR).as_posix(), len(rank))
+        except ValueError:  # not under tests/
+            return len(rank)
+
+    items.sort(key=place)
 
 
 @pytest.fixture
