@@ -223,8 +223,9 @@ class LineSearch(Record):
     past_ms: float = doc("estimated latency (ms) the plain step would have reached (past the target)")
     to_ms: float = doc("estimated latency (ms) landed on")
     alpha: float = doc("fraction of the step taken")
-    ladder: Optional[int] = doc("states further along the step measured and kept as the decode's ladder under the "
-                                "target (measured devices only; null: none)", default=None)
+    ladder: Optional[int] = doc("networks measured after the landing for the decode's ladder under the target (the "
+                                "states reached as the thresholds rise alike; measured devices only; null: none)",
+                                default=None)
 
 
 @dataclass(kw_only=True)
@@ -547,8 +548,8 @@ class SearchSummary(Summary):
         "a device's search only, when its best feasible state's evaluation (the delivered statistic) was over the "
         "target: that state, then the visited feasible states under it evaluated in turn, best first, until one meets "
         "(the delivered one, last); or when it was under 0.95 x the target: that state, then the visited states just "
-        "over the target, nearest first, while they meet (the delivered one is the last that meets). One entry per "
-        "network (null: neither happened)",
+        "over the target, nearest first, until one misses (the delivered one is the largest evaluation that meets). One "
+        "entry per network (null: neither happened)",
         default=None)
     measured_states: Optional[int] = doc(
         "a device's search only: networks it measured end to end near its target(s) (schedule.measure_states_band), "

@@ -464,12 +464,13 @@ class SearchModule(pl.LightningModule):
             return self._raw_of_scores([(kernel_x - shift, channel_x - shift) for kernel_x, channel_x in scores])
 
         ratio = float(getattr(objective.state_latency, "ratio", 1.0))
-        estimates: dict[int, float] = {}
+        states: dict[int, tuple[list, float]] = {}  # k -> (raw state, table estimate x ratio)
 
         def estimate_ms(k: int) -> float:  # falls (never rises) with k: indicators only turn off
-            if k not in estimates:
-                estimates[k] = float(objective.table.estimate_ms([canonical(b) for b in state(k)])) * ratio
-            return estimates[k]
+            if k not in states:
+                raw = state(k)
+                states[k] = raw, float(objective.table.estimate_ms([canonical(b) for b in raw])) * ratio
+            return states[k][1]
 
         landing_ms = estimate_ms(-1)
         band = int(landing_ms / (LADDER_SPACING * objective.target_ms))
@@ -492,24 +493,20 @@ class SearchModule(pl.LightningModule):
                 break
             lo, want_ms = found + 1, estimate_ms(found) - step_ms
             if not self.bank.holds(estimate_ms(found) / objective.target_ms):  # not a latency the bank holds
-                raw = state(found)
+                raw = states[found][0]
                 self._track_feasible(self._latency_of([canonical(b) for b in raw]), raw)
         return int(objective.state_latency.measured - measured_before)
 
     def _track_feasible(self, latencies_ms: list[float], raw: list | None = None) -> None:
         """Keep the state meeting every target that uses most of them (one target: the largest latency under it), and
         a ladder of states under it (``Bank.candidates``). ``raw``: the state's raw choice (default: the supernet's)."""
-        if not meets(self.objectives, latencies_ms, loss_target=False):
-            # just over the target on a measured device: kept for a decode on a machine faster than the search saw
-            score = closeness(self.objectives, latencies_ms)
-            if self._measures_states and self.bank.wants_above(score):
-                self.bank.offer_above(score, self.total_step, list(raw) if raw is not None else
-                                      list(self.supernet.indicator_state()))
-            return
         score = closeness(self.objectives, latencies_ms)
-        if self.bank.wants(score):  # the hard state is read only when it would be kept
-            self.bank.offer(score, self.total_step, list(raw) if raw is not None else
-                            list(self.supernet.indicator_state()))
+        if meets(self.objectives, latencies_ms, loss_target=False):
+            offer = self.bank.offer if self.bank.wants(score) else None
+        else:  # just over the target on a measured device: kept for a decode on a machine faster than the search saw
+            offer = self.bank.offer_above if self._measures_states and self.bank.wants_above(score) else None
+        if offer is not None:  # the hard state is read only when it would be kept
+            offer(score, self.total_step, list(raw) if raw is not None else list(self.supernet.indicator_state()))
 
     def _start_thresholds(self) -> None:
         """First search step: threshold init (schedule.thresholds.init) and their RMSProp statistics."""

@@ -127,16 +127,7 @@ class Bank:
         if self.best_feasible is None or score >= self.best_feasible[0]:
             self.best_feasible = (score, step, raw)
         # stable: of equal scores the newest state first (as best_feasible keeps)
-        states = sorted([(score, step, raw), *self.candidates], key=lambda c: -c[0])
-        kept, keys, bands = [], set(), set()
-        for state in states:
-            key, band = _key(state[2]), _band(state[0])
-            if key in keys or band in bands:
-                continue
-            keys.add(key)
-            bands.add(band)
-            kept.append(state)
-        self.candidates = kept[:keep]
+        self.candidates = _one_per_band(sorted([(score, step, raw), *self.candidates], key=lambda c: -c[0]), keep)
 
     def wants_above(self, score: float, keep: int = ABOVE_KEEP) -> bool:
         """Whether ``offer_above`` would keep a state of this score."""
@@ -149,16 +140,7 @@ class Bank:
 
     def offer_above(self, score: float, step: int, raw: list, keep: int = ABOVE_KEEP) -> None:
         """A state over a target (closeness ``score`` > 1): the nearest distinct state of each band stays."""
-        states = sorted([(score, step, raw), *self.above], key=lambda c: c[0])
-        kept, keys, bands = [], set(), set()
-        for state in states:
-            key, band = _key(state[2]), _band(state[0])
-            if key in keys or band in bands:
-                continue
-            keys.add(key)
-            bands.add(band)
-            kept.append(state)
-        self.above = kept[:keep]
+        self.above = _one_per_band(sorted([(score, step, raw), *self.above], key=lambda c: c[0]), keep)
 
     def store(self, params: list[Tensor], optimizer=None) -> None:
         """Keep a copy of the thresholds (and their optimizer state) now in the supernet."""
@@ -210,6 +192,20 @@ class Bank:
 def _state_meta(state: tuple) -> dict:
     score, step, raw = state
     return {"score": score, "step": step, "raw": [[branch_to_json(b) for b in block] for block in raw]}
+
+
+def _one_per_band(states: list[tuple], keep: int) -> list[tuple]:
+    """The first state of each network and of each band of closeness, in the given order (best first), ``keep`` at
+    most."""
+    kept, keys, bands = [], set(), set()
+    for state in states:
+        key, band = _key(state[2]), _band(state[0])
+        if key in keys or band in bands:
+            continue
+        keys.add(key)
+        bands.add(band)
+        kept.append(state)
+    return kept[:keep]
 
 
 def _band(score: float) -> int:
