@@ -14,17 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from inprocess import SHORT_SEARCH, SMALL_SPLITS, run_inprocess
+from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS, run_inprocess
 
 # 1 warm-up epoch + 2 search epochs of 2 batches of 16 digits at 16x16 (SHORT_SEARCH; 5% val/test splits,
 # SMALL_SPLITS: the accuracies compared are of fewer images, still exactly): 6 optimizer steps, epochs
 # ending at steps 2, 4 and 6; Lightning's ModelCheckpoint (callbacks=default) keeps last.ckpt, rewritten at each
-# epoch's end. In a 6-position MBConv space (SMALL_SPACE, as tests/test_blackbox_int8.py: ~1.2 CPU-s a search
-# against 3.5 in the debug space, its table built in the command's process in a fraction of a second), with a
-# target below its all-on network's latency (0.32-0.69 ms on midap) so that the latency term trains the
-# thresholds; the debug space's supernet (mixed kernels) is resumed exactly by tests/faults/test_signals.py.
-SMALL_SPACE = ["supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]",
-               "schedule.lut_workers=1"]
+# epoch's end. In the 6-position MBConv space (SMALL_SPACE), with a target below its all-on network's latency
+# (0.32-0.69 ms on midap) so that the latency term trains the thresholds; the debug space's supernet (mixed
+# kernels) is resumed exactly by tests/faults/test_signals.py.
 TINY = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=0.5ms", "callbacks=default",
         "callbacks.rich_progress_bar=null", *SHORT_SEARCH, *SMALL_SPLITS, *SMALL_SPACE]
 STEPS = 6

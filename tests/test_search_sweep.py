@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from inprocess import SHORT_SEARCH, run_inprocess
+from inprocess import SHORT_SEARCH, SMALL_SPACE, run_inprocess
 
 TINY = ["debug=search_tiny", "data.image_size=16"]
 SMALL = ["debug=search_small"]
 EVAL_ONLY = ["trainer.limit_val_batches=1", "schedule.bn_recalibration_batches=2"]
-SMALL_SPACE = ["supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]",
-               "schedule.lut_workers=1"]
 
 
 def _multirun(sweep_dir: Path, *overrides: str, base=TINY) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from inprocess import SHORT_SEARCH, SMALL_SPLITS
+from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
 
 from s3nas.arch.space import SearchSpace
 from s3nas.nn.supernet import Supernet
@@ -52,11 +52,6 @@ def test_switches(compose_cfg, tmp_path, monkeypatch):
     assert warmup_cache_path(cfg, module, 1) is None
 
 
-#: a 6-position MBConv space (as tests/test_blackbox_int8.py: ~1.2 CPU-s a search against 3.5 in the debug space, its
-#: tables built in the command's process in a fraction of a second); targets below its all-on network's latency
-#: (0.69 ms on midap, 1.01 ms on systolic) so that the search phase trains the thresholds
-SMALL_SPACE = ["supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]",
-               "schedule.lut_workers=1"]
 
 
 def _search(run_inproc, run_dir: Path, cache: Path, *overrides: str):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from inprocess import SHORT_SEARCH, SMALL_SPLITS
+from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
@@ -40,8 +40,7 @@ SHORT = [*SEARCH, *SHORT_SEARCH, *SMALL_SPLITS]  # 5% val/test splits: the evalu
 # a 6-position MBConv space (as tests/test_blackbox_int8.py) for the injected faults, where what fails is one named
 # file: ~1.2 CPU-s a search and a table of a fraction of a second, against 3.5 s a search and ~4 s a table in the
 # debug space (the 32 KB disk keeps the debug space: its run dir must outgrow 32 KB before the search ends)
-SMALL_SPACE = ["supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]"]
-SHORT_SMALL = [*SHORT, *SMALL_SPACE, "schedule.lut_workers=1"]  # its table in the command's process: no spawned workers
+SHORT_SMALL = [*SHORT, *SMALL_SPACE]  # its table in the command's process: no spawned workers
 TRAIN = ["train.py", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=1",
          "recipe.num_threads=1", "callbacks=default", "callbacks.rich_progress_bar=null",
          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "seed=3", "logger=none"]

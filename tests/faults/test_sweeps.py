@@ -15,16 +15,13 @@ import json
 import shutil
 from pathlib import Path
 
-from inprocess import SHORT_SEARCH, SMALL_SPLITS
+from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
 
 # tiny searches at 2 batches an epoch (1 validation batch, 2 for the BN statistics): the sweep's bookkeeping is
 # what is tested, not the search
 TINY = ["debug=search_tiny", "data.image_size=16", *SHORT_SEARCH, *SMALL_SPLITS]
-# the in-process sweeps: a 6-position MBConv space (as tests/test_blackbox_int8.py; ~1.2 CPU-s a search against 3.5 in
-# the debug space, its table built in a fraction of a second in the command's process); the joblib sweep keeps the
-# debug space, whose table takes seconds to build: its two jobs build it at the same time into one cache
-SMALL_SPACE = ["supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv", "candidates.mbconv.kernels=[3]",
-               "schedule.lut_workers=1"]
+# the in-process sweeps run in the 6-position space (SMALL_SPACE); the joblib sweep keeps the debug space, whose
+# table takes seconds to build: its two jobs build it at the same time into one cache
 INFEASIBLE = "latency: target 0.01 ms is below the fastest architecture"
 
 
