@@ -22,12 +22,14 @@ from typing import Any, Iterable, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import ListConfig, OmegaConf
 
 import simulator
 from s3nas.config import schema
 from s3nas.config.units import format_ms, is_cycles, parse_latency_ms, split_latency
-from s3nas.errors import ConfigError
+from s3nas.errors import ConfigError, UserError
 
 __all__ = [
     "CONF_DIR",
@@ -207,3 +209,20 @@ def compose_config(
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def instantiate_config(node: dict, key: str) -> Any:
+    """``hydra.utils.instantiate(node)`` (plain containers); a ``_target_`` that cannot be used is a one-line
+    ConfigError naming ``<key>._target_``; the target's own errors come out unwrapped (a DataError stays one)."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if cause is not None and str(err).startswith("Error in call to target"):
+            raise cause  # a bug or an unexpected failure of the target: its own exception and traceback
+        target = node.get("_target_")
+        reason = " ".join(str(cause if cause is not None else err).split())
+        reason = reason.removeprefix(f"Error loading '{target}': ")  # Hydra's ImportError repeats the path
+        raise ConfigError(f"{key}._target_: cannot instantiate {target!r} ({reason})") from None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from s3nas.data.base import ImageDataModule, config_dict, instantiate_config
+from s3nas.config import instantiate_config
+from s3nas.data.base import ImageDataModule, config_dict
 from s3nas.data.cifar import CifarDataModule
 from s3nas.data.digits import DigitsDataModule
 from s3nas.data.imagenet import ImageNetDataModule

@@ -9,11 +9,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from s3nas.errors import ConfigError, DataError, UserError
+from s3nas.errors import DataError
 
 
 def config_dict(cfg: Any) -> dict:
@@ -22,31 +21,9 @@ def config_dict(cfg: Any) -> dict:
         return {}
     if is_dataclass(cfg) and not isinstance(cfg, type):
         return asdict(cfg)
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dict(cfg)
-
-
-def instantiate_config(node: dict, key: str) -> Any:
-    """``hydra.utils.instantiate(node)`` (plain containers); a ``_target_`` that cannot be used is a one-line
-    ConfigError naming ``<key>._target_``; the target's own errors come out unwrapped (a DataError stays one)."""
-    try:
-        return instantiate(node, _convert_="all")
-    except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
-        if cause is not None and str(err).startswith("Error in call to target"):
-            raise cause  # a bug or an unexpected failure of the target: its own exception and traceback
-        target = node.get("_target_")
-        reason = " ".join(str(cause if cause is not None else err).split())
-        reason = reason.removeprefix(f"Error loading '{target}': ")  # Hydra's ImportError repeats the path
-        raise ConfigError(f"{key}._target_: cannot instantiate {target!r} ({reason})") from None
 
 
 def require_root(root: Optional[str], what: str, expected: str) -> Path:

@@ -68,16 +68,12 @@ from pathlib import Path
 from typing import Any, Sequence, Union
 
 import numpy as np
-import torch
-from torch import nn
 
 import simulator
 from s3nas.arch.graph import archspec_to_graph, block_to_graph, emit_head, emit_stem
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
 from s3nas.config.device_schema import check_dtype, device_config
 from s3nas.errors import ConfigError, UserError
-from s3nas.nn.builder import Block, build_model
-from s3nas.nn.layers import ConvBnAct
 from simulator.graph import GraphBuilder
 
 __all__ = ["DEVICE_KINDS", "CommandDevice", "Device", "DeviceError", "ExecuTorchDevice", "Measurement", "NoiseEstimate",
@@ -216,14 +212,16 @@ class Piece:
 
     def module(self):
         """The torch module of this piece (eval mode)."""
+        builder, layers = _builder()
+        nn = _torch().nn
         if self.kind == "block":
-            return Block(self.block, self.in_channels).eval()
+            return builder.Block(self.block, self.in_channels).eval()
         spec = self.arch
         if self.kind == "stem":
-            return ConvBnAct(spec.in_channels, spec.stem_channels, spec.stem_kernel, spec.stem_stride,
-                             act=spec.act).eval()
+            return layers.ConvBnAct(spec.in_channels, spec.stem_channels, spec.stem_kernel, spec.stem_stride,
+                                    act=spec.act).eval()
         if self.kind == "head":
-            head = ConvBnAct(self.in_channels, spec.head_channels, 1, act=spec.act)
+            head = layers.ConvBnAct(self.in_channels, spec.head_channels, 1, act=spec.act)
             return nn.Sequential(head, nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
                                  nn.Linear(spec.head_channels, spec.num_classes)).eval()
         raise ValueError(f"piece kind {self.kind!r}")
@@ -240,6 +238,21 @@ class Piece:
 Network = Union[ArchSpec, Piece, str, os.PathLike]
 
 
+def _torch():
+    """torch, imported on first use: the simulated and command devices (and the tables measured on them) never
+    build a torch module, and importing torch and timm costs seconds in a fresh process."""
+    import torch
+
+    return torch
+
+
+def _builder():
+    """(s3nas.nn.builder, s3nas.nn.layers): torch and timm, imported on first use as torch is."""
+    from s3nas.nn import builder, layers
+
+    return builder, layers
+
+
 class _torch_threads:
     """Run torch with ``n`` intra-op threads inside the block (building and exporting networks with the
     default thread count on a loaded machine spins OpenMP threads for tens of seconds)."""
@@ -248,10 +261,12 @@ class _torch_threads:
         self.n, self.previous = int(n), None
 
     def __enter__(self):
+        torch = _torch()
         self.previous = torch.get_num_threads()
         torch.set_num_threads(self.n)
 
     def __exit__(self, *exc) -> None:
+        torch = _torch()
         torch.set_num_threads(self.previous)
 
 
@@ -261,7 +276,7 @@ def _module_and_shape(network: Network):
         if isinstance(network, Piece):
             return network.module(), network.input_shape
         if isinstance(network, ArchSpec):
-            return build_model(network).eval(), (1, network.in_channels, network.input_size, network.input_size)
+            return _builder()[0].build_model(network).eval(), (1, network.in_channels, network.input_size, network.input_size)
     raise TypeError(f"cannot build a torch module from {type(network).__name__}")
 
 
@@ -269,7 +284,7 @@ def onnx_bytes(network: Network, opset: int = 18) -> bytes:
     """The ONNX model of ``network`` (batch 1, BatchNorm folded by the exporter); an .onnx path is read."""
     if isinstance(network, (str, os.PathLike)):
         return Path(network).read_bytes()
-
+    torch = _torch()
     module, shape = _module_and_shape(network)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
@@ -631,15 +646,18 @@ class TorchCpuDevice(Device):
         self.keep_heap = bool(keep_heap) and keep_freed_memory()
 
     def identity(self) -> dict:
+        torch = _torch()
         return {**super().identity(), "threads": self.threads, "torch": torch.__version__, "host": _host(),
                 **({"keep_heap": True} if self.keep_heap else {})}
 
     def fingerprint(self) -> dict:
+        torch = _torch()
         return {**super().fingerprint(), "runtime_version": torch.__version__, "keep_heap": self.keep_heap}
 
     def _runner(self, network: Network):
         if isinstance(network, (str, os.PathLike)):
             raise DeviceError(f"device {self.name}: times ArchSpecs and pieces, not ONNX files ({network})")
+        torch = _torch()
         module, shape = _module_and_shape(network)
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
         threads = self.threads
@@ -722,6 +740,7 @@ def _split_as_slices(x, split_sizes, dim=0):
     """``aten.split_with_sizes`` as ``aten.slice`` ops: XNNPACK's partitioner takes slices but not splits (a
     split - the channel groups of a mixed-kernel depthwise conv - would run in the portable kernels and cut the
     delegated graph in pieces)."""
+    torch = _torch()
     parts, start = [], 0
     for size in split_sizes:
         parts.append(torch.ops.aten.slice.Tensor(x, dim, start, start + size))
@@ -777,6 +796,7 @@ class ExecuTorchDevice(Device):
         if key in self._programs:
             self._programs.move_to_end(key)
             return self._programs[key]
+        torch = _torch()
         module, shape = _module_and_shape(network)
         example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
         with warnings.catch_warnings(), torch.no_grad(), _torch_threads(1):
@@ -820,6 +840,7 @@ class ExecuTorchDevice(Device):
     def _runner(self, network: Network):
         if isinstance(network, (str, os.PathLike)):
             raise DeviceError(f"device {self.name}: times ArchSpecs and pieces, not ONNX files ({network})")
+        torch = _torch()
         buffer, shape = self.program(network)
         self.pin_threads()
         try:

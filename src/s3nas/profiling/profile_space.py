@@ -48,7 +48,6 @@ from s3nas.arch.space import SearchSpace, option_type
 from s3nas.arch.spec import BLOCK_TYPES, ArchSpec
 from s3nas.config import CONF_DIR, REPO_ROOT, ensure_writable_dir
 from s3nas.config.supernet_schema import check_supernet
-from s3nas.data import build_datamodule
 from s3nas.errors import ConfigError
 from s3nas.latency.backend import LatencyBackend, make_backend
 from s3nas.outputs import ProfileSpaceSummary, write_summary
@@ -63,7 +62,6 @@ from s3nas.profiling.ssbn import (
 )
 from s3nas.runtime.entry import run
 from s3nas.runtime.loggers import build_loggers
-from s3nas.train import check_train, run_train
 from s3nas.utils import tables
 from s3nas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s3nas.utils.locks import file_lock
@@ -160,6 +158,8 @@ def check(cfg: Any) -> Checked:
                             "hydra.searchpath=[file://<that directory>])")
     ensure_writable_dir(Path(str(cfg.paths.cache_dir)).expanduser() / "bbssp", "paths.cache_dir",
                         "set paths.cache_dir=<a writable directory> (or $S3NAS_CACHE_DIR)")
+
+    from s3nas.data import build_datamodule  # torch and Lightning: only after the cheap checks passed
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing data: DataError before anything is written
@@ -304,6 +304,8 @@ def _train_accuracy(spec: ArchSpec, cfg: Any, seed: int, entry_dir: Path, result
     codec.save_json(spec, arch_path)
     train_cfg = train_cfg_for(cfg, arch_path, run_dir, seed)
     if trainer_fn is None:
+        from s3nas.train import check_train, run_train  # torch, Lightning, timm: only when a network is trained
+
         summary = run_train(train_cfg, check_train(train_cfg))
     else:
         summary = trainer_fn(train_cfg)

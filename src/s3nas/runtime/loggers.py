@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from s3nas.data.base import instantiate_config
+from s3nas.config import instantiate_config
 from s3nas.errors import ConfigError
 
 LOGGER_KINDS = ("wandb", "csv", "none")
