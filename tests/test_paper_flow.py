@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import simulator
-from inprocess import SHORT_SEARCH
+from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
 
 from s3nas.arch import codec
 from s3nas.postsearch.postprocess import apply, se_blocks, without_se
@@ -71,10 +71,16 @@ def test_scale_then_se_then_removal_on_a_small_arch():
 def test_paper_flow_commands_on_a_tiny_budget(tmp_path, run_inproc):
     """search (tiny) -> train (2 batches, INT8 PTQ) -> +SE/h-swish -> scale to 1.5x -> flow table, as the README's
     commands (run in the test process: tests/support/inprocess.py); the table recomputes every stage's latency on
-    the simulator from its arch.json and shows the train stage's float and INT8 accuracies side by side."""
+    the simulator from its arch.json and shows the train stage's float and INT8 accuracies side by side.
+
+    The search runs in the 6-position MBConv space (``SMALL_SPACE``, its table built in the command's process into
+    this test's own cache dir): the chain of commands is tested, not the space. In the debug space (25 blocks)
+    the train stage's INT8 quantization (onnxruntime) and the scaling's simulations cost ~4x more (21 -> 5 CPU-s
+    in all), and the search used the user's cache dir (~/.cache/s3nas), building the debug table there when
+    empty."""
     runs = {name: tmp_path / name for name in ("search", "train", "plus", "scaled", "table")}
-    run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", "latency=2.5ms", *SHORT_SEARCH,
-                f"hydra.run.dir={runs['search']}"])
+    run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", "latency=2.5ms", *SHORT_SEARCH, *SMALL_SPACE,
+                *SMALL_SPLITS, f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={runs['search']}"])
     run_inproc(["train.py", f"arch={runs['search']}", "data.image_size=16", "data.batch_size=16", "recipe.epochs=1",
                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
                 "quantize=int8", "quantize.calibration_images=32", "logger=none", "callbacks=none",

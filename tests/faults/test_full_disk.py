@@ -9,9 +9,11 @@ The search with W&B on the real tmpfs runs as a real process (``run_cmd``: exit 
 W&B's own service); the other commands run in the test process (``run_inproc``, tests/support/inprocess.py: the
 same command line, stdout/stderr and return code captured; the injected fault is read by s3nas.utils.io at every
 write), all at 2 batches an epoch (``SHORT``: what fails is the write of a file, whatever the length of the
-training). The searches with an injected fault run in a 6-position space (``SHORT_SMALL``: its table is built in a
-fraction of a second); those on the 32 KB disk keep the debug space, their cache dirs starting with the session's
-latency table of it (``seed_tables``, conftest.py).
+training). All searches run in a 6-position space (``SHORT_SMALL``: its table is built in the command's process in a
+fraction of a second, into the test's own cache dir): what fails is the write of a file, whatever the space. On the
+32 KB disk too: tmpfs counts whole 4 KB pages, and a search's run dir holds 9 files (Hydra's three, the resolved
+config, the log, history, choices, summary, arch), so it outgrows 32 KB before the search ends in any space; in
+both spaces the first search stops at its first rewrite of history.json.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ SEARCH = ["search.py", "debug=search_tiny", "data.image_size=16", "seed=7", "lat
 # at 2 batches an epoch (6 steps; 1 validation batch, 2 for the BN statistics): what fails is the write of a file
 # (the run dir's on a 32 KB disk, or the one named by the injected fault), whatever the length of the training
 SHORT = [*SEARCH, *SHORT_SEARCH, *SMALL_SPLITS]  # 5% val/test splits: the evaluation is not tested here
-# a 6-position MBConv space (as tests/test_blackbox_int8.py) for the injected faults, where what fails is one named
-# file: ~1.2 CPU-s a search and a table of a fraction of a second, against 3.5 s a search and ~4 s a table in the
-# debug space (the 32 KB disk keeps the debug space: its run dir must outgrow 32 KB before the search ends)
+# a 6-position MBConv space (as tests/test_blackbox_int8.py): what fails is one named file (injected) or the run
+# dir's disk (32 KB: its 9 files take at least 9 pages of 4 KB), ~1.2 CPU-s a search and a table of a fraction of a
+# second, against 3.5 s a search and ~4 s a table in the debug space
 SHORT_SMALL = [*SHORT, *SMALL_SPACE]  # its table in the command's process: no spawned workers
 TRAIN = ["train.py", "data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=1",
          "recipe.num_threads=1", "callbacks=default", "callbacks.rich_progress_bar=null",
@@ -154,11 +156,10 @@ def test_real_full_disk_in_every_writer(tiny_fs):
 
 
 # ----------------------------------------------------------------------------------- whole commands
-def test_search_on_a_32k_run_dir_then_resume_after_space_is_freed(tiny_fs, run_inproc, tmp_path, seed_tables):
+def test_search_on_a_32k_run_dir_then_resume_after_space_is_freed(tiny_fs, run_inproc, tmp_path):
     """In the test process (the real process on a 32 KB run dir: the W&B test below)."""
     run_dir = tiny_fs / "run"
-    seed_tables(tmp_path / "cache")
-    args = [*SHORT, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    args = [*SHORT_SMALL, f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
     failed = run_inproc(args, env=NO_WANDB, check=False)
     assert_one_line_naming(failed, str(run_dir))
     assert not (run_dir / "arch.json").exists() and not (run_dir / "summary.json").exists()
@@ -252,12 +253,11 @@ def test_onnx_export_on_a_full_disk(run_inproc, tmp_path):
     assert summary["onnx"]["checked"] and (run_dir / "model.onnx").stat().st_size > 0
 
 
-def test_wandb_offline_run_on_a_32k_run_dir(tiny_fs, run_cmd, tmp_path, seed_tables):
+def test_wandb_offline_run_on_a_32k_run_dir(tiny_fs, run_cmd, tmp_path):
     """W&B's own files cannot be written atomically by s3nas: its log handlers stay silent and the command
     still ends in one line; after space is back the rerun completes with a new offline run."""
     run_dir = tiny_fs / "run"
-    seed_tables(tmp_path / "cache")
-    args = [*SHORT, "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    args = [*SHORT_SMALL, "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     failed = run_cmd(args, env=env, check=False)
     assert_one_line_naming(failed, str(run_dir))

@@ -77,6 +77,8 @@ def _error_lines(proc) -> list[str]:
 
 
 def test_an_unwritable_home_names_paths_cache_dir_or_works_with_it_set(tmp_path, read_only):
+    """Both as real processes: BBSSP refuses the cache dir under an unwritable HOME before it imports torch or
+    Lightning; the search's checks import torch, Lightning, timm and W&B with that HOME and pass."""
     home = read_only("home")
     env = {"HOME": str(home)}  # the default cache dir, ~/.cache/s3nas, follows HOME
     run_dir = tmp_path / "run"
@@ -112,7 +114,7 @@ def test_an_installed_copy_writes_its_candidates_entry_outside_the_package(tmp_p
                                                                            read_only_cwd):
     """BBSSP with output.config_dir=null in an installed copy (its conf/ outside a checkout, read-only unless
     root) writes the entry into its run dir and says how to search in it; a read-only output.config_dir is
-    one line naming that key."""
+    one line naming that key (a real process that fails before it imports torch: ~1 CPU-s)."""
     conf = tmp_path / "site" / "s3nas" / "conf"
     shutil.copytree(CONF_DIR, conf, ignore=shutil.ignore_patterns("bbssp_*"))
     before = sorted(p.relative_to(conf).as_posix() for p in conf.rglob("*"))
