@@ -102,13 +102,13 @@ def check_search(cfg: DictConfig) -> Checked:
 
 
 def _check_rest(cfg: DictConfig, checked: Checked) -> Checked:
-    """The data and checkpoint checks (after the hardware's)."""
+    """The checkpoint and data checks (after the hardware's)."""
+    if cfg.get("ckpt_path"):
+        resume_checkpoint(cfg, None)  # an unreadable ckpt_path is a user error (torch only, before Lightning)
     from s3nas.data import build_datamodule  # torch and Lightning: only after the cheap checks passed
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # missing roots / files: DataError (one line)
-    if cfg.get("ckpt_path"):
-        resume_checkpoint(cfg, None)  # an unreadable ckpt_path is a user error
     checked.datamodule = datamodule
     return checked
 
