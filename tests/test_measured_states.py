@@ -184,11 +184,18 @@ def test_a_search_on_a_steep_device_meets_its_target_by_measured_states_and_its_
     states the search kept under the target (one per 0.5% of closeness, line searches' states included) to one
     that meets it."""
     run_dir = tmp_path / "run"
+    # 3 training batches an epoch: 9 search steps instead of the config's 30 (the 0.70 ms target is 98% of the all-on
+    # network, reached by the first line searches). Checked at this length over seeds 42, 1, 2, 3: 15-22 states
+    # measured, no repair, 4-5 evaluations down the ladder, the table 2-3% under the delivered network; the control
+    # with the table alone (steep_device.SteepBackend, schedule.measure_states_band=null) still lands over (0.713 ms
+    # measured) and is repaired. The debug space, not SMALL_SPACE: in 6 positions the corrected table's sampled
+    # networks reach the steep top, the fit follows it and the table alone meets the target (the test would show
+    # nothing). 1 validation batch, 2 batches for the BN statistics, 5% splits: evaluation only
     run_inproc(["search.py", "debug=search_small", "deploy.input_size=16", "deploy.num_classes=10",
                 "hardware=sim_midap_blackbox", "hardware._target_=steep_device.DriftingSteepBackend",
-                "latency=0.70ms", "schedule.warmup_epochs=0", "trainer.limit_val_batches=1",
-                "schedule.bn_recalibration_batches=2", *SMALL_SPLITS, f"paths.cache_dir={tmp_path / 'cache'}",
-                f"hydra.run.dir={run_dir}"])
+                "latency=0.70ms", "schedule.warmup_epochs=0", "trainer.limit_train_batches=3",
+                "trainer.limit_val_batches=1", "schedule.bn_recalibration_batches=2", *SMALL_SPLITS,
+                f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["measured_states"] > 0 and summary["repaired"] is False, summary
     assert summary["measured_states_guard_pct"] == 0.0  # a noiseless device
