@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inprocess import SMALL_SPACE
 
 from s3nas.latency.lut import build_latency_table
 from s3nas.search.checkpoint_io import AtomicCheckpointIO
@@ -106,13 +107,17 @@ def _alive(pid: int) -> bool:
 
 def test_sigint_during_training_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
-    # the warm-up's checkpoint after 4 steps, then 80 more: still training when the interrupt comes
+    # the warm-up's checkpoint after 4 steps, then 80 more: still training when the interrupt comes. In the 6-position
+    # space (SMALL_SPACE: its table built in the command's process in a fraction of a second, in the test's own cache
+    # dir; an empty cache had the debug space's table built by two spawned workers, ~9 CPU-s): Ctrl-C is the subject,
+    # not the space; the 80 steps still take seconds
     cmd = [sys.executable, "search.py", "debug=search_tiny", "data.image_size=16", "callbacks=default",
-           "callbacks.rich_progress_bar=null", "schedule.search_epochs=20", f"hydra.run.dir={run_dir}"]
+           "callbacks.rich_progress_bar=null", "schedule.search_epochs=20", *SMALL_SPACE, "latency=0.5ms",
+           f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while not list((run_dir / "checkpoints").glob("*.ckpt")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)  # wait for the first epoch's checkpoint: training is under way
+        time.sleep(0.05)  # wait for the first epoch's checkpoint: training is under way
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)

@@ -8,7 +8,10 @@ second-signal test sends one during the checkpoint write. The interrupted comman
 status, handlers, the resume line); the uninterrupted references and the final resume that runs to the end, whose
 outputs are compared, run in the test process (tests/support/inprocess.py). Each search and train test stops one
 command twice (SIGTERM, then SIGUSR1 or the other way round, in the resumed run), so the resumed run is itself
-interrupted and resumed.
+interrupted and resumed. The injected-step search test and the random search draw from the 6-position MBConv space
+(SMALL_SPACE): what they test is where a signal lands and the exact resume, not the space. The SIGTERM from outside
+keeps the debug space: the suite's one exact resume of its search (mixed kernels; tests/test_search_resume.py and
+faults/test_full_disk.py resume the 6-position space), and a longer window for the signal.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from inprocess import SHORT_SEARCH, SMALL_SPLITS, run_inprocess
+from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS, run_inprocess
 
 from s3nas.arch import codec
 from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
@@ -31,15 +34,28 @@ from s3nas.arch.spec import ArchSpec, BlockSpec, Branch
 REPO = Path(__file__).resolve().parents[2]
 # search: 1 warm-up epoch + 2 search epochs of 2 batches (steps 1-2 warm-up, 3-6 search; 1 validation batch, 2 for
 # the BN statistics: what is tested is where the signals land and the resume, not how far the search gets)
-SEARCH = ["debug=search_tiny", "data.image_size=16", "seed=7", "latency=2.5ms", "callbacks=default",
-          "callbacks.rich_progress_bar=null", *SHORT_SEARCH, *SMALL_SPLITS]
+TINY_SEARCH = ["debug=search_tiny", "data.image_size=16", "seed=7", "callbacks=default",
+               "callbacks.rich_progress_bar=null", *SHORT_SEARCH, *SMALL_SPLITS]
+# the injected signals: in the 6-position MBConv space (a search ~2.3 CPU-s cheaper a process or run, its table built
+# in the command's process), a target under its all-on network's 0.69 ms on midap, so the search steps train the
+# thresholds and the resume is compared on trained thresholds
+SEARCH = [*TINY_SEARCH, "latency=0.5ms", *SMALL_SPACE]
+# the SIGTERM from outside: the debug space (its table seeded, tests/support/tables.py), whose search runs ~8 s after
+# the warm-up's checkpoint appears (the 6-position space's ~3.5 s; measured on 2 loaded cores); the signal is sent
+# within ~50 ms of it
+DEBUG_SEARCH = [*TINY_SEARCH, "latency=2.5ms"]
 SEARCH_STEPS = 6
 # train: 3 epochs of 4 batches (12 steps), EMA and random shifts on (the recipe's defaults)
 TRAIN = ["data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=3",
          "recipe.num_threads=1", "callbacks=none", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false", "seed=3", "logger=none"]
-# random search: 1 sample trained 1 epoch of 2 batches, then retrained 2 epochs (4 steps)
-RANDOM = ["debug=fast", "data.image_size=16", "logger=none", "latency=2.5ms", "num_samples=1", "full.epochs=2"]
+# random search: 1 sample trained 1 epoch of 2 batches, then retrained 2 epochs (4 steps); drawn from SMALL_SPACE's
+# space (its table built in the command's process: the random baselines' config has lut_workers at the top level) at
+# 0.5 ms +-2% on midap (its networks span 0.32-0.69 ms): a network of at most 6 MBConv blocks to train and checkpoint
+# instead of one of up to 29 MixConv blocks of the default space, whose table an empty cache built first (~20 CPU-s,
+# two spawned workers)
+RANDOM = ["debug=fast", "data.image_size=16", "logger=none", "latency=0.5ms", "num_samples=1", "full.epochs=2",
+          *[o for o in SMALL_SPACE if o.startswith(("supernet.", "candidates."))], "lut_workers=1"]
 
 
 def _env(fault: str | None = None) -> dict:
@@ -91,9 +107,30 @@ def assert_same_tensors(actual: dict, expected: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------ search
 @pytest.fixture(scope="module")
-def search_reference(tmp_path_factory) -> Path:
+def search_command(tmp_path_factory) -> list[str]:
+    """search.py with SEARCH and a latency-table cache shared by its runs (built by the reference)."""
+    return ["search.py", *SEARCH, f"paths.cache_dir={tmp_path_factory.mktemp('search_cache')}"]
+
+
+@pytest.fixture(scope="module")
+def search_reference(tmp_path_factory, search_command) -> Path:
     run_dir = tmp_path_factory.mktemp("search_reference")
-    run_to_the_end(["search.py", *SEARCH], run_dir)
+    run_to_the_end(search_command, run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def debug_search_command(tmp_path_factory, seed_tables) -> list[str]:
+    """search.py with DEBUG_SEARCH and a cache holding the session's seeded table of the debug space."""
+    cache = tmp_path_factory.mktemp("debug_search_cache")
+    seed_tables(cache)
+    return ["search.py", *DEBUG_SEARCH, f"paths.cache_dir={cache}"]
+
+
+@pytest.fixture(scope="module")
+def debug_search_reference(tmp_path_factory, debug_search_command) -> Path:
+    run_dir = tmp_path_factory.mktemp("debug_search_reference")
+    run_to_the_end(debug_search_command, run_dir)
     return run_dir
 
 
@@ -119,26 +156,26 @@ def assert_same_search(run_dir: Path, reference: Path) -> None:
     assert_same_tensors(final["state_dict"], ref_final["state_dict"])  # supernet weights and thresholds
 
 
-def test_signals_mid_search_then_same_command_same_result(search_reference, tmp_path):
+def test_signals_mid_search_then_same_command_same_result(search_command, search_reference, tmp_path):
     """SIGTERM mid warm-up epoch (step 1 of 2); the same command resumes and gets SIGUSR1 mid search epoch (step 3,
     the first of steps 3-4); the same command again ends with the uninterrupted run's results."""
     run_dir = tmp_path / "run"
     for fault, signum, step in (("1:TERM", signal.SIGTERM, 1), ("3:USR1", signal.SIGUSR1, 3)):
-        stopped = finish(start(["search.py", *SEARCH], run_dir, fault=fault))
+        stopped = finish(start(search_command, run_dir, fault=fault))
         assert_stopped(stopped, signum, run_dir, "python search.py", step)
         if step > 1:  # the second command started from the first one's checkpoint
             assert "resuming from" in stopped.stdout and "last.ckpt" in stopped.stdout
         assert not (run_dir / "arch.json").exists()
         assert state_of(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step  # taken at that step
-    resumed = run_to_the_end(["search.py", *SEARCH], run_dir)
+    resumed = run_to_the_end(search_command, run_dir)
     assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
     assert_same_search(run_dir, search_reference)
 
 
-def test_sigterm_from_outside_during_the_search(search_reference, tmp_path):
+def test_sigterm_from_outside_during_the_search(debug_search_command, debug_search_reference, tmp_path):
     """Sent by another process at whatever step the search is at (after the warm-up's checkpoint)."""
     run_dir = tmp_path / "run"
-    proc = start(["search.py", *SEARCH], run_dir)
+    proc = start(debug_search_command, run_dir)
     deadline = time.time() + 300
     while not (run_dir / "checkpoints" / "last.ckpt").exists() and proc.poll() is None \
             and time.time() < deadline:
@@ -150,8 +187,8 @@ def test_sigterm_from_outside_during_the_search(search_reference, tmp_path):
     if stopped.returncode == 0:
         pytest.skip("the search finished before the signal arrived")
     assert_stopped(stopped, signal.SIGTERM, run_dir, "python search.py", None)
-    run_to_the_end(["search.py", *SEARCH], run_dir)
-    assert_same_search(run_dir, search_reference)
+    run_to_the_end(debug_search_command, run_dir)
+    assert_same_search(run_dir, debug_search_reference)
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -206,7 +243,7 @@ def test_sigterm_during_a_random_search_sample_resumes_it(tmp_path):
     """The random baselines train through train.py's runner: a signal in the retraining (step 3 of 4) saves its
     checkpoint; the same command reuses the finished sample and resumes the retraining exactly."""
     reference, run_dir = tmp_path / "reference", tmp_path / "run"
-    command = ["-m", "s3nas.baselines.random_search", *RANDOM]
+    command = ["-m", "s3nas.baselines.random_search", *RANDOM, f"paths.cache_dir={tmp_path / 'cache'}"]
     stopped = finish(start(command, run_dir, fault="3:TERM"))
     assert_stopped(stopped, signal.SIGTERM, run_dir, "python -m s3nas.baselines.random_search", 3)
     assert (run_dir / "samples" / "000" / "summary.json").is_file()  # the 2-step sample finished before
