@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from inprocess import SHORT_SEARCH
+from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
 
 from s3nas.arch import codec
 from s3nas.latency.device import SimulatedDevice
@@ -31,14 +31,20 @@ def _search(run_dir: Path, *overrides: str) -> dict:
 def test_tiny_search_on_simulated_black_box_meets_the_target(tmp_path, run_inproc):
     """debug=search_tiny at 16 px on sim_midap_blackbox, end to end (in the test process): the measured table is
     built (and cached), the delivered network's measured latency is <= the target, and it is the network in
-    arch.json."""
+    arch.json.
+
+    In the 6-position MBConv space (SMALL_SPACE): its measured table is 19 standalone pieces and the sampled
+    networks, against ~450 pieces in the debug space; what is tested is the black-box path of a search (measured
+    table, correction, measured delivery), not the space. At the 16 px, 10-class deployment its all-on network is
+    0.116 ms on midap and its fastest 0.042 ms, so the 0.08 ms target makes the latency term train the thresholds.
+    6 steps (SHORT_SEARCH), 5% val/test splits (SMALL_SPLITS): the accuracy is only checked to be one."""
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     run_inproc(["search.py", "debug=search_tiny", "data.image_size=16", "deploy.input_size=16",
-                "deploy.num_classes=10", "hardware=sim_midap_blackbox", "latency=0.3ms", *SHORT_SEARCH,
-                f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"])
+                "deploy.num_classes=10", "hardware=sim_midap_blackbox", "latency=0.08ms", *SHORT_SEARCH,
+                *SMALL_SPLITS, *SMALL_SPACE, f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["latency_source"].startswith("measurement (sim_midap_blackbox, 16x16, 10 classes"), summary
-    assert summary["latency_ms"] <= summary["target_ms"] == 0.3 and summary["meets_target"], summary
+    assert summary["latency_ms"] <= summary["target_ms"] == 0.08 and summary["meets_target"], summary
     assert 0.0 <= summary["val_acc"] <= 1.0
     spec = codec.load_json(run_dir / "arch.json")
     assert (spec.input_size, spec.num_classes) == (16, 10)

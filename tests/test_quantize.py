@@ -213,17 +213,51 @@ def test_bad_quantization_settings_stop_with_one_line(args, needle, tmp_path):
 
 def test_int8_benchmark_prints_its_figures(tmp_path, monkeypatch):
     """benchmarks/int8.py end to end on a tiny run: table, timings, and the JSON keys the issue names. The
-    benchmark runs in the test process (tests/support/inprocess.py: its figures are tested, not a process); its
-    training is the real ``python train.py`` process it starts."""
+    benchmark runs in the test process (tests/support/inprocess.py: its figures are tested, not a process), and so
+    does the ``python train.py ...`` command it starts: its ``subprocess.run`` of that command line is answered by
+    ``run_inprocess`` of the same arguments and environment (stderr into stdout, as the benchmark asks), which saves
+    the child's ~7 CPU-s of imports; every other command line (none expected) goes to the real ``subprocess.run``.
+    The benchmark's thread pool (``--jobs``, 1 here) runs its one job on the calling thread: a command run in the
+    process installs its signal handlers, which only the main thread may do. The same train.py command line's
+    outputs (the INT8 model, its accuracy) are tested by test_train_writes_the_int8_model_and_reports_its_accuracy."""
+    import concurrent.futures
+    import sys
+
     from inprocess import run_inprocess
 
     arch = tmp_path / "arch.json"
     codec.save_json(tiny_spec(), arch)
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # its `from results import record`, as `python <script>`
+    real_run, trainings = subprocess.run, []
+
+    def run(command, *args, cwd=None, env=None, stdout=None, stderr=None, text=None, **kwargs):
+        if not (isinstance(command, list) and command[:2] == [sys.executable, "train.py"]):
+            return real_run(command, *args, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=text, **kwargs)
+        assert stdout == subprocess.PIPE and stderr == subprocess.STDOUT and text and not args and not kwargs
+        trainings.append(command)
+        proc = run_inprocess(command[1:], cwd=cwd, env=env, check=False)
+        return subprocess.CompletedProcess(command, proc.returncode, proc.stdout + proc.stderr)
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+    class OnTheCallingThread(concurrent.futures.Executor):
+        def __init__(self, max_workers=None):
+            assert max_workers == 1  # --jobs 1: the benchmark's runs one after the other anyway
+
+        def submit(self, fn, *args, **kwargs):
+            future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # noqa: BLE001 - as a pool's worker: the caller's result() raises it
+                future.set_exception(error)
+            return future
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", OnTheCallingThread)
     result = run_inprocess(["benchmarks/int8.py", "--arch", str(arch), "--seeds", "1", "--qat-epochs", "1",
                             "--out", str(tmp_path / "runs"), "--", *TINY],
                            env={"WANDB_MODE": "offline", "S3NAS_BENCH_RECORD": "0"}, check=False)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    assert len(trainings) == 1  # the one seed's training, run by the benchmark
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("test_acc_fp32", "test_acc_int8_ptq", "test_acc_int8_qat", "agreement", "cpu_ms_fp32", "cpu_ms_int8"):
         assert isinstance(figures[key], float), key

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
+from omegaconf import OmegaConf
 
 from s3nas.arch.space import SearchSpace
 from s3nas.nn.supernet import Supernet
@@ -17,11 +18,21 @@ from s3nas.search.warmup_cache import ENV_SWITCH, warmup_cache_path, warmup_key
 TINY = ["debug=search_tiny", "data.image_size=16", "seed=11", "logger=none"]
 
 
+# Supernets built by _key, by what they are built from (the space's config, the input size, the dropout): most
+# overrides below leave the supernet as it is, and a build of the debug space costs ~0.25 CPU-s. The key is still
+# computed from the composed config and a supernet built from that config, as the search computes it.
+_SUPERNETS: dict = {}
+
+
 def _key(compose_cfg, *overrides: str) -> str:
     cfg = compose_cfg([*TINY, *overrides])
-    space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=10, input_size=int(cfg.data.image_size),
-                                    in_channels=3)
-    return warmup_key(cfg, Supernet(space, num_classes=10, dropout=float(cfg.supernet.dropout)), world_size=1)
+    built_from = json.dumps([OmegaConf.to_container(cfg.supernet), OmegaConf.to_container(cfg.candidates),
+                             int(cfg.data.image_size)], sort_keys=True)
+    if built_from not in _SUPERNETS:
+        space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=10,
+                                        input_size=int(cfg.data.image_size), in_channels=3)
+        _SUPERNETS[built_from] = Supernet(space, num_classes=10, dropout=float(cfg.supernet.dropout))
+    return warmup_key(cfg, _SUPERNETS[built_from], world_size=1)
 
 
 def test_the_key_is_the_warmups_content_and_nothing_else(compose_cfg):
