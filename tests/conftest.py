@@ -55,12 +55,12 @@ from tables import shared_table_dir  # noqa: E402
 #: sends these few-test files last, so one worker ran a long search sweep alone at the end); started first, the
 #: short files fill the gaps and the two workers end close together. A file not listed keeps its collection place.
 LONGEST_FIRST = (
-    "faults/test_signals.py", "faults/test_full_disk.py", "test_search_sweep.py", "faults/test_readonly.py",
-    "test_warmup_cache.py", "faults/test_sweeps.py", "test_front.py", "faults/test_concurrency.py", "test_config.py",
-    "test_device_runtimes.py", "test_quantize.py", "test_profile_space.py", "test_paper_flow.py",
-    "test_search_resume.py", "test_packaging.py", "test_measured_states.py", "test_search_ddp.py",
-    "test_search_cli.py", "test_search_constraint.py", "test_blackbox_int8.py", "test_blackbox_devices.py",
-    "test_train.py", "test_baselines_random.py", "test_search_faults.py", "faults/test_devices.py",
+    "faults/test_signals.py", "faults/test_sweeps.py", "test_config.py", "test_blackbox_devices.py", "test_train.py",
+    "faults/test_readonly.py", "test_front.py", "test_packaging.py", "test_search_ddp.py", "test_device_runtimes.py",
+    "faults/test_full_disk.py", "test_search_faults.py", "test_blackbox_int8.py", "test_profile_space.py",
+    "test_search_cli.py", "test_measured_states.py", "test_warmup_cache.py", "test_search_sweep.py",
+    "faults/test_devices.py", "test_baselines_random.py", "faults/test_concurrency.py", "test_quantize.py",
+    "test_search_constraint.py", "simulator/test_cli_robust.py", "test_blackbox_table.py",
 )
 _TESTS_DIR = Path(__file__).resolve().parent
 
