@@ -78,6 +78,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=place)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_dir(tmp_path_factory) -> Path:
+    """Commands a test runs without its own ``paths.cache_dir`` cache their latency tables in this session's shared
+    directory ($S3NAS_CACHE_DIR; the one ``seed_tables`` builds into, shared by the xdist workers), not in the user's
+    ~/.cache/s3nas: the suite leaves the user's cache alone, starts as cold as on a fresh machine (CI), and builds
+    each table once for all its tests. Tests of the default location (faults/test_readonly.py) remove the variable."""
+    path = shared_table_dir(tmp_path_factory.getbasetemp())
+    os.environ["S3NAS_CACHE_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture
 def compose_cfg(tmp_path):
     """compose_cfg(overrides, config_name="search") -> DictConfig with paths.output_dir = tmp_path."""
