@@ -37,6 +37,7 @@ __all__ = [
     "ensure_writable_dir",
     "format_ms",
     "hardware_clock_hz",
+    "instantiate_config",
     "parse_latency_ms",
     "register_configs",
     "resolve_target_ms",
