@@ -31,6 +31,7 @@ from s3nas.arch.space import Option
 from s3nas.latency.lut import LatencyTable
 
 METHODS = ("stage_affine_weights", "stage_affine", "position_affine", "ratio", "none")
+LEVERAGE_GAP = 1e-6  # leave-one-out: 1 - leverage below this, the sample's fit is refitted explicitly
 WEIGHT_THRESHOLDS = (32_000, 64_000, 128_000, 256_000, 512_000)  # parameters (x4 bytes): 128 KB .. 2 MB
 
 
@@ -184,19 +185,72 @@ def _loo_mape(design: np.ndarray, target: np.ndarray, y: np.ndarray, ridge: floa
     """Leave-one-out MAPE (%) of the stage_affine_weights model as applied: the fixed part plus every present
     block's entry ``max(0, a_g t + b_g + w p + v [p > threshold])`` (``blocks``: (group, t ms, p) per sample).
 
-    The splits are scikit-learn's ``LeaveOneOut``; the score is not ``RidgeCV``'s closed-form one because it
-    clips every block's corrected entry at 0 and scores the relative error of the whole network."""
-    from sklearn.model_selection import LeaveOneOut
+    Each left-out sample ``k`` is predicted by the ridge fit on the other ``n - 1`` samples (``_ridge_solve``'s
+    fit, ``alpha`` from ``n - 1``): its coefficients ``theta_-k`` come from the closed form of ``_loo_thetas``
+    (one solve per call instead of ``n`` refits); the clipping at 0 and the whole network's relative error are
+    then applied to each ``theta_-k``, which ``RidgeCV``'s closed-form score (linear residuals only) cannot do."""
+    n = len(y)
+    if n < 2:
+        raise ValueError(f"Cannot perform LeaveOneOut with n_samples={n}.")  # as scikit-learn's LeaveOneOut
+    thetas = _loo_thetas(design, target, 1.0 / y, ridge)  # row k: fitted without sample k
+    a, b = 1.0 + thetas[:, 1:1 + n_groups], thetas[:, 1 + n_groups:1 + 2 * n_groups] * block_ms
+    w, v = thetas[:, 1 + 2 * n_groups] * per_param_ms, thetas[:, 2 + 2 * n_groups] * block_ms
+    # every present block of every sample, flat: its entry under theta_-k of its own sample k
+    sample = np.array([k for k, present in enumerate(blocks) for _ in present], dtype=np.int64)
+    group = np.array([g for present in blocks for g, _, _ in present], dtype=np.int64)
+    raw_ms = np.array([ms for present in blocks for _, ms, _ in present], dtype=float)
+    params = np.array([n_params for present in blocks for _, _, n_params in present], dtype=np.int64)
+    entries = np.maximum(0.0, a[sample, group] * raw_ms + b[sample, group] + w[sample] * params
+                         + v[sample] * (params > threshold))
+    predicted = np.maximum(0.0, thetas[:, 0]) + np.bincount(sample, weights=entries, minlength=n)
+    return float(100.0 * np.mean(np.abs(predicted - y) / y))
 
-    errors = []
-    for train, (k,) in LeaveOneOut().split(design):
-        theta = _ridge_solve(design[train], target[train], 1.0 / y[train], ridge)
-        a, b = 1.0 + theta[1:1 + n_groups], theta[1 + n_groups:1 + 2 * n_groups] * block_ms
-        w, v = theta[1 + 2 * n_groups] * per_param_ms, theta[2 + 2 * n_groups] * block_ms
-        predicted = max(0.0, theta[0]) + sum(max(0.0, a[g] * t + b[g] + w * p + v * (p > threshold))
-                                             for g, t, p in blocks[k])
-        errors.append(abs(predicted - y[k]) / y[k])
-    return float(100.0 * np.mean(errors))
+
+def _loo_thetas(design: np.ndarray, target: np.ndarray, weights: np.ndarray, ridge: float) -> np.ndarray:
+    """Row ``k``: ``_ridge_solve(design, target, weights, ridge)`` on all samples but ``k`` (so ``alpha = ridge *
+    1e-3 * (n - 1)``, from the ``n - 1`` samples each fit sees), without refitting. With ``A = X' W X + alpha P``
+    (``W = diag(w_i^2)``, ``P`` the identity with 0 for the intercept: scikit-learn's weighted centring gives the
+    same unpenalised intercept) and ``theta`` the fit on all ``n`` samples with that ``alpha``, removing sample
+    ``k`` is a rank-one downdate of ``A`` (Sherman-Morrison):
+
+        theta_-k = theta - A^-1 x_k w_k^2 r_k / (1 - h_k),   r_k = t_k - x_k theta,   h_k = w_k^2 x_k' A^-1 x_k.
+
+    ``A`` is used through a complete QR factorisation of ``M = [W^1/2 X; sqrt(alpha) P]`` (``A = R'R``): ``1 -
+    h_k`` and ``w_k r_k`` come from the orthogonal complement's rows, free of the cancellation ``1 - h_k`` suffers
+    when the samples are fewer than the unknowns (every leverage near 1). Refitted explicitly instead: every
+    ``k`` when ``alpha`` is 0 (``A`` may be singular, e.g. a column of zeros: scikit-learn's minimum-norm fit as
+    before), a ``k`` whose leverage is 1 to within ``LEVERAGE_GAP`` (the formula divides by ``1 - h_k``)."""
+    n, p = design.shape
+    alpha = max(0.0, float(ridge)) * 1e-3 * (n - 1)
+    thetas = np.zeros((n, p))
+    refit = np.ones(n, dtype=bool)
+    if alpha > 0.0 and n > 1:
+        # alpha > 0, w_i > 0: A is positive definite (the penalty holds all but the intercept, the samples that).
+        # Columns and target shifted by their weighted means (as scikit-learn centres them): the same problem,
+        # the shift absorbed by the free intercept (undone below), better conditioned
+        sw = weights**2
+        mean_x, mean_t = np.average(design[:, 1:], axis=0, weights=sw), float(np.average(target, weights=sw))
+        shifted = np.concatenate([design[:, :1], design[:, 1:] - mean_x], axis=1)
+        m = np.concatenate([shifted * weights[:, None], np.sqrt(alpha) * np.eye(p)[1:]])
+        rhs = np.concatenate([weights * (target - mean_t), np.zeros(p - 1)])
+        q, r = np.linalg.qr(m, mode="complete")  # q orthogonal: its first p columns span M's, the rest the complement
+        basis, complement, r = q[:n, :p], q[:, p:], r[:p]
+        try:
+            theta = np.linalg.solve(r, basis.T @ rhs[:n])
+            steps = np.linalg.solve(r, basis.T)  # column k: R^-1 R'^-1 x_k w_k = A^-1 x_k w_k
+        except np.linalg.LinAlgError:
+            steps = None
+        if steps is not None:
+            gap = np.einsum("ij,ij->i", complement[:n], complement[:n])  # 1 - h_k (rows of q have norm 1)
+            weighted_residual = complement[:n] @ (complement.T @ rhs)  # w_k r_k: M's residual b - M theta, row k
+            refit = ~(gap > LEVERAGE_GAP)
+            thetas = theta - (steps * (weighted_residual / np.where(refit, 1.0, gap))).T
+            thetas[:, 0] += mean_t - thetas[:, 1:] @ mean_x
+            refit |= ~np.isfinite(thetas).all(axis=1)
+    for k in np.flatnonzero(refit):
+        keep = np.arange(n) != k
+        thetas[k] = _ridge_solve(design[keep], target[keep], weights[keep], ridge)
+    return thetas
 
 
 # ----------------------------------------------------------------------------------------- scores
