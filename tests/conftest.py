@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "oracles"))
 # test helpers (tests/support/inprocess.py: a command line run in the test process) import as top-level modules
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
+import forkserver  # noqa: E402
 from inprocess import run_inprocess  # noqa: E402
 from tables import seed_tables as _seed_tables  # noqa: E402
 from tables import shared_table_dir  # noqa: E402
@@ -114,17 +115,23 @@ def python_exe() -> str:
 
 @pytest.fixture(scope="session")
 def run_cmd(cli_env):
-    """run_cmd(args, cwd=REPO_ROOT, env=None, timeout=900, check=True) -> CompletedProcess (text, captured).
+    """run_cmd(args, cwd=REPO_ROOT, env=None, timeout=900, check=True, fresh=False) -> CompletedProcess (text,
+    captured).
 
     ``args`` is the command line after ``python`` (``["search.py", "latency=2ms"]`` or ``["-m", "s3nas..."]``),
     run with this interpreter, offline W&B, no inherited HYDRA_FULL_ERROR and one OpenMP thread (2 shared
     cores); ``env`` adds variables. ``check=True`` fails the test with the output's tail on a non-zero exit.
+    A real process forked from a server that has imported torch, Lightning, ... once (tests/support/forkserver.py;
+    a plain subprocess where ``env`` changes what is read at import, e.g. S3NAS_CONFIG_DIR or HOME, or ``fresh``).
     """
 
-    def _run(args, cwd=REPO_ROOT, env=None, timeout: float = 900, check: bool = True):
+    def _run(args, cwd=REPO_ROOT, env=None, timeout: float = 900, check: bool = True, fresh: bool = False):
         full_env = {**cli_env, "OMP_NUM_THREADS": "1", **(env or {})}
-        proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd), env=full_env, capture_output=True,
-                              text=True, timeout=timeout)
+        if fresh:  # a fresh interpreter (W&B: its import-time state, e.g. a media temp dir, is per process)
+            proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd), env=full_env,
+                                  capture_output=True, text=True, timeout=timeout)
+        else:
+            proc = forkserver.run(args, cwd, full_env, timeout=timeout)
         if check and proc.returncode != 0:
             pytest.fail(f"exit {proc.returncode}: python {' '.join(map(str, args))}\n"
                         f"--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-4000:]}")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import forkserver
 import pytest
 import torch
 from inprocess import SMALL_SPACE
@@ -111,10 +112,10 @@ def test_sigint_during_training_says_how_to_resume(tmp_path):
     # space (SMALL_SPACE: its table built in the command's process in a fraction of a second, in the test's own cache
     # dir; an empty cache had the debug space's table built by two spawned workers, ~9 CPU-s): Ctrl-C is the subject,
     # not the space; the 80 steps still take seconds
-    cmd = [sys.executable, "search.py", "debug=search_tiny", "data.image_size=16", "callbacks=default",
+    cmd = ["search.py", "debug=search_tiny", "data.image_size=16", "callbacks=default",
            "callbacks.rich_progress_bar=null", "schedule.search_epochs=20", *SMALL_SPACE, "latency=0.5ms",
            f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = forkserver.popen(cmd, REPO, _env())  # a real process, forked from tests/support/forkserver.py's server
     deadline = time.time() + 600
     while not list((run_dir / "checkpoints").glob("*.ckpt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)  # wait for the first epoch's checkpoint: training is under way

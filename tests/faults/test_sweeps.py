@@ -4,9 +4,9 @@ interrupted job, and parallel jobs (the joblib launcher) sharing one latency-tab
 
 The sweeps with Hydra's basic launcher (jobs one after the other in the command's process) run in the test process
 (tests/support/inprocess.py: the command's exit code is its ``sys.exit``); the joblib sweep, whose jobs are worker
-processes, runs as a real process and checks its exit status. The in-process sweeps search a 6-position space
-(``SMALL_SPACE``: the sweep's bookkeeping is tested, not the space); the joblib sweep's cache starts empty (its jobs
-build the debug space's table into it)."""
+processes, runs as a real process and checks its exit status. All sweeps search a 6-position space (``SMALL_SPACE``:
+the sweep's bookkeeping is tested, not the space); the joblib sweep's cache starts empty, and its jobs build the table
+into it with two spawned table workers each (processes started inside the launcher's worker processes)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
 # tiny searches at 2 batches an epoch (1 validation batch, 2 for the BN statistics): the sweep's bookkeeping is
 # what is tested, not the search
 TINY = ["debug=search_tiny", "data.image_size=16", *SHORT_SEARCH, *SMALL_SPLITS]
-# the in-process sweeps run in the 6-position space (SMALL_SPACE); the joblib sweep keeps the debug space, whose
-# table takes seconds to build: its two jobs build it at the same time into one cache
+# the joblib sweep: the table built by 2 spawned workers in each job (SMALL_SPACE builds it in the job's process). Two
+# processes building one table at the same time (released together at a barrier): faults/test_concurrency.py
+JOBLIB_TABLE_WORKERS = "schedule.lut_workers=2"
 INFEASIBLE = "latency: target 0.01 ms is below the fastest architecture"
 
 
@@ -96,8 +97,8 @@ def test_parallel_jobs_share_one_cache_and_the_summary(tmp_path, run_cmd):
     """hydra/launcher=joblib (worker processes, 2 at a time): the failing job's reason reaches the summary, the
     two searches build the same latency table into one shared cache dir, and the cache holds one valid table."""
     sweep_dir, cache = tmp_path / "sweep", tmp_path / "cache"
-    proc = _sweep(run_cmd, sweep_dir, "latency=0.01ms,2.5ms,3ms", f"paths.cache_dir={cache}",
-                  "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    proc = _sweep(run_cmd, sweep_dir, *SMALL_SPACE, JOBLIB_TABLE_WORKERS, "latency=0.01ms,2.5ms,3ms",
+                  f"paths.cache_dir={cache}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "error: sweep: 1 of 3 jobs failed or were interrupted" in proc.stderr
     rows = _rows(sweep_dir)
