@@ -46,8 +46,12 @@ def _serve(sock_path: str):
     """Accept requests until stdin closes (the pytest process ended); return the request in a forked child."""
     import json
     import select
+    import signal
     import socket
 
+    # Ctrl-C as a fresh interpreter started by the test process has it (SIGINT at its default action there: see
+    # conftest.py), whatever this server inherited; the forked commands inherit this handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for name in PRELOAD:
         try:
             __import__(name)
