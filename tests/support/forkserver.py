@@ -91,6 +91,10 @@ def _serve(sock_path: str):
                     os.kill(pid, 9)
                 except OSError:
                     pass
+            import weakref
+
+            for finalizer in list(weakref.finalize._registry):  # the imports' temp dirs (W&B's media, artifacts)
+                finalizer()
             os._exit(0)
         if listener not in ready:
             continue
