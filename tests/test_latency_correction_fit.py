@@ -155,3 +155,26 @@ def test_fit_correction_chooses_and_fits_as_with_the_explicit_refits(monkeypatch
         assert fitted["fit"].pop("ridge") == expected["fit"].pop("ridge")
         assert fitted["fit"].pop("loo_mape_pct") == pytest.approx(expected["fit"].pop("loo_mape_pct"), rel=1e-9)
         assert fitted == expected  # the final fit (all samples, alpha from n) is the same Ridge solve
+
+
+def test_one_end_to_end_network_still_fits_a_correction(tmp_path):
+    """hardware.correction_samples=1 (or all but one network failed on the device): no leave-one-out choice (the
+    middle weight threshold, the ridge as set), a correction that applies, and no ``loo_mape_pct``: not a
+    ``ValueError`` from the choice."""
+    from s3nas.arch.space import SearchSpace
+    from s3nas.config import compose_config
+    from s3nas.latency.correction import WEIGHT_THRESHOLDS
+    from s3nas.latency.device import SimulatedDevice
+    from s3nas.latency.measured import build_measured_table
+
+    cfg = compose_config("search", ["debug=search_tiny", "supernet.depths=[1,1,1,1,2]", "supernet.block_type=mbconv",
+                                    "candidates.mbconv.kernels=[3]"])
+    space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=10, input_size=16)
+    measured = build_measured_table(space, SimulatedDevice("midap", "sim", repeats=1), cache_dir=tmp_path,
+                                    samples=1, progress=False, printer=None)
+    (options, ms), = measured.samples
+    correction = fit_correction(measured.raw, measured.samples)
+    assert correction.fit["samples"] == 1 and "loo_mape_pct" not in correction.fit and correction.fit["ridge"] == 0.1
+    assert correction.weight_threshold == WEIGHT_THRESHOLDS[len(WEIGHT_THRESHOLDS) // 2]
+    corrected = correction.apply(measured.raw).estimate_ms(options)
+    assert abs(corrected - ms) < abs(measured.raw.estimate_ms(options) - ms) or corrected == pytest.approx(ms)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -130,19 +129,24 @@ def test_sigint_during_training_says_how_to_resume(tmp_path):
 
 
 def test_sigkill_during_table_build_leaves_no_workers(tmp_path):
-    cmd = [sys.executable, "search.py", "debug=search_small", f"paths.cache_dir={tmp_path / 'cache'}",
-           "schedule.lut_workers=2", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, workers = time.time() + 300, []
-    while time.time() < deadline and proc.poll() is None:
-        workers = [c for c in _children(proc.pid) if "spawn" in Path(f"/proc/{c}/cmdline").read_text()]
-        if len(workers) >= 2:
-            break
-        time.sleep(0.1)
+    """``kill -9`` of a search while its spawned table workers run: they notice and end (no orphans). The search
+    is forked from tests/support/forkserver.py's server (its table workers are fresh spawned interpreters); its
+    own imports' temp files (W&B's, which a SIGKILL leaves behind) are the server's, removed when it ends."""
+    cmd = ["search.py", "debug=search_small", f"paths.cache_dir={tmp_path / 'cache'}", "schedule.lut_workers=2",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = forkserver.popen(cmd, REPO, _env())
+    try:
+        deadline, workers = time.time() + 300, []
+        while time.time() < deadline and proc.poll() is None:
+            workers = [c for c in _children(proc.pid) if "spawn" in Path(f"/proc/{c}/cmdline").read_text()]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
     if not workers:
         pytest.skip("the table was built before its workers could be observed")
-    proc.kill()
-    proc.wait()
     deadline = time.time() + 30
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.2)

@@ -143,13 +143,19 @@ def fit_correction(raw: LatencyTable, samples: Sequence[tuple[Sequence[Option], 
             # (scored as applied: every corrected entry clipped at 0)
             blocks = [[(groups[i], raw.block_ms(i, o), v) for i, (o, v) in enumerate(zip(opts, p)) if o]
                       for opts, p in zip(options, params)]
-            choices = [(t, r) for t in WEIGHT_THRESHOLDS for r in (ridge / 10.0, ridge, ridge * 10.0, ridge * 100.0)]
-            loo = {c: _loo_mape(np.concatenate([design, weight_col[:, None], big_col(c[0])[:, None]], axis=1),
-                                target, y, c[1], blocks, n_groups, block_ms, per_param_ms, c[0])
-                   for c in choices}
-            threshold, ridge = min(choices, key=lambda c: loo[c])
+            if len(y) >= 2:
+                choices = [(t, r) for t in WEIGHT_THRESHOLDS
+                           for r in (ridge / 10.0, ridge, ridge * 10.0, ridge * 100.0)]
+                loo = {c: _loo_mape(np.concatenate([design, weight_col[:, None], big_col(c[0])[:, None]], axis=1),
+                                    target, y, c[1], blocks, n_groups, block_ms, per_param_ms, c[0])
+                       for c in choices}
+                threshold, ridge = min(choices, key=lambda c: loo[c])
+                extra = {"per_param_ms": per_param_ms, "threshold": threshold,
+                         "loo_mape_pct": loo[(threshold, ridge)]}
+            else:  # one network (e.g. correction_samples=1): nothing to leave out; the middle threshold, ridge as set
+                threshold = WEIGHT_THRESHOLDS[len(WEIGHT_THRESHOLDS) // 2]
+                extra = {"per_param_ms": per_param_ms, "threshold": threshold}
             design = np.concatenate([design, weight_col[:, None], big_col(threshold)[:, None]], axis=1)
-            extra = {"per_param_ms": per_param_ms, "threshold": threshold, "loo_mape_pct": loo[(threshold, ridge)]}
         theta = _ridge_solve(design, target, weights, ridge)
         scale = (1.0 + theta[1:1 + n_groups]).tolist()
         offset = (theta[1 + n_groups:1 + 2 * n_groups] * block_ms).tolist()
