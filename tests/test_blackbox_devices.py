@@ -179,12 +179,12 @@ def _small_space() -> SearchSpace:
 
 def test_keep_heap_cuts_torch_page_faults():
     """Measured in a fresh process each (the glibc setting is process-wide): the reference network at 160 px,
-    20 timed runs after a first measurement (here: ~34k page faults without, ~10 with)."""
+    8 timed runs after a first measurement (here: ~17k page faults without, ~12 with; ~36k / ~13 at 20 runs)."""
     code = ("import resource, sys; from s3nas.latency.device import TorchCpuDevice; "
             "from s3nas.latency.measured import reference_options; from s3nas.config import compose_config; "
             "from s3nas.arch.space import SearchSpace; cfg = compose_config('search', ['debug=search_small']); "
             "space = SearchSpace.from_config(cfg.supernet, cfg.candidates, num_classes=10, input_size=160); "
-            "device = TorchCpuDevice(warmup=3, repeats=20, keep_heap=sys.argv[1] == '1'); "
+            "device = TorchCpuDevice(warmup=3, repeats=8, keep_heap=sys.argv[1] == '1'); "
             "net = space.arch_spec(reference_options(space)); device.measure(net); "
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt; device.measure(net); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)")
