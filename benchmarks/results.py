@@ -141,7 +141,7 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
         "command": "python benchmarks/search_throughput.py",
         "long": True,
         "headline": ["cpu_warmup_images_per_s", "cpu_search_images_per_s", "gpu_warmup_images_per_s",
-                     "gpu_search_images_per_s", "imagenet_10_epochs_minutes"],
+                     "gpu_search_images_per_s", "imagenet_search_minutes", "gpu_name"],
     },
     "supernet_overhead": {
         "about": "one training step of the supernet vs the same-size plain child network: time and memory",

@@ -4,8 +4,11 @@ Synthetic tensors, the default supernet (s3nas_mixconv), RMSpropTF, CE (+ latenc
 step, with the real midap latency table). Runs on CPU (small batch, few steps) and, when CUDA is
 available, on the GPU (bf16 autocast + channels_last by default there).
 
-    python benchmarks/search_throughput.py [--cpu-batch 8 --cpu-steps 3 --gpu-batch 256 --gpu-steps 20]
+    python benchmarks/search_throughput.py [--cpu-batch 8 --cpu-steps 3 --gpu-batch 0 --gpu-steps 20]
 
+``--gpu-batch 0`` (the default) takes the largest power-of-two batch that fits in the GPU's memory (gpu_batch.py),
+per phase. With a GPU, the projected wall time of the paper's ImageNet search: 8 warm-up epochs and 2 search
+epochs of 1,281,167 images at the measured rates (training steps only: no data loading, validation or table build).
 Prints a table; the last line is one JSON object of the figures.
 """
 
@@ -16,6 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from gpu_batch import largest_batch  # noqa: E402  (benchmarks/gpu_batch.py)
 from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 
@@ -86,12 +90,23 @@ def measure(space, table, *, device: str, batch: int, steps: int, phase: str, bf
     return batch * steps / (time.perf_counter() - started)
 
 
+IMAGENET_TRAIN_IMAGES = 1_281_167
+PAPER_WARMUP_EPOCHS, PAPER_SEARCH_EPOCHS = 8, 2
+
+
+def imagenet_search_minutes(warmup_images_per_s: float, search_images_per_s: float) -> float:
+    """The paper's ImageNet search (8 warm-up epochs, then 2 search epochs) at these training rates, in minutes."""
+    seconds = IMAGENET_TRAIN_IMAGES * (PAPER_WARMUP_EPOCHS / warmup_images_per_s
+                                       + PAPER_SEARCH_EPOCHS / search_images_per_s)
+    return round(seconds / 60.0, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-batch", type=int, default=4)
     parser.add_argument("--cpu-steps", type=int, default=2)
     parser.add_argument("--cpu-threads", type=int, default=0, help="0: torch default")
-    parser.add_argument("--gpu-batch", type=int, default=256)
+    parser.add_argument("--gpu-batch", type=int, default=0, help="0: the largest that fits (a power of two)")
     parser.add_argument("--gpu-steps", type=int, default=20)
     parser.add_argument("--no-bf16", action="store_true", help="GPU: fp32 instead of bf16 autocast")
     parser.add_argument("--no-channels-last", action="store_true")
@@ -110,9 +125,12 @@ def main() -> None:
     if gpu:
         name = torch.cuda.get_device_name(0)
         for phase in ("warmup", "search"):
-            ips = measure(space, table, device="cuda", batch=args.gpu_batch, steps=args.gpu_steps, phase=phase,
-                          bf16=not args.no_bf16, channels_last=not args.no_channels_last, warmup_steps=3)
-            rows.append({"device": f"cuda ({name})", "phase": phase, "batch": args.gpu_batch,
+            def run(batch: int, phase: str = phase) -> float:
+                return measure(space, table, device="cuda", batch=batch, steps=args.gpu_steps, phase=phase,
+                               bf16=not args.no_bf16, channels_last=not args.no_channels_last, warmup_steps=3)
+
+            batch, ips = largest_batch(run) if args.gpu_batch == 0 else (args.gpu_batch, run(args.gpu_batch))
+            rows.append({"device": f"cuda ({name})", "phase": phase, "batch": batch,
                          "precision": "fp32" if args.no_bf16 else "bf16-mixed",
                          "channels_last": not args.no_channels_last, "images_per_s": ips})
 
@@ -124,11 +142,14 @@ def main() -> None:
         print("GPU: not available (CUDA not found); CPU figures only")
     figures = {f"{'gpu' if r['device'].startswith('cuda') else 'cpu'}_{r['phase']}_images_per_s": round(r["images_per_s"], 3)
                for r in rows}
-    figures.update(gpu_available=gpu, cpu_batch=args.cpu_batch, gpu_batch=args.gpu_batch if gpu else None)
+    figures.update(gpu_available=gpu, cpu_batch=args.cpu_batch,
+                   gpu_batch={r["phase"]: r["batch"] for r in rows if r["device"].startswith("cuda")} or None,
+                   gpu_name=torch.cuda.get_device_name(0) if gpu else None)
     if gpu:
-        # one epoch of ImageNet (1.28M images) per phase step rate: the paper's 10 epochs
-        rate = min(figures["gpu_warmup_images_per_s"], figures["gpu_search_images_per_s"])
-        figures["imagenet_10_epochs_minutes"] = round(10 * 1_281_167 / rate / 60, 1)
+        figures["imagenet_search_minutes"] = imagenet_search_minutes(figures["gpu_warmup_images_per_s"],
+                                                                     figures["gpu_search_images_per_s"])
+        print(f"projected ImageNet search (8 warm-up + 2 search epochs, training steps only): "
+              f"{figures['imagenet_search_minutes']:.0f} min on {figures['gpu_name']}")
     record(figures, "search_throughput")
 
 

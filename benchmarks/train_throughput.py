@@ -1,11 +1,12 @@
 """Benchmark: training throughput (images/s) of retrained networks at 224x224, CPU and (when present) GPU.
 
 python benchmarks/train_throughput.py [--arch <arch.json|run dir|timm:name> ...] [--batch 32] [--steps 5]
-    [--gpu-batch 128] [--gpu-steps 20] [--threads N] [--no-gpu]
+    [--gpu-batch 0] [--gpu-steps 20] [--threads N] [--no-gpu]
 One training step = forward + label-smoothed CE + backward + RMSpropTF step + EMA update (train.py's
 recipe, through RetrainModule's pieces), 1000 classes, random images. CPU runs in float32; the GPU runs
 in bf16 autocast with channels_last (the paper_retrain switches). Default networks: timm's
-mobilenetv2_100 and efficientnet_b0, plus every --arch given. Prints a table; the last line is JSON.
+mobilenetv2_100 and efficientnet_b0, plus every --arch given. ``--gpu-batch 0`` (the default): the largest
+power-of-two batch that fits in the GPU's memory, per network (gpu_batch.py). Prints a table; the last line is JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from s3nas.train.module import ModelEma
 from s3nas.train.network import build_network, resolve_network
+from gpu_batch import largest_batch  # noqa: E402  (benchmarks/gpu_batch.py)
 from results import record  # noqa: E402  (benchmarks/results.py: last JSON line + benchmarks/records/)
 
 
@@ -66,7 +68,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--gpu-batch", type=int, default=128)
+    ap.add_argument("--gpu-batch", type=int, default=0, help="0: the largest that fits (a power of two)")
     ap.add_argument("--gpu-steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--no-gpu", action="store_true")
@@ -86,10 +88,11 @@ def main() -> None:
                                                  bf16=False, channels_last=False)
             row["cpu_batch"] = args.batch
         if gpu:
-            if args.gpu_batch:
-                row["gpu_images_per_s"] = throughput(source, "cuda", args.gpu_batch, args.gpu_steps, 3, args.size,
-                                                     bf16=True, channels_last=True)
-                row["gpu_batch"] = args.gpu_batch
+            def run(batch: int, source=source) -> float:
+                return throughput(source, "cuda", batch, args.gpu_steps, 3, args.size, bf16=True, channels_last=True)
+
+            batch, ips = largest_batch(run) if args.gpu_batch == 0 else (args.gpu_batch, run(args.gpu_batch))
+            row["gpu_images_per_s"], row["gpu_batch"] = ips, batch
         rows.append(row)
         print(f"{row['arch'][:40]:<40} cpu {row.get('cpu_images_per_s', float('nan')):9.1f} img/s"
               + (f"   gpu(bf16, channels_last) {row['gpu_images_per_s']:9.1f} img/s" if "gpu_images_per_s" in row else ""),
