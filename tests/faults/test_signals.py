@@ -5,7 +5,7 @@ command then ends with exactly the results of an uninterrupted run.
 The signals are real: ``$S3NAS_FAULT_SIGNAL_AT_STEP=N:TERM`` makes the training send itself the signal after
 optimizer step N (so the step is known), one test sends it from outside while training runs, and the
 second-signal test sends one during the checkpoint write. The interrupted commands are real processes (exit
-status, handlers, the resume line); the uninterrupted references and the final resume that runs to the end, whose
+status, handlers, the resume line), forked from tests/support/forkserver.py's server; the uninterrupted references and the final resume that runs to the end, whose
 outputs are compared, run in the test process (tests/support/inprocess.py). Each search and train test stops one
 command twice (SIGTERM, then SIGUSR1 or the other way round, in the resumed run), so the resumed run is itself
 interrupted and resumed. The injected-step search test and the random search draw from the 6-position MBConv space
