@@ -128,10 +128,11 @@ def _run_request(request: dict) -> None:
 
     import weakref
 
-    # the server's own finalizers (e.g. the temp dir W&B makes at import) are not this process's to run at exit:
-    # a first command ending would delete what the next ones share; the command's own finalizers run as usual
-    for info in list(weakref.finalize._registry.values()):
-        info.atexit = False
+    # the server's own finalizers (e.g. the temp dirs W&B makes at import) are not this process's to run, at exit
+    # or when their object is collected at shutdown: a first command ending would delete what the next ones share.
+    # Detached here (the server runs them when it ends); the command's own finalizers run as usual
+    for finalizer in list(weakref.finalize._registry):
+        finalizer.detach()
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
