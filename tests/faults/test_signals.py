@@ -10,8 +10,8 @@ outputs are compared, run in the test process (tests/support/inprocess.py). Each
 command twice (SIGTERM, then SIGUSR1 or the other way round, in the resumed run), so the resumed run is itself
 interrupted and resumed. The injected-step search test and the random search draw from the 6-position MBConv space
 (SMALL_SPACE): what they test is where a signal lands and the exact resume, not the space. The SIGTERM from outside
-keeps the debug space: the suite's one exact resume of its search (mixed kernels; tests/test_search_resume.py and
-faults/test_full_disk.py resume the 6-position space), and a longer window for the signal.
+searches a 6-position MixConv space: the suite's one exact resume of a mixed-kernel search (tests/test_search_resume.py
+and faults/test_full_disk.py resume the MBConv SMALL_SPACE).
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ TINY_SEARCH = ["debug=search_tiny", "data.image_size=16", "seed=7", "callbacks=d
 # in the command's process), a target under its all-on network's 0.69 ms on midap, so the search steps train the
 # thresholds and the resume is compared on trained thresholds
 SEARCH = [*TINY_SEARCH, "latency=0.5ms", *SMALL_SPACE]
-# the SIGTERM from outside: the debug space (its table seeded, tests/support/tables.py), whose search runs ~8 s after
-# the warm-up's checkpoint appears (the 6-position space's ~3.5 s; measured on 2 loaded cores); the signal is sent
-# within ~50 ms of it
-DEBUG_SEARCH = [*TINY_SEARCH, "latency=2.5ms"]
+# the SIGTERM from outside: a 6-position MixConv space (the debug space's block type and kernel candidates, so the
+# suite's one exact resume of a mixed-kernel search; SMALL_SPACE is MBConv) at 0.8 ms, under its all-on network's
+# 1.06 ms on midap; its table built in the command's process. Its search runs ~1.5 s after the warm-up's checkpoint
+# appears (the debug space's ~8 s); the signal is sent within ~50 ms of it
+MIXED_SEARCH = [*TINY_SEARCH, "latency=0.8ms", "supernet.depths=[1,1,1,1,2]", "schedule.lut_workers=1"]
 SEARCH_STEPS = 6
 # train: 3 epochs of 4 batches (12 steps), EMA and random shifts on (the recipe's defaults)
 TRAIN = ["data.image_size=16", "data.batch_size=32", "trainer.limit_train_batches=4", "recipe.epochs=3",
@@ -120,17 +121,15 @@ def search_reference(tmp_path_factory, search_command) -> Path:
 
 
 @pytest.fixture(scope="module")
-def debug_search_command(tmp_path_factory, seed_tables) -> list[str]:
-    """search.py with DEBUG_SEARCH and a cache holding the session's seeded table of the debug space."""
-    cache = tmp_path_factory.mktemp("debug_search_cache")
-    seed_tables(cache)
-    return ["search.py", *DEBUG_SEARCH, f"paths.cache_dir={cache}"]
+def mixed_search_command(tmp_path_factory) -> list[str]:
+    """search.py with MIXED_SEARCH and a latency-table cache shared by its runs (built by the reference)."""
+    return ["search.py", *MIXED_SEARCH, f"paths.cache_dir={tmp_path_factory.mktemp('mixed_search_cache')}"]
 
 
 @pytest.fixture(scope="module")
-def debug_search_reference(tmp_path_factory, debug_search_command) -> Path:
-    run_dir = tmp_path_factory.mktemp("debug_search_reference")
-    run_to_the_end(debug_search_command, run_dir)
+def mixed_search_reference(tmp_path_factory, mixed_search_command) -> Path:
+    run_dir = tmp_path_factory.mktemp("mixed_search_reference")
+    run_to_the_end(mixed_search_command, run_dir)
     return run_dir
 
 
@@ -172,10 +171,10 @@ def test_signals_mid_search_then_same_command_same_result(search_command, search
     assert_same_search(run_dir, search_reference)
 
 
-def test_sigterm_from_outside_during_the_search(debug_search_command, debug_search_reference, tmp_path):
+def test_sigterm_from_outside_during_the_search(mixed_search_command, mixed_search_reference, tmp_path):
     """Sent by another process at whatever step the search is at (after the warm-up's checkpoint)."""
     run_dir = tmp_path / "run"
-    proc = start(debug_search_command, run_dir)
+    proc = start(mixed_search_command, run_dir)
     deadline = time.time() + 300
     while not (run_dir / "checkpoints" / "last.ckpt").exists() and proc.poll() is None \
             and time.time() < deadline:
@@ -187,8 +186,8 @@ def test_sigterm_from_outside_during_the_search(debug_search_command, debug_sear
     if stopped.returncode == 0:
         pytest.skip("the search finished before the signal arrived")
     assert_stopped(stopped, signal.SIGTERM, run_dir, "python search.py", None)
-    run_to_the_end(debug_search_command, run_dir)
-    assert_same_search(run_dir, debug_search_reference)
+    run_to_the_end(mixed_search_command, run_dir)
+    assert_same_search(run_dir, mixed_search_reference)
 
 
 # ------------------------------------------------------------------------------------------------ train
