@@ -1,4 +1,4 @@
-"""Real processes without the ~6 CPU-s of imports each: ``forked_popen(["search.py", ...], ...)``.
+"""Real processes without the ~6 CPU-s of imports each: ``popen(["search.py", ...], cwd, env)``, ``run(...)``.
 
 A subprocess ``python search.py ...`` spends most of a short test command in its imports (torch, Lightning,
 torchmetrics -> torchvision -> torch._dynamo, scipy, timm, onnx: ~6 CPU-s on the 2-core CI machine). This module
@@ -15,7 +15,8 @@ non-daemon threads joined, streams flushed; an uncaught KeyboardInterrupt ends i
 What it is not: a fresh interpreter. Modules are imported before the request's environment applies, so a command
 whose environment differs from the server's in a variable read at import or library load time (the config dir,
 HOME, thread counts, ...: ``IMPORT_TIME_ENV``) is started as a plain subprocess instead, and tests about a
-command's start-up itself (its imports, an installed copy, a changed HOME) use ``subprocess`` directly.
+command's start-up itself (its imports, an installed copy, a changed HOME) use ``subprocess`` directly, as do W&B
+runs (conftest.py's ``run_cmd(..., fresh=True)``: W&B removes the temp dir it made at import when a run finishes).
 """
 
 from __future__ import annotations
