@@ -107,30 +107,36 @@ def assert_same_tensors(actual: dict, expected: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ search
+def _search_command(tmp_path_factory, name: str, overrides: list[str]) -> list[str]:
+    """search.py with ``overrides`` and a latency-table cache shared by its runs (built by the reference)."""
+    return ["search.py", *overrides, f"paths.cache_dir={tmp_path_factory.mktemp(f'{name}_cache')}"]
+
+
+def _reference(tmp_path_factory, name: str, command: list[str]) -> Path:
+    """The command's uninterrupted run (in the test process): what the interrupted and resumed runs must equal."""
+    run_dir = tmp_path_factory.mktemp(f"{name}_reference")
+    run_to_the_end(command, run_dir)
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def search_command(tmp_path_factory) -> list[str]:
-    """search.py with SEARCH and a latency-table cache shared by its runs (built by the reference)."""
-    return ["search.py", *SEARCH, f"paths.cache_dir={tmp_path_factory.mktemp('search_cache')}"]
+    return _search_command(tmp_path_factory, "search", SEARCH)
 
 
 @pytest.fixture(scope="module")
 def search_reference(tmp_path_factory, search_command) -> Path:
-    run_dir = tmp_path_factory.mktemp("search_reference")
-    run_to_the_end(search_command, run_dir)
-    return run_dir
+    return _reference(tmp_path_factory, "search", search_command)
 
 
 @pytest.fixture(scope="module")
 def mixed_search_command(tmp_path_factory) -> list[str]:
-    """search.py with MIXED_SEARCH and a latency-table cache shared by its runs (built by the reference)."""
-    return ["search.py", *MIXED_SEARCH, f"paths.cache_dir={tmp_path_factory.mktemp('mixed_search_cache')}"]
+    return _search_command(tmp_path_factory, "mixed_search", MIXED_SEARCH)
 
 
 @pytest.fixture(scope="module")
 def mixed_search_reference(tmp_path_factory, mixed_search_command) -> Path:
-    run_dir = tmp_path_factory.mktemp("mixed_search_reference")
-    run_to_the_end(mixed_search_command, run_dir)
-    return run_dir
+    return _reference(tmp_path_factory, "mixed_search", mixed_search_command)
 
 
 def arch_of(run_dir: Path) -> dict:
