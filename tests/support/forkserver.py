@@ -58,6 +58,9 @@ def _serve(sock_path: str):
             __import__(name)
         except Exception:  # noqa: BLE001 - a module that fails to import fails in the command as it would
             pass
+    import yaml_memo  # this file's directory is sys.path[0]
+
+    yaml_memo.install()  # as in the pytest process: a config text parsed once (yaml_memo.py)
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
         sys.stdout.write(f"{threads} threads after the imports: cannot fork safely\n")
