@@ -46,12 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "oracles"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 import forkserver  # noqa: E402
+import run_mode  # noqa: E402
 import yaml_memo  # noqa: E402
 from inprocess import run_inprocess  # noqa: E402
 from tables import seed_tables as _seed_tables  # noqa: E402
 from tables import shared_table_dir  # noqa: E402
 
 yaml_memo.install()  # a config text parsed once per process (tests/support/yaml_memo.py)
+run_mode.install()  # no composition only to learn the run mode of a plain command line (tests/support/run_mode.py)
 
 
 #: The longest test files (wall seconds measured on 2 cores, docs/notes/test-suite.md), longest first. xdist's loadfile

@@ -23,7 +23,7 @@ def random_search_run(tmp_path_factory, run_inproc):
     """A finished random search: 2 samples x 1 epoch of 2 batches, the best retrained for 1 epoch (the command
     line in the test process: tests/support/inprocess.py)."""
     run_dir = tmp_path_factory.mktemp("baselines") / "random_search"
-    run_inproc(["-m", "s3nas.baselines.random_search", *TINY, "num_samples=2", "full.epochs=1",
+    run_inproc(["-m", "s3nas.baselines.random_search", *TINY, "num_samples=2", "full.epochs=1", "lut_workers=1",
                 f"hydra.run.dir={run_dir}"])
     return run_dir
 

@@ -58,9 +58,11 @@ def _serve(sock_path: str):
             __import__(name)
         except Exception:  # noqa: BLE001 - a module that fails to import fails in the command as it would
             pass
-    import yaml_memo  # this file's directory is sys.path[0]
+    import run_mode  # this file's directory is sys.path[0]
+    import yaml_memo
 
     yaml_memo.install()  # as in the pytest process: a config text parsed once (yaml_memo.py)
+    run_mode.install()  # and no composition only for the run mode (run_mode.py)
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
         sys.stdout.write(f"{threads} threads after the imports: cannot fork safely\n")
