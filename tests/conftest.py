@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -120,23 +119,18 @@ def python_exe() -> str:
 
 @pytest.fixture(scope="session")
 def run_cmd(cli_env):
-    """run_cmd(args, cwd=REPO_ROOT, env=None, timeout=900, check=True, fresh=False) -> CompletedProcess (text,
-    captured).
+    """run_cmd(args, cwd=REPO_ROOT, env=None, timeout=900, check=True) -> CompletedProcess (text, captured).
 
     ``args`` is the command line after ``python`` (``["search.py", "latency=2ms"]`` or ``["-m", "s3nas..."]``),
     run with this interpreter, offline W&B, no inherited HYDRA_FULL_ERROR and one OpenMP thread (2 shared
     cores); ``env`` adds variables. ``check=True`` fails the test with the output's tail on a non-zero exit.
     A real process forked from a server that has imported torch, Lightning, ... once (tests/support/forkserver.py;
-    a plain subprocess where ``env`` changes what is read at import, e.g. S3NAS_CONFIG_DIR or HOME, or ``fresh``).
+    a plain subprocess where ``env`` changes what is read at import, e.g. S3NAS_CONFIG_DIR or HOME).
     """
 
-    def _run(args, cwd=REPO_ROOT, env=None, timeout: float = 900, check: bool = True, fresh: bool = False):
+    def _run(args, cwd=REPO_ROOT, env=None, timeout: float = 900, check: bool = True):
         full_env = {**cli_env, "OMP_NUM_THREADS": "1", **(env or {})}
-        if fresh:  # a fresh interpreter (W&B: its import-time state, e.g. a media temp dir, is per process)
-            proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(cwd), env=full_env,
-                                  capture_output=True, text=True, timeout=timeout)
-        else:
-            proc = forkserver.run(args, cwd, full_env, timeout=timeout)
+        proc = forkserver.run(args, cwd, full_env, timeout=timeout)
         if check and proc.returncode != 0:
             pytest.fail(f"exit {proc.returncode}: python {' '.join(map(str, args))}\n"
                         f"--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-4000:]}")

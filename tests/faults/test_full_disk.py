@@ -259,10 +259,10 @@ def test_wandb_offline_run_on_a_32k_run_dir(tiny_fs, run_cmd, tmp_path):
     run_dir = tiny_fs / "run"
     args = [*SHORT_SMALL, "logger=wandb", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    failed = run_cmd(args, env=env, check=False, fresh=True)
+    failed = run_cmd(args, env=env, check=False)
     assert_one_line_naming(failed, str(run_dir))
     assert "Logging error" not in failed.stderr and not (run_dir / "arch.json").exists()
     free_space(tiny_fs)
-    run_cmd(args, env=env, fresh=True)
+    run_cmd(args, env=env)
     assert_finished_search(run_dir, steps=6)
     assert list((run_dir / "wandb").glob("offline-run-*/*.wandb"))

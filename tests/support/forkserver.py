@@ -15,8 +15,9 @@ non-daemon threads joined, streams flushed; an uncaught KeyboardInterrupt ends i
 What it is not: a fresh interpreter. Modules are imported before the request's environment applies, so a command
 whose environment differs from the server's in a variable read at import or library load time (the config dir,
 HOME, thread counts, ...: ``IMPORT_TIME_ENV``) is started as a plain subprocess instead, and tests about a
-command's start-up itself (its imports, an installed copy, a changed HOME) use ``subprocess`` directly, as do W&B
-runs (conftest.py's ``run_cmd(..., fresh=True)``: W&B removes the temp dir it made at import when a run finishes).
+command's start-up itself (its imports, an installed copy, a changed HOME, page faults) use ``subprocess`` directly.
+W&B runs fork too: W&B makes two temp dirs at import and deletes them when a run ends, so each command gets dirs of
+its own (``_own_import_time_dirs``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def _serve(sock_path: str):
         sys.stdout.write(f"{threads} threads after the imports: cannot fork safely\n")
         sys.stdout.flush()
         os._exit(1)
+    import shutil
+    import tempfile
+
+    global _CHILD_DIRS
+    _CHILD_DIRS = tempfile.mkdtemp(prefix="s3nas-forkserver-")  # <pid>/: a command's own import-time temp dirs
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind("\0" + sock_path)  # Linux's abstract namespace: no file to clean up
     listener.listen(16)
@@ -83,6 +89,7 @@ def _serve(sock_path: str):
                 break
             if pid == 0:
                 break
+            shutil.rmtree(os.path.join(_CHILD_DIRS, str(pid)), ignore_errors=True)  # also after a SIGKILL
             conn = children.pop(pid, None)
             if conn is not None:
                 code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
@@ -101,6 +108,7 @@ def _serve(sock_path: str):
 
             for finalizer in list(weakref.finalize._registry):  # the imports' temp dirs (W&B's media, artifacts)
                 finalizer()
+            shutil.rmtree(_CHILD_DIRS, ignore_errors=True)
             os._exit(0)
         if listener not in ready:
             continue
@@ -126,6 +134,24 @@ def _serve(sock_path: str):
 
 
 _KEEP: list = []
+_CHILD_DIRS = ""
+
+
+def _own_import_time_dirs() -> None:
+    """W&B's temp dirs made at import (its media staging dir, its artifacts' dir), new for this command.
+
+    The server imported W&B (timm does), so every command forked from it would share the server's two dirs, and W&B
+    deletes them when a run ends (the media dir at the run's finish, the artifacts' dir at exit): the next command's
+    W&B run would stage its tables into a deleted dir. Here the same objects name dirs of this command's own, under
+    the server's ``<root>/<pid>/``, which the server removes when this process ends, however it ends."""
+    own = os.path.join(_CHILD_DIRS, str(os.getpid()))
+    private = sys.modules.get("wandb.sdk.data_types._private")
+    artifact = sys.modules.get("wandb.sdk.artifacts.artifact")
+    for holder, name in ((private, "MEDIA_TMP"), (getattr(artifact, "Artifact", None), "_TMP_DIR")):
+        tmp = getattr(holder, name, None) if holder is not None else None
+        if tmp is not None:
+            tmp.name = os.path.join(own, name.lower().strip("_"))
+            os.makedirs(tmp.name, exist_ok=True)
 
 
 def _run_request(request: dict) -> None:
@@ -139,6 +165,7 @@ def _run_request(request: dict) -> None:
     # Detached here (the server runs them when it ends); the command's own finalizers run as usual
     for finalizer in list(weakref.finalize._registry):
         finalizer.detach()
+    _own_import_time_dirs()
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
