@@ -230,6 +230,23 @@ def test_import_simulator_does_not_import_torch(cli_env):
     subprocess.run([sys.executable, "-c", code], check=True, env=cli_env, timeout=60)
 
 
+def test_command_modules_import_no_torch(cli_env):
+    """Every command names its check and task by import path (s3nas.runtime.entry.Target), so its module imports no
+    torch, Lightning or timm: ``--help``, ``--cfg`` and config errors take ~0.4 CPU-s instead of ~6.5, and the
+    processes a latency table build spawns (they import the command's module as their main) none of it either.
+    s3nas-se-removal is the exception: its module is also the implementation (docs/notes/test-suite.md)."""
+    import tomllib
+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    modules = sorted({target.split(":")[0] for target in scripts.values()} - {"s3nas.postsearch.se_removal"})
+    assert len(modules) >= 12 and "s3nas.train.app" in modules and "s3nas.baselines.random_search" in modules
+    code = (f"import sys, runpy; import {', '.join(modules)}; runpy.run_path('train.py', run_name='not_main'); "
+            "heavy = sorted({'torch', 'pytorch_lightning', 'timm'} & set(sys.modules)); assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=cli_env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_a_composition_shares_the_schema_store_instead_of_copying_it(compose_cfg):
     """Hydra deep-copies its config repository for every composition, and with it the ConfigStore of every schema
     (~15% of a composition, s3nas.config._share_the_config_store): the store's copy is the store."""

@@ -230,7 +230,7 @@ def compose_train(compose_cfg):
 ])
 def test_bad_arch_file_is_one_clear_error(compose_train, tmp_path, content, needle):
     from s3nas.errors import ConfigError
-    from s3nas.train import check_train
+    from s3nas.train.runner import check_train
 
     path = tmp_path / "in" / "arch.json"
     if content == "UNKNOWN_BLOCK":
@@ -249,7 +249,7 @@ def test_bad_arch_file_is_one_clear_error(compose_train, tmp_path, content, need
 
 def test_unknown_timm_model_names_close_ones(compose_train):
     from s3nas.errors import ConfigError
-    from s3nas.train import check_train
+    from s3nas.train.runner import check_train
 
     with pytest.raises(ConfigError, match=r"timm:mobilenetv2_10 'is not a timm model|mobilenetv2_100"):
         check_train(compose_train("arch=timm:mobilenetv2_10"))
@@ -261,7 +261,7 @@ def test_latency_is_simulated_at_the_archs_own_input_size(compose_train, tmp_pat
 
     import simulator
     from s3nas.arch.graph import archspec_to_graph
-    from s3nas.train import check_train
+    from s3nas.train.runner import check_train
 
     spec = dataclasses.replace(tiny_spec(), input_size=96)
     path = tmp_path / "arch.json"
@@ -276,7 +276,7 @@ def test_latency_is_simulated_at_the_archs_own_input_size(compose_train, tmp_pat
 
 def test_missing_arch_is_an_error(compose_train):
     from s3nas.errors import ConfigError
-    from s3nas.train import check_train
+    from s3nas.train.runner import check_train
 
     with pytest.raises(ConfigError, match="arch: not set"):
         check_train(compose_train())
@@ -301,7 +301,7 @@ IMAGES_3_CLASSES = ["data=imagenet", "data.image_size=16", "data.num_workers=0",
 
 def test_class_count_mismatch_on_resume(compose_train, runs, tmp_path):
     from s3nas.errors import ConfigError
-    from s3nas.train import check_train
+    from s3nas.train.runner import check_train
 
     root = image_tree(tmp_path / "images")
     with pytest.raises(ConfigError, match=r"num_classes=3 .*num_classes=10\b"):

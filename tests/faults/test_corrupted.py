@@ -114,7 +114,7 @@ def test_bad_bbssp_cache_entry_is_rebuilt(tmp_path, damage):
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "wrong_field"])
 def test_bad_arch_json_is_one_line_naming_the_file(tmp_path, damage):
     from s3nas.arch import codec
-    from s3nas.train import check_train
+    from s3nas.train.runner import check_train
 
     spec = _space(32).arch_spec(_space(32).min_options())
     path = codec.save_json(spec, tmp_path / "arch.json")

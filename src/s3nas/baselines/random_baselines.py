@@ -37,7 +37,7 @@ from s3nas.latency.backend import make_backend
 from s3nas.outputs import RandomBaselineSummary, TrainSummary, load_summary, write_summary
 from s3nas.runtime.loggers import build_loggers
 from s3nas.runtime.trainer import check_finite, check_loader_values
-from s3nas.train import check_train, run_train
+from s3nas.train.runner import check_train, run_train
 from s3nas.train.module import SCHEDULERS
 from s3nas.train.runner import _check_recipe
 from s3nas.utils.tables import write_csv
@@ -154,6 +154,14 @@ def train_network(cfg: DictConfig, spec: Any, out_dir: Path, stage: Any,
 
 
 # ----------------------------------------------------------------------------------------- pipeline
+def random_task(cfg: Any, checked: Any = None) -> Any:
+    """The random baselines' Hydra task: sample, train, select, retrain; returns the sweeper objective (test accuracy
+    by default)."""
+    summary = run_random(cfg, checked)
+    metric = cfg.get("optimized_metric")
+    return summary.get(metric) if metric else summary.get("test_acc")
+
+
 def run_random(cfg: DictConfig, checked: Optional[Checked] = None) -> dict:
     """Sample, train, select (and retrain for random search); write arch.json / summary.json."""
     started = time.time()

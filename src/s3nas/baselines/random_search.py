@@ -7,25 +7,17 @@ A thin Hydra entry point (conf/random_search.yaml) around ``s3nas.baselines.rand
 
 from __future__ import annotations
 
-from s3nas.baselines.random_baselines import check_random, run_random
 from s3nas.runtime.entry import run
 
-
-def check(cfg):
-    """Every user error before anything is written (one line, exit 2, no run dir)."""
-    return check_random(cfg)
-
-
-def main(cfg, checked=None):
-    """Hydra task: sample, train, select, retrain; returns the sweeper objective (test accuracy by default)."""
-    summary = run_random(cfg, checked)
-    metric = cfg.get("optimized_metric")
-    return summary.get(metric) if metric else summary.get("test_acc")
+#: the check and the task, named: torch and Lightning are imported only when the command runs them (not for --help,
+#: --cfg or a config error, nor in the latency table's worker processes, which import this module as their main)
+CHECK = "s3nas.baselines.random_baselines:check_random"
+TASK = "s3nas.baselines.random_baselines:random_task"
 
 
 def cli() -> None:
     """Console script ``s3nas-random-search`` (also ``python -m s3nas.baselines.random_search``)."""
-    run(main, "random_search", check=check)
+    run(TASK, "random_search", check=CHECK)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ point (conf/random_selection.yaml) around ``s3nas.baselines.random_baselines.run
 
 from __future__ import annotations
 
-from s3nas.baselines.random_search import check, main
+from s3nas.baselines.random_search import CHECK, TASK
 from s3nas.runtime.entry import run
 
-__all__ = ["check", "cli", "main"]
+__all__ = ["cli"]
 
 
 def cli() -> None:
     """Console script ``s3nas-random-selection`` (also ``python -m s3nas.baselines.random_selection``)."""
-    run(main, "random_selection", check=check)
+    run(TASK, "random_selection", check=CHECK)
 
 
 if __name__ == "__main__":

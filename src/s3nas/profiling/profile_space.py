@@ -304,7 +304,7 @@ def _train_accuracy(spec: ArchSpec, cfg: Any, seed: int, entry_dir: Path, result
     codec.save_json(spec, arch_path)
     train_cfg = train_cfg_for(cfg, arch_path, run_dir, seed)
     if trainer_fn is None:
-        from s3nas.train import check_train, run_train  # torch, Lightning, timm: only when a network is trained
+        from s3nas.train.runner import check_train, run_train  # torch, Lightning, timm: only when a network is trained
 
         summary = run_train(train_cfg, check_train(train_cfg))
     else:

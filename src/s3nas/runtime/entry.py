@@ -14,13 +14,14 @@ works after the shell stripped its quotes.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import hydra
 from hydra.errors import HydraException, MissingConfigException
@@ -53,13 +54,26 @@ def fault_interrupt_after_steps() -> Optional[int]:
     return int(text)
 
 
-def run(main_fn: Callable[..., Any], config_name: str = "search",
-        check: Optional[Callable[[Any], Any]] = None) -> None:
+#: A command's task or check: the function itself, or ``"package.module:function"``, imported only when the command
+#: runs it (after the composition): a command module naming its task so imports no torch or Lightning for
+#: ``--help``, ``--cfg`` or a config error, nor in the processes a table build spawns (spawn imports the main module).
+Target = Union[Callable[..., Any], str]
+
+
+def resolve_target(target: Target) -> Callable[..., Any]:
+    """The function of a ``Target`` (``"s3nas.train.runner:train_task"`` -> that function)."""
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run(main_fn: Target, config_name: str = "search", check: Optional[Target] = None) -> None:
     """Run ``main_fn(cfg)`` as a Hydra app on ``conf/<config_name>.yaml`` (see the module docstring).
 
     ``check(cfg)``, when given, runs on the resolved config before anything is printed or written; its
     UserErrors are reported like any other, the (still empty) run dir is removed, and its return value is
-    passed on: ``main_fn(cfg, checked)``.
+    passed on: ``main_fn(cfg, checked)``. Either may be named by its import path (``Target``).
     """
     register_configs()
     # a log file on a full disk (the job log, W&B's debug.log) must not print tracebacks; the writer that
@@ -107,8 +121,7 @@ def run(main_fn: Callable[..., Any], config_name: str = "search",
         sys.exit(USER_ERROR_EXIT)
 
 
-def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
-              check: Optional[Callable[[Any], Any]] = None) -> Callable[[Any], Any]:
+def make_task(main_fn: Target, state: Optional[dict] = None, check: Optional[Target] = None) -> Callable[[Any], Any]:
     """Wrap ``main_fn`` as a Hydra task: resolve, check, print + save the config, report errors, finish W&B."""
 
     def task(cfg: Any) -> Any:
@@ -123,10 +136,11 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
             from s3nas.runtime.quiet import quiet_third_party
 
             quiet_third_party()  # again: Hydra's job logging was set up after run() started
-            checked = check(cfg) if check is not None else None
+            checked = resolve_target(check)(cfg) if check is not None else None
             checked_ok = True
             _print_and_save(cfg)
-            result = main_fn(cfg, checked) if check is not None else main_fn(cfg)
+            main = resolve_target(main_fn)
+            result = main(cfg, checked) if check is not None else main(cfg)
             failed = False
             return result
         except KeyboardInterrupt:
@@ -163,8 +177,11 @@ def make_task(main_fn: Callable[..., Any], state: Optional[dict] = None,
             finish_wandb(exit_code=1 if failed else 0)
             restore_signals()
 
-    task.__name__ = getattr(main_fn, "__name__", "task")
-    task.__module__ = getattr(main_fn, "__module__", __name__)
+    if isinstance(main_fn, str):
+        task.__module__, _, task.__name__ = main_fn.partition(":")
+    else:
+        task.__name__ = getattr(main_fn, "__name__", "task")
+        task.__module__ = getattr(main_fn, "__module__", __name__)
     return task
 
 

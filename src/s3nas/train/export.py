@@ -10,16 +10,19 @@ and exports it; ``python -m s3nas.train.export_app run_dir=...`` is its command 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from s3nas.errors import ConfigError, UserError
+from s3nas.outputs import ExportSummary, write_summary
+from s3nas.train.contract import write_run_contract
 from s3nas.train.network import NetworkSource, build_network
 from s3nas.utils.io import atomic_output_path
 
@@ -155,3 +158,17 @@ def export_run_dir(run_dir: str | os.PathLike, *, output: Optional[str] = None, 
     return export_onnx(model, Path(output) if output else run_dir / "model.onnx", input_size=size,
                        in_channels=int(meta.get("in_channels", 3)), opset=opset, dynamic_batch=dynamic_batch,
                        check=check, atol=atol, real_images=real_images_of(run_dir) if check else None)
+
+
+def export_task(cfg: Any, checked: Any = None) -> dict:
+    """s3nas-export's Hydra task (s3nas.train.export_app): export and check; print the result as one JSON line and
+    return it."""
+    result = export_run_dir(cfg.run_dir, output=cfg.output, input_size=cfg.input_size, opset=cfg.opset,
+                            dynamic_batch=cfg.dynamic_batch, check=cfg.check, atol=cfg.atol,
+                            weights=cfg.weights)
+    # latency.json beside the model: the train run's latency figures for it (none for an unfinished run)
+    write_run_contract(result["path"], cfg.run_dir, written_by="s3nas-export")
+    run_dir = Path(str(cfg.paths.output_dir))
+    write_summary(run_dir, ExportSummary(onnx=result, source_run_dir=str(cfg.run_dir), run_dir=str(run_dir)))
+    print(json.dumps(result), flush=True)
+    return result

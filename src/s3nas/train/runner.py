@@ -269,6 +269,20 @@ def build_trainer(cfg: DictConfig, *, ckpt_dir: Path, loggers: list, extra_callb
                                    log_every_n_steps=log_every)
 
 
+def train_task(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> Any:
+    """train.py's Hydra task: train, test, write the run dir; return the sweeper objective (test accuracy by
+    default)."""
+    summary = run_train(cfg, checked)
+    return _field(summary, cfg.optimized_metric or "test_acc")
+
+
+def _field(summary: Any, name: str) -> Any:
+    """``name`` of a summary, whether a mapping or a typed object (None when it has no such field)."""
+    if isinstance(summary, dict):
+        return summary.get(name)
+    return getattr(summary, name, None)
+
+
 def run_train(cfg: DictConfig, checked: Optional[CheckedInputs] = None) -> dict:
     """Train, test, write the run dir's outputs; returns the summary (also in summary.json)."""
     started = time.time()
