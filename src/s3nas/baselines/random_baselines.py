@@ -2,7 +2,7 @@
 
 Both draw ``num_samples`` architectures of the same search space as search.py, uniform over those whose
 latency-table estimate is within ``target * (1 +- tolerance)`` and confirmed in that band by simulating the whole
-network (``s3nas.baselines.sampling``). Every sample is trained from scratch by ``s3nas.train.run_train`` (the
+network (``s3nas.baselines.sampling``). Every sample is trained from scratch by ``s3nas.train.runner.run_train`` (the
 code behind ``python train.py``) with the ``short`` budget, in ``<run dir>/samples/<i>/`` (a train.py run dir of
 its own); the best by ``select_on`` (validation accuracy, never test) is the result. Random search then retrains
 it with the ``full`` budget in ``<run dir>/final/``; random selection (``full: null``) trains every sample fully

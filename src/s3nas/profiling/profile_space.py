@@ -262,7 +262,7 @@ def training_key(spec: ArchSpec, cfg: Any, seed: int) -> dict:
 
 
 def train_cfg_for(cfg: Any, arch_path: Path, run_dir: Path, seed: int) -> Any:
-    """A train.py config (for ``s3nas.train.run_train``) that trains ``arch_path`` briefly in ``run_dir``."""
+    """A train.py config (for ``s3nas.train.runner.run_train``) that trains ``arch_path`` briefly in ``run_dir``."""
     recipe = _plain(cfg.recipe)
     recipe["epochs"] = int(cfg.profile.accuracy.epochs)
     trainer = _plain(cfg.trainer)
