@@ -20,7 +20,7 @@ from inprocess import SHORT_SEARCH, SMALL_SPACE, SMALL_SPLITS
 from s3nas.arch import codec
 from s3nas.postsearch.postprocess import apply, se_blocks, without_se
 from s3nas.postsearch.scaling import find_coefficient
-from s3nas.postsearch.se_removal import lowest_blocks, record_excitations, score_blocks
+from s3nas.postsearch.selective_se import lowest_blocks, record_excitations, score_blocks
 from s3nas.arch.params import count_params
 
 

@@ -18,7 +18,7 @@ from s3nas.arch import codec
 from s3nas.arch.graph import archspec_to_graph
 from s3nas.errors import ConfigError
 from s3nas.postsearch.postprocess import apply, se_blocks, with_activation, with_se, without_se
-from s3nas.postsearch.se_removal import lowest_blocks, score_blocks
+from s3nas.postsearch.selective_se import lowest_blocks, score_blocks
 from s3nas.arch.params import count_params
 
 
@@ -130,7 +130,7 @@ def test_lowest_blocks_by_count_fraction_threshold():
 def test_recorded_excitations_drive_the_removal(small):
     torch = pytest.importorskip("torch")
     from s3nas.nn.builder import build_model
-    from s3nas.postsearch.se_removal import record_excitations
+    from s3nas.postsearch.selective_se import record_excitations
 
     spec = with_se(small, range(len(small.blocks)))
     torch.manual_seed(0)
@@ -154,7 +154,7 @@ def test_recorded_excitations_drive_the_removal(small):
 # ---------------------------------------------------------------------------------------------- CLI
 def _cli(module, args):
     """``python -m <module> <args>``: a real process for the light post-processing command; in the test process
-    (tests/support/inprocess.py) for SE removal, whose imports (torch, the data) cost seconds a process."""
+    (tests/support/inprocess.py) for SE removal, whose task's imports (torch, the data) cost seconds a process."""
     if module == "s3nas.postsearch.se_removal":
         from inprocess import run_inprocess
 
@@ -225,7 +225,7 @@ def test_se_removal_cli_removes_the_lowest_scored_blocks(small, tmp_path):
 
 
 def test_se_removal_user_errors(small, tmp_path, compose_cfg):
-    from s3nas.postsearch.se_removal import check
+    from s3nas.postsearch.selective_se import check
 
     run = tmp_path / "train_run"
     _fake_train_run(with_se(small, [1, 2]), run)
