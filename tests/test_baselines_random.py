@@ -21,7 +21,8 @@ def _run(args, env, timeout=600):
 @pytest.fixture(scope="module")
 def random_search_run(tmp_path_factory, run_inproc):
     """A finished random search: 2 samples x 1 epoch of 2 batches, the best retrained for 1 epoch (the command
-    line in the test process: tests/support/inprocess.py)."""
+    line in the test process: tests/support/inprocess.py; its latency table built in that process, not by two spawned
+    workers: the parallel build is tests/test_lut.py's)."""
     run_dir = tmp_path_factory.mktemp("baselines") / "random_search"
     run_inproc(["-m", "s3nas.baselines.random_search", *TINY, "num_samples=2", "full.epochs=1", "lut_workers=1",
                 f"hydra.run.dir={run_dir}"])
