@@ -247,6 +247,21 @@ def test_command_modules_import_no_torch(cli_env):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_every_named_check_and_task_resolves_to_a_function():
+    """A command's named targets are imported only when it runs: a misspelt one would show only then."""
+    import re
+
+    from s3nas.runtime.entry import resolve_target
+
+    named = set()
+    for path in sorted((REPO_ROOT / "src" / "s3nas").rglob("*.py")):
+        named |= set(re.findall(r'"(s3nas(?:\.\w+)+:\w+)"', path.read_text()))
+    assert {"s3nas.train.runner:train_task", "s3nas.postsearch.selective_se:check",
+            "s3nas.baselines.random_baselines:random_task"} <= named, sorted(named)
+    for target in sorted(named):
+        assert callable(resolve_target(target)), target
+
+
 def test_a_composition_shares_the_schema_store_instead_of_copying_it(compose_cfg):
     """Hydra deep-copies its config repository for every composition, and with it the ConfigStore of every schema
     (~15% of a composition, s3nas.config._share_the_config_store): the store's copy is the store."""
