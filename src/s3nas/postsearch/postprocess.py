@@ -22,7 +22,7 @@ from s3nas.arch.spec import ACTIVATIONS, ArchSpec
 from s3nas.errors import ConfigError
 from s3nas.latency.backend import make_backend
 from s3nas.outputs import PostprocessSummary, write_summary
-from s3nas.postsearch.stepio import load_arch, measure, parse_block_list
+from s3nas.postsearch.stepio import change_fields, load_arch, measure, parse_block_list
 from s3nas.runtime.entry import run
 
 SE_CHOICES = ("all", "none", "keep")
@@ -120,15 +120,7 @@ def run_postprocess(cfg: Any, checked: Optional[PostprocessInputs] = None) -> di
     after = measure(new_spec, checked.backend)
     changed = [i for i, (a, b) in enumerate(zip(checked.spec.blocks, new_spec.blocks)) if a != b]
     summary = PostprocessSummary(
-        latency_ms=after.latency_ms,
-        latency_source=after.latency_source,
-        latency_noise_pct=after.latency_noise_pct,
-        latency_before_ms=before.latency_ms,
-        latency_change_ms=after.latency_ms - before.latency_ms,
-        params=after.params,
-        params_before=before.params,
-        macs=after.macs,
-        macs_before=before.macs,
+        **change_fields(before, after),
         input_size=new_spec.input_size,
         se_blocks=se_blocks(new_spec),
         se_blocks_before=se_blocks(checked.spec),

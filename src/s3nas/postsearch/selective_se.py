@@ -32,7 +32,7 @@ from s3nas.errors import ConfigError
 from s3nas.latency.backend import make_backend
 from s3nas.outputs import SeRemovalSummary, write_summary
 from s3nas.postsearch.postprocess import se_blocks, without_se
-from s3nas.postsearch.stepio import measure
+from s3nas.postsearch.stepio import change_fields, measure
 from s3nas.train.export import load_trained
 from s3nas.train.network import NetworkSource
 from s3nas.utils.io import atomic_write_text
@@ -207,13 +207,7 @@ def run_removal(cfg: Any, checked: Optional[RemovalInputs] = None) -> dict:
         f"{r['block']},{r['stage']},{r['channels']},{r['score']:.6g},{r['rank']},{str(r['removed']).lower()}\n"
         for r in rows)
     summary = SeRemovalSummary(
-        latency_ms=after.latency_ms,
-        latency_source=after.latency_source,
-        latency_noise_pct=after.latency_noise_pct,
-        latency_before_ms=before.latency_ms,
-        latency_change_ms=after.latency_ms - before.latency_ms,
-        params=after.params, params_before=before.params,
-        macs=after.macs, macs_before=before.macs,
+        **change_fields(before, after),
         input_size=new_spec.input_size,
         removed_blocks=removed,
         se_blocks=se_blocks(new_spec),

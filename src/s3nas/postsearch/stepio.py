@@ -54,6 +54,14 @@ class Figures:
                 f"{prefix}input_size": self.input_size}
 
 
+def change_fields(before: Figures, after: Figures) -> dict:
+    """A step's summary fields for the network it delivers (``after``) and the one it started from (``before``)."""
+    return {"latency_ms": after.latency_ms, "latency_source": after.latency_source,
+            "latency_noise_pct": after.latency_noise_pct, "latency_before_ms": before.latency_ms,
+            "latency_change_ms": after.latency_ms - before.latency_ms, "params": after.params,
+            "params_before": before.params, "macs": after.macs, "macs_before": before.macs}
+
+
 def measure(spec: ArchSpec, backend: Any) -> Figures:
     """Latency on ``backend`` (a LatencyBackend), MACs (deployment input size) and parameter count of ``spec``."""
     result = backend.evaluate(spec)
